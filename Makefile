@@ -1,0 +1,37 @@
+# Everything the project needs is installed by these targets; nothing by hand.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+# Tests read real MNIST from the shared data folder when it is there (see README, "Data").
+export ROBUSTLAB_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
+
+.PHONY: demo test test-slow bench lint clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# The small CPU build of torch first, so nothing later pulls a CUDA build or torchvision.
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[dev,reference]"
+	# torchattacks declares torchvision as a dependency it does not need for its attacks.
+	$(PIP) install --no-deps "torchattacks==3.5.1"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/robustlab reproduce --preset quick
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) bench/train_speed.py
+	$(PY) bench/attack_speed.py
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+
+clean-venv:
+	rm -rf $(VENV)

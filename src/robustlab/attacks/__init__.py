@@ -1,0 +1,52 @@
+"""Adversarial attacks: `create_attack(name, **kw)` -> `Attack`; `x_adv = attack(model, x, y)`.
+
+Every attack is registered in `robustlab.registry.ATTACKS` by importing its module here.
+See `robustlab.attacks.base` for the contract and for how to write a new attack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robustlab.attacks import (  # noqa: F401  (importing registers the attacks)
+    apgd,
+    autoattack,
+    cw,
+    fgsm,
+    mifgsm,
+    pgd,
+)
+from robustlab.attacks.adaptive import BPDAWrapper, bpda
+from robustlab.attacks.base import Attack, AttackError, AttackModel, input_gradient
+from robustlab.registry import ATTACKS
+
+try:  # attacks written in parallel; imported when present  # TODO: make unconditional
+    from robustlab.attacks import fab, square, transfer  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
+
+def create_attack(name: str, **kwargs: Any) -> Attack:
+    """Build the attack registered as `name` with its hyper-parameters (validated here)."""
+    return ATTACKS.create(name, **kwargs)
+
+
+create = create_attack
+
+
+def list_attacks() -> list[str]:
+    """Sorted names of every registered attack."""
+    return ATTACKS.list()
+
+
+__all__ = [
+    "Attack",
+    "AttackError",
+    "AttackModel",
+    "BPDAWrapper",
+    "bpda",
+    "create",
+    "create_attack",
+    "input_gradient",
+    "list_attacks",
+]

@@ -1,0 +1,263 @@
+"""Auto-PGD (Croce & Hein, 2020, "Reliable evaluation of adversarial robustness with an
+ensemble of diverse parameter-free attacks"): APGD-CE, APGD-DLR and targeted APGD-T.
+
+One run of `steps` iterations, per sample:
+- start at `x0 = x + eps * t / ||t||` (t uniform in [-1, 1]^d for Linf, Gaussian for L2),
+  clipped to [0, 1]; step size `eta = 2 * eps`;
+- the first step is a projected steepest-ascent step; later steps add momentum:
+  `z = P(x_k + eta * dir(grad))`, `x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1}))`
+  with `a = 0.75` (`momentum`);
+- at the checkpoints `w_0 = 0, w_1 = ceil(0.22 N), ...` (gaps shrinking by 0.03 N down to
+  0.06 N) the step size is halved, and the iterate reset to the highest-loss point so far,
+  when (1) the loss increased in at most `rho = 0.75` of the steps since the last checkpoint,
+  or (2) the step size was not halved at the last checkpoint and the best loss has not
+  improved since.
+Restarts (`restarts`) run again on the samples still robust. APGD-T runs one such attack per
+target class, the classes with the 2nd..(n_target_classes+1)-th highest clean logits, with
+the targeted DLR loss, again only on the samples still robust.
+
+Samples found adversarial are frozen (per-sample state is independent, so the others'
+trajectories are unchanged); the output is the first adversarial iterate, else the iterate
+with the highest loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from robustlab.attacks.base import Attack, AttackModel, BestIterate
+from robustlab.attacks.losses import LossFn, ce_loss, dlr_loss, is_adversarial
+from robustlab.attacks.norms import (
+    eps_view,
+    layout_of,
+    lp_norm,
+    project_and_clip,
+    steepest_direction,
+)
+from robustlab.registry import ATTACKS
+
+
+def apgd_checkpoint_gaps(steps: int) -> tuple[int, int, int]:
+    """(first gap, gap decrement, minimal gap) of the checkpoint schedule, in iterations."""
+    return max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+
+
+def apgd_start(x: Tensor, eps_v: Tensor, norm: str, generator: torch.Generator) -> Tensor:
+    """The APGD random start `x + eps * t / ||t||`, clipped to [0, 1]."""
+    if norm == "linf":
+        t = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
+    else:
+        t = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    t = t / eps_view(lp_norm(t, norm), t).clamp_min(1e-12)
+    return (x + eps_v * t.contiguous(memory_format=layout_of(x))).clamp(0.0, 1.0)
+
+
+def apgd_run(
+    model: AttackModel,
+    x: Tensor,
+    y: Tensor,
+    eps: Tensor,
+    target: Tensor | None,
+    generator: torch.Generator,
+    best: BestIterate,
+    idx: Tensor,
+    *,
+    loss_fn: LossFn,
+    norm: str,
+    steps: int,
+    momentum: float = 0.75,
+    rho: float = 0.75,
+    success_is_targeted: bool = True,
+) -> None:
+    """One APGD run on the rows `idx` of the full batch (`x`, `y`, `eps` `[N]`, `target`);
+    offers every iterate to `best`. Random numbers are drawn for the full batch.
+
+    With a `target`, the loss is targeted; success means "classified as target" unless
+    `success_is_targeted=False` (APGD-T: any misclassification counts, as in AutoAttack)."""
+    x_start_all = apgd_start(x, eps_view(eps, x), norm, generator)
+    if idx.numel() == 0:
+        return
+    x0 = x[idx]
+    e0 = eps_view(eps[idx], x0)
+    y0 = y[idx]
+    t0 = target[idx] if target is not None else None
+    xa = x_start_all[idx]
+    g = model.gradient(xa, y0, loss_fn, t0)
+    success = is_adversarial(g.logits, y0, t0 if success_is_targeted else None)
+    best.update(idx, xa, g.loss, success)
+    grad = g.grad
+    st = {
+        "idx": idx,
+        "x0": x0,
+        "e0": e0,
+        "y0": y0,
+        "xa": xa,
+        "grad": grad,
+        "x_prev": xa,
+        "step": 2 * e0,
+        "x_max": xa,
+        "grad_max": grad,
+        "loss_max": g.loss,
+        "loss_prev": g.loss,
+        "n_incr": torch.zeros_like(g.loss),
+        "loss_max_last": g.loss,
+        "reduced_last": torch.ones_like(success),
+    }
+    if t0 is not None:
+        st["t0"] = t0
+    st = _keep(st, ~success)
+    gap, decr, gap_min = apgd_checkpoint_gaps(steps)
+    counter = 0
+    for i in range(steps):
+        if st["idx"].numel() == 0:
+            return
+        a = 1.0 if i == 0 else momentum
+        xa, x0, e0 = st["xa"], st["x0"], st["e0"]
+        z = project_and_clip(x0, xa + st["step"] * steepest_direction(st["grad"], norm), e0, norm)
+        x_new = project_and_clip(x0, xa + a * (z - xa) + (1 - a) * (xa - st["x_prev"]), e0, norm)
+        st["x_prev"], st["xa"] = xa, x_new
+        t0 = st.get("t0")
+        g = model.gradient(x_new, st["y0"], loss_fn, t0)
+        success = is_adversarial(g.logits, st["y0"], t0 if success_is_targeted else None)
+        best.update(st["idx"], x_new, g.loss, success)
+        loss = g.loss
+        st["grad"] = g.grad
+        st["n_incr"] = st["n_incr"] + (loss > st["loss_prev"]).to(loss.dtype)
+        st["loss_prev"] = loss
+        improved = loss > st["loss_max"]
+        imp_v = eps_view(improved, x_new)
+        st["x_max"] = torch.where(imp_v, x_new, st["x_max"])
+        st["grad_max"] = torch.where(imp_v, g.grad, st["grad_max"])
+        st["loss_max"] = torch.where(improved, loss, st["loss_max"])
+        counter += 1
+        if counter == gap:
+            oscillating = st["n_incr"] <= gap * rho
+            stalled = ~st["reduced_last"] & (st["loss_max_last"] >= st["loss_max"])
+            reduce = oscillating | stalled
+            st["reduced_last"] = reduce
+            st["loss_max_last"] = st["loss_max"]
+            red_v = eps_view(reduce, x_new)
+            st["step"] = torch.where(red_v, st["step"] / 2, st["step"])
+            st["xa"] = torch.where(red_v, st["x_max"], st["xa"])
+            st["grad"] = torch.where(red_v, st["grad_max"], st["grad"])
+            st["n_incr"] = torch.zeros_like(st["n_incr"])
+            counter = 0
+            gap = max(gap - decr, gap_min)
+        if bool(success.any()):
+            st = _keep(st, ~success)
+
+
+def _keep(st: dict[str, Tensor], keep: Tensor) -> dict[str, Tensor]:
+    if bool(keep.all()):
+        return st
+    return {k: v[keep] for k, v in st.items()}
+
+
+class _APGDBase(Attack):
+    """Shared parameters: `eps`, `norm` ("linf" | "l2"), `steps` (default 100), `restarts`
+    (default 1), `momentum` (0.75), `rho` (0.75), plus the common `Attack` parameters."""
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor | None = None,
+        norm: str = "linf",
+        steps: int = 100,
+        restarts: int = 1,
+        momentum: float = 0.75,
+        rho: float = 0.75,
+        seed: int = 0,
+        **common,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        self.steps = self.check_positive_int("steps", steps)
+        self.restarts = self.check_positive_int("restarts", restarts)
+        self.momentum = self.check_nonneg_float("momentum", momentum)
+        self.rho = self.check_nonneg_float("rho", rho)
+
+    def _run(self, model, x, y, eps, target, generator, best, loss_fn) -> None:
+        for _ in range(self.restarts):
+            apgd_run(
+                model,
+                x,
+                y,
+                eps,
+                target,
+                generator,
+                best,
+                best.remaining(),
+                loss_fn=loss_fn,
+                norm=self.norm,
+                steps=self.steps,
+                momentum=self.momentum,
+                rho=self.rho,
+            )
+
+
+@ATTACKS.register("apgd-ce")
+class APGDCE(_APGDBase):
+    """APGD on the cross-entropy loss (untargeted, or targeted CE when `target` is given)."""
+
+    name = "apgd-ce"
+
+    def perturb(self, model, x, y, eps, target, generator):
+        best = BestIterate.from_clean(model, x, y, ce_loss, target)
+        self._run(model, x, y, eps, target, generator, best, ce_loss)
+        return best.x
+
+
+@ATTACKS.register("apgd-dlr")
+class APGDDLR(_APGDBase):
+    """APGD on the DLR loss (needs >= 3 classes)."""
+
+    name = "apgd-dlr"
+    min_classes = 3
+
+    def perturb(self, model, x, y, eps, target, generator):
+        best = BestIterate.from_clean(model, x, y, dlr_loss, target)
+        self._run(model, x, y, eps, target, generator, best, dlr_loss)
+        return best.x
+
+
+@ATTACKS.register("apgd-t")
+class APGDT(_APGDBase):
+    """Targeted APGD with the targeted DLR loss over the top `n_target_classes` (default 9)
+    classes other than the predicted one (needs >= 3 classes). Untargeted in its result (any
+    misclassification counts); does not take `target`."""
+
+    name = "apgd-t"
+    min_classes = 3
+    supports_target = False
+
+    def __init__(
+        self, *, eps: float | Tensor | None = None, n_target_classes: int = 9, **kw
+    ) -> None:
+        super().__init__(eps=eps, **kw)
+        self.n_target_classes = self.check_positive_int("n_target_classes", n_target_classes)
+
+    def perturb(self, model, x, y, eps, target, generator):
+        best = BestIterate.from_clean(model, x, y, ce_loss)
+        order = model.logits(x).argsort(dim=1)  # ascending
+        k = order.shape[1]
+        for tc in range(2, min(self.n_target_classes, k - 1) + 2):
+            tgt = order[:, -tc]
+            for _ in range(self.restarts):
+                idx = best.remaining()
+                apgd_run(
+                    model,
+                    x,
+                    y,
+                    eps,
+                    tgt,
+                    generator,
+                    best,
+                    idx,
+                    loss_fn=dlr_loss,
+                    norm=self.norm,
+                    steps=self.steps,
+                    momentum=self.momentum,
+                    rho=self.rho,
+                    success_is_targeted=False,
+                )
+        return best.x

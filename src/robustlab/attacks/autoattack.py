@@ -1,0 +1,110 @@
+"""AutoAttack, version "standard" (Croce & Hein, 2020).
+
+APGD-CE (no restarts) -> APGD-T (9 target classes) -> FAB-T (9 target classes) -> Square
+(5000 queries), each with 100 iterations where iterative, each run only on the samples that
+are still robust (correctly classified) after the previous ones; the output holds, per
+sample, the first adversarial example found (the clean input where it is misclassified
+already; the last attack's output where every attack failed).
+
+FAB-T and Square are looked up in the attack registry (`fab-t`, `square`); if either is not
+registered, constructing AutoAttack fails with a clear error -- it never silently skips one.
+`attack.last_robust` `[N]` (bool) and `attack.last_breakdown` (name -> number of samples each
+stage broke) describe the last call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustlab.attacks.base import Attack, AttackError
+from robustlab.attacks.norms import eps_view, project_and_clip
+from robustlab.registry import ATTACKS
+
+VERSIONS = ("standard",)
+
+
+def standard_components(
+    eps: float | Tensor, norm: str, seed: int, common: dict[str, Any]
+) -> list[tuple[str, Attack]]:
+    """The four attacks of the standard version with the paper's counts."""
+    missing = [n for n in ("fab-t", "square") if n not in ATTACKS]
+    if missing:
+        raise AttackError(
+            f"autoattack (standard) needs the attacks {', '.join(missing)}, which are not "
+            f"registered; registered: {', '.join(ATTACKS.list())}"
+        )
+    kw = dict(eps=eps, norm=norm, seed=seed, **common)
+    return [
+        ("apgd-ce", ATTACKS.create("apgd-ce", steps=100, restarts=1, **kw)),
+        ("apgd-t", ATTACKS.create("apgd-t", steps=100, restarts=1, n_target_classes=9, **kw)),
+        ("fab-t", ATTACKS.create("fab-t", n_iter=100, n_restarts=1, n_target_classes=9, **kw)),
+        ("square", ATTACKS.create("square", n_queries=5000, **kw)),
+    ]
+
+
+@ATTACKS.register("autoattack")
+class AutoAttack(Attack):
+    """Parameters: `eps`, `norm` ("linf" | "l2"), `version` ("standard"), `seed`, plus the
+    common `Attack` parameters (passed on to every component). `components` may replace the
+    standard list with `[(name, Attack), ...]` (e.g. cheaper counts in tests)."""
+
+    name = "autoattack"
+    min_classes = 3
+    supports_target = False
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor | None = None,
+        norm: str = "linf",
+        version: str = "standard",
+        seed: int = 0,
+        components: list[tuple[str, Attack]] | None = None,
+        **common: Any,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        if version not in VERSIONS:
+            raise AttackError(f"version: expected one of {', '.join(VERSIONS)}, got {version!r}")
+        self.version = version
+        if components is None:
+            components = standard_components(eps, norm, seed, common)
+        for name, att in components:
+            if not isinstance(att, Attack):
+                raise AttackError(f"components: {name!r} is not an Attack: {att!r}")
+            if att.norm != self.norm:
+                raise AttackError(f"components: {name!r} uses norm {att.norm}, not {self.norm}")
+        self.components = components
+        self.last_robust: Tensor | None = None
+        self.last_breakdown: dict[str, int] = {}
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["components"] = [att.describe() for _, att in self.components]
+        return out
+
+    def perturb(self, model, x, y, eps, target, generator):
+        x_adv = x.clone()
+        robust = ~model.is_adversarial(x, y)
+        self.last_breakdown = {"clean": int((~robust).sum())}
+        for name, att in self.components:
+            idx = robust.nonzero().flatten()
+            if idx.numel() == 0:
+                self.last_breakdown[name] = 0
+                continue
+            if att.min_classes > model.logits(x[:1]).shape[1]:
+                raise AttackError(f"{name} needs at least {att.min_classes} classes")
+            gen = torch.Generator(device=x.device).manual_seed(att.seed)
+            out = att.perturb(model, x[idx], y[idx], eps[idx], None, gen)
+            xi = x[idx]
+            out = project_and_clip(
+                xi, model.prepare(out.detach()), eps_view(eps[idx], xi), self.norm
+            )
+            broken = model.is_adversarial(out, y[idx])
+            x_adv[idx] = out  # still-robust samples keep the latest attack's output
+            robust[idx[broken]] = False
+            self.last_breakdown[name] = int(broken.sum())
+        self.last_robust = robust
+        return x_adv

@@ -1,0 +1,295 @@
+"""FAB, the Fast Adaptive Boundary attack (Croce & Hein, ICML 2020): `fab` and `fab-t`.
+
+FAB looks for the adversarial example of minimal norm. At every iteration it linearises the
+decision boundary at the current iterate `x1` (one hyperplane per competing class, from the
+logit differences and their input gradients), picks the closest hyperplane, and projects both
+`x1` and the original point `x0` onto it (inside the box [0, 1]). The next iterate is a convex
+combination of the two projections, biased towards `x0` (weight `alpha <= alpha_max`) and
+overshooting by `eta`; after each success it steps back towards `x0` by the factor `beta`.
+
+`fab` is untargeted (all K - 1 hyperplanes at every step; the Jacobian of the K - 1 logit
+differences comes from one batched backward over a replicated batch). `fab-t` is the targeted
+version used by AutoAttack: one run per target class -- the classes with the 2nd, 3rd, ...
+`(n_target_classes + 1)`-th largest clean logit -- each needing one backward per step for the
+single difference `z_t - z_y`; it succeeds on any misclassification.
+
+Both return, per sample, the smallest adversarial perturbation found if its norm is within
+eps, else the input (AutoAttack semantics: a perturbation larger than eps does not count).
+Inputs already misclassified are returned unchanged. Runs after the first (restarts) start
+from a random point at half the smaller of eps and the best norm so far, and only attack the
+samples without a success within eps yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustlab.attacks.base import Attack, AttackModel
+from robustlab.attacks.losses import is_adversarial
+from robustlab.attacks.norms import eps_view, lp_norm, random_in_ball
+from robustlab.registry import ATTACKS
+
+_TINY = 1e-12
+
+
+def _logit_difference(logits: Tensor, y: Tensor, other: Tensor | None) -> Tensor:
+    """`z_other - z_y` per row `[N]` (the FAB boundary function; negative before crossing)."""
+    assert other is not None
+    return logits.gather(1, other[:, None])[:, 0] - logits.gather(1, y[:, None])[:, 0]
+
+
+def dual_norm(v: Tensor, norm: str) -> Tensor:
+    """Dual norm over the last dimension: L1 for linf, L2 for l2."""
+    return v.abs().sum(-1) if norm == "linf" else v.norm(p=2, dim=-1)
+
+
+def boundary_step(x: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
+    """Minimal-norm step onto a hyperplane inside the box: argmin ||d|| s.t. c + w.d = 0 and
+    x + d in [0, 1]^D.
+
+    Shapes: `x`, `w` `[N, D]` (flattened points in [0, 1] and hyperplane normals), `c` `[N]`
+    (the affine function's value at `x`). Returns `d` `[N, D]`.
+
+    The KKT conditions give `|d_i| = min(lam * a_i, room_i)` in the direction of
+    `sign(w_i) * sign(-c)`, with `a_i = 1` (linf) or `|w_i|` (l2) and `room_i` the distance
+    from `x_i` to the box face in that direction; the reached value `sum_i |w_i| |d_i|` is a
+    piecewise-linear increasing function of `lam` whose kinks are at `room_i / a_i`, so `lam`
+    follows from one sort and cumulative sums. Where no point of the box reaches the
+    hyperplane, the unconstrained minimal-norm step is returned (the caller clips to [0, 1]).
+    """
+    r = -c
+    sgn = torch.where(r < 0, -1.0, 1.0).to(w.dtype)
+    ws = w * sgn[:, None]  # now we need ws . d = |r| with d_i moving along sign(ws_i)
+    need = r.abs()[:, None]
+    aw = ws.abs()
+    active = aw > 0
+    room = torch.where(ws > 0, 1.0 - x, x).clamp_min(0.0) * active
+    a = active.to(w.dtype) if norm == "linf" else aw
+    kink = torch.where(active, room / a.clamp_min(1e-30), torch.full_like(room, torch.inf))
+    kink_sorted, order = kink.sort(dim=1)
+    aw_s, a_s, room_s = aw.gather(1, order), a.gather(1, order), room.gather(1, order)
+    saturated = torch.cumsum(aw_s * room_s, dim=1)  # value from coordinates 0..k at their face
+    slope = aw_s * a_s
+    slope_cum = torch.cumsum(slope, dim=1)
+    slope_total = slope_cum[:, -1:]
+    finite = torch.isfinite(kink_sorted)
+    value_at_kink = saturated + (slope_total - slope_cum) * torch.where(finite, kink_sorted, 0.0)
+    value_at_kink = torch.where(finite, value_at_kink, torch.inf)
+    k = (value_at_kink < need).sum(dim=1, keepdim=True)  # coordinates saturated at the optimum
+    prev = (k - 1).clamp_min(0)
+    sat_before = torch.where(k > 0, saturated.gather(1, prev), 0.0)
+    slope_after = slope_total - torch.where(k > 0, slope_cum.gather(1, prev), 0.0)
+    lam = (need - sat_before) / slope_after.clamp_min(1e-30)
+    d_box = torch.minimum(lam * a, room) * torch.sign(ws)
+    if norm == "linf":
+        d_free = r[:, None] * torch.sign(w) / w.abs().sum(1, keepdim=True).clamp_min(_TINY)
+    else:
+        d_free = r[:, None] * w / (w * w).sum(1, keepdim=True).clamp_min(_TINY)
+    feasible = saturated[:, -1:] >= need
+    return torch.where(feasible, d_box, d_free)
+
+
+class _FABBase(Attack):
+    """Shared FAB machinery; see the module docstring. `perturb` picks the runs."""
+
+    min_classes = 2
+    supports_target = True
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor,
+        norm: str = "linf",
+        n_iter: int = 100,
+        n_restarts: int = 1,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        grad_batch_size: int = 2048,
+        seed: int = 0,
+        **common: Any,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        self.n_iter = self.check_positive_int("n_iter", n_iter)
+        self.n_restarts = self.check_positive_int("n_restarts", n_restarts)
+        self.alpha_max = self.check_nonneg_float("alpha_max", alpha_max)
+        if self.alpha_max > 1:
+            raise ValueError(f"alpha_max: expected a value in [0, 1], got {alpha_max}")
+        self.eta = self.check_nonneg_float("eta", eta, positive=True)
+        self.beta = self.check_nonneg_float("beta", beta, positive=True)
+        if self.beta > 1:
+            raise ValueError(f"beta: expected a value in (0, 1], got {beta}")
+        self.grad_batch_size = self.check_positive_int("grad_batch_size", grad_batch_size)
+
+    # ------------------------------------------------------------------ the boundary model
+    def _untargeted_linearisation(
+        self, model: AttackModel, x1: Tensor, y: Tensor, k: int
+    ) -> tuple[Tensor, Tensor]:
+        """All K - 1 boundaries at `x1`: `df` `[n, K-1]` (z_j - z_y) and `dg` `[n, K-1, D]`.
+
+        One gradient call on the batch replicated K - 1 times (row (i, j) differentiates
+        z_j - z_y of sample i), split into chunks of `grad_batch_size` rows.
+        """
+        n = x1.shape[0]
+        others = torch.arange(k - 1, device=y.device)[None, :].expand(n, -1)
+        others = others + (others >= y[:, None]).long()  # the K - 1 classes != y, per sample
+        per_chunk = max(1, self.grad_batch_size // (k - 1))
+        dfs, dgs = [], []
+        for s in range(0, n, per_chunk):
+            xs, ys, os_ = x1[s : s + per_chunk], y[s : s + per_chunk], others[s : s + per_chunk]
+            m = xs.shape[0]
+            x_rep = model.prepare(xs.repeat_interleave(k - 1, dim=0))
+            g = model.gradient(
+                x_rep, ys.repeat_interleave(k - 1), _logit_difference, os_.reshape(-1)
+            )
+            dfs.append(g.loss.reshape(m, k - 1))
+            dgs.append(g.grad.reshape(m, k - 1, -1))
+        return torch.cat(dfs), torch.cat(dgs)
+
+    def _targeted_linearisation(
+        self, model: AttackModel, x1: Tensor, y: Tensor, t: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The single boundary z_t - z_y at `x1`: `df` `[n, 1]`, `dg` `[n, 1, D]` (one backward)."""
+        g = model.gradient(x1, y, _logit_difference, t)
+        return g.loss[:, None], g.grad.reshape(x1.shape[0], 1, -1)
+
+    # --------------------------------------------------------------------------- one run
+    def _run(
+        self,
+        model: AttackModel,
+        x0: Tensor,
+        y: Tensor,
+        start_radius: Tensor | None,
+        boundary_class: Tensor | None,
+        success_target: Tensor | None,
+        k: int,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        """One FAB run of `n_iter` steps on `x0` `[n, ...]`; returns (best x, best norm `[n]`),
+        the norm being inf where no adversarial point was found.
+
+        `boundary_class`: the class t whose boundary z_t - z_y is followed (None = all classes);
+        `success_target`: success means predicting it (None = any misclassification);
+        `start_radius` `[n]`: random start at that radius (None = start at `x0`).
+        """
+        n = x0.shape[0]
+        flat0 = x0.reshape(n, -1)
+        best = x0.clone()
+        best_norm = torch.full((n,), torch.inf, device=x0.device, dtype=x0.dtype)
+        x1 = x0.clone()
+        if start_radius is not None:
+            x1 = x0 + random_in_ball(x0, eps_view(start_radius, x0), self.norm, generator)
+            x1 = x1.clamp(0.0, 1.0)
+        rows = torch.arange(n, device=x0.device)
+        for _ in range(self.n_iter):
+            if boundary_class is None:
+                df, dg = self._untargeted_linearisation(model, x1, y, k)
+            else:
+                df, dg = self._targeted_linearisation(model, x1, y, boundary_class)
+            closest = (df.abs() / (dual_norm(dg, self.norm) + _TINY)).argmin(dim=1)
+            w = dg[rows, closest]
+            f = df[rows, closest]
+            flat1 = x1.reshape(n, -1)
+            # Hyperplane {z : f + w.(z - x1) = 0}; its value at x0 is f + w.(x0 - x1).
+            d1 = boundary_step(flat1, w, f, self.norm)
+            d2 = boundary_step(flat0, w, f + (w * (flat0 - flat1)).sum(1), self.norm)
+            a1 = lp_norm(d1, self.norm).clamp_min(1e-8)
+            a2 = lp_norm(d2, self.norm).clamp_min(1e-8)
+            alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max)[:, None]
+            nxt = (flat1 + self.eta * d1) * (1 - alpha) + (flat0 + self.eta * d2) * alpha
+            x1 = model.prepare(nxt.clamp(0.0, 1.0).reshape(x0.shape))
+            success = is_adversarial(model.logits(x1), y, success_target)
+            dist = lp_norm(x1 - x0, self.norm)
+            better = success & (dist < best_norm)
+            best = torch.where(eps_view(better, x0), x1, best)
+            best_norm = torch.where(better, dist, best_norm)
+            x1 = torch.where(eps_view(success, x0), x0 + self.beta * (x1 - x0), x1)
+        return best, best_norm
+
+    # ---------------------------------------------------------------------- the schedule
+    def _targets(self, logits: Tensor, target: Tensor | None) -> list[tuple[Tensor | None, bool]]:
+        """The runs as (boundary class per sample or None, success-means-target flag)."""
+        raise NotImplementedError
+
+    def perturb(
+        self,
+        model: AttackModel,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        target: Tensor | None,
+        generator: torch.Generator,
+    ) -> Tensor:
+        with torch.no_grad():
+            logits = model.logits(x)
+            k = logits.shape[1]
+            out = x.clone()
+            found = is_adversarial(logits, y, target) | (eps <= 0)
+            best_norm = torch.full_like(eps, torch.inf)
+            for boundary, to_target in self._targets(logits, target):
+                for restart in range(self.n_restarts):
+                    idx = (~found).nonzero()[:, 0]
+                    if idx.numel() == 0:
+                        return out
+                    radius = None
+                    if restart > 0:
+                        radius = 0.5 * torch.minimum(best_norm[idx], eps[idx])
+                    bx, bn = self._run(
+                        model,
+                        x[idx],
+                        y[idx],
+                        radius,
+                        None if boundary is None else boundary[idx],
+                        target[idx] if to_target and target is not None else None,
+                        k,
+                        generator,
+                    )
+                    best_norm[idx] = torch.minimum(best_norm[idx], bn)
+                    ok = bn <= eps[idx]
+                    out[idx[ok]] = bx[ok]
+                    found[idx[ok]] = True
+            return out
+
+
+@ATTACKS.register("fab")
+class FAB(_FABBase):
+    """Untargeted FAB (`fab`): follows the closest of the K - 1 linearised boundaries.
+
+    Parameters: `eps`, `norm` ("linf" | "l2"), `n_iter` (100), `n_restarts` (1; runs after
+    the first start at random), `alpha_max` (0.1), `eta` (1.05, overshoot), `beta` (0.9, step
+    back after a success), `grad_batch_size` (rows per backward pass of the replicated
+    Jacobian batch, 2048), `seed`. With `target` given it follows the boundary between `y`
+    and the target class and succeeds only when the target class is predicted.
+    """
+
+    name = "fab"
+
+    def _targets(self, logits: Tensor, target: Tensor | None) -> list[tuple[Tensor | None, bool]]:
+        return [(target, True)]
+
+
+@ATTACKS.register("fab-t")
+class FABTargeted(_FABBase):
+    """Targeted FAB as in AutoAttack (`fab-t`): one run per target class, the classes with
+    the 2nd ... `(n_target_classes + 1)`-th largest clean logit (capped at K - 1 targets),
+    each following the single boundary z_t - z_y; any misclassification counts.
+
+    Parameters as `fab`, plus `n_target_classes` (9). With `target` given, only that target
+    is attacked and success means predicting it.
+    """
+
+    name = "fab-t"
+
+    def __init__(self, *, n_target_classes: int = 9, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_target_classes = self.check_positive_int("n_target_classes", n_target_classes)
+
+    def _targets(self, logits: Tensor, target: Tensor | None) -> list[tuple[Tensor | None, bool]]:
+        if target is not None:
+            return [(target, True)]
+        ranked = logits.argsort(dim=1, descending=True)
+        n_t = min(self.n_target_classes, logits.shape[1] - 1)
+        return [(ranked[:, j], False) for j in range(1, n_t + 1)]

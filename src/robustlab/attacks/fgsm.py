@@ -1,0 +1,85 @@
+"""Fast gradient sign method (Goodfellow et al., 2015) and FGSM with random start (Wong et al.,
+2020, "Fast is better than free").
+
+`fgsm`: one step of size eps along the steepest-ascent direction of the loss at `x` (`sign` for
+Linf, the unit gradient for L2). `fgsm-rs`: start at a uniform random point of the eps-ball,
+take one step of size `step_size` (default `1.25 * eps`), project onto the ball ∩ [0, 1].
+Both keep a sample's clean input when that input is adversarial already (its gradient pass
+shows it), so the output's accuracy is never above the clean accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from robustlab.attacks.base import Attack
+from robustlab.attacks.losses import get_loss, is_adversarial
+from robustlab.attacks.norms import eps_view, project_and_clip, random_in_ball, steepest_direction
+from robustlab.registry import ATTACKS
+
+
+@ATTACKS.register("fgsm")
+class FGSM(Attack):
+    """Single-step attack. Parameters: `eps`, `norm` ("linf" | "l2"), `loss` ("ce" | "margin"),
+    plus the common `Attack` parameters."""
+
+    name = "fgsm"
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor | None = None,
+        norm: str = "linf",
+        loss: str = "ce",
+        seed: int = 0,
+        **common,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        self.loss = loss
+        self._loss_fn = get_loss(loss)
+        if loss == "dlr":
+            self.min_classes = 3
+
+    def perturb(self, model, x, y, eps, target, generator):
+        e = eps_view(eps, x)
+        g = model.gradient(x, y, self._loss_fn, target)
+        x_adv = project_and_clip(x, x + e * steepest_direction(g.grad, self.norm), e, self.norm)
+        already = is_adversarial(g.logits, y, target)
+        return torch.where(eps_view(already, x), x, x_adv)
+
+
+@ATTACKS.register("fgsm-rs")
+class FGSMRandomStart(Attack):
+    """FGSM from a random start. Parameters: `eps`, `norm`, `step_size` (absolute; default
+    `1.25 * eps` per sample), `loss`, plus the common `Attack` parameters."""
+
+    name = "fgsm-rs"
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor | None = None,
+        norm: str = "linf",
+        step_size: float | None = None,
+        loss: str = "ce",
+        seed: int = 0,
+        **common,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        self.step_size = (
+            None if step_size is None else self.check_nonneg_float("step_size", step_size)
+        )
+        self.loss = loss
+        self._loss_fn = get_loss(loss)
+        if loss == "dlr":
+            self.min_classes = 3
+
+    def perturb(self, model, x, y, eps, target, generator):
+        e = eps_view(eps, x)
+        step = 1.25 * e if self.step_size is None else torch.full_like(e, self.step_size)
+        clean_adv = model.is_adversarial(x, y, target)
+        x0 = project_and_clip(x, x + random_in_ball(x, e, self.norm, generator), e, self.norm)
+        g = model.gradient(x0, y, self._loss_fn, target)
+        x_adv = project_and_clip(x, x0 + step * steepest_direction(g.grad, self.norm), e, self.norm)
+        return torch.where(eps_view(clean_adv, x), x, x_adv)

@@ -1,0 +1,81 @@
+"""Momentum iterative FGSM (Dong et al., 2018, "Boosting adversarial attacks with momentum").
+
+`g <- mu * g + grad / ||grad||_1` (per sample), then a step of size `step_size` (default
+`eps / steps`) along `sign(g)` (Linf) or `g / ||g||_2` (L2), projected onto the eps-ball ∩
+[0, 1]. No random start. Returns per sample the first adversarial iterate, else the one with
+the highest loss; adversarial samples are frozen.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor  # noqa: F401
+
+from robustlab.attacks.base import Attack, BestIterate
+from robustlab.attacks.losses import get_loss, is_adversarial
+from robustlab.attacks.norms import eps_view, project_and_clip, steepest_direction
+from robustlab.registry import ATTACKS
+
+
+@ATTACKS.register("mifgsm")
+class MIFGSM(Attack):
+    """Parameters: `eps`, `norm`, `steps` (default 10), `step_size` (absolute; default
+    `eps / steps`), `decay` (momentum mu, default 1.0), `loss`, plus the common ones."""
+
+    name = "mifgsm"
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor | None = None,
+        norm: str = "linf",
+        steps: int = 10,
+        step_size: float | None = None,
+        decay: float = 1.0,
+        loss: str = "ce",
+        seed: int = 0,
+        **common,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        self.steps = self.check_positive_int("steps", steps)
+        self.step_size = (
+            None if step_size is None else self.check_nonneg_float("step_size", step_size)
+        )
+        self.decay = self.check_nonneg_float("decay", decay)
+        self.loss = loss
+        self._loss_fn = get_loss(loss)
+        if loss == "dlr":
+            self.min_classes = 3
+
+    def perturb(self, model, x, y, eps, target, generator):
+        loss_fn = self._loss_fn
+        e_all = eps_view(eps, x)
+        s_all = (
+            e_all / self.steps if self.step_size is None else torch.full_like(e_all, self.step_size)
+        )
+        best = BestIterate.from_clean(model, x, y, loss_fn, target)
+        idx = best.remaining()
+        x0, y0, e0, s0 = x[idx], y[idx], e_all[idx], s_all[idx]
+        t0 = target[idx] if target is not None else None
+        xa, mom = x0, torch.zeros_like(x0)
+        for _ in range(self.steps):
+            if idx.numel() == 0:
+                break
+            g = model.gradient(xa, y0, loss_fn, t0)
+            success = is_adversarial(g.logits, y0, t0)
+            best.update(idx, xa, g.loss, success)
+            grad = g.grad
+            if bool(success.any()):
+                keep = ~success
+                idx, xa, grad, mom = idx[keep], xa[keep], grad[keep], mom[keep]
+                x0, y0, e0, s0 = x0[keep], y0[keep], e0[keep], s0[keep]
+                t0 = t0[keep] if t0 is not None else None
+                if idx.numel() == 0:
+                    break
+            l1 = grad.abs().reshape(grad.shape[0], -1).sum(1).clamp_min(1e-12)
+            mom = self.decay * mom + grad / eps_view(l1, grad)
+            xa = project_and_clip(x0, xa + s0 * steepest_direction(mom, self.norm), e0, self.norm)
+        if idx.numel():
+            logits = model.logits(xa)
+            best.update(idx, xa, loss_fn(logits, y0, t0), is_adversarial(logits, y0, t0))
+        return best.x

@@ -1,0 +1,99 @@
+"""Threat-model geometry shared by every attack: Lp norms, projections, steps, random starts.
+
+Every function here works per sample on a batch. Shapes: `x`, `delta`, `grad` are `[N, ...]`
+(images `[N, C, H, W]`); `eps` is a tensor broadcastable to `x`, as returned by
+`eps_view(eps, x)` (shape `[N, 1, 1, 1]` for images). Norms are measured in pixel units of
+images scaled to [0, 1].
+
+Supported norms: `"linf"` (max-abs) and `"l2"` (Euclidean over all of a sample's values).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+NORMS: tuple[str, ...] = ("linf", "l2")
+
+_TINY = 1e-12  # guards divisions by a zero norm
+
+
+def check_norm(norm: str, *, field: str = "norm") -> str:
+    """Return `norm` if it is supported, else raise ValueError naming the field and the choices."""
+    if norm not in NORMS:
+        raise ValueError(f"{field}: unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+    return norm
+
+
+def eps_view(eps: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-sample `eps` `[N]` to `[N, 1, ..., 1]` so it broadcasts against `x`."""
+    return eps.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def lp_norm(delta: Tensor, norm: str) -> Tensor:
+    """Per-sample norm of `delta` `[N, ...]` -> `[N]` (float, same dtype as `delta`)."""
+    flat = delta.reshape(delta.shape[0], -1)
+    if norm == "linf":
+        return flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])
+    if norm == "l2":
+        return flat.norm(p=2, dim=1)
+    raise ValueError(f"norm: unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+
+
+def project(delta: Tensor, eps: Tensor, norm: str) -> Tensor:
+    """Project `delta` onto the `norm` ball of radius `eps` (`eps` broadcastable, >= 0)."""
+    if norm == "linf":
+        return torch.maximum(torch.minimum(delta, eps), -eps)
+    if norm == "l2":
+        n = eps_view(lp_norm(delta, "l2"), delta)
+        factor = torch.clamp(eps / n.clamp_min(_TINY), max=1.0)
+        return delta * factor
+    raise ValueError(f"norm: unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+
+
+def steepest_direction(grad: Tensor, norm: str) -> Tensor:
+    """Unit-norm steepest-ascent direction for `grad` under `norm`.
+
+    linf: `sign(grad)`; l2: `grad / ||grad||_2` (zero where the gradient is zero).
+    """
+    if norm == "linf":
+        return grad.sign()
+    if norm == "l2":
+        n = eps_view(lp_norm(grad, "l2"), grad)
+        return grad / n.clamp_min(_TINY)
+    raise ValueError(f"norm: unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+
+
+def random_in_ball(x: Tensor, eps: Tensor, norm: str, generator: torch.Generator) -> Tensor:
+    """A random perturbation `delta` (same shape/dtype/layout as `x`) with `||delta|| <= eps`.
+
+    linf: uniform in the cube. l2: uniform in the ball (Gaussian direction, radius
+    `eps * U^(1/d)`). The caller still has to clip `x + delta` to [0, 1].
+    """
+    if norm == "linf":
+        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return ((2 * u - 1) * eps).contiguous(memory_format=layout_of(x))
+    if norm == "l2":
+        g = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        d = g[0].numel()
+        r = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype)
+        direction = g / eps_view(lp_norm(g, "l2"), g).clamp_min(_TINY)
+        radius = eps * eps_view(r.pow(1.0 / max(d, 1)), g)
+        return (direction * radius).contiguous(memory_format=layout_of(x))
+    raise ValueError(f"norm: unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+
+
+def project_and_clip(x: Tensor, x_adv: Tensor, eps: Tensor, norm: str) -> Tensor:
+    """The point of the `norm` ball around `x` (radius `eps`) ∩ [0, 1]^d reached from `x_adv`.
+
+    Projects `x_adv - x` onto the ball, then clips to [0, 1]. Clipping only moves coordinates
+    towards `x` (which lies in [0, 1]), so the result stays inside the ball.
+    """
+    return (x + project(x_adv - x, eps, norm)).clamp_(0.0, 1.0)
+
+
+def layout_of(x: Tensor) -> torch.memory_format:
+    """`torch.channels_last` for a 4-D tensor stored channels-last (and not also plainly
+    contiguous), else `torch.contiguous_format`."""
+    cl = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if cl and not x.is_contiguous() else torch.contiguous_format

@@ -1,0 +1,160 @@
+"""Projected gradient descent (Madry et al., 2018) in Linf or L2, and CW-Linf (PGD on the
+Carlini–Wagner margin loss).
+
+Each restart starts at a uniform random point of the eps-ball (unless `random_start=False`)
+and takes `steps` steepest-ascent steps of size `step_size` (`sign(grad)` for Linf, the unit
+L2 gradient for L2), projecting onto the eps-ball ∩ [0, 1] after each step. The returned
+point is, per sample, the first adversarial iterate found over all restarts, else the iterate
+with the highest loss. Samples that are adversarial are frozen (they take no further steps
+and no further restarts); random numbers are drawn for the whole batch, so freezing does not
+change the other samples' trajectories.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+from robustlab.attacks.base import Attack, AttackError, AttackModel, BestIterate
+from robustlab.attacks.losses import LossFn, get_loss, is_adversarial, margin_loss
+from robustlab.attacks.norms import (
+    eps_view,
+    project_and_clip,
+    random_in_ball,
+    steepest_direction,
+)
+from robustlab.registry import ATTACKS
+
+
+def pgd_run(
+    model: AttackModel,
+    x: Tensor,
+    y: Tensor,
+    eps: Tensor,
+    target: Tensor | None,
+    generator: torch.Generator,
+    *,
+    loss_fn: LossFn,
+    norm: str,
+    steps: int,
+    step_size: Tensor,
+    restarts: int,
+    random_start: bool,
+) -> Tensor:
+    """Core PGD loop (see the module docstring). `eps`, `step_size`: `[N]`. Returns x_adv."""
+    best = BestIterate.from_clean(model, x, y, loss_fn, target)
+    eps_v, step_v = eps_view(eps, x), eps_view(step_size, x)
+    for _ in range(restarts):
+        # Drawn for the whole batch so freezing never changes the other samples' noise.
+        noise = random_in_ball(x, eps_v, norm, generator) if random_start else None
+        idx = best.remaining()
+        if idx.numel() == 0:
+            break
+        x0, y0, e0, s0 = x[idx], y[idx], eps_v[idx], step_v[idx]
+        t0 = target[idx] if target is not None else None
+        xa = project_and_clip(x0, x0 + noise[idx], e0, norm) if noise is not None else x0
+        for _step in range(steps):
+            g = model.gradient(xa, y0, loss_fn, t0)
+            success = is_adversarial(g.logits, y0, t0)
+            best.update(idx, xa, g.loss, success)
+            grad = g.grad
+            if bool(success.any()):  # freeze the samples that are adversarial now
+                keep = ~success
+                idx, xa, grad = idx[keep], xa[keep], grad[keep]
+                x0, y0, e0, s0 = x0[keep], y0[keep], e0[keep], s0[keep]
+                t0 = t0[keep] if t0 is not None else None
+                if idx.numel() == 0:
+                    break
+            xa = project_and_clip(x0, xa + s0 * steepest_direction(grad, norm), e0, norm)
+        else:
+            logits = model.logits(xa)  # the last iterate has not been evaluated yet
+            best.update(idx, xa, loss_fn(logits, y0, t0), is_adversarial(logits, y0, t0))
+    return best.x
+
+
+@ATTACKS.register("pgd")
+class PGD(Attack):
+    """PGD with random start and restarts.
+
+    Parameters: `eps`, `norm` ("linf" | "l2"), `steps` (>= 1), `step_size` (absolute, in the
+    norm's units; default `2.5 * eps / steps` per sample, Madry et al.), `restarts` (>= 1),
+    `random_start`, `loss` ("ce" | "margin" | "dlr"), plus the common `Attack` parameters.
+    """
+
+    name = "pgd"
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor | None = None,
+        norm: str = "linf",
+        steps: int = 10,
+        step_size: float | None = None,
+        restarts: int = 1,
+        random_start: bool = True,
+        loss: str = "ce",
+        seed: int = 0,
+        **common,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        self.steps = self.check_positive_int("steps", steps)
+        self.step_size = (
+            None if step_size is None else self.check_nonneg_float("step_size", step_size)
+        )
+        self.restarts = self.check_positive_int("restarts", restarts)
+        self.random_start = bool(random_start)
+        self.loss = loss
+        self._loss_fn = get_loss(loss)
+        if loss == "dlr":
+            self.min_classes = 3
+
+    def loss_fn(self) -> LossFn:
+        return self._loss_fn
+
+    def perturb(self, model, x, y, eps, target, generator):
+        if self.step_size is None:
+            step = 2.5 * eps / self.steps
+        else:
+            step = torch.full_like(eps, self.step_size)
+        return pgd_run(
+            model,
+            x,
+            y,
+            eps,
+            target,
+            generator,
+            loss_fn=self.loss_fn(),
+            norm=self.norm,
+            steps=self.steps,
+            step_size=step,
+            restarts=self.restarts,
+            random_start=self.random_start,
+        )
+
+
+@ATTACKS.register("cw-linf")
+class CWLinf(PGD):
+    """PGD on the Carlini–Wagner margin loss `max_{j != y} z_j - z_y` (capped at `kappa`).
+
+    Same parameters as `pgd` except `loss` (fixed to the margin) plus `kappa` (confidence cap,
+    default inf = uncapped). Default norm is Linf; `norm="l2"` gives CW-L2-style PGD.
+    """
+
+    name = "cw-linf"
+
+    def __init__(
+        self, *, eps: float | Tensor | None = None, kappa: float = float("inf"), **kw
+    ) -> None:
+        if "loss" in kw:
+            raise AttackError("loss: cw-linf always uses the CW margin loss; use pgd for others")
+        super().__init__(eps=eps, loss="margin", **kw)
+        if not kappa > 0:
+            raise AttackError(f"kappa: expected a value > 0 (the margin cap), got {kappa!r}")
+        self.kappa = float(kappa)
+
+    def loss_fn(self) -> LossFn:
+        if self.kappa == float("inf"):
+            return margin_loss
+        return functools.partial(margin_loss, kappa=self.kappa)

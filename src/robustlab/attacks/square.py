@@ -1,0 +1,289 @@
+"""Square Attack (Andriushchenko et al., ECCV 2020): score-based black-box random search.
+
+Uses only the model's logits (no gradients, under `torch.no_grad()`), and minimises the
+margin `z_y - max_{j != y} z_j` (targeted: maximises `z_t - max_{j != t} z_j`). Every query
+changes one random square window per image; a candidate replaces the current point when it
+raises the loss. Samples already adversarial are never queried again.
+
+- linf: start from vertical stripes (each column of each channel at `x +- eps`); a query
+  sets a random `s x s` window (per image, per channel a random sign) to `x +- eps`,
+  resampling the signs when that would not change the window.
+- l2: start from a 5 x 5 grid of "pseudo-Gaussian" bumps (two opposite-signed halves of
+  concentric squares weighted `1 / (k + 1)^2`) with random signs, scaled to norm eps; a query
+  moves the perturbation mass of a second random window into a new bump on the first
+  window (per channel), then rescales the whole perturbation to norm eps.
+
+The window side follows the original schedule: the fraction `p` of pixels changed starts at
+`p_init` and halves at 10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of every 10,000
+queries (the schedule is rescaled to `n_queries`). `n_queries` counts every forward pass per
+sample and restart, the initial point included.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustlab.attacks.base import Attack, AttackModel
+from robustlab.attacks.losses import margin_loss
+from robustlab.attacks.norms import eps_view, lp_norm
+from robustlab.registry import ATTACKS
+
+_P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # per 10,000 queries
+_SIGN_RETRIES = 10
+_TINY = 1e-12
+
+
+def p_schedule(p_init: float, it: int, n_queries: int) -> float:
+    """Fraction of pixels changed at query `it` (0-based, after the initial one)."""
+    t = int(it / n_queries * 10000)
+    return p_init / 2 ** sum(t > b for b in _P_HALVINGS)
+
+
+def bump(a: int, b: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Concentric-squares bump `[a, b]` of unit L2 norm, centred at `(a // 2, b // 2)`.
+
+    The square of half-width k around the centre adds `1 / (k + 1)^2` (k up to
+    `max(a, b) // 2`), so the value at a pixel of Chebyshev distance d is the tail sum from d.
+    """
+    if a == 0 or b == 0:
+        return torch.zeros(a, b, device=device, dtype=dtype)
+    k_max = max(a // 2, b // 2) + 1
+    weights = 1.0 / torch.arange(1, k_max + 1, device=device, dtype=dtype) ** 2
+    tail = weights.flip(0).cumsum(0).flip(0)  # tail[d] = sum_{k >= d} weights[k]
+    di = (torch.arange(a, device=device) - a // 2).abs()
+    dj = (torch.arange(b, device=device) - b // 2).abs()
+    out = tail[torch.maximum(di[:, None], dj[None, :])]
+    return out / out.norm()
+
+
+def square_pattern(s: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The `[s, s]` update of the L2 attack: a positive bump on the top half, a negative one on
+    the bottom half, unit L2 norm."""
+    top = bump(s // 2, s, device, dtype)
+    bottom = -bump(s - s // 2, s, device, dtype)
+    out = torch.cat([top, bottom], dim=0)
+    return out / out.norm().clamp_min(_TINY)
+
+
+def _random_sign(shape: tuple[int, ...], generator: torch.Generator, like: Tensor) -> Tensor:
+    bits = torch.randint(0, 2, shape, generator=generator, device=like.device)
+    return (2 * bits - 1).to(like.dtype)
+
+
+def _windows(
+    n: int, h: int, w: int, s: int, generator: torch.Generator, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Random `s x s` windows, one per image: (mask `[n, 1, h, w]`, top row `[n]`, left `[n]`)."""
+    top = torch.randint(0, h - s + 1, (n,), generator=generator, device=device)
+    left = torch.randint(0, w - s + 1, (n,), generator=generator, device=device)
+    rows = torch.arange(h, device=device)[None, :]
+    cols = torch.arange(w, device=device)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + s)
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + s)
+    return in_rows[:, None, :, None] & in_cols[:, None, None, :], top, left
+
+
+def _place(patterns: Tensor, top: Tensor, left: Tensor, h: int, w: int) -> Tensor:
+    """Paste per-image `patterns` `[n, s, s]` at (`top`, `left`) into zeros `[n, 1, h, w]`."""
+    n, s = patterns.shape[0], patterns.shape[1]
+    i = torch.arange(h, device=patterns.device)[None, :] - top[:, None]
+    j = torch.arange(w, device=patterns.device)[None, :] - left[:, None]
+    inside = ((i >= 0) & (i < s))[:, :, None] & ((j >= 0) & (j < s))[:, None, :]
+    vals = patterns[
+        torch.arange(n, device=patterns.device)[:, None, None],
+        i.clamp(0, s - 1)[:, :, None],
+        j.clamp(0, s - 1)[:, None, :],
+    ]
+    return (vals * inside)[:, None]
+
+
+def _random_patterns(
+    n: int, s: int, generator: torch.Generator, like: Tensor
+) -> Tensor:
+    """`[n, s, s]` copies of `square_pattern(s)`, each transposed with probability 1/2."""
+    base = square_pattern(s, like.device, like.dtype)
+    flip = torch.rand(n, generator=generator, device=like.device) < 0.5
+    return torch.where(flip[:, None, None], base.T, base)
+
+
+@ATTACKS.register("square")
+class Square(Attack):
+    """Square Attack, linf or l2 (black-box, margin loss; see the module docstring).
+
+    Parameters: `eps`, `norm` ("linf" | "l2"), `n_queries` (5000 per sample and restart,
+    initial point included), `p_init` (0.8, as in AutoAttack, both norms), `n_restarts` (1;
+    later restarts start afresh on the samples still robust), `seed`. After a call,
+    `last_queries` `[N]` holds the queries each sample used.
+    """
+
+    name = "square"
+    gradient_based = False
+
+    def __init__(
+        self,
+        *,
+        eps: float | Tensor,
+        norm: str = "linf",
+        n_queries: int = 5000,
+        p_init: float = 0.8,
+        n_restarts: int = 1,
+        seed: int = 0,
+        **common: Any,
+    ) -> None:
+        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        self.n_queries = self.check_positive_int("n_queries", n_queries)
+        self.p_init = self.check_nonneg_float("p_init", p_init, positive=True)
+        if self.p_init > 1:
+            raise ValueError(f"p_init: expected a fraction in (0, 1], got {p_init}")
+        self.n_restarts = self.check_positive_int("n_restarts", n_restarts)
+        self.last_queries: Tensor | None = None
+
+    def perturb(
+        self,
+        model: AttackModel,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        target: Tensor | None,
+        generator: torch.Generator,
+    ) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"x: Square needs images [N, C, H, W], got shape {tuple(x.shape)}")
+        with torch.no_grad():
+            loss = margin_loss(model.logits(x), y, target)
+            queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
+            best = x.clone()
+            done = (loss > 0) | (eps <= 0)
+            for _ in range(self.n_restarts):
+                idx = (~done).nonzero()[:, 0]
+                if idx.numel() == 0:
+                    break
+                t = None if target is None else target[idx]
+                xb, lb, q = self._run(model, x[idx], y[idx], eps[idx], t, generator)
+                best[idx], queries[idx] = xb, queries[idx] + q
+                done[idx] = lb > 0
+            self.last_queries = queries
+            return best
+
+    # --------------------------------------------------------------------------- one run
+    def _run(
+        self,
+        model: AttackModel,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        target: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One restart on `x` `[n, C, H, W]`: (best points, their loss `[n]`, queries `[n]`).
+
+        Random numbers are drawn for the whole batch `n` at every query and then indexed by
+        the samples still robust, so a sample's trajectory does not depend on the others.
+        """
+        n, c, h, w = x.shape
+        ev = eps_view(eps, x)
+        if self.norm == "linf":
+            stripes = _random_sign((n, c, 1, w), generator, x)
+            best = model.prepare((x + ev * stripes).clamp(0.0, 1.0))
+        else:
+            best = model.prepare(self._l2_init(x, ev, generator))
+        best_loss = margin_loss(model.logits(best), y, target)
+        queries = torch.ones(n, dtype=torch.long, device=x.device)
+        for it in range(self.n_queries - 1):
+            active = (best_loss <= 0).nonzero()[:, 0]
+            if active.numel() == 0:
+                break
+            p = p_schedule(self.p_init, it, self.n_queries)
+            if self.norm == "linf":
+                cand = self._linf_candidate(x, best, ev, p, active, generator)
+            else:
+                cand = self._l2_candidate(x, best, ev, p, active, generator)
+            ya = y[active]
+            ta = None if target is None else target[active]
+            loss = margin_loss(model.logits(model.prepare(cand)), ya, ta)
+            better = loss > best_loss[active]
+            rows = active[better]
+            best[rows] = cand[better]
+            best_loss[rows] = loss[better]
+            queries[active] += 1
+        return best, best_loss, queries
+
+    def _linf_candidate(
+        self,
+        x: Tensor,
+        best: Tensor,
+        ev: Tensor,
+        p: float,
+        active: Tensor,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """linf query: a random window of each active image set to `x +- eps` (clipped)."""
+        n, c, h, w = x.shape
+        side = max(int(round(math.sqrt(p * h * w))), 1)
+        side = min(side, max(min(h, w) - 1, 1))
+        mask = _windows(n, h, w, side, generator, x.device)[0][active]
+        xa, ba, ea = x[active], best[active], ev[active]
+        signs = _random_sign((n, c, 1, 1), generator, x)[active]
+        cand = torch.where(mask, (xa + ea * signs).clamp(0.0, 1.0), ba)
+        for _ in range(_SIGN_RETRIES):  # a window that would not change wastes a query
+            same = ~(cand != ba).flatten(1).any(1)
+            if not bool(same.any()):
+                break
+            resampled = _random_sign((n, c, 1, 1), generator, x)[active]
+            signs = torch.where(same[:, None, None, None], resampled, signs)
+            cand = torch.where(mask, (xa + ea * signs).clamp(0.0, 1.0), ba)
+        return cand
+
+    def _l2_init(self, x: Tensor, ev: Tensor, generator: torch.Generator) -> Tensor:
+        """A grid of bumps of side `min(H, W) // 5` with random signs, at L2 norm eps."""
+        n, c, h, w = x.shape
+        s = max(min(h, w) // 5, 1)
+        rows, cols = h // s, w // s
+        top0, left0 = (h - rows * s) // 2, (w - cols * s) // 2
+        delta = torch.zeros_like(x)
+        for r in range(rows):
+            for q in range(cols):
+                pats = _random_patterns(n, s, generator, x)
+                signs = _random_sign((n, c, 1, 1), generator, x)
+                top, left = r * s + top0, q * s + left0
+                delta[:, :, top : top + s, left : left + s] += pats[:, None] * signs
+        delta = delta / eps_view(lp_norm(delta, "l2"), x).clamp_min(_TINY)
+        return (x + ev * delta).clamp(0.0, 1.0)
+
+    def _l2_candidate(
+        self,
+        x: Tensor,
+        best: Tensor,
+        ev: Tensor,
+        p: float,
+        active: Tensor,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """l2 query: move the mass of window 2 into a new bump on window 1 (per channel), then
+        rescale the whole perturbation to norm eps."""
+        n, c, h, w = x.shape
+        side = max(int(round(math.sqrt(p * h * w))), 3)
+        side += 1 - side % 2  # odd, so the bump has a centre pixel
+        side = min(side, h, w)
+        m1, top, left = _windows(n, h, w, side, generator, x.device)
+        m2 = _windows(n, h, w, side, generator, x.device)[0][active]
+        pats = _place(_random_patterns(n, side, generator, x), top, left, h, w)[active]
+        signs = _random_sign((n, c, 1, 1), generator, x)[active]
+        m1 = m1[active]
+        xa, ea = x[active], ev[active]
+        delta = best[active] - xa
+        room = (ea.flatten() ** 2 - lp_norm(delta, "l2") ** 2).clamp_min(0.0)
+        union = ((delta * (m1 | m2)) ** 2).sum(dim=(2, 3), keepdim=True)  # per channel
+        old = delta * m1
+        old = old / old.norm(dim=(2, 3), keepdim=True).clamp_min(_TINY)
+        new = pats * signs + old
+        new = new / new.norm(dim=(2, 3), keepdim=True).clamp_min(_TINY)
+        new = new * (union + eps_view(room, x) / c).sqrt()
+        delta = torch.where(m2, 0.0, delta)
+        delta = torch.where(m1, new, delta)
+        delta = delta / eps_view(lp_norm(delta, "l2"), x).clamp_min(_TINY) * ea
+        return (xa + delta).clamp(0.0, 1.0)

@@ -1,0 +1,187 @@
+"""Command-line interface: `robustlab train | evaluate | list | reproduce | report`.
+
+Each subcommand parses its arguments, builds a config, validates it (bad values fail here, before
+any compute, with a message naming the field) and hands over to the layer below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import yaml
+
+# Options of `train` that map one-to-one onto TrainConfig fields: flag -> (field, type).
+_TRAIN_FLAGS: dict[str, tuple[str, type]] = {
+    "--dataset": ("dataset", str), "--model": ("model", str), "--method": ("method", str),
+    "--eps": ("eps", float), "--norm": ("norm", str), "--defense": ("defense", str),
+    "--epochs": ("epochs", int), "--batch-size": ("batch_size", int),
+    "--optimizer": ("optimizer", str), "--lr": ("lr", float), "--momentum": ("momentum", float),
+    "--weight-decay": ("weight_decay", float), "--lr-schedule": ("lr_schedule", str),
+    "--seed": ("seed", int), "--val-size": ("val_size", int), "--train-size": ("train_size", int),
+    "--augment": ("augment", str), "--data-dir": ("data_dir", str), "--device": ("device", str),
+    "--memory-format": ("memory_format", str), "--amp": ("amp", str),
+    "--threads": ("threads", int), "--out": ("out_dir", str),
+}
+
+
+class CLIError(ValueError):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args) or 0
+    except _user_errors() as err:
+        print(f"robustlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model (any method) and write a run folder")
+    p.add_argument("--config", help="TOML or YAML file of TrainConfig fields; flags override it")
+    for flag, (fname, ftype) in _TRAIN_FLAGS.items():
+        p.add_argument(flag, dest=fname, type=_typed(flag, ftype), default=None,
+                       help=f"TrainConfig.{fname}")
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a training-method option, e.g. --opt schedule=cosine (repeatable)")
+    p.add_argument("--defense-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="a preprocessing-defense option (repeatable)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="set any TrainConfig field (repeatable)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="download the dataset (checksummed) if it is not found locally")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate trained runs (clean and under attack)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) written by train")
+    p.add_argument("--attacks", default="", help="comma-separated attack names, e.g. fgsm,pgd")
+    p.add_argument("--eps", type=float, default=None,
+                   help="attack budget (default: the run's training eps)")
+    p.add_argument("--norm", default=None, help="linf or l2 (default: the run's norm)")
+    p.add_argument("--n", type=int, default=None, help="evaluate the first N test images")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=None, help="JSON output file (default RUN/eval.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--non-adaptive", action="store_true",
+                   help="also report non-adaptive numbers (labelled) for preprocessing defenses")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("list", help="list datasets, models, methods, attacks and defenses")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "datasets", "models", "methods", "attacks", "defenses"])
+    p.set_defaults(func=cmd_list)
+
+    _add_experiment_commands(sub)
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robustlab.training import ConfigError, TrainConfig, load_config_file, train
+
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    for fname, _ in _TRAIN_FLAGS.values():
+        if getattr(args, fname) is not None:
+            data[fname] = getattr(args, fname)
+    for fname in ("download", "compile", "progress"):
+        if getattr(args, fname) is not None:
+            data[fname] = getattr(args, fname)
+    for item in args.set:
+        key, value = parse_key_value(item, "--set")
+        data[key] = value
+    if args.opt:
+        data["method_options"] = {**data.get("method_options", {}),
+                                  **dict(parse_key_value(o, "--opt") for o in args.opt)}
+    if args.defense_opt:
+        data["defense_options"] = {**data.get("defense_options", {}),
+                                   **dict(parse_key_value(o, "--defense-opt")
+                                          for o in args.defense_opt)}
+    try:
+        cfg = TrainConfig.from_dict(data, source=args.config or "command line").validate()
+    except TypeError as err:
+        raise ConfigError(str(err)) from None
+    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    print(f"test accuracy: {result.summary['test_acc']:.4f}")
+    print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from robustlab.experiments.evaluate_runs import evaluate_runs
+
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    evaluate_runs(args.runs, attacks=attacks, eps=args.eps, norm=args.norm, n=args.n,
+                  batch_size=args.batch_size, seed=args.seed, device=args.device,
+                  data_dir=args.data_dir, out=args.out, overwrite=args.overwrite,
+                  non_adaptive=args.non_adaptive)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from robustlab import catalog
+
+    for kind, names in catalog.all_names().items():
+        if args.what in ("all", kind):
+            print(f"{kind}: {', '.join(names) if names else '(none)'}")
+    return 0
+
+
+def _add_experiment_commands(sub) -> None:
+    try:
+        from robustlab.experiments.cli_commands import add_commands
+    except ImportError:  # the experiment layer is optional while it is being built
+        return
+    add_commands(sub)
+
+
+def parse_key_value(item: str, flag: str) -> tuple[str, Any]:
+    """'key=value' -> (key, value parsed as YAML scalar/list: 3 -> int, true -> bool, ...)."""
+    if "=" not in item:
+        raise CLIError(f"{flag}: expected KEY=VALUE, got {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().replace("-", "_"), value
+
+
+def _typed(flag: str, ftype: type):
+    def convert(text: str):
+        if ftype is str:
+            return text
+        try:
+            return ftype(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag}: expected {ftype.__name__}, got {text!r}") from None
+
+    return convert
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from robustlab.data import DataError
+    from robustlab.registry import RegistryError
+    from robustlab.training import ConfigError, RunFolderError
+
+    return (CLIError, ConfigError, DataError, RegistryError, RunFolderError, FileNotFoundError)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

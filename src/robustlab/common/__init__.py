@@ -1,0 +1,1 @@
+"""Small helpers shared by every layer (file I/O, batched inference, seeding, devices)."""

@@ -1,0 +1,225 @@
+"""`imagefolder`: a class-folder image tree (e.g. an ImageNet subset), decoded with Pillow.
+
+Accepted layouts (class = sub-folder name; files *.jpg/*.jpeg/*.png/*.bmp/*.webp):
+
+* ROOT/train/<class>/*, ROOT/val/<class>/* and ROOT/test/<class>/*: the three splits as given;
+* ROOT/train/<class>/* and ROOT/val/<class>/*: the ImageNet convention, where the official
+  validation set is the held-out evaluation set; it becomes the *test* split and the validation
+  split is carved from train (default 10%);
+* ROOT/<class>/* (only with an explicit `root=`): a single folder; a test split (`test_size`,
+  default 10%) and then a validation split (default 10% of the rest) are carved from it.
+
+Every image is converted to RGB, resized so that it covers image_size (shorter side scaled) and
+centre-cropped to exactly image_size. Pixels are stored as float32 in [0, 1]: 224x224 RGB costs
+0.6 MB per image, so use `classes=` / `max_per_class=` to keep subsets small.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from robustlab.data import roots
+from robustlab.data.containers import DatasetInfo, DatasetSplits
+from robustlab.data.errors import DataError
+from robustlab.data.splitting import (
+    make_splits_uint8,
+    resolve_val_size,
+    split_indices,
+    uint8_to_split,
+)
+from robustlab.registry import DATASETS
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_VAL_FRACTION = 0.1
+TEST_SEED_OFFSET = 1_000_003  # the test carve of a single folder uses split_seed + this
+
+
+@DATASETS.register("imagefolder")
+def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
+                     val_size: int | float | None = None, split_seed: int = 0,
+                     download: bool = False, image_size: int | tuple[int, int] = 224,
+                     classes: list[str] | tuple[str, ...] | None = None,
+                     max_per_class: int | None = None,
+                     test_size: int | float = 0.1, workers: int | None = None
+                     ) -> DatasetSplits:
+    """Images from class folders, resized + centre-cropped to `image_size` (S or (H, W)).
+
+    Args:
+        classes: class folder names to use, in label order (default: all, sorted).
+        max_per_class: keep at most this many files per class and split (sorted by name).
+        test_size: only for the single-folder layout: test examples carved out (int or fraction).
+        workers: decoding threads (default min(8, CPU count)); the result does not depend on it.
+    """
+    size = _check_size(image_size)
+    if max_per_class is not None and (isinstance(max_per_class, bool)
+                                      or not isinstance(max_per_class, int) or max_per_class < 1):
+        raise DataError(f"imagefolder max_per_class: expected an int >= 1, found {max_per_class!r}")
+    if download:
+        raise DataError("imagefolder: download=True is not supported (there is no official "
+                        "mirror for an arbitrary image folder); place the files locally")
+    base = _find_root(root)
+    split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
+    single = "train" not in split_dirs
+    if single:  # a single folder: every sub-folder is a class, even one named val/ or test/
+        split_dirs = {}
+    train_dir = base if single else split_dirs["train"]
+    class_names = _select_classes(train_dir, classes)
+    files = {"train": _list_files(train_dir, class_names, max_per_class, require_all=True)}
+    for split in ("val", "test"):
+        if split in split_dirs:
+            files[split] = _list_files(split_dirs[split], class_names, max_per_class,
+                                       require_all=False)
+    info = DatasetInfo(name="imagefolder", num_classes=len(class_names), channels=3,
+                       image_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                       class_names=tuple(class_names))
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise DataError(f"imagefolder workers: expected an int >= 1, found {workers!r}")
+    arrays = {split: _decode_all(items, size, workers) for split, items in files.items()}
+    layout = "single folder" if single else "+".join(sorted(split_dirs))
+    source: dict[str, Any] = {
+        "root": str(base), "layout": layout,
+        "files": [str(split_dirs.get(s, base)) for s in files],
+        "num_images": {s: len(v) for s, v in files.items()}, "image_size": list(size)}
+    if "val" in arrays and "test" in arrays:
+        if val_size is not None:
+            raise DataError(f"imagefolder val_size: {base} has a val/ folder and a test/ folder, "
+                            f"so the val split is that folder; expected val_size=None, found "
+                            f"{val_size!r}")
+        return DatasetSplits(train=uint8_to_split(*arrays["train"]),
+                             val=uint8_to_split(*arrays["val"]),
+                             test=uint8_to_split(*arrays["test"]), info=info,
+                             source={**source, "val_from": "val folder",
+                                     "test_from": "test folder"})
+    if "val" in arrays:  # ImageNet convention: official val = held-out test set
+        test, source["test_from"] = arrays["val"], "val folder"
+        train = arrays["train"]
+    else:
+        train, test = _carve_test(arrays["train"], test_size, split_seed)
+        source["test_from"] = f"carved from the single folder (test_size={test_size!r})"
+    return make_splits_uint8(train, test, info, source, val_size=val_size,
+                             default_val_size=DEFAULT_VAL_FRACTION, split_seed=split_seed)
+
+
+def _check_size(image_size: Any) -> tuple[int, int]:
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                             for s in size):
+        raise DataError(f"imagefolder image_size: expected an int >= 1 or (H, W), "
+                        f"found {image_size!r}")
+    return size  # type: ignore[return-value]
+
+
+def _find_root(root: Any) -> Path:
+    if root is not None:
+        base = Path(root).expanduser()
+        if not base.is_dir():
+            raise roots.not_found("imagefolder", "a folder with train/<class>/ (and val/) or "
+                                  "<class>/ sub-folders", [f"{base}  (root= / --data-dir)"],
+                                  downloadable=False)
+        return base
+    folder, searched = roots.locate("imagefolder", None, subdirs=("imagefolder", "imagenet"),
+                                    is_complete=lambda d: (d / "train").is_dir())
+    if folder is None:
+        raise roots.not_found("imagefolder", "a folder with train/<class>/ sub-folders",
+                              searched, downloadable=False)
+    return folder
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+
+
+def _select_classes(folder: Path, classes: Any) -> list[str]:
+    available = sorted(d.name for d in folder.iterdir()
+                       if d.is_dir() and not d.name.startswith(".")
+                       and any(_is_image(p) for p in d.iterdir()))
+    if not available:
+        raise DataError(f"{folder}: expected class sub-folders holding images "
+                        f"({', '.join(EXTENSIONS)}), found none")
+    if classes is None:
+        return available
+    if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+        raise DataError(f"imagefolder classes: expected a list of folder names, found "
+                        f"{classes!r}")
+    missing = [c for c in classes if c not in available]
+    if missing or len(set(classes)) != len(classes) or len(classes) < 1:
+        raise DataError(f"imagefolder classes: expected distinct names among the class folders "
+                        f"of {folder} ({', '.join(available)}), found {list(classes)!r}"
+                        + (f" (missing: {', '.join(missing)})" if missing else ""))
+    return list(classes)
+
+
+def _list_files(folder: Path, class_names: list[str], max_per_class: int | None, *,
+                require_all: bool) -> list[tuple[Path, int]]:
+    present = {d.name for d in folder.iterdir() if d.is_dir()}
+    out: list[tuple[Path, int]] = []
+    for label, name in enumerate(class_names):
+        if name not in present:
+            if require_all:
+                raise DataError(f"{folder}: expected a class folder {name!r}, found none")
+            continue
+        paths = sorted(p for p in (folder / name).iterdir() if _is_image(p))
+        out += [(p, label) for p in paths[:max_per_class]]
+    if not out:
+        raise DataError(f"{folder}: expected images of the classes {class_names}, found none")
+    return out
+
+
+def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [3, H, W]: RGB, shorter side scaled to cover `size`, centre crop."""
+    h, w = size
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (w, h))  # JPEG: decode at a reduced scale >= the target size
+            img = img.convert("RGB")
+            scale = max(h / img.height, w / img.width)
+            new_w, new_h = max(w, round(img.width * scale)), max(h, round(img.height * scale))
+            img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+            left, top = (new_w - w) // 2, (new_h - h) // 2
+            img = img.crop((left, top, left + w, top + h))
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: expected an image Pillow can decode, found an error: "
+                        f"{exc}") from exc
+
+
+def _decode_all(items: list[tuple[Path, int]], size: tuple[int, int], workers: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode into one preallocated uint8 array; threads (Pillow releases the GIL while
+    decoding) write disjoint slots, so the result does not depend on `workers`."""
+    images = np.empty((len(items), 3, *size), dtype=np.uint8)
+
+    def work(i: int) -> None:
+        images[i] = load_image(items[i][0], size)
+
+    if workers <= 1 or len(items) < 2:
+        for i in range(len(items)):
+            work(i)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, range(len(items))))
+    return images, np.array([label for _, label in items], dtype=np.int64)
+
+
+def _carve_test(train: tuple[np.ndarray, np.ndarray], test_size: int | float, split_seed: int
+                ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    images, labels = train
+    n_test = resolve_val_size(test_size, DEFAULT_VAL_FRACTION, len(labels), "imagefolder",
+                              field="test_size")
+    if n_test == 0:
+        raise DataError("imagefolder test_size: the single-folder layout needs a test split; "
+                        "expected test_size > 0, found 0")
+    rest, test = split_indices(len(labels), n_test, split_seed + TEST_SEED_OFFSET)
+    r, t = rest.numpy(), test.numpy()
+    return (images[r], labels[r]), (images[t], labels[t])
+

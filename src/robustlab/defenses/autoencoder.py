@@ -1,0 +1,146 @@
+"""Denoising-autoencoder defense (MagNet's "reformer", Meng & Chen 2017).
+
+`DenoisingAutoencoder` is a small convolutional encoder/decoder with a sigmoid output, registered
+as the MODEL `denoising-autoencoder` so `robustlab train --model denoising-autoencoder --method
+autoencoder` trains it (see `robustlab.training.methods.autoencoder`). The DEFENSE `autoencoder`
+puts a trained one in front of a classifier: `classifier(autoencoder(x))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch.nn.functional as F
+from safetensors import safe_open
+from torch import Tensor, nn
+
+from robustlab.defenses.base import DefenseError, PreprocessingDefense, check_image_batch
+from robustlab.models.common import check_model_args
+from robustlab.registry import DEFENSES, MODELS
+
+AUTOENCODER_MODEL = "denoising-autoencoder"
+
+
+class DenoisingAutoencoder(nn.Module):
+    """Image-to-image: `[N, C, H, W]` in [0, 1] -> `[N, C, H, W]` in (0, 1).
+
+    encoder: conv3x3(C -> w) ReLU, conv3x3 stride 2 (w -> w) ReLU   (H, W -> ceil(H/2), ceil(W/2))
+    decoder: nearest upsampling to (H, W), conv3x3(w -> w) ReLU, conv3x3(w -> C), sigmoid.
+    Works in pixel space (no normalisation layer) for any H, W >= 2; `width` = w.
+    """
+
+    def __init__(self, in_channels: int, width: int = 32) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.width = width
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, in_channels, 3, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.encoder(x)
+        return self.decoder(F.interpolate(z, size=x.shape[-2:], mode="nearest"))
+
+
+@MODELS.register(AUTOENCODER_MODEL)
+def denoising_autoencoder(
+    *,
+    num_classes: int,
+    in_channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_size: int | tuple[int, int],
+) -> DenoisingAutoencoder:
+    """The model factory (same signature as every model; `num_classes`, `mean` and `std` are
+    validated but unused: the autoencoder reconstructs pixels, it does not classify)."""
+    check_model_args(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std,
+                     image_size=image_size)
+    return DenoisingAutoencoder(in_channels)
+
+
+def load_autoencoder(run: str | Path) -> DenoisingAutoencoder:
+    """The trained autoencoder of a run folder written by `robustlab train --model
+    denoising-autoencoder --method autoencoder` (reads config.json and model.safetensors; loads
+    no data). Returned on CPU, in eval mode."""
+    from robustlab.training.checkpoint import load_weights
+    from robustlab.training.run_folder import WEIGHTS, RunFolder
+
+    folder = RunFolder(Path(run))
+    if not folder.path.is_dir():
+        raise DefenseError(f"autoencoder_run: run folder {folder.path} does not exist")
+    cfg = folder.read_config()
+    if cfg.get("model") != AUTOENCODER_MODEL:
+        raise DefenseError(
+            f"autoencoder_run: {folder.path} trained model {cfg.get('model')!r}, expected "
+            f"{AUTOENCODER_MODEL!r} (train one with --model {AUTOENCODER_MODEL} "
+            "--method autoencoder)"
+        )
+    weights = folder.file(WEIGHTS)
+    if not weights.is_file():
+        raise DefenseError(f"autoencoder_run: {weights} does not exist (no finished epoch yet)")
+    with safe_open(str(weights), framework="pt") as fh:
+        first = fh.get_slice("encoder.0.weight").get_shape()  # [width, C, 3, 3]
+    ae = DenoisingAutoencoder(in_channels=first[1], width=first[0])
+    load_weights(weights, ae)
+    return ae.eval()
+
+
+@DEFENSES.register("autoencoder")
+class AutoencoderDefense(PreprocessingDefense):
+    """`classifier(autoencoder(x))`.
+
+    Options (exactly one of the first two): `autoencoder_run` (path of a run folder trained with
+    `--method autoencoder`), `autoencoder` (an image-to-image `nn.Module`); `freeze` (default
+    True: the autoencoder's parameters get `requires_grad = False`, so training a classifier
+    behind it leaves it unchanged). The autoencoder is submodule `autoencoder`: the wrapper's
+    state_dict holds `autoencoder.*` and `classifier.*`. Differentiable and deterministic, so
+    plain white-box gradients go through it (no BPDA, no EOT needed).
+    """
+
+    name = "autoencoder"
+
+    def __init__(self, *, model: nn.Module, autoencoder_run: str | Path | None = None,
+                 autoencoder: nn.Module | None = None, freeze: bool = True) -> None:
+        if (autoencoder_run is None) == (autoencoder is None):
+            raise DefenseError(
+                "autoencoder: give exactly one of autoencoder_run (a run folder trained with "
+                "--method autoencoder) and autoencoder (an nn.Module); got "
+                f"autoencoder_run={autoencoder_run!r}, autoencoder="
+                f"{type(autoencoder).__name__ if autoencoder is not None else None}"
+            )
+        if autoencoder is not None and not isinstance(autoencoder, nn.Module):
+            raise DefenseError(
+                f"autoencoder: expected an nn.Module, got {type(autoencoder).__name__}"
+            )
+        if not isinstance(freeze, bool):
+            raise DefenseError(f"freeze: expected true or false, got {freeze!r}")
+        ae = load_autoencoder(autoencoder_run) if autoencoder is None else autoencoder
+        super().__init__(model)
+        self.autoencoder = ae
+        self.freeze = freeze
+        if freeze:
+            self.autoencoder.requires_grad_(False)
+        self.source = str(autoencoder_run) if autoencoder_run is not None else "module"
+
+    def transform(self, x: Tensor) -> Tensor:
+        check_image_batch(self.name, x)
+        out = self.autoencoder(x)
+        if out.shape != x.shape:
+            raise DefenseError(
+                f"autoencoder: must map inputs to the same shape, got {tuple(x.shape)} -> "
+                f"{tuple(out.shape)}"
+            )
+        return out
+
+    def describe_options(self) -> str:
+        return f"autoencoder={self.source!r}, freeze={self.freeze}"

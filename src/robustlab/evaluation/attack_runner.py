@@ -1,0 +1,133 @@
+"""Build attacks by name and run them in batches, returning per-sample outcomes.
+
+An attack "breaks" a sample only when the sample is correctly classified on its clean input
+AND the adversarial example the attack returns is misclassified AND lies inside the threat
+model's ball (`norm`, `eps`). Unbounded minimal-norm attacks (CW-L2) therefore count under the
+same threat model as every other attack; their unbounded distortion is reported separately.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.common.inference import predict_logits
+from robustlab.evaluation import metrics as M
+
+
+@dataclass
+class AttackOutcome:
+    """Per-sample results of one attack on `N` samples (all CPU tensors).
+
+    robust `[N]` bool (clean-correct and not broken in budget), correct_adv `[N]` bool (the
+    prediction on the effective adversarial input is right), conf `[N]` (max softmax on it),
+    l2 / linf `[N]` (norms of the effective perturbation), raw_l2 `[N]` (norm of the raw
+    output's perturbation, in or out of budget), raw_fooled `[N]` bool (raw output
+    misclassified), seconds (wall time).
+    """
+
+    robust: Tensor
+    correct_adv: Tensor
+    conf: Tensor
+    l2: Tensor
+    linf: Tensor
+    raw_l2: Tensor
+    raw_fooled: Tensor
+    seconds: float
+
+
+def accepted_kwargs(factory: Any) -> set[str] | None:
+    """Keyword names `factory` accepts (None when it takes **kwargs)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params}
+
+
+def build_attack(name: str, *, eps: float, norm: str, seed: int, adaptive: bool,
+                 options: dict[str, Any] | None = None) -> Any:
+    """`robustlab.attacks.create(name, ...)`, passing eps only to attacks that take one."""
+    import robustlab.attacks as attacks
+    from robustlab.registry import ATTACKS
+
+    factory = ATTACKS.get(name)
+    kwargs: dict[str, Any] = {"seed": seed, "adaptive": adaptive}
+    if getattr(factory, "bounded", True):  # unbounded attacks (cw-l2) keep their own norm
+        kwargs["norm"] = norm
+    if getattr(factory, "needs_eps", True):
+        kwargs["eps"] = eps
+    kwargs.update(options or {})
+    return attacks.create(name, **kwargs)
+
+
+def build_attacks(settings: Any) -> dict[str, Any]:
+    """Every attack of `settings` (an `EvalSettings`), built up front so that a bad
+    hyper-parameter fails before any compute."""
+    return {name: build_attack(name, eps=settings.eps, norm=settings.norm, seed=settings.seed,
+                               adaptive=settings.adaptive,
+                               options=settings.attack_options.get(name))
+            for name in settings.attacks}
+
+
+def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
+               eps: float, norm: str, batch_size: int) -> AttackOutcome:
+    """Run `attack` on `x` `[N, C, H, W]` / `y` `[N]` in batches; see `AttackOutcome`.
+
+    `clean_correct` `[N]` bool (CPU) are the clean predictions' correctness.
+    """
+    t0 = time.perf_counter()
+    parts: dict[str, list[Tensor]] = {k: [] for k in ("correct", "conf", "l2", "linf",
+                                                       "raw_l2", "raw_fooled", "within")}
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        x_adv = attack(model, xb, yb).detach()
+        raw_logits = predict_logits(model, x_adv, batch_size)
+        delta = x_adv - xb
+        within = M.within_budget(delta, eps, norm)
+        x_eff = torch.where(within.view(-1, *[1] * (xb.dim() - 1)).to(xb.device), x_adv, xb)
+        logits = raw_logits if bool(within.all()) else predict_logits(model, x_eff, batch_size)
+        norms = M.lp_norms(x_eff - xb)
+        raw_norm = M.lp_norms(delta)["l2"]
+        parts["correct"].append((logits.argmax(1) == yb).cpu())
+        parts["conf"].append(M.confidence(logits).cpu())
+        parts["l2"].append(norms["l2"].cpu())
+        parts["linf"].append(norms["linf"].cpu())
+        parts["raw_l2"].append(raw_norm.cpu())
+        parts["raw_fooled"].append((raw_logits.argmax(1) != yb).cpu())
+        parts["within"].append(within.cpu())
+    cat = {k: torch.cat(v) if v else torch.empty(0) for k, v in parts.items()}
+    correct = cat["correct"].bool()
+    return AttackOutcome(robust=clean_correct & correct, correct_adv=correct, conf=cat["conf"],
+                         l2=cat["l2"], linf=cat["linf"], raw_l2=cat["raw_l2"],
+                         raw_fooled=cat["raw_fooled"].bool(),
+                         seconds=time.perf_counter() - t0)
+
+
+def summarize_outcome(out: AttackOutcome, clean_correct: Tensor, ece_bins: int) -> dict[str, Any]:
+    """JSON-ready summary of one attack (see docs/evaluation.md, `attacks.<name>`)."""
+    broken = clean_correct & ~out.robust
+    fooled_raw = clean_correct & out.raw_fooled
+    acc = M.accuracy(out.robust)
+    return {
+        "acc": acc,
+        "success_rate": M.accuracy(broken[clean_correct]),
+        "mixed_acc": M.mixed_accuracy(clean_correct, out.robust),
+        "confidence": M.confidence_summary(out.conf, out.correct_adv),
+        "ece": M.expected_calibration_error(out.conf, out.correct_adv, ece_bins),
+        "perturbation": {
+            "l2_mean": M.mean_or_none(out.l2[broken]),
+            "l2_median": M.median_or_none(out.l2[broken]),
+            "linf_mean": M.mean_or_none(out.linf[broken]),
+            "linf_median": M.median_or_none(out.linf[broken]),
+            "unbounded_l2_median": M.median_or_none(out.raw_l2[fooled_raw]),
+        },
+        "seconds": out.seconds,
+    }

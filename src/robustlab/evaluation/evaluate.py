@@ -1,0 +1,132 @@
+"""`evaluate_model`: every metric of one model under one threat model, as a JSON-ready dict."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.common.inference import predict_logits
+from robustlab.evaluation import metrics as M
+from robustlab.evaluation.attack_runner import (
+    AttackOutcome,
+    build_attack,
+    build_attacks,
+    run_attack,
+    summarize_outcome,
+)
+from robustlab.evaluation.audit import run_audit
+from robustlab.evaluation.schema import SCHEMA_VERSION
+from robustlab.evaluation.settings import EvalSettings
+
+
+def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings, *,
+                   surrogate: nn.Module | None = None,
+                   num_classes: int | None = None) -> dict[str, Any]:
+    """Evaluate `model` on the first `settings.n` of `x` `[N, C, H, W]` (in [0, 1]) / `y` `[N]`.
+
+    `surrogate` (optional) is an independently trained model used by the audit's transfer
+    attack. Returns the eval dict of schema `SCHEMA_VERSION` (see docs/evaluation.md); the
+    caller adds `run` / `training` and writes the file.
+    """
+    settings.validate()
+    built = build_attacks(settings)
+    t_start = time.perf_counter()
+    n = min(settings.n or len(x), len(x))
+    if n == 0:
+        raise ValueError("evaluation: the test split is empty")
+    x, y = x[:n], y[:n]
+    was_training = model.training
+    model.eval()
+    try:
+        t0 = time.perf_counter()
+        logits = predict_logits(model, x, settings.batch_size)
+        clean_correct = (logits.argmax(1) == y).cpu()
+        clean_conf = M.confidence(logits).cpu()
+        k = num_classes or int(logits.shape[1])
+        clean_s = time.perf_counter() - t0
+
+        outcomes: dict[str, AttackOutcome] = {}
+        for name, attack in built.items():
+            outcomes[name] = run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
+                                        norm=settings.norm, batch_size=settings.batch_size)
+        t0 = time.perf_counter()
+        curve = _curve(model, x, y, clean_correct, settings, outcomes)
+        curve_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        audit = (run_audit(model, x, y, clean_correct, settings=settings, outcomes=outcomes,
+                           curve=curve, num_classes=k, surrogate=surrogate)
+                 if settings.audit else {"flagged": False, "flags": [], "checks": [],
+                                         "skipped": True})
+        audit_s = time.perf_counter() - t0
+    finally:
+        model.train(was_training)
+
+    clean_acc = M.accuracy(clean_correct)
+    worst = torch.stack([o.robust for o in outcomes.values()]).all(0)
+    attacks = {}
+    for name, out in outcomes.items():
+        summary = summarize_outcome(out, clean_correct, settings.ece_bins)
+        summary["gap"] = clean_acc - summary["acc"]
+        attacks[name] = summary
+    mixed_name = settings.mixed
+    return {
+        "schema": SCHEMA_VERSION,
+        "settings": settings.to_dict(),
+        "settings_key": settings.key(),
+        "model": {"class": type(model).__name__,
+                  "nondifferentiable": bool(getattr(model, "nondifferentiable", False)),
+                  "randomized": bool(getattr(model, "randomized", False)),
+                  "num_classes": k},
+        "n": n,
+        "clean": {"acc": clean_acc,
+                  "confidence": M.confidence_summary(clean_conf, clean_correct),
+                  "ece": M.expected_calibration_error(clean_conf, clean_correct,
+                                                      settings.ece_bins)},
+        "attacks": attacks,
+        "worst_case": {"acc": M.accuracy(worst), "gap": clean_acc - M.accuracy(worst),
+                       "attacks": list(settings.attacks)},
+        "mixed": {"attack": mixed_name, "acc": attacks[mixed_name]["mixed_acc"]},
+        "curve": {"attack": settings.curve_attack, "norm": settings.norm, "points": curve},
+        "audit": audit,
+        "timing": {"total_s": time.perf_counter() - t_start, "clean_s": clean_s,
+                   "attacks_s": {k2: o.seconds for k2, o in outcomes.items()},
+                   "curve_s": curve_s, "audit_s": audit_s},
+        "per_sample": {
+            "labels": y.cpu().tolist(),
+            "correct": {"clean": M.bits(clean_correct),
+                        **{k2: M.bits(o.robust) for k2, o in outcomes.items()},
+                        "worst_case": M.bits(worst)},
+            "confidence": {"clean": _rounded(clean_conf),
+                           **{k2: _rounded(o.conf) for k2, o in outcomes.items()}},
+        },
+    }
+
+
+def _rounded(values: Tensor) -> list[float]:
+    return [round(v, 4) for v in values.tolist()]
+
+
+def _curve(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor,
+           settings: EvalSettings, outcomes: dict[str, AttackOutcome]) -> list[dict[str, Any]]:
+    """Accuracy of `settings.curve_attack` at eps * factor on the first `curve_n` samples."""
+    if not settings.curve_attack or not settings.curve_factors:
+        return []
+    m = min(settings.curve_n or len(x), len(x))
+    points = []
+    for factor in sorted(set(settings.curve_factors)):
+        eps = settings.eps * factor
+        if factor == 0:
+            robust = clean_correct[:m]
+        elif factor == 1 and settings.curve_attack in outcomes:
+            robust = outcomes[settings.curve_attack].robust[:m]
+        else:
+            attack = build_attack(settings.curve_attack, eps=eps, norm=settings.norm,
+                                  seed=settings.seed, adaptive=settings.adaptive,
+                                  options=settings.attack_options.get(settings.curve_attack))
+            robust = run_attack(attack, model, x[:m], y[:m], clean_correct[:m], eps=eps,
+                                norm=settings.norm, batch_size=settings.batch_size).robust
+        points.append({"factor": factor, "eps": eps, "acc": M.accuracy(robust), "n": m})
+    return points

@@ -1,0 +1,126 @@
+"""`EvalSettings`: what an evaluation measures, validated before any compute.
+
+Units: `eps` is the threat-model radius in pixel units of [0, 1] images under `norm`;
+`curve_factors` multiply `eps` for the accuracy-versus-eps curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+NORMS = ("linf", "l2")
+
+
+class EvalSettingsError(ValueError):
+    """An invalid evaluation setting; the message names the field, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Evaluation settings. `attacks` are registry names (checked in `validate`).
+
+    - `n`: evaluate the first `n` test images (None: all).
+    - `adaptive`: attacks use BPDA / EOT where the model declares them (the honest default).
+    - `curve_attack` / `curve_factors` / `curve_n`: accuracy-versus-eps curve, on the first
+      `curve_n` images (None: all `n`).
+    - `audit` / `audit_n`: run the gradient-masking audit on the first `audit_n` images.
+    - `mixed_attack`: the attack whose examples form the adversarial half of the mixed test set
+      (odd indices adversarial, even indices clean); None picks "pgd" if evaluated, else the
+      first attack.
+    - `attack_options`: extra keyword arguments per attack name, e.g. {"pgd": {"steps": 20}}.
+    - `label`: free-form tag stored with the result (e.g. the budget's name "paper").
+    """
+
+    attacks: tuple[str, ...] = ("fgsm", "pgd")
+    eps: float = 0.3
+    norm: str = "linf"
+    n: int | None = 1000
+    batch_size: int = 500
+    seed: int = 0
+    adaptive: bool = True
+    curve_attack: str | None = "pgd"
+    curve_factors: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+    curve_n: int | None = 500
+    audit: bool = True
+    audit_n: int | None = 200
+    mixed_attack: str | None = None
+    ece_bins: int = 15
+    attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    label: str = ""
+
+    def validate(self) -> EvalSettings:
+        import robustlab.attacks  # noqa: F401  (fills the registry)
+        from robustlab.registry import ATTACKS
+
+        if not self.attacks:
+            raise EvalSettingsError("attacks: expected at least one attack name, got none "
+                                    f"(available: {', '.join(ATTACKS.list()) or '(none)'})")
+        names = list(self.attacks) + [a for a in (self.curve_attack, self.mixed_attack) if a]
+        for name in names:
+            if name not in ATTACKS:
+                raise EvalSettingsError(f"attacks: unknown attack {name!r}; available: "
+                                        f"{', '.join(ATTACKS.list()) or '(none)'}")
+        if len(set(self.attacks)) != len(self.attacks):
+            raise EvalSettingsError(f"attacks: duplicate names in {list(self.attacks)}")
+        if self.mixed_attack is not None and self.mixed_attack not in self.attacks:
+            raise EvalSettingsError(f"mixed_attack: {self.mixed_attack!r} is not among the "
+                                    f"evaluated attacks {list(self.attacks)}")
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) \
+                or not math.isfinite(self.eps) or self.eps < 0:
+            raise EvalSettingsError(f"eps: expected a finite number >= 0, got {self.eps!r}")
+        if self.norm not in NORMS:
+            raise EvalSettingsError(f"norm: expected one of {', '.join(NORMS)}, got {self.norm!r}")
+        for fname in ("n", "curve_n", "audit_n"):
+            value = getattr(self, fname)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise EvalSettingsError(f"{fname}: expected an integer >= 1 or None, got {value!r}")
+        for fname, low in (("batch_size", 1), ("seed", 0), ("ece_bins", 1)):
+            value = getattr(self, fname)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise EvalSettingsError(f"{fname}: expected an integer >= {low}, got {value!r}")
+        if any(not isinstance(f, (int, float)) or f < 0 for f in self.curve_factors):
+            raise EvalSettingsError(f"curve_factors: expected numbers >= 0, "
+                                    f"got {list(self.curve_factors)}")
+        unknown = sorted(set(self.attack_options) - set(names))
+        if unknown:
+            raise EvalSettingsError(f"attack_options: options for attack(s) {unknown} that are "
+                                    f"not evaluated ({names})")
+        return self
+
+    @property
+    def mixed(self) -> str:
+        if self.mixed_attack:
+            return self.mixed_attack
+        return "pgd" if "pgd" in self.attacks else self.attacks[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["attacks"] = list(self.attacks)
+        d["curve_factors"] = list(self.curve_factors)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise EvalSettingsError(f"evaluation settings: unknown field(s) {', '.join(unknown)}; "
+                                    f"known: {', '.join(sorted(known))}")
+        data = dict(data)
+        for key in ("attacks", "curve_factors"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+    def key(self) -> str:
+        """Short stable hash of every setting that changes the numbers (not `label`)."""
+        d = self.to_dict()
+        d.pop("label")
+        text = json.dumps(d, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]

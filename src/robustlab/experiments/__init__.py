@@ -1,0 +1,1 @@
+"""Experiments: presets (as data), the `reproduce` pipeline and the `evaluate` command."""

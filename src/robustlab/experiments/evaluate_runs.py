@@ -1,0 +1,149 @@
+"""`robustlab evaluate RUN...`: evaluate run folders, print a table, write versioned eval JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from robustlab.attacks import AttackError
+from robustlab.common.files import atomic_write_json, read_json
+from robustlab.evaluation import (
+    EvalSettings,
+    EvalSettingsError,
+    evaluate_model,
+    format_result_table,
+)
+from robustlab.evaluation.attack_runner import build_attacks
+from robustlab.evaluation.schema import EvalFileError, check_eval_dict
+from robustlab.training.config import ConfigError
+from robustlab.training.run_folder import RunFolderError
+
+DEFAULT_EVAL_FILE = "eval.json"
+DEFAULT_ATTACKS = ("fgsm", "pgd")
+
+
+def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, norm: str | None,
+                  n: int | None, batch_size: int, seed: int, device: str, data_dir: str | None,
+                  out: str | None, overwrite: bool, non_adaptive: bool) -> list[dict]:
+    """Evaluate each run folder (the CLI hook); returns the written eval dicts.
+
+    Every check happens before any compute: the run folders exist, the settings are valid, and
+    no output file would be overwritten without `overwrite`.
+    """
+    from robustlab.training.load_run import load_run
+    from robustlab.training.run_folder import RunFolder
+
+    if out is not None and len(runs) > 1:
+        raise RunFolderError(f"--out names one file but {len(runs)} runs were given; omit it "
+                             f"to write RUN/{DEFAULT_EVAL_FILE} for each run")
+    plans = []
+    for run in runs:
+        folder = RunFolder(Path(run))
+        cfg = folder.read_config()
+        run_eps = eps if eps is not None else cfg.get("eps")
+        if run_eps is None:
+            raise RunFolderError(f"run {run} was trained without eps ({cfg.get('method')}); "
+                                 "pass --eps (e.g. 0.3 for MNIST, 0.1 Fashion-MNIST)")
+        try:
+            settings = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS,
+                                    eps=float(run_eps), norm=norm or cfg.get("norm", "linf"), n=n,
+                                    batch_size=batch_size, seed=seed).validate()
+            build_attacks(settings)
+        except (EvalSettingsError, AttackError) as err:
+            raise ConfigError(str(err)) from None
+        path = Path(out) if out else folder.file(DEFAULT_EVAL_FILE)
+        if path.exists() and not overwrite:
+            raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
+                                 "(results are never overwritten silently)")
+        plans.append((run, settings, path))
+
+    results = []
+    for run, settings, path in plans:
+        loaded = load_run(run, device=device, data_dir=data_dir)
+        surrogate = _surrogate_for(loaded, runs, device, data_dir)
+        result = evaluate_loaded_run(loaded, settings, surrogate=surrogate,
+                                     non_adaptive=non_adaptive)
+        atomic_write_json(path, result)
+        print(format_result_table(result, title=f"{run}  ({_describe(result['run'])})"))
+        if "non_adaptive" in result:
+            print(format_result_table(result["non_adaptive"],
+                                      title=f"{run}  NON-ADAPTIVE numbers (for comparison only)"))
+        tr = result["training"]
+        if tr.get("train_time_s") is not None:
+            print(f"  training: {tr['train_time_s']:.1f}s total, "
+                  f"{tr['epoch_time_s_mean']:.1f}s/epoch, peak memory {tr['peak_mem_mb']:.0f} MiB")
+        print(f"  wrote {path}\n")
+        results.append(result)
+    return results
+
+
+def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any = None,
+                        non_adaptive: bool = False) -> dict[str, Any]:
+    """Evaluate a `LoadedRun` (see `robustlab.training.load_run`) and attach run facts."""
+    test = loaded.data.test
+    k = loaded.data.info.num_classes
+    result = evaluate_model(loaded.model, test.x, test.y, settings, surrogate=surrogate,
+                            num_classes=k)
+    if non_adaptive:
+        plain = evaluate_model(loaded.model, test.x, test.y, _replace(settings, adaptive=False),
+                               surrogate=surrogate, num_classes=k)
+        plain.pop("per_sample")
+        result["non_adaptive"] = plain
+    result["run"] = run_facts(loaded.folder.path, loaded.cfg.to_dict())
+    result["training"] = training_facts(loaded.folder)
+    return result
+
+
+def run_facts(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
+    keys = ("dataset", "model", "method", "method_options", "eps", "norm", "defense",
+            "defense_options", "epochs", "batch_size", "lr", "seed", "train_size", "val_size")
+    return {"path": str(path), **{k: cfg.get(k) for k in keys}}
+
+
+def training_facts(folder: Any) -> dict[str, Any]:
+    summary = folder.read_summary() if folder.is_complete else {}
+    keys = ("test_acc", "train_time_s", "epoch_time_s_mean", "peak_mem_mb", "epochs", "n_train",
+            "n_params")
+    return {k: summary.get(k) for k in keys}
+
+
+def read_cached(path: Path, settings: EvalSettings) -> dict[str, Any] | None:
+    """The eval dict at `path` if it exists and was computed with exactly `settings`."""
+    if not path.is_file():
+        return None
+    try:
+        data = check_eval_dict(read_json(path), str(path))
+    except (EvalFileError, ValueError):
+        return None
+    return data if data.get("settings_key") == settings.key() else None
+
+
+def _replace(settings: EvalSettings, **changes: Any) -> EvalSettings:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)
+
+
+def _surrogate_for(loaded: Any, runs: list[str], device: str, data_dir: str | None) -> Any:
+    """A `standard` run of the same dataset among `runs` (not this one), for transfer attacks."""
+    from robustlab.training.load_run import load_run
+    from robustlab.training.run_folder import RunFolder
+
+    me = loaded.folder.path.resolve()
+    for run in runs:
+        if Path(run).resolve() == me:
+            continue
+        try:
+            cfg = RunFolder(Path(run)).read_config()
+        except RunFolderError:
+            continue
+        if cfg.get("method") == "standard" and cfg.get("dataset") == loaded.cfg.dataset \
+                and not cfg.get("defense"):
+            return load_run(run, device=device, data_dir=data_dir).model
+    return None
+
+
+def _describe(run: dict[str, Any]) -> str:
+    eps = "" if run.get("eps") is None else f" eps={run['eps']:g}"
+    defense = f" defense={run['defense']}" if run.get("defense") else ""
+    return f"{run['dataset']}/{run['model']}/{run['method']}{eps}{defense} seed={run['seed']}"

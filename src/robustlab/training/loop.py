@@ -1,0 +1,150 @@
+"""The training loop: one function, readable top to bottom.
+
+Every method plugs in through `TrainingMethod.train_step` (see `methods/base.py`); everything
+else — data order, learning rate, logging, checkpoints, resume — is the same for all methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from robustlab.common.device import peak_memory_mb, resolve_device
+from robustlab.common.inference import accuracy
+from robustlab.common.seeding import epoch_seed, seed_everything
+from robustlab.training.checkpoint import load_state, save_state, save_weights
+from robustlab.training.config import TrainConfig
+from robustlab.training.lr_schedules import lr_factor
+from robustlab.training.methods.base import TrainContext
+from robustlab.training.run_folder import CHECKPOINT, WEIGHTS, RunFolder, prepare_run_folder
+from robustlab.training.setup import build_components
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    metrics: list[dict[str, Any]]
+
+
+def default_run_dir(cfg: TrainConfig) -> Path:
+    eps = "" if cfg.eps is None else f"-eps{cfg.eps:g}"
+    return Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.method}{eps}-s{cfg.seed}"
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> RunResult:
+    """Train as `cfg` says, writing the run folder; returns its summary and per-epoch metrics."""
+    cfg.validate()
+    run, resuming = prepare_run_folder(cfg.out_dir or default_run_dir(cfg), cfg.to_dict(),
+                                       resume=resume, overwrite=overwrite)
+    if resuming and run.is_complete:
+        return RunResult(run.path, run.read_summary(), run.read_metrics())
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    parts = build_components(cfg, device)  # data, model, method, optimizer; raises before compute
+    if not resuming:
+        run.write_config(cfg.to_dict())
+    model, method, optimizer, data = parts.model, parts.method, parts.optimizer, parts.data
+    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    ctx = TrainContext(cfg=cfg, model=model, device=device, train=data.train, val=data.val,
+                       num_classes=data.info.num_classes, steps_per_epoch=steps_per_epoch)
+    method.setup(ctx)
+
+    metrics: list[dict[str, Any]] = []
+    start_epoch = 0
+    if resuming and run.file(CHECKPOINT).is_file():
+        state = load_state(run.file(CHECKPOINT))
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        method.load_state_dict(state["method"])
+        metrics, start_epoch = state["metrics"], state["epoch"]
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.amp == "bf16"
+                else contextlib.nullcontext())
+
+    total_steps = cfg.epochs * steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        generator = seed_everything(epoch_seed(cfg.seed, epoch))  # resume needs no RNG replay
+        ctx.epoch = epoch
+        logs = method.start_epoch(ctx)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        batches = data.batches(generator)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
+        for i, (x, y) in enumerate(bar):
+            ctx.step = epoch * steps_per_epoch + i
+            ctx.progress = epoch + i / steps_per_epoch
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg.lr_schedule, ctx.step / total_steps)
+            with autocast:
+                out = method.train_step(model, optimizer, x, y, ctx)
+            loss_sum += out.loss.detach().float() * len(y)
+            correct += (out.logits.argmax(1) == y).sum()
+            if i % 25 == 0 and cfg.progress:
+                bar.set_postfix(loss=f"{out.loss.item():.3f}", **_short(logs))
+        logs.update(method.end_epoch(ctx))
+        val_acc = accuracy(model, data.val.x, data.val.y) if len(data.val) else None
+        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / len(data.train),
+               "train_acc": correct.item() / len(data.train), "val_acc": val_acc,
+               "lr": optimizer.param_groups[0]["lr"],
+               "epoch_time_s": time.perf_counter() - t0, "peak_mem_mb": peak_memory_mb(device),
+               **logs}
+        metrics.append(row)
+        _print_epoch(row, cfg)
+        _checkpoint(run, model, optimizer, method, metrics, epoch + 1, cfg)
+
+    test_acc = accuracy(model, data.test.x, data.test.y)
+    summary = _summary(cfg, metrics, test_acc, data, model)
+    run.write_summary(summary)
+    run.file(CHECKPOINT).unlink(missing_ok=True)
+    return RunResult(run.path, summary, metrics)
+
+
+def _checkpoint(run: RunFolder, model, optimizer, method, metrics, epoch: int,
+                cfg: TrainConfig) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "method": method.state_dict(), "metrics": metrics, "epoch": epoch}
+    save_state(run.file(CHECKPOINT), state)  # one file, one rename: weights+state agree
+    run.write_metrics(metrics)
+    save_weights(run.file(WEIGHTS), model, {"config": cfg.to_dict(), "epoch": epoch})
+
+
+def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model) -> dict[str, Any]:
+    times = [m["epoch_time_s"] for m in metrics]
+    return {
+        "test_acc": test_acc,
+        "val_acc": metrics[-1]["val_acc"],
+        "train_time_s": sum(times),
+        "epoch_time_s_mean": sum(times) / len(times),
+        "peak_mem_mb": max(m["peak_mem_mb"] for m in metrics),
+        "epochs": cfg.epochs,
+        "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method, "seed": cfg.seed,
+        "eps": cfg.eps,
+    }
+
+
+def _short(logs: dict[str, Any]) -> dict[str, str]:
+    return {k: f"{v:.3g}" for k, v in logs.items() if k in ("eps", "alpha") and v is not None}
+
+
+def _print_epoch(row: dict[str, Any], cfg: TrainConfig) -> None:
+    if not cfg.progress:
+        return
+    extra = "".join(f" {k}={row[k]:.4g}" for k in ("eps", "alpha", "val_adv_acc")
+                    if row.get(k) is not None)
+    val = "n/a" if row["val_acc"] is None else f"{row['val_acc']:.4f}"
+    tqdm.write(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
+               f"train_acc {row['train_acc']:.4f}  val_acc {val}{extra}  "
+               f"({row['epoch_time_s']:.1f}s)")

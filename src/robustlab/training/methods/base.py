@@ -1,0 +1,85 @@
+"""The interface every training method implements.
+
+A method supplies the loss for one batch (`loss`). Methods whose optimisation step is not
+"loss -> backward -> optimizer.step" (free adversarial training's minibatch replay, the hybrid
+method's shared clean/adversarial backward) override `train_step` instead. Per-epoch work (budget
+schedules, the hybrid's validation measurements) goes in `start_epoch` / `end_epoch`, whose
+returned dicts are written to `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class BatchOutput:
+    """What one training step reports: the loss it minimised (scalar tensor) and the logits on
+    the batch's clean inputs `[B, K]` used for the running training accuracy."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+
+@dataclass
+class TrainContext:
+    """Read-only facts a method may need. `progress` is the fraction of training done, in epochs
+    (e.g. 2.5 = halfway through the third epoch), updated by the loop before every step."""
+
+    cfg: Any  # TrainConfig (kept untyped to avoid an import cycle)
+    model: nn.Module
+    device: torch.device
+    train: Any  # ArraySplit
+    val: Any  # ArraySplit
+    num_classes: int
+    steps_per_epoch: int
+    epoch: int = 0
+    step: int = 0
+    progress: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingMethod:
+    """Base class. Subclasses set `name` via the registry decorator and override `loss`."""
+
+    #: True for methods that need `TrainConfig.eps` (validated before any compute).
+    needs_eps: bool = False
+
+    def __init__(self, **options: Any) -> None:
+        if options:
+            raise TypeError(f"unknown option(s) {', '.join(sorted(options))}")
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Called once before training (and again on resume, before `load_state_dict`)."""
+
+    def start_epoch(self, ctx: TrainContext) -> dict[str, Any]:
+        """Called before each epoch; returns values to log for that epoch."""
+        return {}
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             ctx: TrainContext) -> BatchOutput:
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                   y: torch.Tensor, ctx: TrainContext) -> BatchOutput:
+        optimizer.zero_grad(set_to_none=True)
+        out = self.loss(model, x, y, ctx)
+        out.loss.backward()
+        optimizer.step()
+        return out
+
+    def end_epoch(self, ctx: TrainContext) -> dict[str, Any]:
+        """Called after each epoch (model in train mode); returns values to log for that epoch."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able (or tensor) state needed to resume bit-identically."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} has no state to load, got {sorted(state)}")

@@ -1,0 +1,226 @@
+"""The paper's hybrid method (dynamic adversarial augmentation + adaptive loss) and its ablations.
+
+One class, registered under four names that differ only in their default options:
+
+| name                 | budget schedule       | weight a                     |
+|----------------------|-----------------------|------------------------------|
+| `hybrid`             | eps/10 -> eps (linear) | adaptive (validation accs)  |
+| `hybrid-fixed-eps`   | constant eps          | adaptive                     |
+| `hybrid-fixed-alpha` | eps/10 -> eps (linear) | fixed 0.5                   |
+| `mix`                | constant eps          | fixed 0.5 (Goodfellow 2015)  |
+
+Each step trains on the clean batch and its adversarial copy at eps_t (D ∪ D_adv) with
+`L = a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)`. After each epoch the method measures, on the
+first `val_samples` validation images, clean accuracy and accuracy under the registry's PGD
+(`val_steps` steps at the TARGET eps) and sets `a = acc_adv / (acc_adv + acc_clean)` (0.5 when
+both are 0; `alpha_init` before the first measurement). Per-epoch logs: `eps` (budget used that
+epoch; the last value for per-step schedules), `alpha` (weight used during the epoch),
+`val_clean_acc`, `val_adv_acc` (measured at its end), `catastrophic_overfitting`.
+See docs/methods.md for every option.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch.nn.functional as F
+
+from robustlab.registry import METHODS
+from robustlab.training.config import ConfigError
+from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.eps_schedule import (
+    SCHEDULES,
+    SMOOTH,
+    AdaptiveEps,
+    ramp_fraction,
+    scheduled_eps,
+)
+from robustlab.training.methods.options import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    resolve_options,
+)
+from robustlab.training.methods.perturb import GENERATORS, fgsm, generate
+from robustlab.training.methods.validation import OverfitGuard, ValProbe, adaptive_alpha
+
+
+@METHODS.register("hybrid")
+class Hybrid(TrainingMethod):
+    """Hybrid adversarial training (see the module docstring)."""
+
+    needs_eps = True
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        # budget schedule
+        "schedule": "linear", "ramp_epochs": None, "eps_start_frac": 0.1, "per_step": False,
+        "step_levels": 4, "adaptive_factor": 2.0, "adaptive_threshold": 0.5,
+        # adversarial copies
+        "generator": "fgsm", "k": 10, "step_size": None, "noise_mult": 2.0,
+        # loss weight
+        "alpha": "adaptive", "alpha_init": 0.5, "alpha_ema": 0.0, "alpha_min": 0.0,
+        "alpha_max": 1.0, "update_every": None,
+        # validation measurements and the catastrophic-overfitting guard
+        "val_samples": 1000, "val_steps": 10, "val_batch": 500,
+        "co_drop": 0.3, "co_floor": 0.05, "co_fgsm_high": 0.5,
+    }
+
+    def __init__(self, **options: Any) -> None:
+        name = getattr(type(self), "registered_name", "hybrid")
+        o = resolve_options(name, self.DEFAULTS, options)
+        self.schedule = check_choice("schedule", o["schedule"], SCHEDULES)
+        self.ramp_epochs = check_int("ramp_epochs", o["ramp_epochs"], 1, allow_none=True)
+        self.eps_start_frac = check_float("eps_start_frac", o["eps_start_frac"], 0.0, 1.0,
+                                          low_open=True)
+        self.per_step = check_bool("per_step", o["per_step"])
+        if self.per_step and self.schedule not in SMOOTH:
+            raise ConfigError(f"method_options.per_step: only smooth schedules "
+                              f"({', '.join(SMOOTH)}) can change per step, got schedule "
+                              f"{self.schedule!r}")
+        self.step_levels = check_int("step_levels", o["step_levels"], 1)
+        self.adaptive_factor = check_float("adaptive_factor", o["adaptive_factor"], 1.0,
+                                           low_open=True)
+        self.adaptive_threshold = check_float("adaptive_threshold", o["adaptive_threshold"],
+                                              0.0, 1.0)
+        self.generator = check_choice("generator", o["generator"], GENERATORS)
+        self.k = check_int("k", o["k"], 1)
+        self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
+                                     allow_none=True)
+        if self.step_size is not None and self.generator == "fgsm":
+            raise ConfigError("method_options.step_size: generator 'fgsm' always steps by eps; "
+                              "use generator=fgsm-rs, n-fgsm or pgd for another step size")
+        self.noise_mult = check_float("noise_mult", o["noise_mult"], 0.0)
+        if o["alpha"] == "adaptive":
+            self.fixed_alpha = None
+        else:
+            self.fixed_alpha = check_float("alpha", o["alpha"], 0.0, 1.0)
+        self.alpha_init = check_float("alpha_init", o["alpha_init"], 0.0, 1.0)
+        self.alpha_ema = check_float("alpha_ema", o["alpha_ema"], 0.0, 1.0)
+        if self.alpha_ema == 1.0:
+            raise ConfigError("method_options.alpha_ema: 1.0 would freeze alpha; expected < 1")
+        self.alpha_min = check_float("alpha_min", o["alpha_min"], 0.0, 1.0)
+        self.alpha_max = check_float("alpha_max", o["alpha_max"], self.alpha_min, 1.0)
+        self.update_every = check_int("update_every", o["update_every"], 1, allow_none=True)
+        self.val_samples = check_int("val_samples", o["val_samples"], 1)
+        self.val_steps = check_int("val_steps", o["val_steps"], 1)
+        self.val_batch = check_int("val_batch", o["val_batch"], 1)
+        self.guard = OverfitGuard(check_float("co_drop", o["co_drop"], 0.0, 1.0),
+                                  check_float("co_floor", o["co_floor"], 0.0, 1.0),
+                                  check_float("co_fgsm_high", o["co_fgsm_high"], 0.0, 1.0))
+        self.alpha = self.fixed_alpha if self.fixed_alpha is not None else self.alpha_init
+        self._eps_now = 0.0
+
+    # ------------------------------------------------------------------------ lifecycle
+    def setup(self, ctx) -> None:
+        self.eps = float(ctx.cfg.eps)
+        self.norm = ctx.cfg.norm
+        self.eps0 = self.eps_start_frac * self.eps
+        self.ramp = self.ramp_epochs or max(1, ctx.cfg.epochs // 2)
+        self.adaptive_eps = (AdaptiveEps(self.eps, self.eps0, self.adaptive_factor,
+                                         self.adaptive_threshold)
+                             if self.schedule == "adaptive" else None)
+        self.probe = ValProbe.from_split(ctx.val, self.val_samples, norm=self.norm,
+                                         steps=self.val_steps, batch=self.val_batch,
+                                         seed=ctx.cfg.seed)
+        self.method_name = ctx.cfg.method
+
+    def eps_at(self, progress: float) -> float:
+        """Budget after `progress` epochs (closed-form schedules)."""
+        return scheduled_eps(self.schedule, self.eps, self.eps0,
+                             ramp_fraction(progress, self.ramp), self.step_levels)
+
+    def start_epoch(self, ctx) -> dict[str, Any]:
+        if self.adaptive_eps is not None:
+            self._eps_now = self.adaptive_eps.value
+        elif not self.per_step:
+            self._eps_now = self.eps_at(ctx.epoch)
+        logs: dict[str, Any] = {"alpha": self.alpha}
+        if not self.per_step:
+            logs["eps"] = self._eps_now
+        return logs
+
+    def train_step(self, model, optimizer, x, y, ctx) -> BatchOutput:
+        if self.per_step:
+            self._eps_now = self.eps_at(ctx.progress)
+        eps_t, a = self._eps_now, self.alpha
+        optimizer.zero_grad(set_to_none=True)
+        if self.generator == "fgsm":
+            # One backward gives both the clean parameter gradient and the FGSM input gradient.
+            xr = x.detach().requires_grad_(True)
+            logits = model(xr)
+            ce_clean = F.cross_entropy(logits, y)
+            ce_clean.backward()
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.mul_(a)
+            x_adv = fgsm(model, x, y, eps_t, self.norm, grad=xr.grad)
+            ce_adv = F.cross_entropy(model(x_adv), y)
+            (ce_adv * (1.0 - a)).backward()
+        else:
+            x_adv = generate(self.generator, model, x, y, eps_t, self.norm, steps=self.k,
+                             step=self.step_size, noise_mult=self.noise_mult)
+            logits = model(x)
+            ce_clean = F.cross_entropy(logits, y)
+            ce_adv = F.cross_entropy(model(x_adv), y)
+            (a * ce_clean + (1.0 - a) * ce_adv).backward()
+        optimizer.step()
+        if self.update_every is not None and (ctx.step + 1) % self.update_every == 0:
+            self._update_alpha(self.probe.clean_acc(model), self.probe.pgd_acc(model, self.eps))
+        loss = a * ce_clean.detach() + (1.0 - a) * ce_adv.detach()
+        return BatchOutput(loss, logits.detach())
+
+    def end_epoch(self, ctx) -> dict[str, Any]:
+        model = ctx.model
+        clean = self.probe.clean_acc(model)
+        adv = self.probe.pgd_acc(model, self.eps)
+        logs: dict[str, Any] = {"val_clean_acc": clean, "val_adv_acc": adv}
+        if self.per_step:
+            logs["eps"] = self._eps_now
+        logs.update(self.guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
+                                     method=self.method_name, epoch=ctx.epoch))
+        if self.adaptive_eps is not None:
+            eps_t = self.adaptive_eps.value
+            acc_t = adv if eps_t >= self.eps else self.probe.pgd_acc(model, eps_t)
+            logs["val_adv_acc_eps_t"] = acc_t
+            self.adaptive_eps.update(acc_t)
+        self._update_alpha(clean, adv)
+        if self.update_every is not None:
+            logs["alpha_end"] = self.alpha
+        return logs
+
+    def _update_alpha(self, clean: float, adv: float) -> None:
+        if self.fixed_alpha is not None:
+            return
+        new = adaptive_alpha(clean, adv)
+        if self.alpha_ema > 0:
+            new = self.alpha_ema * self.alpha + (1.0 - self.alpha_ema) * new
+        self.alpha = min(self.alpha_max, max(self.alpha_min, new))
+
+    # --------------------------------------------------------------------------- resume
+    def state_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "guard": self.guard.state_dict(),
+                "eps_t": None if self.adaptive_eps is None else self.adaptive_eps.value}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.alpha = state["alpha"]
+        self.guard.load_state_dict(state["guard"])
+        if self.adaptive_eps is not None:
+            self.adaptive_eps.value = state["eps_t"]
+
+
+def _variant(name: str, doc: str, **defaults: Any) -> type[Hybrid]:
+    """A `Hybrid` registered as `name` whose only difference is its default options."""
+    cls = type(name.title().replace("-", ""), (Hybrid,),
+               {"DEFAULTS": {**Hybrid.DEFAULTS, **defaults}, "registered_name": name,
+                "__doc__": doc, "__module__": __name__})
+    return METHODS.register(name)(cls)
+
+
+Hybrid.registered_name = "hybrid"
+HybridFixedEps = _variant("hybrid-fixed-eps", "Ablation: adaptive alpha, eps fixed at the target.",
+                          schedule="constant")
+HybridFixedAlpha = _variant("hybrid-fixed-alpha", "Ablation: eps schedule, alpha fixed at 0.5.",
+                            alpha=0.5)
+Mix = _variant("mix", "Goodfellow et al. (2015): FGSM at fixed eps, alpha = 0.5.",
+               schedule="constant", alpha=0.5)

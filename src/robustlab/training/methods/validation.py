@@ -1,0 +1,120 @@
+"""Validation measurements made by methods during training, and what they feed.
+
+- `ValProbe`: clean and adversarial accuracy on a fixed validation subset under the registry's
+  evaluation attack (PGD, `steps` steps at a given eps, step 2.5 eps / steps, seeded), plus an
+  FGSM accuracy when the catastrophic-overfitting guard needs it.
+- `adaptive_alpha`: the paper's weight a = acc_adv / (acc_adv + acc_clean) (0.5 if both are 0).
+- `OverfitGuard`: flags catastrophic overfitting of single-step training.
+
+All of it runs inside the timed epoch (`end_epoch`), so its cost counts as training time.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from robustlab.attacks import create_attack
+from robustlab.common.inference import predict_logits
+from robustlab.training.methods.perturb import fgsm
+
+
+class ValProbe:
+    """Accuracy measurements on the first `samples` images of the validation split.
+
+    `batch` bounds how many images are attacked at once (memory); `seed` makes the PGD
+    random starts identical at every measurement.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, *, norm: str, steps: int, batch: int,
+                 seed: int) -> None:
+        self.x, self.y = x, y
+        self.norm, self.steps, self.batch, self.seed = norm, steps, batch, seed
+
+    @classmethod
+    def from_split(cls, split, samples: int, **kw) -> ValProbe:
+        if len(split) == 0:
+            raise ValueError("val_size: this method measures validation accuracy every epoch "
+                             "and needs a validation split; got val_size = 0")
+        n = min(samples, len(split))
+        return cls(split.x[:n], split.y[:n], **kw)
+
+    def clean_acc(self, model: nn.Module) -> float:
+        return _acc(predict_logits(model, self.x, self.batch), self.y)
+
+    def pgd_acc(self, model: nn.Module, eps: float) -> float:
+        """Accuracy under PGD-`steps` at `eps` (the registry attack, step 2.5 eps / steps)."""
+        attack = create_attack("pgd", eps=eps, norm=self.norm, steps=self.steps,
+                               step_size=2.5 * eps / self.steps, seed=self.seed)
+        correct = 0
+        for i in range(0, len(self.x), self.batch):
+            xb, yb = self.x[i: i + self.batch], self.y[i: i + self.batch]
+            x_adv = attack(model, xb, yb)
+            correct += int((predict_logits(model, x_adv, self.batch).argmax(1)
+                            == yb.to(x_adv.device)).sum())
+        return correct / len(self.x)
+
+    def fgsm_acc(self, model: nn.Module, eps: float) -> float:
+        """Accuracy under plain FGSM at `eps` (eval mode)."""
+        was_training = model.training
+        model.eval()
+        try:
+            correct = 0
+            for i in range(0, len(self.x), self.batch):
+                xb, yb = self.x[i: i + self.batch], self.y[i: i + self.batch]
+                x_adv = fgsm(model, xb, yb, eps, self.norm)
+                correct += int((predict_logits(model, x_adv, self.batch).argmax(1)
+                                == yb).sum())
+        finally:
+            model.train(was_training)
+        return correct / len(self.x)
+
+
+def _acc(logits: Tensor, y: Tensor) -> float:
+    return float((logits.argmax(1) == y.to(logits.device)).float().mean()) if len(y) else 0.0
+
+
+def adaptive_alpha(acc_clean: float, acc_adv: float) -> float:
+    """The paper's weight on the clean loss: acc_adv / (acc_adv + acc_clean); 0.5 if both 0."""
+    total = acc_adv + acc_clean
+    return 0.5 if total <= 0 else acc_adv / total
+
+
+class OverfitGuard:
+    """Catastrophic-overfitting detector for single-step adversarial training.
+
+    Flags an epoch when validation PGD accuracy dropped by more than `drop` (absolute) from its
+    best so far, or fell below `floor` while validation FGSM accuracy is still >= `fgsm_high`
+    (the classic signature: the model beats FGSM but not PGD). The FGSM accuracy is only
+    measured when the second test needs it (PGD accuracy < floor).
+    """
+
+    def __init__(self, drop: float = 0.3, floor: float = 0.05, fgsm_high: float = 0.5) -> None:
+        self.drop, self.floor, self.fgsm_high = drop, floor, fgsm_high
+        self.best: float | None = None
+
+    def check(self, pgd_acc: float, fgsm_acc_fn, *, method: str, epoch: int) -> dict:
+        logs: dict = {}
+        collapsed = self.best is not None and self.best - pgd_acc > self.drop
+        if not collapsed and pgd_acc < self.floor:
+            logs["val_fgsm_acc"] = fgsm_acc = fgsm_acc_fn()
+            collapsed = fgsm_acc >= self.fgsm_high
+        self.best = pgd_acc if self.best is None else max(self.best, pgd_acc)
+        logs["catastrophic_overfitting"] = bool(collapsed)
+        if collapsed:
+            msg = (f"{method}: catastrophic overfitting suspected in epoch {epoch + 1}: "
+                   f"validation PGD accuracy {pgd_acc:.3f} (best {self.best:.3f}"
+                   + (f", FGSM {logs['val_fgsm_acc']:.3f}" if "val_fgsm_acc" in logs else "")
+                   + "). Remedies: --opt generator=fgsm-rs (random start, step 1.25 eps) or "
+                   "--opt generator=n-fgsm (de Jorge et al. 2022).")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+            tqdm.write(msg)
+        return logs
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]

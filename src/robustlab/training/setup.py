@@ -1,0 +1,103 @@
+"""Build what a run needs from its config: data, model (+ optional preprocessing defense),
+training method and optimizer. Everything here runs before the first training step, so a bad
+value fails fast with a message naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustlab.data import ArraySplit, DatasetInfo, iterate_batches, load_dataset, random_crop_flip
+from robustlab.models import create_model
+from robustlab.training.config import ConfigError, TrainConfig
+from robustlab.training.methods import create_method
+from robustlab.training.methods.base import TrainingMethod
+
+# Datasets whose standard recipe uses random-crop + flip augmentation (docs/training.md).
+_CROP_FLIP_DATASETS = ("cifar10", "imagefolder")
+# The validation/test split is drawn with this fixed seed so every seed and method of an
+# experiment is validated on the same images.
+SPLIT_SEED = 0
+
+
+@dataclass
+class RunData:
+    """The splits of a run, on its device, and how its training batches are drawn."""
+
+    train: ArraySplit
+    val: ArraySplit
+    test: ArraySplit
+    info: DatasetInfo
+    batch_size: int
+    augment: Any
+
+    def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return iterate_batches(self.train, self.batch_size, shuffle=True, generator=generator,
+                               augment=self.augment)
+
+
+@dataclass
+class Components:
+    data: RunData
+    model: nn.Module
+    method: TrainingMethod
+    optimizer: torch.optim.Optimizer
+
+
+def load_run_data(cfg: TrainConfig, device: torch.device) -> RunData:
+    splits = load_dataset(cfg.dataset, root=cfg.data_dir, val_size=cfg.val_size,
+                          split_seed=SPLIT_SEED, download=cfg.download)
+    train = splits.train
+    if cfg.train_size is not None:
+        if cfg.train_size > len(train):
+            raise ConfigError(f"train_size: {cfg.train_size} exceeds the {len(train)} "
+                              f"training images of {cfg.dataset}")
+        keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(SPLIT_SEED))
+        train = train.subset(keep[: cfg.train_size].sort().values)
+    use_crop_flip = cfg.augment == "crop-flip" or (cfg.augment == "auto"
+                                                   and cfg.dataset in _CROP_FLIP_DATASETS)
+    return RunData(train.to(device), splits.val.to(device), splits.test.to(device), splits.info,
+                   cfg.batch_size, random_crop_flip(padding=4) if use_crop_flip else None)
+
+
+def build_model(cfg: TrainConfig, info, device: torch.device) -> nn.Module:
+    model = create_model(cfg.model, **info.model_kwargs())
+    if cfg.defense is not None:
+        from robustlab.defenses import create_defense
+
+        try:
+            model = create_defense(cfg.defense, model=model, **cfg.defense_options)
+        except TypeError as err:
+            raise ConfigError(f"defense_options: {err}") from None
+    model = model.to(device)
+    if _use_channels_last(cfg, model):
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model = torch.compile(model)
+    return model
+
+
+def build_components(cfg: TrainConfig, device: torch.device) -> Components:
+    try:
+        method = create_method(cfg.method, **cfg.method_options)
+    except TypeError as err:
+        raise ConfigError(f"method_options: {cfg.method}: {err}") from None
+    data = load_run_data(cfg, device)
+    model = build_model(cfg, data.info, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                    weight_decay=cfg.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return Components(data, model, method, optimizer)
+
+
+def _use_channels_last(cfg: TrainConfig, model: nn.Module) -> bool:
+    if cfg.memory_format != "auto":
+        return cfg.memory_format == "channels_last"
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())

@@ -1,0 +1,45 @@
+"""Small, fast hyper-parameters for every registered attack (used by the property tests).
+
+Every attack in the registry MUST have an entry here; a new attack without one fails
+`test_every_registered_attack_has_a_fast_config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from robustlab.attacks import create_attack
+
+
+def _autoattack_components(eps: Any, norm: str, seed: int) -> list:
+    kw = dict(eps=eps, norm=norm, seed=seed)
+    return [
+        ("apgd-ce", create_attack("apgd-ce", steps=5, **kw)),
+        ("apgd-t", create_attack("apgd-t", steps=5, n_target_classes=2, **kw)),
+        ("fab-t", create_attack("fab-t", n_iter=5, n_target_classes=2, **kw)),
+        ("square", create_attack("square", n_queries=20, **kw)),
+    ]
+
+
+FAST: dict[str, dict[str, Any]] = {
+    "fgsm": {},
+    "fgsm-rs": {},
+    "pgd": {"steps": 5, "restarts": 2},
+    "cw-linf": {"steps": 5},
+    "mifgsm": {"steps": 5},
+    "apgd-ce": {"steps": 8},
+    "apgd-dlr": {"steps": 8},
+    "apgd-t": {"steps": 5, "n_target_classes": 3},
+    "cw-l2": {"steps": 10, "binary_search_steps": 2},
+    "fab": {"n_iter": 5},
+    "fab-t": {"n_iter": 5, "n_target_classes": 2},
+    "square": {"n_queries": 30},
+}
+
+
+def build(name: str, *, eps: Any, norm: str, seed: int = 0, **extra: Any):
+    """The attack `name` with its fast config (AutoAttack with cheap components)."""
+    if name == "autoattack":
+        comps = _autoattack_components(eps, norm, seed)
+        return create_attack(name, eps=eps, norm=norm, seed=seed, components=comps, **extra)
+    return create_attack(name, eps=eps, norm=norm, seed=seed, **FAST[name], **extra)

@@ -1,0 +1,219 @@
+"""Registry-parametrised property tests: every registered attack, on a tiny model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from attack_configs import FAST, build
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from robustlab.attacks import AttackError, create_attack, list_attacks
+from robustlab.attacks.norms import lp_norm
+
+ALL = list_attacks()
+SETTINGS = settings(
+    max_examples=3,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def _norms(name: str) -> list[str]:
+    out = []
+    for norm in ("linf", "l2"):
+        try:
+            build(name, eps=0.1, norm=norm)
+        except AttackError:
+            continue
+        out.append(norm)
+    return out
+
+
+def _snapshot(model):
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    grads = {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    return state, grads, modes, flags
+
+
+def _accuracy(model, x, y) -> float:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    model.train(was)
+    return acc
+
+
+def test_every_registered_attack_has_a_fast_config():
+    missing = [n for n in ALL if n not in FAST and n != "autoattack"]
+    assert not missing, f"add fast configs for {missing} to tests/attacks/attack_configs.py"
+    for name in (
+        "fgsm",
+        "fgsm-rs",
+        "pgd",
+        "mifgsm",
+        "cw-l2",
+        "cw-linf",
+        "apgd-ce",
+        "apgd-dlr",
+        "apgd-t",
+        "autoattack",
+    ):
+        assert name in ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+@SETTINGS
+@given(
+    eps=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**31 - 1),
+    use_l2=st.booleans(),
+    per_sample=st.booleans(),
+)
+def test_attack_properties(name, tiny_model, tiny_batch, eps, seed, use_l2, per_sample):
+    x, y = tiny_batch
+    norms = _norms(name)
+    norm = "l2" if (use_l2 and "l2" in norms) or "linf" not in norms else "linf"
+    if norm == "l2":
+        eps *= 4  # L2 balls need larger radii to matter on 64-pixel inputs
+    model = tiny_model
+    # give every parameter a .grad, which the attack must not touch
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    before = _snapshot(model)
+    eps_arg = torch.linspace(0, eps, x.shape[0]) if per_sample else eps
+    attack = build(name, eps=eps_arg, norm=norm, seed=seed)
+    x_in = x.clone()
+    x_adv = attack(model, x, y)
+    assert torch.equal(x, x_in), "the attack modified its input tensor"
+
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device
+    assert bool(torch.isfinite(x_adv).all())
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    if attack.bounded:
+        radius = eps_arg if per_sample else torch.full((x.shape[0],), eps)
+        dist = lp_norm(x_adv - x, norm)
+        assert bool((dist <= radius + 1e-6).all()), (dist - radius).max()
+
+    after = _snapshot(model)
+    for k in before[0]:
+        assert torch.equal(before[0][k], after[0][k]), f"state {k} changed"
+    for k in before[1]:
+        assert torch.equal(before[1][k], after[1][k]), f".grad of {k} changed"
+    assert before[2] == after[2], "module train/eval modes were not restored"
+    assert before[3] == after[3], "requires_grad flags changed"
+
+    assert _accuracy(model, x_adv, y) <= _accuracy(model, x, y) + 1e-9
+
+    again = build(name, eps=eps_arg, norm=norm, seed=seed)(model, x, y)
+    assert torch.equal(x_adv, again), "same seed gave a different output"
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n != "cw-l2"])
+def test_eps_zero_returns_the_input(name, tiny_model, tiny_batch):
+    x, y = tiny_batch
+    for norm in _norms(name):
+        x_adv = build(name, eps=0.0, norm=norm)(tiny_model, x, y)
+        assert torch.equal(x_adv, x), (name, norm)
+
+
+def test_cw_l2_reports_norms(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    attack = build("cw-l2", eps=None, norm="l2")
+    x_adv, norms = attack.attack_with_norms(tiny_model, x, y)
+    assert norms.shape == (x.shape[0],)
+    found = torch.isfinite(norms)
+    assert bool(found.any())
+    assert torch.allclose(norms[found], lp_norm(x_adv - x, "l2")[found], atol=1e-5)
+    tiny_model.eval()
+    with torch.no_grad():
+        pred = tiny_model(x_adv).argmax(1)
+    assert bool((pred[found] != y[found]).all())
+
+
+# ------------------------------------------------------------------ clear errors before compute
+class _Counting(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "pgd", "eps": -0.1}, "eps"),
+        ({"name": "pgd", "eps": float("nan")}, "eps"),
+        ({"name": "pgd", "eps": 0.1, "steps": 0}, "steps"),
+        ({"name": "pgd", "eps": 0.1, "norm": "l3"}, "norm"),
+        ({"name": "apgd-ce", "eps": 0.1, "steps": 0}, "steps"),
+        ({"name": "mifgsm", "eps": 0.1, "steps": -1}, "steps"),
+        ({"name": "cw-l2", "steps": 0}, "steps"),
+        ({"name": "pgd", "eps": torch.tensor([0.1, -0.2])}, "eps"),
+        ({"name": "pgd"}, "eps"),
+    ],
+)
+def test_bad_hyperparameters_raise(kwargs, match):
+    kwargs = dict(kwargs)
+    with pytest.raises(ValueError, match=match):
+        create_attack(kwargs.pop("name"), **kwargs)
+
+
+def test_bad_inputs_raise_before_compute(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    model = _Counting(tiny_model)
+    attack = create_attack("pgd", eps=0.1, steps=2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        attack(model, x * 2, y)
+    with pytest.raises(ValueError, match="non-finite"):
+        attack(model, x.clone().index_fill_(0, torch.tensor([0]), float("nan")), y)
+    with pytest.raises(ValueError, match="labels"):
+        attack(model, x, y[:-1])
+    with pytest.raises(ValueError, match="int64"):
+        attack(model, x, y.float())
+    assert model.calls == 0
+    with pytest.raises(ValueError, match="number of classes"):
+        attack(model, x, y + 10)
+    with pytest.raises(ValueError, match="eps"):
+        create_attack("pgd", eps=torch.full((3,), 0.1))(model, x, y)
+
+
+@pytest.mark.parametrize("name", ["apgd-dlr", "apgd-t", "autoattack"])
+def test_dlr_attacks_need_three_classes(name):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 2))
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 0, 1])
+    attack = build(name, eps=0.1, norm="linf")
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        attack(model, x, y)
+
+
+def test_targeted_pgd_reaches_targets(tiny_model, tiny_batch):
+    x, y = tiny_batch
+    target = (y + 1) % 5
+    x_adv = create_attack("pgd", eps=0.5, steps=20)(tiny_model, x, y, target=target)
+    tiny_model.eval()
+    with torch.no_grad():
+        hit = (tiny_model(x_adv).argmax(1) == target).float().mean().item()
+    assert hit >= 0.5
+    with pytest.raises(ValueError, match="target"):
+        create_attack("pgd", eps=0.1)(tiny_model, x, y, target=y)
+
+
+def test_standard_autoattack_uses_the_paper_counts():
+    aa = create_attack("autoattack", eps=0.3)
+    d = aa.describe()["components"]
+    names = [n for n, _ in aa.components]
+    assert names == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert d[0]["steps"] == 100 and d[0]["restarts"] == 1
+    assert d[1]["steps"] == 100 and d[1]["n_target_classes"] == 9
+    assert d[1]["momentum"] == 0.75
+    assert d[3]["n_queries"] == 5000

@@ -1,0 +1,35 @@
+"""Shared test fixtures. Real-data tests skip locally without data but FAIL in CI (never skip)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _require_data() -> bool:
+    return bool(os.environ.get("ROBUSTLAB_REQUIRE_DATA") or os.environ.get("CI"))
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """Folder holding real MNIST (ROBUSTLAB_DATA, or ../shared/data beside the checkout)."""
+    candidates = [os.environ.get("ROBUSTLAB_DATA"),
+                  str(Path(__file__).resolve().parents[2] / "shared" / "data")]
+    for c in candidates:
+        if c and (Path(c) / "mnist" / "train-images-idx3-ubyte.gz").is_file():
+            return Path(c)
+    if _require_data():
+        pytest.fail(f"real MNIST not found in {candidates} (required in CI)")
+    pytest.skip("real MNIST not available")
+
+
+@pytest.fixture(scope="session")
+def fashion_root() -> Path:
+    root = Path("/usr/share/datasets/fashion-mnist")
+    if (root / "train-images-idx3-ubyte.gz").is_file():
+        return root
+    if _require_data():
+        pytest.fail(f"Fashion-MNIST not found in {root} (apt-get install dataset-fashion-mnist)")
+    pytest.skip("Fashion-MNIST not available")
