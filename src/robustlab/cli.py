@@ -7,6 +7,8 @@ any compute, with a message naming the field) and hands over to the layer below.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from typing import Any
 
@@ -32,7 +34,9 @@ class CLIError(ValueError):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -64,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="train with N processes (DistributedDataParallel, launched via torchrun)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate trained runs (clean and under attack)")
@@ -94,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from robustlab.training import ConfigError, TrainConfig, load_config_file, train
+    from robustlab.training.distributed import launched_by_torchrun
+
+    if args.nproc < 1:
+        raise CLIError(f"--nproc: expected an integer >= 1, got {args.nproc}")
 
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
     for fname, _ in _TRAIN_FLAGS.values():
@@ -116,7 +126,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_dict(data, source=args.config or "command line").validate()
     except TypeError as err:
         raise ConfigError(str(err)) from None
+    if args.nproc > 1 and not launched_by_torchrun():
+        return launch_torchrun(args.nproc, args.argv)
     result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     print(f"test accuracy: {result.summary['test_acc']:.4f}")
     print(f"run folder: {result.run_dir}")
     return 0
@@ -148,6 +162,23 @@ def _add_experiment_commands(sub) -> None:
     except ImportError:  # the experiment layer is optional while it is being built
         return
     add_commands(sub)
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Re-run this `train` command under torchrun with `nproc` processes on this machine."""
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc-per-node={nproc}", "-m", "robustlab", *rest]
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def parse_key_value(item: str, flag: str) -> tuple[str, Any]:

@@ -101,9 +101,7 @@ def _place(patterns: Tensor, top: Tensor, left: Tensor, h: int, w: int) -> Tenso
     return (vals * inside)[:, None]
 
 
-def _random_patterns(
-    n: int, s: int, generator: torch.Generator, like: Tensor
-) -> Tensor:
+def _random_patterns(n: int, s: int, generator: torch.Generator, like: Tensor) -> Tensor:
     """`[n, s, s]` copies of `square_pattern(s)`, each transposed with probability 1/2."""
     base = square_pattern(s, like.device, like.dtype)
     flip = torch.rand(n, generator=generator, device=like.device) < 0.5

@@ -7,7 +7,8 @@ model is flagged when any check flags. Thresholds (documented in docs/evaluation
   at most half of chance (0.5 / K);
 - curve_monotone: accuracy must not rise with eps along the accuracy-versus-eps curve;
 - iterative_vs_single: PGD must not be weaker than FGSM;
-- more_steps: PGD with 5x the steps and restarts must not be weaker than PGD;
+- more_steps: PGD with `audit_steps_factor` x the steps and
+  `audit_restarts` restarts must not be weaker than PGD;
 - black_box: Square (query-based) and a transfer attack must not be stronger than the best
   white-box attack;
 - gradients: input gradients of the margin loss must be finite and non-zero (<= 10% of samples
@@ -36,9 +37,6 @@ from robustlab.evaluation.attack_runner import (
 )
 
 ZERO_GRAD_FRACTION = 0.10
-STEPS_FACTOR = 5
-RESTARTS = 3
-SQUARE_QUERIES = 1000
 _QUERY_FIELDS = ("n_queries", "queries", "max_queries")
 _STEP_FIELDS = ("steps", "n_iter", "iterations")
 
@@ -112,13 +110,13 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
     # 4. more steps and restarts do not raise accuracy
     if pgd_name and pgd_name in base:
         options = dict(settings.attack_options.get(pgd_name, {}))
-        allowed = accepted_kwargs(ATTACKS.get(pgd_name)) or set()
+        allowed = accepted_kwargs(ATTACKS.get(pgd_name))
         step_field = next((f for f in _STEP_FIELDS if f in allowed), None)
         if step_field:
             default = _default(ATTACKS.get(pgd_name), step_field, 10)
-            options[step_field] = STEPS_FACTOR * int(options.get(step_field, default))
+            options[step_field] = settings.audit_steps_factor * int(options.get(step_field, default))
         if "restarts" in allowed:
-            options["restarts"] = RESTARTS
+            options["restarts"] = settings.audit_restarts
         strong = _acc(attack_acc(pgd_name, settings.eps, options))
         a_b = _acc(base[pgd_name])
         checks.append(check("more_steps", strong <= a_b + tol,
@@ -131,10 +129,10 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
     white_acc = _acc(torch.stack([base[k] for k in white]).all(0)) if white else None
     bb: dict[str, float] = {}
     if "square" in ATTACKS:
-        allowed = accepted_kwargs(ATTACKS.get("square")) or set()
+        allowed = accepted_kwargs(ATTACKS.get("square"))
         qf = next((f for f in _QUERY_FIELDS if f in allowed), None)
         bb["square"] = _acc(attack_acc("square", settings.eps,
-                                       {qf: SQUARE_QUERIES} if qf else None))
+                                       {qf: settings.audit_square_queries} if qf else None))
     if "transfer" in ATTACKS and surrogate is not None and pgd_name:
         bb["transfer"] = _acc(attack_acc("transfer", settings.eps,
                                          {"surrogate": surrogate, "attack": pgd_name}))
@@ -177,15 +175,17 @@ def _default(factory: Any, field: str, fallback: int) -> int:
 
 
 def _gradient_check(model: nn.Module, x: Tensor, y: Tensor, adaptive: bool) -> dict[str, Any]:
-    from robustlab.attacks.base import DEFAULT_EOT_ITER, input_gradient
+    from robustlab.attacks import create
     from robustlab.attacks.losses import margin_loss
 
-    bpda = adaptive and bool(getattr(model, "nondifferentiable", False))
-    eot = DEFAULT_EOT_ITER if adaptive and getattr(model, "randomized", False) else 1
+    # The attacks' own view of the model (BPDA / EOT exactly as an attack would use them).
+    probe = create("fgsm", eps=0.0, adaptive=adaptive)
     was = model.training
     model.eval()
     try:
-        grad = input_gradient(model, x, y, margin_loss, bpda=bpda, eot_iter=eot).grad
+        amodel = probe.attack_model(model, x)
+        bpda = amodel.bpda
+        grad = amodel.gradient(x, y, margin_loss).grad
     finally:
         model.train(was)
     flat = grad.reshape(len(x), -1)

@@ -28,7 +28,9 @@ class EvalSettings:
     - `adaptive`: attacks use BPDA / EOT where the model declares them (the honest default).
     - `curve_attack` / `curve_factors` / `curve_n`: accuracy-versus-eps curve, on the first
       `curve_n` images (None: all `n`).
-    - `audit` / `audit_n`: run the gradient-masking audit on the first `audit_n` images.
+    - `audit` / `audit_n`: run the gradient-masking audit on the first `audit_n` images, with
+      Square at `audit_square_queries` queries and a PGD of `audit_steps_factor` x the steps
+      and `audit_restarts` restarts.
     - `mixed_attack`: the attack whose examples form the adversarial half of the mixed test set
       (odd indices adversarial, even indices clean); None picks "pgd" if evaluated, else the
       first attack.
@@ -48,6 +50,9 @@ class EvalSettings:
     curve_n: int | None = 500
     audit: bool = True
     audit_n: int | None = 200
+    audit_square_queries: int = 1000
+    audit_steps_factor: int = 5
+    audit_restarts: int = 3
     mixed_attack: str | None = None
     ece_bins: int = 15
     attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -80,7 +85,9 @@ class EvalSettings:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or value < 1):
                 raise EvalSettingsError(f"{fname}: expected an integer >= 1 or None, got {value!r}")
-        for fname, low in (("batch_size", 1), ("seed", 0), ("ece_bins", 1)):
+        for fname, low in (("batch_size", 1), ("seed", 0), ("ece_bins", 1),
+                           ("audit_square_queries", 1), ("audit_steps_factor", 1),
+                           ("audit_restarts", 1)):
             value = getattr(self, fname)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise EvalSettingsError(f"{fname}: expected an integer >= {low}, got {value!r}")

@@ -40,7 +40,7 @@ def format_result_table(result: dict[str, Any], title: str = "") -> str:
                      f"{_num(a['confidence']['incorrect'], '.3f'):>9}{_num(a['ece'], '.3f'):>7}"
                      f"{_num(p['l2_median'], '.3f'):>8}{_num(p['linf_median'], '.3f'):>9}"
                      f"{a['seconds']:>8.1f}")
-        if p.get("unbounded_l2_median") is not None and name.startswith("cw"):
+        if p.get("unbounded_l2_median") is not None and name == "cw-l2":
             lines.append(f"  {'':<12}median minimal L2 distortion (unbounded): "
                          f"{p['unbounded_l2_median']:.4f}")
     w = result["worst_case"]

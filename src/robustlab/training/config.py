@@ -32,6 +32,7 @@ class TrainConfig:
     """
 
     dataset: str = "mnist"
+    dataset_options: dict[str, Any] = field(default_factory=dict)
     model: str = "lenet5"
     method: str = "standard"
     method_options: dict[str, Any] = field(default_factory=dict)

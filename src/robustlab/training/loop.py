@@ -20,6 +20,13 @@ from robustlab.common.inference import accuracy
 from robustlab.common.seeding import epoch_seed, seed_everything
 from robustlab.training.checkpoint import load_state, save_state, save_weights
 from robustlab.training.config import TrainConfig
+from robustlab.training.distributed import (
+    DistContext,
+    init_distributed,
+    rank_device,
+    shutdown,
+    wrap_model,
+)
 from robustlab.training.lr_schedules import lr_factor
 from robustlab.training.methods.base import TrainContext
 from robustlab.training.run_folder import CHECKPOINT, WEIGHTS, RunFolder, prepare_run_folder
@@ -39,24 +46,39 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> RunResult:
-    """Train as `cfg` says, writing the run folder; returns its summary and per-epoch metrics."""
+    """Train as `cfg` says, writing the run folder; returns its summary and per-epoch metrics.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this; see `distributed.py`.
+    """
     cfg.validate()
+    device = resolve_device(cfg.device)
+    dist = init_distributed(device)
+    try:
+        return _train(cfg, rank_device(device, dist), dist, resume=resume, overwrite=overwrite)
+    finally:
+        shutdown(dist)
+
+
+def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume: bool,
+           overwrite: bool) -> RunResult:
     run, resuming = prepare_run_folder(cfg.out_dir or default_run_dir(cfg), cfg.to_dict(),
                                        resume=resume, overwrite=overwrite)
     if resuming and run.is_complete:
         return RunResult(run.path, run.read_summary(), run.read_metrics())
-    device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     parts = build_components(cfg, device)  # data, model, method, optimizer; raises before compute
-    if not resuming:
+    dist.barrier()  # every rank has checked the folder before rank 0 writes to it
+    if not resuming and dist.is_main:
         run.write_config(cfg.to_dict())
     model, method, optimizer, data = parts.model, parts.method, parts.optimizer, parts.data
     steps_per_epoch = -(-len(data.train) // cfg.batch_size)
     ctx = TrainContext(cfg=cfg, model=model, device=device, train=data.train, val=data.val,
-                       num_classes=data.info.num_classes, steps_per_epoch=steps_per_epoch)
+                       num_classes=data.info.num_classes, steps_per_epoch=steps_per_epoch,
+                       dist=dist)
     method.setup(ctx)
+    train_model = wrap_model(model, dist)  # DDP when several processes, else `model` itself
 
     metrics: list[dict[str, Any]] = []
     start_epoch = 0
@@ -86,13 +108,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
             ctx.progress = epoch + i / steps_per_epoch
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg.lr_schedule, ctx.step / total_steps)
+            x, y = dist.shard(x, y)
             with autocast:
-                out = method.train_step(model, optimizer, x, y, ctx)
+                out = method.train_step(train_model, optimizer, x, y, ctx)
             loss_sum += out.loss.detach().float() * len(y)
             correct += (out.logits.argmax(1) == y).sum()
             if i % 25 == 0 and cfg.progress:
                 bar.set_postfix(loss=f"{out.loss.item():.3f}", **_short(logs))
         logs.update(method.end_epoch(ctx))
+        dist.sum(loss_sum), dist.sum(correct)
         val_acc = accuracy(model, data.val.x, data.val.y) if len(data.val) else None
         row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / len(data.train),
                "train_acc": correct.item() / len(data.train), "val_acc": val_acc,
@@ -100,13 +124,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
                "epoch_time_s": time.perf_counter() - t0, "peak_mem_mb": peak_memory_mb(device),
                **logs}
         metrics.append(row)
-        _print_epoch(row, cfg)
-        _checkpoint(run, model, optimizer, method, metrics, epoch + 1, cfg)
+        if dist.is_main:
+            _print_epoch(row, cfg)
+            _checkpoint(run, model, optimizer, method, metrics, epoch + 1, cfg)
 
     test_acc = accuracy(model, data.test.x, data.test.y)
-    summary = _summary(cfg, metrics, test_acc, data, model)
-    run.write_summary(summary)
-    run.file(CHECKPOINT).unlink(missing_ok=True)
+    summary = _summary(cfg, metrics, test_acc, data, model, dist.world_size)
+    if dist.is_main:
+        run.write_summary(summary)
+        run.file(CHECKPOINT).unlink(missing_ok=True)
+    dist.barrier()
     return RunResult(run.path, summary, metrics)
 
 
@@ -119,7 +146,8 @@ def _checkpoint(run: RunFolder, model, optimizer, method, metrics, epoch: int,
     save_weights(run.file(WEIGHTS), model, {"config": cfg.to_dict(), "epoch": epoch})
 
 
-def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model) -> dict[str, Any]:
+def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model,
+             world_size: int) -> dict[str, Any]:
     times = [m["epoch_time_s"] for m in metrics]
     return {
         "test_acc": test_acc,
@@ -131,7 +159,7 @@ def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model) -> dict[st
         "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
         "n_params": sum(p.numel() for p in model.parameters()),
         "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method, "seed": cfg.seed,
-        "eps": cfg.eps,
+        "eps": cfg.eps, "world_size": world_size,
     }
 
 

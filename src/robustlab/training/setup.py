@@ -50,7 +50,8 @@ class Components:
 
 def load_run_data(cfg: TrainConfig, device: torch.device) -> RunData:
     splits = load_dataset(cfg.dataset, root=cfg.data_dir, val_size=cfg.val_size,
-                          split_seed=SPLIT_SEED, download=cfg.download)
+                          split_seed=SPLIT_SEED, download=cfg.download,
+                          **cfg.dataset_options)
     train = splits.train
     if cfg.train_size is not None:
         if cfg.train_size > len(train):

@@ -25,3 +25,6 @@ def create_method(name: str, **options):
 
 
 __all__ = ["BatchOutput", "TrainContext", "TrainingMethod", "create_method", "list_methods"]
+
+# The denoising-autoencoder method (owned with robustlab.defenses; see docs/defenses.md).
+from robustlab.training.methods import autoencoder  # noqa: E402, F401

@@ -40,6 +40,7 @@ class TrainContext:
     epoch: int = 0
     step: int = 0
     progress: float = 0.0
+    dist: Any = None  # distributed.DistContext: rank, world_size, shard(), sum()
     extra: dict[str, Any] = field(default_factory=dict)
 
 

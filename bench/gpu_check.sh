@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (device tool): installs nothing, runs the CUDA tests, prints
+# throughput/epoch ratios and peak memory, writes everything under ${OUT:-gpu-out}/.
+# Usage on the device machine, from the repo root:  bash bench/gpu_check.sh
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$OUT/gpu.txt"
+# CUDA code paths: bf16 autocast, channels_last, data on device, attacks on CUDA.
+timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_gpu.py \
+    tests/test_data_batches.py -k "cuda or gpu" 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
+timeout 300 python3 bench/gpu_bench.py --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.txt"

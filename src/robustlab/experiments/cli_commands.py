@@ -1,0 +1,53 @@
+"""The `reproduce` and `report` subcommands (added to the CLI by `robustlab.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_commands(subparsers) -> None:
+    from robustlab.experiments.presets import PRESETS
+
+    p = subparsers.add_parser("reproduce", help="run the paper's experiment from a preset "
+                              "(resumes what OUT already holds)")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS),
+                   help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))
+    p.add_argument("--out", default=None, help="experiment folder (default results/PRESET)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel local processes (threads per worker = cores // workers)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default=None, help="override every dataset's model (e.g. smallcnn)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard OUT's runs and start again (default: resume)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="train and evaluate only")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = subparsers.add_parser("report", help="write report.md/.html, figures and results "
+                              "tables for an experiment (or run) folder")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from robustlab.experiments.presets import get_preset
+    from robustlab.experiments.runner import reproduce
+
+    preset = get_preset(args.preset)
+    out = args.out or f"results/{preset.name}"
+    path = reproduce(preset, out, workers=args.workers, data_dir=args.data_dir,
+                     overwrite=args.overwrite, model=args.model, device=args.device,
+                     report=args.report)
+    print(f"report: {path}" if args.report else f"results in {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from robustlab.reporting import write_report
+
+    paths = write_report(args.dir)
+    for key in ("md", "html", "json", "csv"):
+        print(f"{key}: {paths[key]}")
+    print(f"report: {paths['html']}")
+    return 0

@@ -1,0 +1,182 @@
+"""Experiment presets as data: which datasets, budgets, methods, seeds and sizes to run.
+
+A preset is a frozen `Preset`; `reproduce --preset NAME` expands it into training runs and
+evaluations (`robustlab.experiments.plan`). Nothing here computes anything.
+
+Every preset has two budgets per dataset: the paper's eps = 0.03 ("paper") and the
+literature's standard budget for that dataset ("standard": MNIST 0.3, Fashion-MNIST 0.1,
+CIFAR-10 8/255, ImageNet 4/255), all Linf in pixel units of [0, 1] images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+PAPER_EPS = 0.03
+STANDARD_EPS = {"mnist": 0.3, "fashion-mnist": 0.1, "cifar10": 8 / 255, "imagefolder": 4 / 255}
+
+# What each training method is in the paper's terms (section 4.5 / 4.6).
+METHOD_ROLES = {
+    "standard": "baseline",
+    "pgd-at": "adversarial training", "fgsm-rs": "adversarial training",
+    "free-at": "adversarial training", "n-fgsm": "adversarial training",
+    "trades": "robust optimisation", "mart": "robust optimisation",
+    "gradient-reg": "robust optimisation", "lipschitz": "robust optimisation",
+    "hybrid": "hybrid",
+    "hybrid-fixed-eps": "ablation", "hybrid-fixed-alpha": "ablation", "mix": "ablation",
+}
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """One dataset/model pair and its budgets `((label, eps), ...)`."""
+
+    dataset: str
+    model: str
+    budgets: tuple[tuple[str, float], ...]
+    norm: str = "linf"
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    method: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def role(self) -> str:
+        return METHOD_ROLES.get(self.method, "other")
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    """Evaluation settings shared by every run (eps comes from the budget)."""
+
+    attacks: tuple[str, ...] = ("fgsm", "pgd", "cw-linf", "autoattack")
+    n: int | None = 1000
+    batch_size: int = 500
+    curve_factors: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+    curve_n: int | None = 500
+    audit: bool = True
+    audit_n: int | None = 200
+    audit_square_queries: int = 1000
+    attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything `reproduce` runs. `train_size` / `val_size` None = the dataset's defaults;
+    `headline` is the dataset of Figure 2 and the claims check."""
+
+    name: str
+    description: str
+    datasets: tuple[DatasetPlan, ...]
+    methods: tuple[MethodPlan, ...]
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.01
+    train_size: int | None = None
+    val_size: int | None = None
+    eval: EvalPlan = field(default_factory=EvalPlan)
+    headline: str = "mnist"
+    budget_note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Preset:
+        return dataclasses.replace(self, **changes)
+
+
+def _budgets(dataset: str) -> tuple[tuple[str, float], ...]:
+    return (("paper", PAPER_EPS), ("standard", STANDARD_EPS[dataset]))
+
+
+def _methods(*names: str, **options: dict[str, Any]) -> tuple[MethodPlan, ...]:
+    return tuple(MethodPlan(n, dict(options.get(n.replace("-", "_"), {}))) for n in names)
+
+
+ALL_METHODS = ("standard", "pgd-at", "fgsm-rs", "free-at", "trades", "mart", "gradient-reg",
+               "lipschitz", "hybrid", "mix", "hybrid-fixed-eps", "hybrid-fixed-alpha")
+
+# Cheaper AutoAttack counts for CPU presets (labelled in every eval file's settings).
+_AA_CPU = {"autoattack": {"steps": 20, "n_target_classes": 3, "n_queries": 500}}
+_AA_TINY = {"autoattack": {"steps": 5, "n_target_classes": 2, "n_queries": 100}}
+
+PRESETS: dict[str, Preset] = {
+    "smoke": Preset(
+        name="smoke",
+        description="CI check of the whole pipeline: tiny data, 1 epoch, 3 methods, 100 "
+                    "test images (about 1-2 minutes on 2 CPU cores).",
+        datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),),
+        methods=_methods("standard", "pgd-at", "hybrid",
+                         pgd_at={"k": 3}, hybrid={"val_samples": 100, "val_steps": 3}),
+        seeds=(0,), epochs=1, train_size=1000, val_size=200,
+        eval=EvalPlan(attacks=("fgsm", "pgd", "autoattack"), n=100, batch_size=100,
+                      curve_factors=(0.0, 0.5, 1.0, 2.0), curve_n=100, audit_n=50,
+                      audit_square_queries=100, attack_options=_AA_TINY),
+        budget_note="train_size=1000, 1 epoch, 100 test images: checks the pipeline, "
+                    "not the paper's numbers",
+    ),
+    "quick": Preset(
+        name="quick",
+        description="The README's main job: MNIST / LeNet-5, standard, PGD-AT, TRADES and the "
+                    "hybrid, one seed, evaluated on 1,000 test images (under 15 minutes on 2 "
+                    "CPU cores).",
+        datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),),
+        methods=_methods("standard", "pgd-at", "trades", "hybrid",
+                         pgd_at={"k": 5}, trades={"k": 5},
+                         hybrid={"val_samples": 500, "val_steps": 5}),
+        seeds=(0,), epochs=3, train_size=10000, val_size=1000,
+        eval=EvalPlan(attacks=("fgsm", "pgd", "cw-linf", "autoattack"), n=1000,
+                      curve_n=300, audit_n=200, audit_square_queries=500,
+                      attack_options=_AA_CPU),
+        budget_note="train_size=10,000, 3 epochs, PGD-5 during training, 1,000 test images, "
+                    "AutoAttack with 20 iterations / 3 target classes / 500 Square queries",
+    ),
+    "paper-cpu": Preset(
+        name="paper-cpu",
+        description="MNIST and Fashion-MNIST with LeNet-5, every method, 3 seeds, sized for "
+                    "about 2.5 hours on 2 CPU cores (pass --model smallcnn for SmallCNN).",
+        datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),
+                  DatasetPlan("fashion-mnist", "lenet5", _budgets("fashion-mnist"))),
+        methods=_methods(*ALL_METHODS, pgd_at={"k": 5}, trades={"k": 5}, mart={"k": 5},
+                         hybrid={"val_samples": 500, "val_steps": 5},
+                         hybrid_fixed_eps={"val_samples": 500, "val_steps": 5},
+                         hybrid_fixed_alpha={"val_samples": 500, "val_steps": 5},
+                         mix={"val_samples": 500, "val_steps": 5},
+                         fgsm_rs={"val_samples": 500, "val_steps": 5}),
+        seeds=(0, 1, 2), epochs=3, train_size=5000, val_size=1000,
+        eval=EvalPlan(attacks=("fgsm", "pgd", "cw-linf", "autoattack"), n=500,
+                      curve_n=200, audit_n=100, audit_square_queries=300,
+                      attack_options=_AA_CPU),
+        budget_note="train_size=5,000, 3 epochs, PGD-5 during training, 500 test images, "
+                    "AutoAttack with 20 iterations / 3 target classes / 500 Square queries",
+    ),
+    "paper": Preset(
+        name="paper",
+        description="The paper's full protocol for a GPU: MNIST/LeNet-5, CIFAR-10/ResNet-18, "
+                    "ImageNet-subset/EfficientNet-B0 (an `imagefolder` tree under --data-dir), "
+                    "every method, 3 seeds, 50 epochs, lr 0.01, batch 128.",
+        datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),
+                  DatasetPlan("cifar10", "resnet18", _budgets("cifar10")),
+                  DatasetPlan("imagefolder", "efficientnet_b0", _budgets("imagefolder"))),
+        methods=_methods(*ALL_METHODS),
+        seeds=(0, 1, 2), epochs=50, batch_size=128, lr=0.01,
+        eval=EvalPlan(attacks=("fgsm", "pgd", "cw-l2", "autoattack"), n=10000,
+                      batch_size=500, curve_n=1000, audit_n=500),
+        headline="cifar10",
+        budget_note="full training sets, 50 epochs, full test sets, standard AutoAttack",
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        from robustlab.training.config import ConfigError
+
+        raise ConfigError(f"--preset: unknown preset {name!r}; available: "
+                          f"{', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,129 @@
+"""Attack strength on a LeNet-5 trained on real MNIST, and cross-checks against independent
+implementations (torchattacks, ART) on the same model and inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robustlab.attacks import create_attack
+
+
+def _acc(model, x, y) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def test_pgd40_breaks_a_standard_lenet(mnist_lenet):
+    model, x, y = mnist_lenet
+    x, y = x[:200], y[:200]
+    x_adv = create_attack("pgd", eps=0.3, norm="linf", steps=40, step_size=0.01, seed=0)(
+        model, x, y
+    )
+    acc = _acc(model, x_adv, y)
+    print(f"\nPGD-40 eps=0.3 accuracy: {acc:.4f} (clean {_acc(model, x, y):.4f})")
+    assert acc <= 0.01
+
+
+def test_cw_l2_median_distortion(mnist_lenet):
+    model, x, y = mnist_lenet
+    x, y = x[:100], y[:100]
+    attack = create_attack("cw-l2", steps=50, binary_search_steps=5, c_init=0.1)
+    x_adv, norms = attack.attack_with_norms(model, x, y)
+    ok = torch.isfinite(norms)
+    median = norms[ok].median().item()
+    print(f"\nCW-L2 success {ok.float().mean():.3f}, median L2 {median:.3f}")
+    assert ok.float().mean().item() >= 0.95
+    # a standard MNIST CNN typically needs L2 ~1-2.5 (Carlini & Wagner 2017 report ~1.4-2.0)
+    assert 0.5 <= median <= 3.0
+    with torch.no_grad():
+        pred = model(x_adv).argmax(1)
+    assert bool((pred[ok] != y[ok]).all())
+
+
+# ------------------------------------------------------------------- reference cross-checks
+N_REF = 300
+EPS_REF = 0.1
+
+
+@pytest.fixture(scope="module")
+def ref_data(mnist_lenet):
+    model, x, y = mnist_lenet
+    return model, x[:N_REF], y[:N_REF]
+
+
+@pytest.mark.reference
+def test_pgd_and_fgsm_no_weaker_than_torchattacks(ref_data):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = ref_data
+    alpha = 2.5 * EPS_REF / 10
+    torch.manual_seed(0)
+    ta_pgd = _acc(model, torchattacks.PGD(model, eps=EPS_REF, alpha=alpha, steps=10)(x, y), y)
+    rl_pgd = _acc(
+        model, create_attack("pgd", eps=EPS_REF, steps=10, step_size=alpha)(model, x, y), y
+    )
+    ta_fgsm = _acc(model, torchattacks.FGSM(model, eps=EPS_REF)(x, y), y)
+    rl_fgsm = _acc(model, create_attack("fgsm", eps=EPS_REF)(model, x, y), y)
+    print(
+        f"\nPGD-10 acc: robustlab {rl_pgd:.4f} torchattacks {ta_pgd:.4f}; "
+        f"FGSM acc: robustlab {rl_fgsm:.4f} torchattacks {ta_fgsm:.4f}"
+    )
+    assert 0.0 < ta_pgd < 0.9, "eps should make the comparison non-trivial"
+    assert rl_pgd <= ta_pgd + 0.005
+    assert rl_fgsm <= ta_fgsm + 1e-9
+
+
+@pytest.mark.reference
+def test_pgd_no_weaker_than_art(ref_data):
+    pytest.importorskip("art")
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    model, x, y = ref_data
+    clf = PyTorchClassifier(
+        model=model,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    alpha = 2.5 * EPS_REF / 10
+    art_pgd = ProjectedGradientDescent(
+        clf,
+        norm=np.inf,
+        eps=EPS_REF,
+        eps_step=alpha,
+        max_iter=10,
+        num_random_init=1,
+        batch_size=N_REF,
+        verbose=False,
+    )
+    np.random.seed(0)
+    x_art = torch.from_numpy(art_pgd.generate(x.numpy(), y=y.numpy()))
+    model.eval()
+    art_acc = _acc(model, x_art, y)
+    rl_acc = _acc(
+        model, create_attack("pgd", eps=EPS_REF, steps=10, step_size=alpha)(model, x, y), y
+    )
+    print(f"\nPGD-10 acc: robustlab {rl_acc:.4f} ART {art_acc:.4f}")
+    assert rl_acc <= art_acc + 0.005
+
+
+@pytest.mark.reference
+def test_cw_l2_no_weaker_than_torchattacks(ref_data):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, x, y = ref_data
+    x, y = x[:100], y[:100]
+    ta = torchattacks.CW(model, c=1.0, kappa=0.0, steps=50, lr=0.01)(x, y)
+    rl_attack = create_attack("cw-l2", steps=50, binary_search_steps=5, c_init=0.01)
+    rl, norms = rl_attack.attack_with_norms(model, x, y)
+    ta_acc, rl_acc = _acc(model, ta, y), _acc(model, rl, y)
+    with torch.no_grad():
+        ta_ok = model(ta).argmax(1) != y
+    ta_norms = (ta - x).flatten(1).norm(dim=1)[ta_ok]
+    print(
+        f"\nCW-L2 acc: robustlab {rl_acc:.4f} torchattacks {ta_acc:.4f}; median L2 robustlab "
+        f"{norms[torch.isfinite(norms)].median():.3f} torchattacks {ta_norms.median():.3f}"
+    )
+    assert rl_acc <= ta_acc + 1e-9
