@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 DEFAULT_METHODS = [
-    "standard", "pgd-at", "hybrid", "hybrid-fixed-eps", "hybrid-fixed-alpha", "mix", "fgsm-rs",
-    "hybrid:generator=fgsm-rs", "hybrid:generator=n-fgsm",
+    "standard", "pgd-at", "hybrid", "hybrid-fixed-eps", "hybrid-fixed-alpha", "mix",
+    "hybrid:generator=fgsm", "hybrid:generator=fgsm-rs", "fgsm-rs", "free-at", "trades",
 ]
 EPS = 0.3
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import robustlab.attacks as attacks
 from robustlab.cli import main as cli_main
@@ -16,10 +17,13 @@ from robustlab.common.inference import accuracy
 from robustlab.defenses import DefenseError, create_defense, load_autoencoder
 from robustlab.defenses.autoencoder import AutoencoderDefense
 from robustlab.defenses.bit_depth import BitDepth
+from robustlab.models import create_model
 from robustlab.training import TrainConfig, train
 from robustlab.training.config import ConfigError
 from robustlab.training.load_run import load_run
+from robustlab.training.methods import TrainContext, create_method
 from robustlab.training.methods.perturb import generate
+from robustlab.training.run_folder import RunFolder
 
 N_EVAL = 500
 
@@ -41,8 +45,9 @@ def test_batch(clf_run):
     return clf_run.data.test.x[:N_EVAL], clf_run.data.test.y[:N_EVAL]
 
 
-def pgd(adaptive: bool):
-    return attacks.create("pgd", eps=0.3, steps=40, step_size=0.01, seed=0, adaptive=adaptive)
+def pgd(adaptive: bool, **options):
+    return attacks.create("pgd", eps=0.3, steps=40, step_size=0.01, seed=0, adaptive=adaptive,
+                          **options)
 
 
 def mean_accuracy(model, x, y, draws: int = 1) -> float:
@@ -72,7 +77,7 @@ def test_eot_is_no_weaker_than_plain_pgd_on_gaussian_noise(clf_run, test_batch):
     torch.manual_seed(0)
     plain = mean_accuracy(defense, pgd(adaptive=False)(defense, x, y), y, draws=3)
     torch.manual_seed(0)
-    eot = mean_accuracy(defense, pgd(adaptive=True)(defense, x, y), y, draws=3)
+    eot = mean_accuracy(defense, pgd(adaptive=True, eot_iter=5)(defense, x, y), y, draws=3)
     print(f"gaussian-noise(0.3): clean {clean:.3f}  PGD {plain:.3f}  PGD+EOT {eot:.3f}")
     assert eot <= plain + 0.02, (clean, plain, eot)
     assert eot < clean
@@ -88,16 +93,18 @@ def test_training_attacks_see_through_a_nondifferentiable_defense(clf_run, test_
 
 
 def test_adversarial_training_behind_a_defense_saves_and_reloads(mnist_root, tmp_path):
-    cfg = TrainConfig(dataset="mnist", model="lenet5", method="pgd-at", method_options={"k": 2},
+    cfg = TrainConfig(dataset="mnist", model="lenet5", method="pgd-at", method_options={"k": 1},
                       eps=0.3, defense="bit-depth", defense_options={"bits": 1}, epochs=1,
-                      train_size=512, val_size=200, data_dir=str(mnist_root), progress=False,
+                      train_size=256, val_size=100, data_dir=str(mnist_root), progress=False,
                       out_dir=str(tmp_path / "at-bitdepth"))
     result = train(cfg)
+    saved = load_file(str(result.run_dir / "model.safetensors"))
+    assert saved and all(k.startswith("classifier.") for k in saved)
     loaded = load_run(result.run_dir, device="cpu", data_dir=str(mnist_root))
     assert isinstance(loaded.model, BitDepth) and loaded.model.bits == 1
     assert loaded.model.nondifferentiable and not loaded.model.training
-    x, y = loaded.data.test.x, loaded.data.test.y
-    assert accuracy(loaded.model, x, y) == pytest.approx(result.summary["test_acc"], abs=1e-6)
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value.cpu(), saved[key], rtol=0, atol=0)
     with pytest.raises(ConfigError, match="defense_options: defense 'bit-depth' got unknown"):
         train(cfg.replace(defense_options={"levels": 2}, out_dir=str(tmp_path / "bad")))
 
@@ -111,9 +118,9 @@ def test_autoencoder_trains_from_the_cli_and_defends(clf_run, test_batch, mnist_
                    "--optimizer", "adam", "--lr", "0.002", "--data-dir", str(mnist_root),
                    "--out", str(run), "--no-progress"])
     assert rc == 0
-    summary = load_run(run, device="cpu", data_dir=str(mnist_root)).folder.read_summary()
-    assert summary["test_acc"] is None  # an autoencoder has no accuracy
-    row = load_run(run, device="cpu", data_dir=str(mnist_root)).folder.read_metrics()[-1]
+    folder = RunFolder(run)
+    assert folder.read_summary()["test_acc"] is None  # an autoencoder has no accuracy
+    row = folder.read_metrics()[-1]
     assert row["train_acc"] is None and row["val_acc"] is None
     assert row["val_mse_clean"] < 0.02 and row["val_mse_noisy"] < 0.03
 
@@ -133,8 +140,8 @@ def test_autoencoder_trains_from_the_cli_and_defends(clf_run, test_batch, mnist_
     noisy_plain, noisy_def = accuracy(clf_run.model, noisy, y), accuracy(defense, noisy, y)
     print(f"autoencoder: clean {clean_plain:.3f} -> {clean_def:.3f}, "
           f"noisy {noisy_plain:.3f} -> {noisy_def:.3f}")
-    assert clean_def > clean_plain - 0.05
-    assert noisy_def > noisy_plain
+    assert clean_def > clean_plain - 0.08
+    assert noisy_def > noisy_plain + 0.05
     xr = x[:16].clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(defense(xr).logsumexp(1).sum(), xr)
     assert float(grad.abs().max()) > 0  # white-box gradients go through the autoencoder
@@ -143,16 +150,29 @@ def test_autoencoder_trains_from_the_cli_and_defends(clf_run, test_batch, mnist_
         create_defense("autoencoder", model=clf_run.model, autoencoder_run=clf_run.folder.path)
 
 
-def test_autoencoder_with_adversarial_inputs(clf_run, mnist_root, tmp_path):
+@pytest.mark.slow
+def test_autoencoder_with_adversarial_inputs(clf_run, test_batch, mnist_root, tmp_path):
+    options = {"noise_sigma": 0.3, "adversarial_run": str(clf_run.folder.path),
+               "attack": "pgd", "attack_options": {"steps": 5}}
     cfg = TrainConfig(dataset="mnist", model="denoising-autoencoder", method="autoencoder",
-                      method_options={"noise_sigma": 0.3,
-                                      "adversarial_run": str(clf_run.folder.path),
-                                      "attack": "pgd", "attack_options": {"steps": 2}},
-                      eps=0.3, epochs=1, train_size=256, val_size=100, batch_size=64,
-                      optimizer="adam", lr=2e-3, data_dir=str(mnist_root), progress=False,
-                      out_dir=str(tmp_path / "dae-adv"))
+                      method_options=options, eps=0.3, epochs=1, train_size=128, val_size=64,
+                      batch_size=64, optimizer="adam", lr=2e-3, data_dir=str(mnist_root),
+                      progress=False, out_dir=str(tmp_path / "dae-adv"))
     result = train(cfg)
-    assert result.metrics[-1]["val_mse_clean"] < 0.1
+    assert 0.0 < result.metrics[-1]["val_mse_clean"] < 0.3  # two steps: it ran, finite
+    # the three views: clean, noisy, and PGD examples that fool the classifier
+    x, y = test_batch[0][:64], test_batch[1][:64]
+    method = create_method("autoencoder", **options)
+    model = create_model("denoising-autoencoder", **clf_run.data.info.model_kwargs())
+    ctx = TrainContext(cfg=cfg, model=model, device=torch.device("cpu"), train=clf_run.data.test,
+                       val=clf_run.data.val, num_classes=10, steps_per_epoch=1)
+    method.setup(ctx)
+    views = method.views(x, y, ctx).view(3, *x.shape)
+    torch.testing.assert_close(views[0], x)
+    assert 0.1 < float((views[1] - x).abs().max()) <= 1.0
+    adv = views[2]
+    assert float((adv - x).abs().max()) <= 0.3 + 1e-6
+    assert accuracy(clf_run.model, adv, y) < accuracy(clf_run.model, x, y) - 0.3
     with pytest.raises(ConfigError, match="eps: method 'autoencoder' with adversarial_run"):
         train(cfg.replace(eps=None, out_dir=str(tmp_path / "no-eps")))
     with pytest.raises(ConfigError, match="model: method 'autoencoder' trains an image-to-image"):

@@ -131,7 +131,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(f"test accuracy: {result.summary['test_acc']:.4f}")
+    if result.summary["test_acc"] is not None:
+        print(f"test accuracy: {result.summary['test_acc']:.4f}")
     print(f"run folder: {result.run_dir}")
     return 0
 

@@ -8,7 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import nn
+
 from robustlab.attacks import create_attack
+
+
+def _surrogate() -> nn.Module:
+    """A small independent model on `[N, 1, 8, 8]` inputs with 5 classes (transfer source)."""
+    g = torch.Generator().manual_seed(123)
+    lin = nn.Linear(64, 5)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(5, 64, generator=g) * 0.3)
+        lin.bias.zero_()
+    return nn.Sequential(nn.Flatten(), lin)
 
 
 def _autoattack_components(eps: Any, norm: str, seed: int) -> list:
@@ -34,6 +47,7 @@ FAST: dict[str, dict[str, Any]] = {
     "fab": {"n_iter": 5},
     "fab-t": {"n_iter": 5, "n_target_classes": 2},
     "square": {"n_queries": 30},
+    "transfer": {"attack": "pgd", "steps": 3},
 }
 
 
@@ -42,4 +56,6 @@ def build(name: str, *, eps: Any, norm: str, seed: int = 0, **extra: Any):
     if name == "autoattack":
         comps = _autoattack_components(eps, norm, seed)
         return create_attack(name, eps=eps, norm=norm, seed=seed, components=comps, **extra)
+    if name == "transfer":
+        extra = {"surrogate": _surrogate(), **extra}
     return create_attack(name, eps=eps, norm=norm, seed=seed, **FAST[name], **extra)

@@ -12,18 +12,16 @@ from robustlab.attacks import (  # noqa: F401  (importing registers the attacks)
     apgd,
     autoattack,
     cw,
+    fab,
     fgsm,
     mifgsm,
     pgd,
+    square,
+    transfer,
 )
 from robustlab.attacks.adaptive import BPDAWrapper, bpda
 from robustlab.attacks.base import Attack, AttackError, AttackModel, input_gradient
 from robustlab.registry import ATTACKS
-
-try:  # attacks written in parallel; imported when present  # TODO: make unconditional
-    from robustlab.attacks import fab, square, transfer  # noqa: F401
-except ImportError:  # pragma: no cover
-    pass
 
 
 def create_attack(name: str, **kwargs: Any) -> Attack:

@@ -66,7 +66,7 @@ from torch import Tensor, nn
 
 from robustlab.attacks.adaptive import adaptive_settings
 from robustlab.attacks.losses import LossFn, is_adversarial
-from robustlab.attacks.norms import check_norm, eps_view, layout_of, project_and_clip
+from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
 
 MEMORY_FORMATS: tuple[str, ...] = ("auto", "channels_last", "contiguous")
 
@@ -340,7 +340,9 @@ class Attack:
             x_in = amodel.prepare(x.detach())
             x_adv = self.perturb(amodel, x_in, y, eps, target, generator)
         x_adv = x_adv.detach()
-        if self.bounded:
+        if self.bounded and self.norm == "linf":
+            x_adv = torch.clamp(x_adv, *linf_box(x_in, eps_view(eps, x_in)))
+        elif self.bounded:
             x_adv = project_and_clip(x_in, x_adv, eps_view(eps, x_in), self.norm)
         else:
             x_adv = x_adv.clamp(0.0, 1.0)

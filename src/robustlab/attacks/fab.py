@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackModel
-from robustlab.attacks.losses import is_adversarial
+from robustlab.attacks.base import Attack, AttackError, AttackModel
+from robustlab.attacks.losses import is_adversarial, margin_loss
 from robustlab.attacks.norms import eps_view, lp_norm, random_in_ball
 from robustlab.registry import ATTACKS
 
@@ -101,7 +101,7 @@ class _FABBase(Attack):
     def __init__(
         self,
         *,
-        eps: float | Tensor,
+        eps: float | Tensor | None = None,
         norm: str = "linf",
         n_iter: int = 100,
         n_restarts: int = 1,
@@ -117,11 +117,11 @@ class _FABBase(Attack):
         self.n_restarts = self.check_positive_int("n_restarts", n_restarts)
         self.alpha_max = self.check_nonneg_float("alpha_max", alpha_max)
         if self.alpha_max > 1:
-            raise ValueError(f"alpha_max: expected a value in [0, 1], got {alpha_max}")
+            raise AttackError(f"alpha_max: expected a value in [0, 1], got {alpha_max}")
         self.eta = self.check_nonneg_float("eta", eta, positive=True)
         self.beta = self.check_nonneg_float("beta", beta, positive=True)
         if self.beta > 1:
-            raise ValueError(f"beta: expected a value in (0, 1], got {beta}")
+            raise AttackError(f"beta: expected a value in (0, 1], got {beta}")
         self.grad_batch_size = self.check_positive_int("grad_batch_size", grad_batch_size)
 
     # ------------------------------------------------------------------ the boundary model
@@ -150,10 +150,16 @@ class _FABBase(Attack):
         return torch.cat(dfs), torch.cat(dgs)
 
     def _targeted_linearisation(
-        self, model: AttackModel, x1: Tensor, y: Tensor, t: Tensor
+        self, model: AttackModel, x1: Tensor, y: Tensor, t: Tensor, reach_target: bool
     ) -> tuple[Tensor, Tensor]:
-        """The single boundary z_t - z_y at `x1`: `df` `[n, 1]`, `dg` `[n, 1, D]` (one backward)."""
-        g = model.gradient(x1, y, _logit_difference, t)
+        """One boundary at `x1`: `df` `[n, 1]`, `dg` `[n, 1, D]` (one backward).
+
+        `reach_target=False` (AutoAttack's FAB-T): z_t - z_y. `reach_target=True` (success
+        means predicting t): z_t - max_{j != t} z_j, i.e. the boundary between t and its
+        strongest competitor at `x1`.
+        """
+        loss_fn = margin_loss if reach_target else _logit_difference
+        g = model.gradient(x1, y, loss_fn, t)
         return g.loss[:, None], g.grad.reshape(x1.shape[0], 1, -1)
 
     # --------------------------------------------------------------------------- one run
@@ -171,8 +177,9 @@ class _FABBase(Attack):
         """One FAB run of `n_iter` steps on `x0` `[n, ...]`; returns (best x, best norm `[n]`),
         the norm being inf where no adversarial point was found.
 
-        `boundary_class`: the class t whose boundary z_t - z_y is followed (None = all classes);
-        `success_target`: success means predicting it (None = any misclassification);
+        `boundary_class`: the class t whose boundary with y is followed (None = all classes);
+        `success_target`: success means predicting it, and the boundary followed is then the
+        one between t and its strongest competitor (None = any misclassification);
         `start_radius` `[n]`: random start at that radius (None = start at `x0`).
         """
         n = x0.shape[0]
@@ -188,7 +195,8 @@ class _FABBase(Attack):
             if boundary_class is None:
                 df, dg = self._untargeted_linearisation(model, x1, y, k)
             else:
-                df, dg = self._targeted_linearisation(model, x1, y, boundary_class)
+                reach = success_target is not None
+                df, dg = self._targeted_linearisation(model, x1, y, boundary_class, reach)
             closest = (df.abs() / (dual_norm(dg, self.norm) + _TINY)).argmin(dim=1)
             w = dg[rows, closest]
             f = df[rows, closest]
@@ -261,8 +269,8 @@ class FAB(_FABBase):
     Parameters: `eps`, `norm` ("linf" | "l2"), `n_iter` (100), `n_restarts` (1; runs after
     the first start at random), `alpha_max` (0.1), `eta` (1.05, overshoot), `beta` (0.9, step
     back after a success), `grad_batch_size` (rows per backward pass of the replicated
-    Jacobian batch, 2048), `seed`. With `target` given it follows the boundary between `y`
-    and the target class and succeeds only when the target class is predicted.
+    Jacobian batch, 2048), `seed`. With `target` given it follows the boundary between the
+    target class and its strongest competitor and succeeds only when the target is predicted.
     """
 
     name = "fab"

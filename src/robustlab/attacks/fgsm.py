@@ -15,7 +15,13 @@ from torch import Tensor
 
 from robustlab.attacks.base import Attack
 from robustlab.attacks.losses import get_loss, is_adversarial
-from robustlab.attacks.norms import eps_view, project_and_clip, random_in_ball, steepest_direction
+from robustlab.attacks.norms import (
+    eps_view,
+    linf_box,
+    project_and_clip,
+    random_in_ball,
+    steepest_direction,
+)
 from robustlab.registry import ATTACKS
 
 
@@ -44,7 +50,10 @@ class FGSM(Attack):
     def perturb(self, model, x, y, eps, target, generator):
         e = eps_view(eps, x)
         g = model.gradient(x, y, self._loss_fn, target)
-        x_adv = project_and_clip(x, x + e * steepest_direction(g.grad, self.norm), e, self.norm)
+        if self.norm == "linf":
+            x_adv = torch.clamp(x + e * g.grad.sign(), *linf_box(x, e))
+        else:
+            x_adv = project_and_clip(x, x + e * steepest_direction(g.grad, "l2"), e, "l2")
         already = is_adversarial(g.logits, y, target)
         return torch.where(eps_view(already, x), x, x_adv)
 

@@ -92,6 +92,12 @@ def project_and_clip(x: Tensor, x_adv: Tensor, eps: Tensor, norm: str) -> Tensor
     return (x + project(x_adv - x, eps, norm)).clamp_(0.0, 1.0)
 
 
+def linf_box(x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-pixel bounds `(lo, hi)` of the Linf ball around `x` intersected with [0, 1], so that
+    projecting onto it is the single op `torch.clamp(x_adv, lo, hi)`."""
+    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
 def layout_of(x: Tensor) -> torch.memory_format:
     """`torch.channels_last` for a 4-D tensor stored channels-last (and not also plainly
     contiguous), else `torch.contiguous_format`."""

@@ -21,6 +21,7 @@ from robustlab.attacks.base import Attack, AttackError, AttackModel, BestIterate
 from robustlab.attacks.losses import LossFn, get_loss, is_adversarial, margin_loss
 from robustlab.attacks.norms import (
     eps_view,
+    linf_box,
     project_and_clip,
     random_in_ball,
     steepest_direction,
@@ -43,9 +44,15 @@ def pgd_run(
     restarts: int,
     random_start: bool,
 ) -> Tensor:
-    """Core PGD loop (see the module docstring). `eps`, `step_size`: `[N]`. Returns x_adv."""
+    """Core PGD loop (see the module docstring). `eps`, `step_size`: `[N]`. Returns x_adv.
+
+    Per step: one gradient pass (whose logits also decide success and the best iterate),
+    then a handful of fused tensor ops; the active set shrinks as samples become adversarial.
+    """
     best = BestIterate.from_clean(model, x, y, loss_fn, target)
     eps_v, step_v = eps_view(eps, x), eps_view(step_size, x)
+    if norm == "linf":
+        lo_all, hi_all = linf_box(x, eps_v)
     for _ in range(restarts):
         # Drawn for the whole batch so freezing never changes the other samples' noise.
         noise = random_in_ball(x, eps_v, norm, generator) if random_start else None
@@ -54,23 +61,44 @@ def pgd_run(
             break
         x0, y0, e0, s0 = x[idx], y[idx], eps_v[idx], step_v[idx]
         t0 = target[idx] if target is not None else None
-        xa = project_and_clip(x0, x0 + noise[idx], e0, norm) if noise is not None else x0
+        if norm == "linf":
+            lo, hi = lo_all[idx], hi_all[idx]
+            xa = torch.clamp(x0 + noise[idx], lo, hi) if noise is not None else x0
+        else:
+            xa = project_and_clip(x0, x0 + noise[idx], e0, norm) if noise is not None else x0
+        # the best non-adversarial iterate of the active samples, kept locally
+        bx, bl = best.x[idx], best.loss[idx]
         for _step in range(steps):
             g = model.gradient(xa, y0, loss_fn, t0)
             success = is_adversarial(g.logits, y0, t0)
-            best.update(idx, xa, g.loss, success)
+            better = g.loss > bl
+            bl = torch.where(better, g.loss, bl)
+            bx = torch.where(eps_view(better, xa), xa, bx)
             grad = g.grad
-            if bool(success.any()):  # freeze the samples that are adversarial now
+            if bool(success.any()):  # record and freeze the samples that are adversarial now
+                best.update(idx[success], xa[success], g.loss[success], success[success])
                 keep = ~success
-                idx, xa, grad = idx[keep], xa[keep], grad[keep]
+                best.x[idx[keep]] = bx[keep]
+                best.loss[idx[keep]] = bl[keep]
+                idx, xa, grad, bx, bl = idx[keep], xa[keep], grad[keep], bx[keep], bl[keep]
                 x0, y0, e0, s0 = x0[keep], y0[keep], e0[keep], s0[keep]
                 t0 = t0[keep] if t0 is not None else None
+                if norm == "linf":
+                    lo, hi = lo[keep], hi[keep]
                 if idx.numel() == 0:
                     break
-            xa = project_and_clip(x0, xa + s0 * steepest_direction(grad, norm), e0, norm)
+            if norm == "linf":
+                xa = torch.clamp(xa + s0 * grad.sign(), lo, hi)
+            else:
+                xa = project_and_clip(x0, xa + s0 * steepest_direction(grad, norm), e0, norm)
         else:
             logits = model.logits(xa)  # the last iterate has not been evaluated yet
-            best.update(idx, xa, loss_fn(logits, y0, t0), is_adversarial(logits, y0, t0))
+            loss, success = loss_fn(logits, y0, t0), is_adversarial(logits, y0, t0)
+            better = loss > bl
+            bl = torch.where(better, loss, bl)
+            bx = torch.where(eps_view(better, xa), xa, bx)
+            best.x[idx], best.loss[idx] = bx, bl
+            best.update(idx[success], xa[success], loss[success], success[success])
     return best.x
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackModel
+from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.losses import margin_loss
 from robustlab.attacks.norms import eps_view, lp_norm
 from robustlab.registry import ATTACKS
@@ -115,7 +115,7 @@ class Square(Attack):
     Parameters: `eps`, `norm` ("linf" | "l2"), `n_queries` (5000 per sample and restart,
     initial point included), `p_init` (0.8, as in AutoAttack, both norms), `n_restarts` (1;
     later restarts start afresh on the samples still robust), `seed`. After a call,
-    `last_queries` `[N]` holds the queries each sample used.
+    `last_queries` `[N]` holds the forward passes each sample used (the clean one included).
     """
 
     name = "square"
@@ -124,7 +124,7 @@ class Square(Attack):
     def __init__(
         self,
         *,
-        eps: float | Tensor,
+        eps: float | Tensor | None = None,
         norm: str = "linf",
         n_queries: int = 5000,
         p_init: float = 0.8,
@@ -136,9 +136,14 @@ class Square(Attack):
         self.n_queries = self.check_positive_int("n_queries", n_queries)
         self.p_init = self.check_nonneg_float("p_init", p_init, positive=True)
         if self.p_init > 1:
-            raise ValueError(f"p_init: expected a fraction in (0, 1], got {p_init}")
+            raise AttackError(f"p_init: expected a fraction in (0, 1], got {p_init}")
         self.n_restarts = self.check_positive_int("n_restarts", n_restarts)
         self.last_queries: Tensor | None = None
+
+    def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:
+        super()._check_inputs(x, y, target)
+        if x.dim() != 4:
+            raise AttackError(f"x: Square needs images [N, C, H, W], got shape {tuple(x.shape)}")
 
     def perturb(
         self,
@@ -149,12 +154,11 @@ class Square(Attack):
         target: Tensor | None,
         generator: torch.Generator,
     ) -> Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"x: Square needs images [N, C, H, W], got shape {tuple(x.shape)}")
         with torch.no_grad():
             loss = margin_loss(model.logits(x), y, target)
             queries = torch.ones(x.shape[0], dtype=torch.long, device=x.device)
             best = x.clone()
+            best_loss = torch.full_like(loss, -torch.inf)
             done = (loss > 0) | (eps <= 0)
             for _ in range(self.n_restarts):
                 idx = (~done).nonzero()[:, 0]
@@ -162,7 +166,9 @@ class Square(Attack):
                     break
                 t = None if target is None else target[idx]
                 xb, lb, q = self._run(model, x[idx], y[idx], eps[idx], t, generator)
-                best[idx], queries[idx] = xb, queries[idx] + q
+                queries[idx] += q
+                better = lb > best_loss[idx]  # keep the best restart per sample
+                best[idx[better]], best_loss[idx[better]] = xb[better], lb[better]
                 done[idx] = lb > 0
             self.last_queries = queries
             return best
@@ -180,7 +186,8 @@ class Square(Attack):
         """One restart on `x` `[n, C, H, W]`: (best points, their loss `[n]`, queries `[n]`).
 
         Random numbers are drawn for the whole batch `n` at every query and then indexed by
-        the samples still robust, so a sample's trajectory does not depend on the others.
+        the samples still robust, so freezing a sample does not shift the others' draws
+        (except for the rare sign re-draws of the linf attack).
         """
         n, c, h, w = x.shape
         ev = eps_view(eps, x)
@@ -227,12 +234,19 @@ class Square(Attack):
         xa, ba, ea = x[active], best[active], ev[active]
         signs = _random_sign((n, c, 1, 1), generator, x)[active]
         cand = torch.where(mask, (xa + ea * signs).clamp(0.0, 1.0), ba)
+        channel_bits = 2 ** torch.arange(min(c, 62), device=x.device)
         for _ in range(_SIGN_RETRIES):  # a window that would not change wastes a query
             same = ~(cand != ba).flatten(1).any(1)
             if not bool(same.any()):
                 break
-            resampled = _random_sign((n, c, 1, 1), generator, x)[active]
-            signs = torch.where(same[:, None, None, None], resampled, signs)
+            # Resample among the OTHER sign patterns: flip a uniformly drawn non-empty subset
+            # of the channels (for one channel: flip the sign).
+            code = torch.randint(1, 2 ** min(c, 62), (n,), generator=generator, device=x.device)
+            flip = (code[:, None] & channel_bits) != 0
+            if c > 62:
+                flip = torch.cat([flip, flip.new_zeros(n, c - 62)], dim=1)
+            flip = flip[active] & same[:, None]
+            signs = torch.where(flip[:, :, None, None], -signs, signs)
             cand = torch.where(mask, (xa + ea * signs).clamp(0.0, 1.0), ba)
         return cand
 

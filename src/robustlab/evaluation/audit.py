@@ -23,6 +23,7 @@ max(1 percentage point, 2 samples).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -89,7 +90,7 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
         checks.append(check("large_eps", None, "no PGD attack registered"))
     # 2. the accuracy-versus-eps curve does not rise
     pts = [p for p in curve if p.get("acc") is not None]
-    rises = [(a, b) for a, b in zip(pts, pts[1:]) if b["acc"] > a["acc"] + tol]
+    rises = [(a, b) for a, b in itertools.pairwise(pts) if b["acc"] > a["acc"] + tol]
     if len(pts) >= 2:
         checks.append(check("curve_monotone", not rises,
                             "accuracy does not rise with eps" if not rises else
@@ -114,7 +115,8 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
         step_field = next((f for f in _STEP_FIELDS if f in allowed), None)
         if step_field:
             default = _default(ATTACKS.get(pgd_name), step_field, 10)
-            options[step_field] = settings.audit_steps_factor * int(options.get(step_field, default))
+            steps = int(options.get(step_field, default))
+            options[step_field] = settings.audit_steps_factor * steps
         if "restarts" in allowed:
             options["restarts"] = settings.audit_restarts
         strong = _acc(attack_acc(pgd_name, settings.eps, options))

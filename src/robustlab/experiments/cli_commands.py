@@ -15,6 +15,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", default=None, help="experiment folder (default results/PRESET)")
     p.add_argument("--workers", type=int, default=1,
                    help="parallel local processes (threads per worker = cores // workers)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: cores // workers)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--model", default=None, help="override every dataset's model (e.g. smallcnn)")
@@ -38,7 +40,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = args.out or f"results/{preset.name}"
     path = reproduce(preset, out, workers=args.workers, data_dir=args.data_dir,
                      overwrite=args.overwrite, model=args.model, device=args.device,
-                     report=args.report)
+                     report=args.report, threads=args.threads)
     print(f"report: {path}" if args.report else f"results in {path}")
     return 0
 

@@ -48,9 +48,8 @@ def plan_jobs(preset: Preset, out: Path, *, model: str | None = None,
               data_dir: str | None = None, device: str = "auto",
               threads: int | None = None) -> list[RunJob]:
     """Every training run of `preset` (standard runs first) with its evaluations."""
-    from robustlab.registry import METHODS
-
     import robustlab.training.methods  # noqa: F401  (fills the registry)
+    from robustlab.registry import METHODS
 
     jobs: list[RunJob] = []
     ev = preset.eval

@@ -109,15 +109,17 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
         description="CI check of the whole pipeline: tiny data, 1 epoch, 3 methods, 100 "
-                    "test images (about 1-2 minutes on 2 CPU cores).",
+                    "test images (1-2 minutes on 2 idle CPU cores).",
         datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),),
         methods=_methods("standard", "pgd-at", "hybrid",
                          pgd_at={"k": 3}, hybrid={"val_samples": 100, "val_steps": 3}),
-        seeds=(0,), epochs=1, train_size=1000, val_size=200,
+        seeds=(0,), epochs=1, batch_size=64, lr=0.05, train_size=2000, val_size=200,
         eval=EvalPlan(attacks=("fgsm", "pgd", "autoattack"), n=100, batch_size=100,
-                      curve_factors=(0.0, 0.5, 1.0, 2.0), curve_n=100, audit_n=50,
-                      audit_square_queries=100, attack_options=_AA_TINY),
-        budget_note="train_size=1000, 1 epoch, 100 test images: checks the pipeline, "
+                      curve_factors=(0.0, 1.0, 2.0), curve_n=50, audit_n=50,
+                      audit_square_queries=50,
+                      attack_options={"pgd": {"steps": 5}, **_AA_TINY}),
+        budget_note="train_size=2000, 1 epoch (batch 64, lr 0.05), PGD-5 on 100 test images: "
+                    "checks the pipeline, "
                     "not the paper's numbers",
     ),
     "quick": Preset(

@@ -16,9 +16,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from robustlab.attacks import AttackError
 from robustlab.common.files import atomic_write_json, read_json
+from robustlab.evaluation.attack_runner import build_attacks
+from robustlab.evaluation.settings import EvalSettingsError
 from robustlab.experiments.plan import EvalJob, RunJob, describe_jobs, plan_jobs
 from robustlab.experiments.presets import Preset
+from robustlab.training.config import ConfigError
 from robustlab.training.run_folder import RunFolderError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -26,19 +30,26 @@ EXPERIMENT_FILE = "experiment.json"
 
 def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: str | None = None,
               overwrite: bool = False, model: str | None = None, device: str = "auto",
-              report: bool = True) -> Path:
+              report: bool = True, threads: int | None = None) -> Path:
     """Run `preset` into folder `out` (resuming what is there); returns the report's path
-    (report.html) or `out` when `report` is False."""
+    (report.html) or `out` when `report` is False. `threads` (torch threads per worker)
+    defaults to cores // workers."""
     from robustlab.training import TrainConfig
 
     out = Path(out)
     if workers < 1:
         raise RunFolderError(f"--workers: expected an integer >= 1, got {workers}")
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     jobs = plan_jobs(preset, out, model=model, data_dir=data_dir, device=device,
                      threads=threads)
     for job in jobs:  # validate every config before any compute
         TrainConfig.from_dict(job.train, source=job.name).validate()
+        for e in job.evals:
+            try:
+                build_attacks(e.settings.validate())
+            except (EvalSettingsError, AttackError) as err:
+                raise ConfigError(f"preset {preset.name}: evaluation of {job.name}: "
+                                  f"{err}") from None
     exp_file = out / EXPERIMENT_FILE
     if exp_file.exists() and not overwrite:
         old = read_json(exp_file)

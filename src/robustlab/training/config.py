@@ -111,6 +111,9 @@ class TrainConfig:
         if getattr(method_cls, "needs_eps", False) and self.eps is None:
             raise ConfigError(f"eps: method {self.method!r} is adversarial and needs a budget "
                               "(e.g. --eps 0.3 for MNIST, 0.1 Fashion-MNIST, 0.031 CIFAR-10)")
+        if getattr(method_cls, "needs_val", False) and self.val_size == 0:
+            raise ConfigError(f"val_size: method {self.method!r} measures validation accuracy "
+                              "every epoch and needs a validation split; got 0")
         return self
 
     def to_dict(self) -> dict[str, Any]:

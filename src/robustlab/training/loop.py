@@ -78,6 +78,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
                        num_classes=data.info.num_classes, steps_per_epoch=steps_per_epoch,
                        dist=dist)
     method.setup(ctx)
+    reports_accuracy = getattr(method, "reports_accuracy", True)
     train_model = wrap_model(model, dist)  # DDP when several processes, else `model` itself
 
     metrics: list[dict[str, Any]] = []
@@ -112,14 +113,17 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
             with autocast:
                 out = method.train_step(train_model, optimizer, x, y, ctx)
             loss_sum += out.loss.detach().float() * len(y)
-            correct += (out.logits.argmax(1) == y).sum()
+            if reports_accuracy:
+                correct += (out.logits.argmax(1) == y).sum()
             if i % 25 == 0 and cfg.progress:
                 bar.set_postfix(loss=f"{out.loss.item():.3f}", **_short(logs))
         logs.update(method.end_epoch(ctx))
         dist.sum(loss_sum), dist.sum(correct)
-        val_acc = accuracy(model, data.val.x, data.val.y) if len(data.val) else None
+        val_acc = (accuracy(model, data.val.x, data.val.y)
+                   if reports_accuracy and len(data.val) else None)
+        train_acc = correct.item() / len(data.train) if reports_accuracy else None
         row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / len(data.train),
-               "train_acc": correct.item() / len(data.train), "val_acc": val_acc,
+               "train_acc": train_acc, "val_acc": val_acc,
                "lr": optimizer.param_groups[0]["lr"],
                "epoch_time_s": time.perf_counter() - t0, "peak_mem_mb": peak_memory_mb(device),
                **logs}
@@ -128,7 +132,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
             _print_epoch(row, cfg)
             _checkpoint(run, model, optimizer, method, metrics, epoch + 1, cfg)
 
-    test_acc = accuracy(model, data.test.x, data.test.y)
+    test_acc = accuracy(model, data.test.x, data.test.y) if reports_accuracy else None
     summary = _summary(cfg, metrics, test_acc, data, model, dist.world_size)
     if dist.is_main:
         run.write_summary(summary)
@@ -173,6 +177,7 @@ def _print_epoch(row: dict[str, Any], cfg: TrainConfig) -> None:
     extra = "".join(f" {k}={row[k]:.4g}" for k in ("eps", "alpha", "val_adv_acc")
                     if row.get(k) is not None)
     val = "n/a" if row["val_acc"] is None else f"{row['val_acc']:.4f}"
+    tr = "n/a" if row["train_acc"] is None else f"{row['train_acc']:.4f}"
     tqdm.write(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
-               f"train_acc {row['train_acc']:.4f}  val_acc {val}{extra}  "
+               f"train_acc {tr}  val_acc {val}{extra}  "
                f"({row['epoch_time_s']:.1f}s)")

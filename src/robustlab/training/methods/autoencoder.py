@@ -21,6 +21,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+# Importing the defense module registers the model this method trains (`denoising-autoencoder`),
+# so a run folder of it reloads wherever the training package is imported.
+from robustlab.defenses.autoencoder import AUTOENCODER_MODEL
 from robustlab.registry import METHODS
 from robustlab.training.config import ConfigError
 from robustlab.training.methods.base import BatchOutput, TrainContext, TrainingMethod
@@ -74,7 +77,7 @@ class Autoencoder(TrainingMethod):
         if out.shape != probe.shape:
             raise ConfigError(
                 f"model: method 'autoencoder' trains an image-to-image model (e.g. --model "
-                f"denoising-autoencoder); {ctx.cfg.model!r} maps {tuple(probe.shape)} to "
+                f"{AUTOENCODER_MODEL}); {ctx.cfg.model!r} maps {tuple(probe.shape)} to "
                 f"{tuple(out.shape)}"
             )
         if self.adversarial_run is None:

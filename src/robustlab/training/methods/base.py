@@ -19,10 +19,11 @@ from torch import nn
 @dataclass
 class BatchOutput:
     """What one training step reports: the loss it minimised (scalar tensor) and the logits on
-    the batch's clean inputs `[B, K]` used for the running training accuracy."""
+    the batch's clean inputs `[B, K]` used for the running training accuracy (None for a method
+    with `reports_accuracy = False`)."""
 
     loss: torch.Tensor
-    logits: torch.Tensor
+    logits: torch.Tensor | None
 
 
 @dataclass
@@ -49,6 +50,11 @@ class TrainingMethod:
 
     #: True for methods that need `TrainConfig.eps` (validated before any compute).
     needs_eps: bool = False
+    #: True for methods that measure validation accuracy themselves (val_size must be > 0).
+    needs_val: bool = False
+    #: False for methods whose model is not a classifier (the denoising autoencoder): the loop
+    #: then logs no train/val/test accuracy (null in metrics.jsonl and summary.json).
+    reports_accuracy: bool = True
 
     def __init__(self, **options: Any) -> None:
         if options:

@@ -23,7 +23,7 @@ from robustlab.attacks.norms import steepest_direction
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import BatchOutput, TrainingMethod
 from robustlab.training.methods.options import check_float, check_int, resolve_options
-from robustlab.training.methods.perturb import ball_project
+from robustlab.training.methods.perturb import ball_project, differentiable_forward
 
 
 @METHODS.register("free-at")
@@ -56,7 +56,7 @@ class FreeAT(TrainingMethod):
         first_logits = None
         for _ in range(self.m):
             xa = (x + delta).clamp(0.0, 1.0).requires_grad_(True)
-            logits = model(xa)
+            logits = differentiable_forward(model)(xa)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -18,14 +18,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustlab.attacks.norms import project, random_in_ball, steepest_direction
+from robustlab.training.distributed import unwrap
 
 GENERATORS: tuple[str, ...] = ("fgsm", "fgsm-rs", "n-fgsm", "pgd")
 
 
+def differentiable_forward(model: nn.Module):
+    """The forward to differentiate w.r.t. the input: a model behind a non-differentiable
+    preprocessing defense (`nondifferentiable = True`) is differentiated through its
+    `bpda_forward` (BPDA, as the evaluation attacks do); its value and parameter gradients are
+    those of the real forward. (A DDP wrapper hides the flag: under DDP, use `unwrap` first.)"""
+    return model.bpda_forward if getattr(model, "nondifferentiable", False) else model
+
+
 def input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Gradient of the summed cross-entropy w.r.t. `x` (per-sample gradients, unscaled)."""
+    forward = differentiable_forward(unwrap(model))
     xr = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(xr), y, reduction="sum")
+    loss = F.cross_entropy(forward(xr), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, xr)
     return grad
 

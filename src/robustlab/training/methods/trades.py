@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import BatchOutput, TrainingMethod
 from robustlab.training.methods.options import check_float, check_int, resolve_options
-from robustlab.training.methods.perturb import step_from
+from robustlab.training.methods.perturb import differentiable_forward, step_from, unwrap
 
 
 @METHODS.register("trades")
@@ -46,9 +46,10 @@ class Trades(TrainingMethod):
         logits = model(x)
         p_clean = F.softmax(logits.detach(), dim=1)
         x_adv = (x + self.init_std * torch.randn_like(x)).clamp(0.0, 1.0)
+        net = differentiable_forward(unwrap(model))  # no gradient synchronisation needed
         for _ in range(self.k):
             xr = x_adv.detach().requires_grad_(True)
-            kl = F.kl_div(F.log_softmax(model(xr), dim=1), p_clean, reduction="sum")
+            kl = F.kl_div(F.log_softmax(net(xr), dim=1), p_clean, reduction="sum")
             (grad,) = torch.autograd.grad(kl, xr)
             x_adv = step_from(x, xr.detach(), grad, self.step, self.eps, self.norm)
         robust = F.kl_div(F.log_softmax(model(x_adv.detach()), dim=1), F.softmax(logits, dim=1),

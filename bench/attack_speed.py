@@ -1,0 +1,201 @@
+"""Attack speed on CPU: robustlab vs torchattacks / ART vs the eager floor, measured side by side.
+
+    ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/attack_speed.py [--repeats 5]
+        [--autoattack] [--models lenet5 smallcnn] [--batch 256] [--eps 0.1]
+
+Models are trained briefly on real MNIST (LeNet-5 / SmallCNN, seeded) so attacks face a model
+with realistic robustness (early freezing of broken samples then matters as it does in
+practice). Every timing is the median over `--repeats` rounds; within a round the contenders
+run back to back in a fixed order, so background load hits them alike. Printed ratios > 1
+mean robustlab is faster. The machine is shared: quote medians, and rerun when loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustlab.attacks import create_attack
+from robustlab.data import load_dataset
+from robustlab.models import create_model
+
+
+def train_briefly(name: str, splits, n_train: int, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    model = create_model(name, **splits.info.model_kwargs())
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3 if name == "lenet5" else 1e-3)
+    x, y = splits.train.x[:n_train], splits.train.y[:n_train]
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    model.train()
+    for i in range(0, len(x), 64):
+        b = perm[i : i + 64]
+        loss = F.cross_entropy(model(x[b]), y[b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def eager_floor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """`steps` bare forward+backward passes to the input, NCHW, no attack logic."""
+    for _ in range(steps):
+        xr = x.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(xr), y)
+        torch.autograd.grad(loss, xr)
+
+
+def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per contender, contenders interleaved within each round."""
+    for fn in fns.values():  # warm-up (allocator, oneDNN primitive caches)
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def acc(model, x, y) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def bench_model(name: str, splits, args) -> None:
+    import torchattacks
+    from art.attacks.evasion import ProjectedGradientDescent
+    from art.estimators.classification import PyTorchClassifier
+
+    n_train = args.train_samples if name == "lenet5" else args.train_samples // 3
+    model = train_briefly(name, splits, n_train)
+    x, y = splits.test.x[: args.batch], splits.test.y[: args.batch]
+    eps, steps = args.eps, 10
+    alpha = 2.5 * eps / steps
+    print(f"\n== {name}: batch {len(x)}, clean acc {acc(model, x, y):.3f}, Linf eps {eps}")
+
+    rl_pgd = create_attack("pgd", eps=eps, steps=steps, step_size=alpha)
+    rl_pgd_nchw = create_attack(
+        "pgd", eps=eps, steps=steps, step_size=alpha, memory_format="contiguous"
+    )
+    ta_pgd = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps)
+    clf = PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(1, 28, 28),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    art_pgd = ProjectedGradientDescent(
+        clf,
+        norm=np.inf,
+        eps=eps,
+        eps_step=alpha,
+        max_iter=steps,
+        num_random_init=1,
+        batch_size=len(x),
+        verbose=False,
+    )
+    x_np, y_np = x.numpy(), y.numpy()
+    rl_fgsm, ta_fgsm = create_attack("fgsm", eps=eps), torchattacks.FGSM(model, eps=eps)
+    rl_cw = create_attack("cw-l2", steps=50, lr=0.01, binary_search_steps=1, c_init=1.0)
+    ta_cw = torchattacks.CW(model, c=1.0, kappa=0.0, steps=50, lr=0.01)
+
+    t = timed(
+        {
+            "floor": lambda: eager_floor(model, x, y, steps),
+            "rl_pgd": lambda: rl_pgd(model, x, y),
+            "rl_pgd_nchw": lambda: rl_pgd_nchw(model, x, y),
+            "ta_pgd": lambda: ta_pgd(x, y),
+            "art_pgd": lambda: art_pgd.generate(x_np, y=y_np),
+            "rl_fgsm": lambda: rl_fgsm(model, x, y),
+            "ta_fgsm": lambda: ta_fgsm(x, y),
+        },
+        args.repeats,
+    )
+    model.eval()
+    tc = timed(
+        {"rl_cw": lambda: rl_cw(model, x, y), "ta_cw": lambda: ta_cw(x, y)},
+        max(args.repeats // 2, 1),
+    )
+    print("median seconds: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in {**t, **tc}.items()))
+    print(
+        f"PGD-10 acc: robustlab {acc(model, rl_pgd(model, x, y), y):.3f}, "
+        f"torchattacks {acc(model, ta_pgd(x, y), y):.3f}"
+    )
+    print(
+        f"torchattacks / robustlab  PGD-10: {t['ta_pgd'] / t['rl_pgd']:.2f}   "
+        f"FGSM: {t['ta_fgsm'] / t['rl_fgsm']:.2f}   CW-L2(50 steps): "
+        f"{tc['ta_cw'] / tc['rl_cw']:.2f}"
+    )
+    print(f"ART / robustlab           PGD-10: {t['art_pgd'] / t['rl_pgd']:.2f}")
+    print(f"robustlab PGD-10 / eager NCHW floor (10 fwd+bwd): {t['rl_pgd'] / t['floor']:.2f}")
+    print(
+        f"robustlab PGD-10 channels_last(auto) vs contiguous: {t['rl_pgd_nchw'] / t['rl_pgd']:.2f}x"
+    )
+
+
+def bench_autoattack(splits, args) -> None:
+    import torchattacks
+
+    model = train_briefly("lenet5", splits, args.train_samples)
+    x, y = splits.test.x[:500], splits.test.y[:500]
+    eps = args.aa_eps
+    rl = create_attack("autoattack", eps=eps, norm="linf", seed=0)
+    ta = torchattacks.MultiAttack(
+        [
+            torchattacks.APGD(model, eps=eps, norm="Linf", steps=100, n_restarts=1, loss="ce"),
+            torchattacks.APGDT(model, eps=eps, norm="Linf", steps=100, n_restarts=1, n_classes=10),
+            torchattacks.FAB(
+                model,
+                eps=eps,
+                norm="Linf",
+                steps=100,
+                n_restarts=1,
+                multi_targeted=True,
+                n_classes=10,
+            ),
+            torchattacks.Square(model, eps=eps, norm="Linf", n_queries=5000, n_restarts=1),
+        ]
+    )
+    t0 = time.perf_counter()
+    rl_acc = acc(model, rl(model, x, y), y)
+    t_rl = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ta_acc = acc(model, ta(x, y), y)
+    t_ta = time.perf_counter() - t0
+    print(f"\n== AutoAttack standard, LeNet-5, 500 MNIST test images, Linf eps {eps}")
+    print(
+        f"robustlab {t_rl:.1f} s (acc {rl_acc:.3f}, {rl.last_breakdown}); "
+        f"torchattacks (original counts) {t_ta:.1f} s (acc {ta_acc:.3f})"
+    )
+    print(f"torchattacks / robustlab AutoAttack: {t_ta / t_rl:.2f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["lenet5", "smallcnn"])
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--train-samples", type=int, default=30_000)
+    p.add_argument("--autoattack", action="store_true", help="also time AutoAttack (slow)")
+    p.add_argument("--aa-eps", type=float, default=0.1)
+    args = p.parse_args()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    splits = load_dataset("mnist")
+    for name in args.models:
+        bench_model(name, splits, args)
+    if args.autoattack:
+        bench_autoattack(splits, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Find and read result files into flat records (one per evaluated model and budget).
+
+With OUT/experiment.json (written by `reproduce`) the job list says which eval files belong to
+the experiment; otherwise every eval file under DIR (RUN/eval.json, RUN/eval/*.json) is read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
+CW_ATTACKS = ("cw-l2", "cw-linf")
+METHOD_ORDER = ("standard", "pgd-at", "fgsm-rs", "free-at", "n-fgsm", "trades", "mart",
+                "gradient-reg", "lipschitz", "hybrid", "hybrid-fixed-eps", "hybrid-fixed-alpha",
+                "mix")
+
+
+def _read(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def find_eval_files(root: Path) -> list[tuple[Path, Path, str | None]]:
+    """[(eval file, run folder, role)] for the experiment or run folder `root`."""
+    exp = root / "experiment.json"
+    if exp.is_file():
+        data = _read(exp)
+        out = []
+        for job in data.get("jobs", []):
+            for e in job["evals"]:
+                path = root / e["path"]
+                if path.is_file():
+                    out.append((path, root / job["run_dir"], job.get("role")))
+        return out
+    files = sorted(set(root.rglob("eval.json")) | set(root.rglob("eval/*.json")))
+    return [(f, f.parent if f.name == "eval.json" else f.parent.parent, None) for f in files]
+
+
+def load_records(root: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Flat records (see `record_from_eval`) and the experiment description (or None)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"report: {root} is not a folder")
+    experiment = _read(root / "experiment.json") if (root / "experiment.json").is_file() else None
+    records = []
+    for path, run_dir, role in find_eval_files(root):
+        data = _read(path)
+        if not isinstance(data, dict) or data.get("schema") != EVAL_SCHEMA:
+            continue
+        records.append(record_from_eval(data, path, run_dir, role, root))
+    if not records:
+        raise FileNotFoundError(f"report: no evaluation results ({EVAL_SCHEMA} files) under "
+                                f"{root}; run `robustlab evaluate RUN` or `robustlab reproduce`")
+    records.sort(key=lambda r: (r["dataset"], r["eps"], method_rank(r["method"]), r["seed"]))
+    return records, experiment
+
+
+def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str | None,
+                     root: Path) -> dict[str, Any]:
+    run, tr, s = data.get("run", {}), data.get("training", {}), data["settings"]
+    attacks = data["attacks"]
+    cw = next((a for a in CW_ATTACKS if a in attacks), None)
+    pgd = attacks.get("pgd", {})
+    per = data.get("per_sample", {})
+    rec = {
+        "run": run_dir.name, "run_dir": _relative(run_dir, root),
+        "eval_file": _relative(path, root),
+        "dataset": run.get("dataset"), "model": run.get("model"), "method": run.get("method"),
+        "role": role, "seed": run.get("seed"), "train_eps": run.get("eps"),
+        "defense": run.get("defense"),
+        "label": data.get("label") or s.get("label") or f"eps={s['eps']:g}",
+        "eps": s["eps"], "norm": s["norm"], "adaptive": s.get("adaptive", True),
+        "n": data["n"], "clean": data["clean"]["acc"],
+        "fgsm": attacks.get("fgsm", {}).get("acc"), "pgd": pgd.get("acc"),
+        "cw": attacks.get(cw, {}).get("acc") if cw else None, "cw_attack": cw,
+        "autoattack": attacks.get("autoattack", {}).get("acc"),
+        "worst": data["worst_case"]["acc"], "gap": data["worst_case"]["gap"],
+        "pgd_gap": pgd.get("gap"), "mixed": data.get("mixed", {}).get("acc"),
+        "pgd_conf": pgd.get("confidence", {}).get("mean"),
+        "pgd_conf_correct": pgd.get("confidence", {}).get("correct"),
+        "pgd_conf_incorrect": pgd.get("confidence", {}).get("incorrect"),
+        "ece_clean": data["clean"].get("ece"), "ece_pgd": pgd.get("ece"),
+        "pgd_success_rate": pgd.get("success_rate"),
+        "cw_l2_median": (attacks.get("cw-l2", {}).get("perturbation", {})
+                         .get("unbounded_l2_median")),
+        "flagged": bool(data["audit"].get("flagged")), "flags": data["audit"].get("flags", []),
+        "eval_time_s": data["timing"]["total_s"],
+        "train_time_s": tr.get("train_time_s"), "epoch_time_s": tr.get("epoch_time_s_mean"),
+        "peak_mem_mb": tr.get("peak_mem_mb"), "epochs": tr.get("epochs"),
+        "n_train": tr.get("n_train"),
+        # not written to results.csv:
+        "_curve": data.get("curve", {}).get("points", []),
+        "_pgd_confidence": per.get("confidence", {}).get("pgd"),
+        "_pgd_correct": per.get("correct", {}).get("pgd"),
+        "_metrics": _read_jsonl(run_dir / "metrics.jsonl"),
+        "_audit": data["audit"].get("checks", []),
+    }
+    return rec
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)

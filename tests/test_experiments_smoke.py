@@ -1,0 +1,94 @@
+"""End to end: `reproduce --preset smoke` trains, evaluates, reports; the report is checked
+against results.json and the eval files; rerunning resumes; the audit separates a masked model
+from a pgd-at one."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from robustlab.experiments.presets import get_preset
+from robustlab.experiments.runner import reproduce
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    before = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("smoke")
+    html = reproduce(get_preset("smoke"), out, workers=1, threads=1)
+    yield out, html
+    torch.set_num_threads(before)
+
+
+def test_smoke_writes_every_report_file(smoke):
+    out, html = smoke
+    assert html == out / "report.html"
+    for name in ("report.md", "report.html", "results.json", "results.csv", "experiment.json"):
+        assert (out / name).is_file(), name
+    figs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figs == ["fig1_confidence_pgd.png", "fig2_methods_pgd.png",
+                    "fig3_accuracy_vs_eps.png", "fig4_hybrid_schedule.png"]
+    for f in (out / "figures").glob("*.png"):
+        assert f.read_bytes()[:8] == PNG_MAGIC and f.stat().st_size > 10_000
+    assert html.read_text().count("data:image/png;base64,") == 4
+
+
+def test_smoke_tables_match_results_and_eval_files(smoke):
+    out, _ = smoke
+    results = json.loads((out / "results.json").read_text())
+    md = (out / "report.md").read_text()
+    assert "## Table 1" in md and "## Claims check" in md and "## Overhead" in md
+    assert "One seed only" in md
+    assert {(b["label"], b["eps"]) for b in results["table1"]} == {("paper", 0.03),
+                                                                    ("standard", 0.3)}
+    for block in results["table1"]:
+        assert [r["method"] for r in block["rows"]] == ["standard", "pgd-at", "hybrid"]
+        for row in block["rows"]:
+            clean = re.escape(row["cells"]["clean"]["text"])
+            pattern = rf"^\| {re.escape(row['method'])} \| 1 \| {clean} \|"
+            assert any(re.match(pattern, ln) for ln in md.splitlines()), row["method"]
+    for rec in results["records"]:  # every record equals its eval file
+        ev = json.loads((out / rec["eval_file"]).read_text())
+        assert rec["clean"] == ev["clean"]["acc"]
+        assert rec["pgd"] == ev["attacks"]["pgd"]["acc"]
+        assert rec["worst"] == ev["worst_case"]["acc"]
+        bits = ev["per_sample"]["correct"]
+        assert ev["worst_case"]["acc"] == pytest.approx(bits["worst_case"].count("1") / ev["n"])
+    assert len(results["records"]) == 6  # standard x 2 budgets + 2 methods x 2 budgets
+    assert {c["verdict"] for c in results["claims"]} <= {"supported", "not supported",
+                                                         "not measured here"}
+
+
+def test_smoke_rerun_resumes_without_recomputing(smoke, capsys):
+    out, _ = smoke
+    evals = sorted((out / "runs").rglob("eval/*.json"))
+    mtimes = [p.stat().st_mtime_ns for p in evals]
+    reproduce(get_preset("smoke"), out, workers=1, threads=1, report=False)
+    text = capsys.readouterr().out
+    assert text.count("cached") == 10  # 5 trainings + 5 evaluation jobs
+    assert [p.stat().st_mtime_ns for p in evals] == mtimes
+
+
+def test_audit_flags_masked_model_and_passes_pgd_at(smoke):
+    from robustlab.defenses import create_defense
+    from robustlab.evaluation import EvalSettings, evaluate_model
+    from robustlab.training.load_run import load_run
+
+    out, _ = smoke
+    pgd_at = next((out / "runs" / "mnist-lenet5-pgd-at-eps0.03-s0" / "eval").glob("*.json"))
+    audit = json.loads(pgd_at.read_text())["audit"]
+    assert not audit["flagged"], audit
+    std = load_run(out / "runs" / "mnist-lenet5-standard-s0", device="cpu")
+    masked = create_defense("bit-depth", model=std.model, bits=1).eval()
+    settings = EvalSettings(attacks=("fgsm", "pgd"), eps=0.3, n=60, curve_factors=(0.0, 1.0),
+                            curve_n=60, audit_n=60, audit_square_queries=100, adaptive=False,
+                            attack_options={"pgd": {"steps": 5}})
+    x, y = std.data.test.x, std.data.test.y
+    r = evaluate_model(masked, x, y, settings)
+    assert r["audit"]["flagged"]
+    assert {"bpda", "gradients", "large_eps"} <= set(r["audit"]["flags"])

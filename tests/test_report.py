@@ -1,0 +1,159 @@
+"""Reporting from synthetic result files: statistics, Table 1, claims, figures, HTML, CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from robustlab.reporting import write_report
+from robustlab.reporting.stats import summarize, t_quantile_975
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_t_quantiles_and_summary():
+    assert t_quantile_975(1) == 12.706 and t_quantile_975(2) == 4.303
+    assert t_quantile_975(30) == 2.042 and 1.96 < t_quantile_975(1000) < 1.99
+    s = summarize([1.0, 2.0, 3.0])
+    assert s.mean == 2.0 and s.std == pytest.approx(1.0)
+    assert s.ci_low == pytest.approx(2.0 - 4.303 / 3 ** 0.5)
+    one = summarize([0.5])
+    assert one.std is None and one.ci_low is None
+    assert summarize([None]).n == 0
+
+
+def _fake_eval(method: str, seed: int, eps: float, clean: float, adv: float,
+               flagged: bool = False) -> dict:
+    n = 10
+    attacks = {}
+    for i, name in enumerate(("fgsm", "pgd", "cw-linf", "autoattack")):
+        acc = adv + 0.02 * (3 - i)  # fgsm weakest ... autoattack strongest
+        attacks[name] = {"acc": acc, "gap": clean - acc, "success_rate": 0.5,
+                         "mixed_acc": (clean + acc) / 2,
+                         "confidence": {"mean": 0.6 + adv / 4, "correct": 0.8,
+                                        "incorrect": 0.4},
+                         "ece": 0.1, "perturbation": {}, "seconds": 1.0}
+    k = round(n * attacks["pgd"]["acc"])
+    correct_pgd = "1" * k + "0" * (n - k)
+    return {
+        "schema": "robustlab.eval/1", "settings": {"eps": eps, "norm": "linf", "label": "",
+                                                   "adaptive": True},
+        "settings_key": "k", "model": {}, "n": n, "label": "budget",
+        "clean": {"acc": clean, "confidence": {}, "ece": 0.05},
+        "attacks": attacks,
+        "worst_case": {"acc": adv, "gap": clean - adv, "attacks": list(attacks)},
+        "mixed": {"attack": "pgd", "acc": (clean + adv) / 2},
+        "curve": {"attack": "pgd", "norm": "linf", "points": [
+            {"factor": f, "eps": eps * f, "acc": max(0.0, clean - f * (clean - adv)), "n": n}
+            for f in (0.0, 0.5, 1.0)]},
+        "audit": {"flagged": flagged, "flags": ["bpda"] if flagged else [],
+                  "checks": [{"name": "bpda", "status": "flag" if flagged else "pass",
+                              "reason": "r", "values": {}}]},
+        "timing": {"total_s": 2.0},
+        "per_sample": {"correct": {"pgd": correct_pgd},
+                       "confidence": {"pgd": [0.9 - 0.05 * i for i in range(n)]}},
+        "run": {"dataset": "mnist", "model": "lenet5", "method": method, "seed": seed,
+                "eps": None if method == "standard" else eps},
+        "training": {"train_time_s": 10.0 * (1 if method == "standard" else 3),
+                     "epoch_time_s_mean": 5.0 * (1 if method == "standard" else 3),
+                     "peak_mem_mb": 500.0, "epochs": 2},
+    }
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    numbers = {"standard": (0.99, 0.01), "pgd-at": (0.97, 0.40), "trades": (0.96, 0.45),
+               "hybrid": (0.98, 0.80)}
+    for method, (clean, adv) in numbers.items():
+        for seed in (0, 1, 2):
+            run = root / "runs" / f"{method}-s{seed}"
+            run.mkdir(parents=True)
+            data = _fake_eval(method, seed, 0.3, clean - 0.01 * seed, adv + 0.01 * seed,
+                              flagged=(method == "trades" and seed == 1))
+            (run / "eval.json").write_text(json.dumps(data))
+            if method == "hybrid":
+                rows = [{"epoch": e, "eps": 0.03 + 0.135 * (e - 1), "alpha": 0.5 - 0.1 * e}
+                        for e in (1, 2, 3)]
+                (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root, write_report(root)
+
+
+def test_table1_numbers_match_results_json(report_dir):
+    root, paths = report_dir
+    results = json.loads(paths["json"].read_text())
+    md = paths["md"].read_text()
+    (block,) = results["table1"]
+    rows = {r["method"]: r for r in block["rows"]}
+    assert list(rows) == ["standard", "pgd-at", "trades", "hybrid"]
+    pgd = rows["hybrid"]["cells"]["pgd"]
+    vals = [100 * (0.80 + 0.01 * s + 0.04) for s in (0, 1, 2)]  # pgd = adv + 0.04
+    assert pgd["mean"] == pytest.approx(sum(vals) / 3)
+    assert pgd["std"] == pytest.approx(1.0)
+    assert pgd["ci95"][0] == pytest.approx(pgd["mean"] - 4.303 / 3 ** 0.5)
+    for row in block["rows"]:  # every cell shown in the Markdown table comes from results.json
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {row['method']} |"))
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[2:] == [row["cells"][c]["text"] for c in
+                             ("clean", "fgsm", "pgd", "cw", "autoattack", "worst", "gap", "mixed")]
+    assert "⚠" in rows["trades"]["cells"]["pgd"]["text"]  # one flagged seed marks the row
+    assert "⚠" not in rows["hybrid"]["cells"]["pgd"]["text"]
+
+
+def test_claims_verdicts(report_dir):
+    _, paths = report_dir
+    claims = {c["id"]: c for c in json.loads(paths["json"].read_text())["claims"]}
+    assert claims["adv-accuracy"]["verdict"] == "supported"  # +40 / +35 pp
+    assert claims["gap"]["verdict"] == "supported"
+    assert claims["pgd-best"]["verdict"] == "supported"
+    assert claims["time"]["verdict"] == "not supported"  # 3x standard per epoch
+    assert "3.00x" in claims["time"]["measured"]
+    assert claims["memory"]["verdict"] == "supported"
+    assert claims["clean"]["verdict"] == "supported"
+    assert claims["scalability"]["verdict"] == "not measured here"
+
+
+def test_figures_are_pngs_and_html_embeds_them(report_dir):
+    from PIL import Image
+
+    root, paths = report_dir
+    figs = sorted((root / "figures").glob("*.png"))
+    assert [f.name for f in figs] == ["fig1_confidence_pgd.png", "fig2_methods_pgd.png",
+                                      "fig3_accuracy_vs_eps.png", "fig4_hybrid_schedule.png"]
+    for f in figs:
+        assert f.read_bytes()[:8] == PNG_MAGIC
+        with Image.open(f) as im:
+            assert im.size[0] > 400 and im.size[1] > 300
+    html = paths["html"].read_text()
+    assert html.count("data:image/png;base64,") == 4
+    assert "Claims check" in html and "<table>" in html
+
+
+def test_csv_has_one_row_per_evaluation(report_dir):
+    _, paths = report_dir
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert len(rows) == 12
+    assert {r["method"] for r in rows} == {"standard", "pgd-at", "trades", "hybrid"}
+    assert float(rows[0]["clean"]) > 0.9
+
+
+def test_reporting_never_imports_torch(report_dir):
+    root, _ = report_dir
+    code = ("import sys; from robustlab.reporting import write_report; "
+            f"write_report({str(root)!r}); "
+            "assert 'torch' not in sys.modules, 'reporting imported torch'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_single_seed_says_no_ci(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "eval.json").write_text(json.dumps(_fake_eval("standard", 0, 0.3, 0.99, 0.1)))
+    paths = write_report(tmp_path)
+    assert "One seed only" in paths["md"].read_text()
+    cell = json.loads(paths["json"].read_text())["table1"][0]["rows"][0]["cells"]["clean"]
+    assert cell["ci95"] is None and cell["text"] == "99.0"
