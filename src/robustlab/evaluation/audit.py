@@ -82,10 +82,14 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
         big = large_eps_budget(settings.norm, xa)
         acc = _acc(attack_acc(pgd_name, big, settings.attack_options.get(pgd_name)))
         limit = 0.5 / num_classes
+        share, top = _dominant_class(model, xa, settings.batch_size)
+        collapsed = (f"; the model predicts class {top} for {share:.0%} of clean inputs "
+                     "(collapsed: its accuracy is that class's frequency, not robustness)"
+                     if share > 0.9 else "")
         checks.append(check("large_eps", acc <= limit,
                             f"{pgd_name} at eps={big:.3g} ({settings.norm}) leaves accuracy "
-                            f"{acc:.3f} (must be <= {limit:.3f}, half of chance)",
-                            eps=big, acc=acc, limit=limit))
+                            f"{acc:.3f} (must be <= {limit:.3f}, half of chance){collapsed}",
+                            eps=big, acc=acc, limit=limit, dominant_class_share=share))
     else:
         checks.append(check("large_eps", None, "no PGD attack registered"))
     # 2. the accuracy-versus-eps curve does not rise
@@ -156,6 +160,15 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
     flagged = [c["name"] for c in checks if c["status"] == "flag"]
     return {"flagged": bool(flagged), "flags": flagged, "n": n, "tolerance": tol,
             "checks": checks}
+
+
+def _dominant_class(model: nn.Module, x: Tensor, batch_size: int) -> tuple[float, int]:
+    """(share of the most predicted class, that class) on clean inputs `x`."""
+    from robustlab.common.inference import predict_logits
+
+    pred = predict_logits(model, x, batch_size).argmax(1).cpu()
+    counts = torch.bincount(pred)
+    return counts.max().item() / max(len(pred), 1), int(counts.argmax())
 
 
 def _acc(mask: Tensor) -> float:

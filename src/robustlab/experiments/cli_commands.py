@@ -18,6 +18,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per worker (default: cores // workers)")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--download", action="store_true",
+                   help="download (checksum-verified) any preset dataset not found locally")
     p.add_argument("--device", default="auto")
     p.add_argument("--model", default=None, help="override every dataset's model (e.g. smallcnn)")
     p.add_argument("--overwrite", action="store_true",
@@ -37,6 +39,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from robustlab.experiments.runner import reproduce
 
     preset = get_preset(args.preset)
+    if args.download:
+        from robustlab.data import load_dataset
+
+        for ds in preset.datasets:  # fetched once here, found locally by every run
+            load_dataset(ds.dataset, root=args.data_dir, download=True)
     out = args.out or f"results/{preset.name}"
     path = reproduce(preset, out, workers=args.workers, data_dir=args.data_dir,
                      overwrite=args.overwrite, model=args.model, device=args.device,

@@ -24,7 +24,7 @@ METHOD_ROLES = {
     "free-at": "adversarial training", "n-fgsm": "adversarial training",
     "trades": "robust optimisation", "mart": "robust optimisation",
     "gradient-reg": "robust optimisation", "lipschitz": "robust optimisation",
-    "hybrid": "hybrid",
+    "hybrid": "hybrid", "hybrid-pgd": "hybrid",
     "hybrid-fixed-eps": "ablation", "hybrid-fixed-alpha": "ablation", "mix": "ablation",
 }
 
@@ -99,7 +99,7 @@ def _methods(*names: str, **options: dict[str, Any]) -> tuple[MethodPlan, ...]:
 
 
 ALL_METHODS = ("standard", "pgd-at", "fgsm-rs", "free-at", "trades", "mart", "gradient-reg",
-               "lipschitz", "hybrid", "mix", "hybrid-fixed-eps", "hybrid-fixed-alpha")
+               "lipschitz", "hybrid", "hybrid-pgd", "mix", "hybrid-fixed-eps", "hybrid-fixed-alpha")
 
 # Cheaper AutoAttack counts for CPU presets (labelled in every eval file's settings).
 _AA_CPU = {"autoattack": {"steps": 20, "n_target_classes": 3, "n_queries": 500}}
@@ -125,12 +125,13 @@ PRESETS: dict[str, Preset] = {
     "quick": Preset(
         name="quick",
         description="The README's main job: MNIST / LeNet-5, standard, PGD-AT, TRADES and the "
-                    "hybrid, one seed, evaluated on 1,000 test images (under 15 minutes on 2 "
-                    "CPU cores).",
+                    "hybrid (FGSM and PGD-2 generators), one seed, evaluated on 1,000 test "
+                    "images (under 15 minutes on 2 CPU cores).",
         datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),),
-        methods=_methods("standard", "pgd-at", "trades", "hybrid",
+        methods=_methods("standard", "pgd-at", "trades", "hybrid", "hybrid-pgd",
                          pgd_at={"k": 5}, trades={"k": 5},
-                         hybrid={"val_samples": 500, "val_steps": 5}),
+                         hybrid={"val_samples": 500, "val_steps": 5},
+                         hybrid_pgd={"val_samples": 500, "val_steps": 5}),
         seeds=(0,), epochs=3, train_size=10000, val_size=1000,
         eval=EvalPlan(attacks=("fgsm", "pgd", "cw-linf", "autoattack"), n=1000,
                       curve_n=300, audit_n=200, audit_square_queries=500,
@@ -146,6 +147,7 @@ PRESETS: dict[str, Preset] = {
                   DatasetPlan("fashion-mnist", "lenet5", _budgets("fashion-mnist"))),
         methods=_methods(*ALL_METHODS, pgd_at={"k": 5}, trades={"k": 5}, mart={"k": 5},
                          hybrid={"val_samples": 500, "val_steps": 5},
+                         hybrid_pgd={"val_samples": 500, "val_steps": 5},
                          hybrid_fixed_eps={"val_samples": 500, "val_steps": 5},
                          hybrid_fixed_alpha={"val_samples": 500, "val_steps": 5},
                          mix={"val_samples": 500, "val_steps": 5},

@@ -13,8 +13,8 @@ from typing import Any
 EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
 CW_ATTACKS = ("cw-l2", "cw-linf")
 METHOD_ORDER = ("standard", "pgd-at", "fgsm-rs", "free-at", "n-fgsm", "trades", "mart",
-                "gradient-reg", "lipschitz", "hybrid", "hybrid-fixed-eps", "hybrid-fixed-alpha",
-                "mix")
+                "gradient-reg", "lipschitz", "hybrid", "hybrid-pgd", "hybrid-fixed-eps",
+                "hybrid-fixed-alpha", "mix")
 
 
 def _read(path: Path) -> Any:

@@ -230,5 +230,8 @@ HybridFixedEps = _variant("hybrid-fixed-eps", "Ablation: adaptive alpha, eps fix
                           schedule="constant")
 HybridFixedAlpha = _variant("hybrid-fixed-alpha", "Ablation: eps schedule, alpha fixed at 0.5.",
                             alpha=0.5)
+HybridPGD = _variant("hybrid-pgd", "The hybrid with a 2-step PGD generator instead of FGSM (the "
+                     "variant that resists PGD on MNIST/LeNet-5; see docs/methods.md).",
+                     generator="pgd", k=2)
 Mix = _variant("mix", "Goodfellow et al. (2015): FGSM at fixed eps, alpha = 0.5.",
                schedule="constant", alpha=0.5)
