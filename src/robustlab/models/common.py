@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
@@ -109,6 +109,29 @@ class NormalizedClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(self.normalize(x))
+
+
+def build_classifier(
+    name: str,
+    make_body: Callable[[tuple[int, int]], nn.Module],
+    *,
+    min_size: int,
+    num_classes: int,
+    in_channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_size: Any,
+    options: dict[str, Any] | None = None,
+) -> NormalizedClassifier:
+    """Validate the arguments every model takes, then wrap `make_body((height, width))` behind
+    `Normalize(mean, std)`. The one place a model factory's common work is done."""
+    hw = check_model_args(
+        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, image_size=image_size
+    )
+    check_min_size(name, hw, min_size)
+    return NormalizedClassifier(make_body(hw), name=name, num_classes=num_classes,
+                                in_channels=in_channels, mean=mean, std=std, image_size=hw,
+                                options=options)
 
 
 def init_relu_convs(module: nn.Module, *, mode: str = "fan_in") -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .common import NormalizedClassifier, check_min_size, check_model_args, init_relu_convs
+from .common import NormalizedClassifier, build_classifier, init_relu_convs
 from .drop_path import DropPath
 from .timm_backend import timm_efficientnet_b0
 
@@ -140,29 +140,20 @@ def efficientnet_b0(
     (0 = off; the reference training used 0.2). `use_timm=True` builds
     `timm.create_model("efficientnet_b0")` (random init) instead; needs timm installed.
     """
-    hw = check_model_args(
-        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, image_size=image_size
-    )
-    check_min_size("efficientnet_b0", hw, 8)
     for field, value in (("dropout", dropout), ("drop_path_rate", drop_path_rate)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
             raise ValueError(f"{field} must be a number in [0, 1), got {value!r}")
     if not isinstance(use_timm, bool):
         raise ValueError(f"use_timm must be True or False, got {use_timm!r}")
-    options = {"dropout": dropout, "drop_path_rate": drop_path_rate, "use_timm": use_timm}
-    if use_timm:
-        body = timm_efficientnet_b0(num_classes, in_channels, dropout, drop_path_rate)
-    else:
-        body = EfficientNetB0(
-            num_classes, in_channels, dropout=dropout, drop_path_rate=drop_path_rate
-        )
-    return NormalizedClassifier(
-        body,
-        name="efficientnet_b0",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        mean=mean,
-        std=std,
-        image_size=hw,
-        options=options,
+
+    def make_body(hw: tuple[int, int]) -> nn.Module:
+        if use_timm:
+            return timm_efficientnet_b0(num_classes, in_channels, dropout, drop_path_rate)
+        return EfficientNetB0(num_classes, in_channels, dropout=dropout,
+                              drop_path_rate=drop_path_rate)
+
+    return build_classifier(
+        "efficientnet_b0", make_body, min_size=8, num_classes=num_classes,
+        in_channels=in_channels, mean=mean, std=std, image_size=image_size,
+        options={"dropout": dropout, "drop_path_rate": drop_path_rate, "use_timm": use_timm},
     )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .common import NormalizedClassifier, check_min_size, check_model_args, init_relu_convs
+from .common import NormalizedClassifier, build_classifier, init_relu_convs
 
 
 class LeNet5(nn.Module):
@@ -53,16 +53,8 @@ def lenet5(
     image_size: int | tuple[int, int],
 ) -> NormalizedClassifier:
     """LeNet-5 behind `Normalize(mean, std)`; see `LeNet5`."""
-    hw = check_model_args(
-        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, image_size=image_size
-    )
-    check_min_size("lenet5", hw, 12)
-    return NormalizedClassifier(
-        LeNet5(num_classes, in_channels, hw),
-        name="lenet5",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        mean=mean,
-        std=std,
-        image_size=hw,
+    return build_classifier(
+        "lenet5", lambda hw: LeNet5(num_classes, in_channels, hw), min_size=12,
+        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std,
+        image_size=image_size,
     )

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .common import NormalizedClassifier, check_min_size, check_model_args, init_relu_convs
+from .common import NormalizedClassifier, build_classifier, init_relu_convs
 from .resnet import RESNET18_BLOCKS, RESNET_WIDTHS
 
 
@@ -78,16 +78,8 @@ def preact_resnet18(
     image_size: int | tuple[int, int],
 ) -> NormalizedClassifier:
     """Pre-activation ResNet-18 behind `Normalize(mean, std)`; see `PreActResNet`."""
-    hw = check_model_args(
-        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, image_size=image_size
-    )
-    check_min_size("preact_resnet18", hw, 8)
-    return NormalizedClassifier(
-        PreActResNet(RESNET18_BLOCKS, num_classes, in_channels),
-        name="preact_resnet18",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        mean=mean,
-        std=std,
-        image_size=hw,
+    return build_classifier(
+        "preact_resnet18", lambda hw: PreActResNet(RESNET18_BLOCKS, num_classes, in_channels),
+        min_size=8, num_classes=num_classes, in_channels=in_channels, mean=mean, std=std,
+        image_size=image_size,
     )

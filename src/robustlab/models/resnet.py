@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .common import NormalizedClassifier, check_min_size, check_model_args, init_relu_convs
+from .common import NormalizedClassifier, build_classifier, init_relu_convs
 
 RESNET_WIDTHS = (64, 128, 256, 512)
 RESNET18_BLOCKS = (2, 2, 2, 2)
@@ -81,16 +81,8 @@ def resnet18(
     image_size: int | tuple[int, int],
 ) -> NormalizedClassifier:
     """CIFAR ResNet-18 behind `Normalize(mean, std)`; see `ResNet`."""
-    hw = check_model_args(
-        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, image_size=image_size
-    )
-    check_min_size("resnet18", hw, 8)
-    return NormalizedClassifier(
-        ResNet(RESNET18_BLOCKS, num_classes, in_channels),
-        name="resnet18",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        mean=mean,
-        std=std,
-        image_size=hw,
+    return build_classifier(
+        "resnet18", lambda hw: ResNet(RESNET18_BLOCKS, num_classes, in_channels), min_size=8,
+        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std,
+        image_size=image_size,
     )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from ..registry import MODELS
-from .common import NormalizedClassifier, check_min_size, check_model_args, init_relu_convs
+from .common import NormalizedClassifier, build_classifier, init_relu_convs
 
 
 class SmallCNN(nn.Module):
@@ -51,16 +51,8 @@ def smallcnn(
     image_size: int | tuple[int, int],
 ) -> NormalizedClassifier:
     """The Madry et al. MNIST CNN behind `Normalize(mean, std)`; see `SmallCNN`."""
-    hw = check_model_args(
-        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, image_size=image_size
-    )
-    check_min_size("smallcnn", hw, 4)
-    return NormalizedClassifier(
-        SmallCNN(num_classes, in_channels, hw),
-        name="smallcnn",
-        num_classes=num_classes,
-        in_channels=in_channels,
-        mean=mean,
-        std=std,
-        image_size=hw,
+    return build_classifier(
+        "smallcnn", lambda hw: SmallCNN(num_classes, in_channels, hw), min_size=4,
+        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std,
+        image_size=image_size,
     )
