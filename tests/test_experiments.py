@@ -36,7 +36,7 @@ def test_plan_shares_standard_runs_across_budgets(tmp_path):
     assert sorted(j.train["eps"] for j in hybrid) == [0.03, 0.3]
     assert all(len(j.evals) == 1 and j.evals[0].settings.eps == j.train["eps"] for j in hybrid)
     assert all(j.surrogate == std.run_dir for j in hybrid)
-    assert len(jobs) == 7  # standard + 3 methods x 2 budgets
+    assert len(jobs) == 9  # standard + 4 adversarial methods x 2 budgets
     paths = [e.path for j in jobs for e in j.evals]
     assert len(set(paths)) == len(paths)
     assert all(Path(p).parent.name == "eval" for p in paths)
