@@ -225,7 +225,7 @@ class Attack:
     the same output), `adaptive` (use BPDA / EOT when the model declares them), `eot_iter`
     (EOT passes for randomized models; default 10), `memory_format` ("auto" | "channels_last"
     | "contiguous": the layout inputs are converted to for the model's conv layers; "auto"
-    picks channels_last for 4-D inputs on CPU when the model has Conv2d layers).
+    picks channels_last for multi-channel 4-D inputs on CPU when the model has Conv2d layers).
     """
 
     name: ClassVar[str] = ""
@@ -372,8 +372,10 @@ class Attack:
             return torch.contiguous_format
         if self.memory_format == "channels_last":
             return torch.channels_last
+        # Measured on the 2-core CPU (bench/attack_speed.py): channels_last costs ~23 % for
+        # 1-channel inputs (LeNet-5 / MNIST), so `auto` keeps those contiguous.
         has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        use = has_conv and x.device.type == "cpu"
+        use = has_conv and x.device.type == "cpu" and x.shape[1] > 1
         return torch.channels_last if use else torch.contiguous_format
 
     @staticmethod
