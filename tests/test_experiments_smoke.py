@@ -92,3 +92,37 @@ def test_audit_flags_masked_model_and_passes_pgd_at(smoke):
     r = evaluate_model(masked, x, y, settings)
     assert r["audit"]["flagged"]
     assert {"bpda", "gradients", "large_eps"} <= set(r["audit"]["flags"])
+
+
+def test_report_shows_adaptive_and_labelled_non_adaptive_numbers(smoke, tmp_path):
+    """A standard model behind 1-bit bit-depth: the report lists both numbers, labelled, and
+    the adaptive (BPDA) PGD accuracy is the lower one."""
+    from robustlab.common.files import atomic_write_json
+    from robustlab.defenses import create_defense
+    from robustlab.evaluation import EvalSettings
+    from robustlab.experiments.evaluate_runs import evaluate_loaded_run
+    from robustlab.reporting import write_report
+    from robustlab.training.load_run import load_run
+
+    out, _ = smoke
+    loaded = load_run(out / "runs" / "mnist-lenet5-standard-s0", device="cpu")
+    loaded.model = create_defense("bit-depth", model=loaded.model, bits=1).eval()
+    loaded.cfg = loaded.cfg.replace(defense="bit-depth", defense_options={"bits": 1})
+    settings = EvalSettings(attacks=("pgd",), eps=0.3, n=60, curve_factors=(0.0, 1.0),
+                            curve_n=30, audit_n=30, audit_square_queries=50,
+                            attack_options={"pgd": {"steps": 10}})
+    result = evaluate_loaded_run(loaded, settings, non_adaptive=True)
+    run_dir = tmp_path / "defended-run"
+    atomic_write_json(run_dir / "eval.json", result)
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "Preprocessing defenses: adaptive versus non-adaptive attacks" in md
+    assert "NON-ADAPTIVE" in md and "bit-depth" in md
+    section = md.split("Preprocessing defenses: adaptive versus non-adaptive attacks")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| defended-run |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    adaptive_pgd, naive_pgd = float(cells[4]), float(cells[5])
+    assert adaptive_pgd == pytest.approx(100 * result["attacks"]["pgd"]["acc"], abs=0.05)
+    assert naive_pgd == pytest.approx(100 * result["non_adaptive"]["attacks"]["pgd"]["acc"],
+                                      abs=0.05)
+    assert adaptive_pgd < naive_pgd  # BPDA sees through the rounding; naive PGD does not

@@ -88,6 +88,10 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "cw": attacks.get(cw, {}).get("acc") if cw else None, "cw_attack": cw,
         "autoattack": attacks.get("autoattack", {}).get("acc"),
         "worst": data["worst_case"]["acc"], "gap": data["worst_case"]["gap"],
+        # `robustlab evaluate --non-adaptive`: BPDA/EOT off, for comparison only (labelled)
+        "non_adaptive_pgd": (data.get("non_adaptive") or {}).get("attacks", {})
+                            .get("pgd", {}).get("acc"),
+        "non_adaptive_worst": (data.get("non_adaptive") or {}).get("worst_case", {}).get("acc"),
         "pgd_gap": pgd.get("gap"), "mixed": data.get("mixed", {}).get("acc"),
         "pgd_conf": pgd.get("confidence", {}).get("mean"),
         "pgd_conf_correct": pgd.get("confidence", {}).get("correct"),

@@ -23,6 +23,10 @@ def _fmt(value: float | None, fmt: str = ".1f") -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
 def write_report(root: str | Path) -> dict[str, Path]:
     """Read every result under `root`, write the report files into `root`; return their paths
     (keys md, html, json, csv, figures)."""
@@ -140,6 +144,19 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
     doc.append(("table", ["Run", "Budget", "eps", "Verdict", "Flagged checks", "Not run"],
                 [[a["run"], a["label"], f"{a['eps']:.4g}", a["verdict"], a["reasons"] or "-",
                   a["skipped"] or "-"] for a in audit_rows(records)]))
+    defended = [r for r in records if r.get("non_adaptive_worst") is not None]
+    if defended:
+        doc.append(("h2", "Preprocessing defenses: adaptive versus non-adaptive attacks"))
+        doc.append(("p", "The adaptive columns (BPDA through non-differentiable preprocessing, "
+                    "EOT over randomness) are the robustness numbers. The non-adaptive columns "
+                    "attack the defended model naively; they are shown for comparison only "
+                    "and overstate robustness."))
+        doc.append(("table", ["Run", "Defense", "eps", "Clean (%)", "PGD, adaptive (%)",
+                              "PGD, NON-ADAPTIVE (%)", "Worst case, adaptive (%)",
+                              "Worst case, NON-ADAPTIVE (%)"],
+                    [[r["run"], r.get("defense") or "-", f"{r['eps']:g}",
+                      _pct(r["clean"]), _pct(r["pgd"]), _pct(r["non_adaptive_pgd"]),
+                      _pct(r["worst"]), _pct(r["non_adaptive_worst"])] for r in defended]))
     doc.append(("h2", "Files"))
     doc.append(("list", ["`results.json`: every number above (schema " + RESULTS_SCHEMA + ")",
                          "`results.csv`: one row per evaluated model and budget",
