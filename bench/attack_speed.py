@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustlab.attacks import create_attack
+from robustlab.attacks.reference import torchattacks_autoattack
 from robustlab.data import load_dataset
 from robustlab.models import create_model
 
@@ -143,28 +144,11 @@ def bench_model(name: str, splits, args) -> None:
 
 
 def bench_autoattack(splits, args) -> None:
-    import torchattacks
-
     model = train_briefly("lenet5", splits, args.train_samples)
     x, y = splits.test.x[:500], splits.test.y[:500]
     eps = args.aa_eps
     rl = create_attack("autoattack", eps=eps, norm="linf", seed=0)
-    ta = torchattacks.MultiAttack(
-        [
-            torchattacks.APGD(model, eps=eps, norm="Linf", steps=100, n_restarts=1, loss="ce"),
-            torchattacks.APGDT(model, eps=eps, norm="Linf", steps=100, n_restarts=1, n_classes=10),
-            torchattacks.FAB(
-                model,
-                eps=eps,
-                norm="Linf",
-                steps=100,
-                n_restarts=1,
-                multi_targeted=True,
-                n_classes=10,
-            ),
-            torchattacks.Square(model, eps=eps, norm="Linf", n_queries=5000, n_restarts=1),
-        ]
-    )
+    ta = torchattacks_autoattack(model, eps)
     t0 = time.perf_counter()
     rl_acc = acc(model, rl(model, x, y), y)
     t_rl = time.perf_counter() - t0

@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
+from fitting import fit_briefly
 from torch import nn
 
 MNIST_TRAIN_SAMPLES = 30_000
@@ -58,18 +58,7 @@ def _train_lenet(splits, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = create_model("lenet5", **splits.info.model_kwargs())
     x, y = splits.train.x[:MNIST_TRAIN_SAMPLES], splits.train.y[:MNIST_TRAIN_SAMPLES]
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _epoch in range(1):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            b = perm[i : i + 64]
-            loss = F.cross_entropy(model(x[b]), y[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return model.eval()
+    return fit_briefly(model, x, y, lr=2e-3, seed=seed)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from robustlab.attacks import create_attack
+from robustlab.attacks.reference import torchattacks_autoattack
 
 
 def _acc(model, x, y) -> float:
@@ -133,38 +134,12 @@ def test_cw_l2_no_weaker_than_torchattacks(ref_data):
     assert rl_acc <= ta_acc + 1e-9
 
 
-def _torchattacks_standard_aa(torchattacks, model, eps: float, n_classes: int = 10):
-    """torchattacks' AutoAttack components with the ORIGINAL counts (its defaults use 10
-    APGD steps): APGD-CE 100, APGD-T 100 x 9 targets, FAB-T 100 x 9 targets, Square 5000."""
-    return torchattacks.MultiAttack(
-        [
-            torchattacks.APGD(
-                model, eps=eps, norm="Linf", steps=100, n_restarts=1, loss="ce", seed=0
-            ),
-            torchattacks.APGDT(
-                model, eps=eps, norm="Linf", steps=100, n_restarts=1, n_classes=n_classes, seed=0
-            ),
-            torchattacks.FAB(
-                model,
-                eps=eps,
-                norm="Linf",
-                steps=100,
-                n_restarts=1,
-                multi_targeted=True,
-                n_classes=n_classes,
-                seed=0,
-            ),
-            torchattacks.Square(model, eps=eps, norm="Linf", n_queries=5000, n_restarts=1, seed=0),
-        ]
-    )
-
-
 def _check_autoattack(model, x, y, eps: float) -> None:
-    torchattacks = pytest.importorskip("torchattacks")
+    pytest.importorskip("torchattacks")
     aa = create_attack("autoattack", eps=eps, norm="linf", seed=0)
     rl_acc = _acc(model, aa(model, x, y), y)
     torch.manual_seed(0)
-    ta_acc = _acc(model, _torchattacks_standard_aa(torchattacks, model, eps)(x, y), y)
+    ta_acc = _acc(model, torchattacks_autoattack(model, eps)(x, y), y)
     print(
         f"\nAutoAttack eps={eps} acc on {len(x)}: robustlab {rl_acc:.4f} "
         f"torchattacks {ta_acc:.4f}; robustlab breakdown {aa.last_breakdown}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
+from fitting import fit_briefly
 from torch import nn
 
 from robustlab.attacks import AttackError, create
@@ -47,15 +47,7 @@ def surrogate(mnist_root) -> nn.Module:
     torch.manual_seed(1)
     model = create_model("lenet5", **splits.info.model_kwargs())
     x, y = splits.train.x[30_000:40_000], splits.train.y[30_000:40_000]
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
-    for i in range(0, len(x), 64):
-        b = perm[i : i + 64]
-        loss = F.cross_entropy(model(x[b]), y[b])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return model.eval()
+    return fit_briefly(model, x, y, lr=2e-3, seed=1)
 
 
 # ------------------------------------------------------------------ FAB's projection step

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from robustlab.attacks import create_attack
-from robustlab.common.inference import predict_logits
+from robustlab.common.inference import accuracy, predict_logits
 from robustlab.training.methods.perturb import fgsm
 
 
@@ -42,7 +42,7 @@ class ValProbe:
         return cls(split.x[:n], split.y[:n], **kw)
 
     def clean_acc(self, model: nn.Module) -> float:
-        return _acc(predict_logits(model, self.x, self.batch), self.y)
+        return accuracy(model, self.x, self.y, self.batch)
 
     def pgd_acc(self, model: nn.Module, eps: float) -> float:
         """Accuracy under PGD-`steps` at `eps` (the registry attack, step 2.5 eps / steps)."""
@@ -70,10 +70,6 @@ class ValProbe:
         finally:
             model.train(was_training)
         return correct / len(self.x)
-
-
-def _acc(logits: Tensor, y: Tensor) -> float:
-    return float((logits.argmax(1) == y.to(logits.device)).float().mean()) if len(y) else 0.0
 
 
 def adaptive_alpha(acc_clean: float, acc_adv: float) -> float:
