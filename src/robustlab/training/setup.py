@@ -75,7 +75,7 @@ def build_model(cfg: TrainConfig, info, device: torch.device) -> nn.Module:
         except TypeError as err:
             raise ConfigError(f"defense_options: {err}") from None
     model = model.to(device)
-    if _use_channels_last(cfg, model):
+    if _use_channels_last(cfg, model, device):
         model = model.to(memory_format=torch.channels_last)
     if cfg.compile:
         model = torch.compile(model)
@@ -98,7 +98,9 @@ def build_components(cfg: TrainConfig, device: torch.device) -> Components:
     return Components(data, model, method, optimizer)
 
 
-def _use_channels_last(cfg: TrainConfig, model: nn.Module) -> bool:
+def _use_channels_last(cfg: TrainConfig, model: nn.Module, device: torch.device) -> bool:
+    """`auto`: channels_last for conv models on CUDA only; on the CPU the measured floor
+    (bench/train_speed.py) is slower in channels_last for LeNet-5."""
     if cfg.memory_format != "auto":
         return cfg.memory_format == "channels_last"
-    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
