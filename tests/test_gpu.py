@@ -48,3 +48,15 @@ def test_gpu_pgd_stays_in_ball_and_on_device(amp):
     assert (x_adv - x).abs().max().item() <= 8 / 255 + 1e-6
     assert 0.0 <= x_adv.min().item() and x_adv.max().item() <= 1.0
     assert (model(x_adv).argmax(1) == y).float().mean().item() < 0.5
+
+
+def test_gpu_compiled_training_saves_plain_weights(tmp_path):
+    cfg = TrainConfig(dataset="synthetic", dataset_options=SYN, model="resnet18", epochs=1,
+                      amp="bf16", device="cuda", progress=False, out_dir=str(tmp_path / "c"),
+                      compile=True, lr=0.05)
+    result = train(cfg)
+    assert result.summary["test_acc"] > 0.3
+    from safetensors import safe_open
+
+    with safe_open(str(result.run_dir / "model.safetensors"), framework="pt") as fh:
+        assert not any(k.startswith("_orig_mod") for k in fh.keys())

@@ -217,3 +217,36 @@ def test_standard_autoattack_uses_the_paper_counts():
     assert d[1]["steps"] == 100 and d[1]["n_target_classes"] == 9
     assert d[1]["momentum"] == 0.75
     assert d[3]["n_queries"] == 5000
+
+
+@pytest.mark.parametrize("name", ["pgd", "apgd-ce", "fab-t"])
+def test_batch_buckets_change_no_result(name, mnist_lenet, monkeypatch):
+    """CUDA pads shrinking attack batches to powers of two (cuDNN autotunes once per shape);
+    forced on here on the CPU, the padded passes give the same adversarial examples."""
+    from robustlab.attacks.base import Attack, AttackModel
+
+    model, x, y = mnist_lenet
+    x, y = x[:100], y[:100]  # 100 -> padded to 128, then smaller buckets as samples freeze
+    kwargs = {"eps": 0.1, "seed": 0, **FAST.get(name, {})}
+    plain = create_attack(name, **kwargs)(model, x, y)
+    sizes = []
+    real_gradient = AttackModel.gradient
+
+    def recording_gradient(self, xb, *args, **kw):
+        sizes.append(self._bucket(xb.shape[0]))
+        return real_gradient(self, xb, *args, **kw)
+
+    real_attack_model = Attack.attack_model
+
+    def bucketed(self, m, xb):
+        amodel = real_attack_model(self, m, xb)
+        amodel.bucket_batches = True
+        return amodel
+
+    monkeypatch.setattr(Attack, "attack_model", bucketed)
+    monkeypatch.setattr(AttackModel, "gradient", recording_gradient)
+    padded = create_attack(name, **kwargs)(model, x, y)
+    assert sizes and all(s & (s - 1) == 0 for s in sizes)  # every pass ran at a power of two
+    with torch.no_grad():
+        assert (model(padded).argmax(1) == model(plain).argmax(1)).float().mean() >= 0.99
+    assert (padded - plain).abs().max() <= 1e-4 or name == "fab-t"

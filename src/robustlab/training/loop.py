@@ -80,6 +80,8 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
     method.setup(ctx)
     reports_accuracy = getattr(method, "reports_accuracy", True)
     train_model = wrap_model(model, dist)  # DDP when several processes, else `model` itself
+    if cfg.compile:  # only the training forward is compiled; checkpoints keep plain names
+        train_model = torch.compile(train_model)
 
     metrics: list[dict[str, Any]] = []
     start_epoch = 0

@@ -77,8 +77,6 @@ def build_model(cfg: TrainConfig, info, device: torch.device) -> nn.Module:
     model = model.to(device)
     if _use_channels_last(cfg, model, device):
         model = model.to(memory_format=torch.channels_last)
-    if cfg.compile:
-        model = torch.compile(model)
     return model
 
 

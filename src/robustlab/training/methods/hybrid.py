@@ -10,11 +10,12 @@ One class, registered under four names that differ only in their default options
 | `mix`                | constant eps          | fixed 0.5 (Goodfellow 2015)  |
 
 Each step trains on the clean batch and its adversarial copy at eps_t (D ∪ D_adv) with
-`L = a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)`. The copy comes from `generator`: `pgd` with
-`k = 2` steps (random start, step 2.5 eps_t / k) by default -- plain `fgsm` overfits
-catastrophically on MNIST at eps 0.3 (docs/methods.md has the numbers) -- or `fgsm`, whose input
-gradient comes out of the clean loss's own backward pass (~2 forward+backward per step, the
-floor of training on D ∪ D_adv), `fgsm-rs` or `n-fgsm`. After each epoch the method measures, on the
+`L = a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)`. The copy comes from `generator`: `fgsm` by
+default (as the issue settles it), whose input gradient comes out of the clean loss's own
+backward pass (~2 forward+backward per step, the floor of training on D ∪ D_adv) -- it overfits
+catastrophically on MNIST at eps 0.3 (docs/methods.md has the numbers; the guard flags it) --
+or `pgd` with `k` steps (random start, step 2.5 eps_t / k; `hybrid-pgd` is k = 2), `fgsm-rs`
+or `n-fgsm`. After each epoch the method measures, on the
 first `val_samples` validation images, clean accuracy and accuracy under the registry's PGD
 (`val_steps` steps at the TARGET eps) and sets `a = acc_adv / (acc_adv + acc_clean)` (0.5 when
 both are 0; `alpha_init` before the first measurement). Per-epoch logs: `eps` (budget used that
