@@ -253,7 +253,7 @@ class Attack:
     the same output), `adaptive` (use BPDA / EOT when the model declares them), `eot_iter`
     (EOT passes for randomized models; default 10), `memory_format` ("auto" | "channels_last"
     | "contiguous": the layout inputs are converted to for the model's conv layers; "auto"
-    picks channels_last for multi-channel 4-D inputs (CPU and CUDA) when the model has Conv2d layers).
+    picks channels_last for multi-channel 4-D inputs (CPU and CUDA) of models with Conv2d layers).
     """
 
     name: ClassVar[str] = ""
