@@ -17,10 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --no-deps "torchattacks==3.5.1"
 	touch $@
 
+# Ray (the optional `ray` extra) only for the tests of `reproduce --executor ray`; the demo
+# does not need it.
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(PIP) install -e ".[ray]"
+	touch $@
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/robustlab reproduce --preset quick --download
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-ray
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed

@@ -78,3 +78,13 @@ def test_registry_rejects_duplicates_and_suggests_names():
     with pytest.raises(RegistryError, match="Did you mean 'pgd'"):
         reg.get("pdg")
     assert reg.create("pgd") == 1 and reg.list() == ["pgd"] and "pgd" in reg
+
+
+def test_reproduce_checks_every_dataset_before_any_run(capsys, tmp_path, mnist_root):
+    """paper-cpu needs MNIST and Fashion-MNIST: with only MNIST present, reproduce must stop
+    before training anything (not after the first dataset's runs)."""
+    code, _, err = run_cli(capsys, "reproduce", "--preset", "paper-cpu", "--data-dir",
+                           str(mnist_root), "--out", str(tmp_path / "exp"), "--no-report")
+    assert code == 2
+    assert "fashion-mnist" in err and "not found" in err
+    assert not (tmp_path / "exp").exists()

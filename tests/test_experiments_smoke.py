@@ -126,3 +126,55 @@ def test_report_shows_adaptive_and_labelled_non_adaptive_numbers(smoke, tmp_path
     assert naive_pgd == pytest.approx(100 * result["non_adaptive"]["attacks"]["pgd"]["acc"],
                                       abs=0.05)
     assert adaptive_pgd < naive_pgd  # BPDA sees through the rounding; naive PGD does not
+
+
+def _without_timings(value):
+    """`value` with every wall-time / memory / executor-dependent field dropped."""
+    noisy = ("time", "seconds", "_s", "mem", "overhead", "timing", "eval_file")
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items()
+                if not any(n in k for n in noisy)}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+def test_ray_executor_gives_the_same_results(smoke, tmp_path):
+    """`--executor ray` (2 Ray tasks at a time, local Ray) writes the same numbers as local
+    execution: every accuracy, every per-sample bit, the same Table 1."""
+    pytest.importorskip("ray", reason="the optional extra robustlab[ray]")
+    local_out, _ = smoke
+    before = torch.get_num_threads()
+    try:
+        reproduce(get_preset("smoke"), tmp_path / "ray", workers=2, threads=1, executor="ray")
+    finally:
+        torch.set_num_threads(before)
+    local = json.loads((local_out / "results.json").read_text())
+    ray_results = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert len(ray_results["records"]) == len(local["records"]) > 0
+    assert _without_timings(ray_results["records"]) == _without_timings(local["records"])
+    assert _without_timings(ray_results["table1"]) == _without_timings(local["table1"])
+    for rec in local["records"]:
+        a = json.loads((local_out / rec["eval_file"]).read_text())["per_sample"]
+        b = json.loads((tmp_path / "ray" / rec["eval_file"]).read_text())["per_sample"]
+        assert a == b, rec["eval_file"]
+
+
+def test_unknown_or_missing_executor_fails_before_compute(tmp_path, monkeypatch):
+    from robustlab.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match="--executor: expected one of local, ray"):
+        reproduce(get_preset("smoke"), tmp_path / "x", executor="dask")
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ConfigError, match=r"pip install 'robustlab\[ray\]'"):
+        reproduce(get_preset("smoke"), tmp_path / "y", executor="ray")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

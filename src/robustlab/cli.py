@@ -35,6 +35,8 @@ class CLIError(ValueError):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--"]:  # some Python versions pass launch_torchrun's "--" through
+        argv = argv[1:]
     args = parser.parse_args(argv)
     args.argv = argv
     if not getattr(args, "func", None):
@@ -87,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--non-adaptive", action="store_true",
                    help="also report non-adaptive numbers (labelled) for preprocessing defenses")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="attack with N processes (torchrun); results equal one process's")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("list", help="list datasets, models, methods, attacks and defenses")
@@ -139,7 +143,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from robustlab.experiments.evaluate_runs import evaluate_runs
+    from robustlab.training.distributed import launched_by_torchrun
 
+    if args.nproc < 1:
+        raise CLIError(f"--nproc: expected an integer >= 1, got {args.nproc}")
+    if args.nproc > 1 and not launched_by_torchrun():
+        return launch_torchrun(args.nproc, args.argv)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     evaluate_runs(args.runs, attacks=attacks, eps=args.eps, norm=args.norm, n=args.n,
                   batch_size=args.batch_size, seed=args.seed, device=args.device,
@@ -166,7 +175,8 @@ def _add_experiment_commands(sub) -> None:
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """Re-run this `train` command under torchrun with `nproc` processes on this machine."""
+    """Re-run this `train` / `evaluate` command under torchrun with `nproc` processes on this
+    machine (each with cores // nproc torch threads unless OMP_NUM_THREADS is set)."""
     rest, skip = [], False
     for arg in argv:
         if skip:
@@ -177,8 +187,10 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
             rest.append(arg)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # "--" ends torchrun's own options: without it, its argparse reads our flags as
+    # abbreviations of its own (`--n` is "ambiguous" among --nnodes, --node-rank, ...).
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc-per-node={nproc}", "-m", "robustlab", *rest]
+           f"--nproc-per-node={nproc}", "-m", "--", "robustlab", *rest]
     return subprocess.run(cmd, env=env, check=False).returncode
 
 

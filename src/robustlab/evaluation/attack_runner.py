@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.common.inference import predict_logits
+from robustlab.common.sharding import Shard
 from robustlab.evaluation import metrics as M
 
 
@@ -104,37 +105,43 @@ def build_attacks(settings: Any) -> dict[str, Any]:
 
 
 def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
-               eps: float, norm: str, batch_size: int) -> AttackOutcome:
+               eps: float, norm: str, batch_size: int, shard: Shard | None = None) -> AttackOutcome:
     """Run `attack` on `x` `[N, C, H, W]` / `y` `[N]` in batches; see `AttackOutcome`.
 
-    `clean_correct` `[N]` bool (CPU) are the clean predictions' correctness.
+    `clean_correct` `[N]` bool (CPU) are the clean predictions' correctness. With `shard`, this
+    process attacks only its batches and gathers the others' (`robustlab.common.sharding`);
+    every process returns the full outcome.
     """
     t0 = time.perf_counter()
-    parts: dict[str, list[Tensor]] = {k: [] for k in ("correct", "conf", "l2", "linf",
-                                                       "raw_l2", "raw_fooled", "within")}
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        x_adv = attack(model, xb, yb).detach()
-        raw_logits = predict_logits(model, x_adv, batch_size)
-        delta = x_adv - xb
-        within = M.within_budget(delta, eps, norm)
-        x_eff = torch.where(within.view(-1, *[1] * (xb.dim() - 1)).to(xb.device), x_adv, xb)
-        logits = raw_logits if bool(within.all()) else predict_logits(model, x_eff, batch_size)
-        norms = M.lp_norms(x_eff - xb)
-        raw_norm = M.lp_norms(delta)["l2"]
-        parts["correct"].append((logits.argmax(1) == yb).cpu())
-        parts["conf"].append(M.confidence(logits).cpu())
-        parts["l2"].append(norms["l2"].cpu())
-        parts["linf"].append(norms["linf"].cpu())
-        parts["raw_l2"].append(raw_norm.cpu())
-        parts["raw_fooled"].append((raw_logits.argmax(1) != yb).cpu())
-        parts["within"].append(within.cpu())
-    cat = {k: torch.cat(v) if v else torch.empty(0) for k, v in parts.items()}
+    shard = shard or Shard()
+    done = [(i, _attack_batch(attack, model, x[i:i + batch_size], y[i:i + batch_size],
+                              eps=eps, norm=norm, batch_size=batch_size))
+            for j, i in enumerate(range(0, len(x), batch_size)) if shard.owns(j)]
+    batches = [b for _, b in sorted(shard.gather(done), key=lambda item: item[0])]
+    keys = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled")
+    cat = {k: torch.cat([b[k] for b in batches]) if batches else torch.empty(0) for k in keys}
     correct = cat["correct"].bool()
     return AttackOutcome(robust=clean_correct & correct, correct_adv=correct, conf=cat["conf"],
                          l2=cat["l2"], linf=cat["linf"], raw_l2=cat["raw_l2"],
                          raw_fooled=cat["raw_fooled"].bool(),
                          seconds=time.perf_counter() - t0)
+
+
+def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps: float,
+                  norm: str, batch_size: int) -> dict[str, Tensor]:
+    """Per-sample results (CPU tensors `[B]`) of one batch; see `AttackOutcome`."""
+    x_adv = attack(model, xb, yb).detach()
+    raw_logits = predict_logits(model, x_adv, batch_size)
+    delta = x_adv - xb
+    within = M.within_budget(delta, eps, norm)
+    x_eff = torch.where(within.view(-1, *[1] * (xb.dim() - 1)).to(xb.device), x_adv, xb)
+    logits = raw_logits if bool(within.all()) else predict_logits(model, x_eff, batch_size)
+    norms = M.lp_norms(x_eff - xb)
+    return {"correct": (logits.argmax(1) == yb).cpu(),
+            "conf": M.confidence(logits).cpu(),
+            "l2": norms["l2"].cpu(), "linf": norms["linf"].cpu(),
+            "raw_l2": M.lp_norms(delta)["l2"].cpu(),
+            "raw_fooled": (raw_logits.argmax(1) != yb).cpu()}
 
 
 def summarize_outcome(out: AttackOutcome, clean_correct: Tensor, ece_bins: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.common.sharding import Shard
 from robustlab.evaluation.attack_runner import (
     AttackOutcome,
     accepted_kwargs,
@@ -58,9 +59,11 @@ def large_eps_budget(norm: str, x: Tensor) -> float:
 
 def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
               settings: Any, outcomes: dict[str, AttackOutcome], curve: list[dict[str, Any]],
-              num_classes: int, surrogate: nn.Module | None = None) -> dict[str, Any]:
+              num_classes: int, surrogate: nn.Module | None = None,
+              shard: Shard | None = None) -> dict[str, Any]:
     """Run every check on the first `settings.audit_n` samples. `outcomes` are the main
-    evaluation's per-sample results (full length; sliced here)."""
+    evaluation's per-sample results (full length; sliced here). `shard` splits the audit's
+    attack batches across processes, as in `run_attack`."""
     from robustlab.registry import ATTACKS
 
     n = min(settings.audit_n or len(x), len(x))
@@ -73,7 +76,7 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
     def attack_acc(name: str, eps: float, options: dict[str, Any] | None = None) -> Tensor:
         attack = build_attack(name, eps=eps, options=options, **kw)
         out = run_attack(attack, model, xa, ya, cc, eps=eps, norm=settings.norm,
-                         batch_size=settings.batch_size)
+                         batch_size=settings.batch_size, shard=shard)
         return out.robust
 
     checks: list[dict[str, Any]] = []

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.common.inference import predict_logits
+from robustlab.common.sharding import Shard
 from robustlab.evaluation import metrics as M
 from robustlab.evaluation.attack_runner import (
     AttackOutcome,
@@ -24,12 +25,14 @@ from robustlab.evaluation.settings import EvalSettings
 
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings, *,
                    surrogate: nn.Module | None = None,
-                   num_classes: int | None = None) -> dict[str, Any]:
+                   num_classes: int | None = None, shard: Shard | None = None) -> dict[str, Any]:
     """Evaluate `model` on the first `settings.n` of `x` `[N, C, H, W]` (in [0, 1]) / `y` `[N]`.
 
     `surrogate` (optional) is an independently trained model used by the audit's transfer
     attack. Returns the eval dict of schema `SCHEMA_VERSION` (see docs/evaluation.md); the
-    caller adds `run` / `training` and writes the file.
+    caller adds `run` / `training` and writes the file. `shard` (under torchrun): this process
+    attacks its share of the batches and gathers the rest; every process returns the full,
+    identical result (`robustlab.common.sharding`).
     """
     settings.validate()
     built = build_attacks(settings)
@@ -51,13 +54,14 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
         outcomes: dict[str, AttackOutcome] = {}
         for name, attack in built.items():
             outcomes[name] = run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
-                                        norm=settings.norm, batch_size=settings.batch_size)
+                                        norm=settings.norm, batch_size=settings.batch_size,
+                                        shard=shard)
         t0 = time.perf_counter()
-        curve = _curve(model, x, y, clean_correct, settings, outcomes)
+        curve = _curve(model, x, y, clean_correct, settings, outcomes, shard)
         curve_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         audit = (run_audit(model, x, y, clean_correct, settings=settings, outcomes=outcomes,
-                           curve=curve, num_classes=k, surrogate=surrogate)
+                           curve=curve, num_classes=k, surrogate=surrogate, shard=shard)
                  if settings.audit else {"flagged": False, "flags": [], "checks": [],
                                          "skipped": True})
         audit_s = time.perf_counter() - t0
@@ -110,7 +114,8 @@ def _rounded(values: Tensor) -> list[float]:
 
 
 def _curve(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor,
-           settings: EvalSettings, outcomes: dict[str, AttackOutcome]) -> list[dict[str, Any]]:
+           settings: EvalSettings, outcomes: dict[str, AttackOutcome],
+           shard: Shard | None) -> list[dict[str, Any]]:
     """Accuracy of `settings.curve_attack` at eps * factor on the first `curve_n` samples."""
     if not settings.curve_attack or not settings.curve_factors:
         return []
@@ -127,6 +132,7 @@ def _curve(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor,
                                   seed=settings.seed, adaptive=settings.adaptive,
                                   options=settings.attack_options.get(settings.curve_attack))
             robust = run_attack(attack, model, x[:m], y[:m], clean_correct[:m], eps=eps,
-                                norm=settings.norm, batch_size=settings.batch_size).robust
+                                norm=settings.norm, batch_size=settings.batch_size,
+                                shard=shard).robust
         points.append({"factor": factor, "eps": eps, "acc": M.accuracy(robust), "n": m})
     return points

@@ -17,6 +17,10 @@ def add_commands(subparsers) -> None:
                    help="parallel local processes (threads per worker = cores // workers)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per worker (default: cores // workers)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine; ray: Ray tasks on the "
+                        "cluster RAY_ADDRESS names, else a local Ray (pip install "
+                        "'robustlab[ray]')")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--download", action="store_true",
                    help="download (checksum-verified) any preset dataset not found locally")
@@ -35,19 +39,19 @@ def add_commands(subparsers) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from robustlab.data import load_dataset
+    from robustlab.experiments.executors import check_executor
     from robustlab.experiments.presets import get_preset
     from robustlab.experiments.runner import reproduce
 
     preset = get_preset(args.preset)
-    if args.download:
-        from robustlab.data import load_dataset
-
-        for ds in preset.datasets:  # fetched once here, found locally by every run
-            load_dataset(ds.dataset, root=args.data_dir, download=True)
+    check_executor(args.executor)  # before any data is read or fetched
+    for ds in preset.datasets:  # found (or fetched) once here: a missing dataset fails fast,
+        load_dataset(ds.dataset, root=args.data_dir, download=args.download)  # not mid-grid
     out = args.out or f"results/{preset.name}"
     path = reproduce(preset, out, workers=args.workers, data_dir=args.data_dir,
                      overwrite=args.overwrite, model=args.model, device=args.device,
-                     report=args.report, threads=args.threads)
+                     report=args.report, threads=args.threads, executor=args.executor)
     print(f"report: {path}" if args.report else f"results in {path}")
     return 0
 

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.attacks import AttackError
+from robustlab.common.device import resolve_device
 from robustlab.common.files import atomic_write_json, read_json
+from robustlab.common.sharding import Shard
 from robustlab.evaluation import (
     EvalSettings,
     EvalSettingsError,
@@ -16,6 +18,7 @@ from robustlab.evaluation import (
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.schema import EvalFileError, check_eval_dict
 from robustlab.training.config import ConfigError
+from robustlab.training.distributed import init_distributed, rank_device, shutdown
 from robustlab.training.run_folder import RunFolderError
 
 DEFAULT_EVAL_FILE = "eval.json"
@@ -30,7 +33,6 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
     Every check happens before any compute: the run folders exist, the settings are valid, and
     no output file would be overwritten without `overwrite`.
     """
-    from robustlab.training.load_run import load_run
     from robustlab.training.run_folder import RunFolder
 
     if out is not None and len(runs) > 1:
@@ -57,12 +59,30 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
                                  "(results are never overwritten silently)")
         plans.append((run, settings, path))
 
+    dev = resolve_device(device)
+    dist = init_distributed(dev)  # under torchrun: every rank attacks its share of batches
+    try:
+        return _evaluate_plans(plans, runs, device=str(rank_device(dev, dist)),
+                               data_dir=data_dir, non_adaptive=non_adaptive,
+                               shard=Shard(dist.rank, dist.world_size))
+    finally:
+        shutdown(dist)
+
+
+def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path]], runs: list[str], *, device: str,
+                    data_dir: str | None, non_adaptive: bool, shard: Shard) -> list[dict]:
+    from robustlab.training.load_run import load_run
+
     results = []
     for run, settings, path in plans:
         loaded = load_run(run, device=device, data_dir=data_dir)
         surrogate = _surrogate_for(loaded, runs, device, data_dir)
         result = evaluate_loaded_run(loaded, settings, surrogate=surrogate,
-                                     non_adaptive=non_adaptive)
+                                     non_adaptive=non_adaptive, shard=shard)
+        result["world_size"] = shard.world_size
+        results.append(result)
+        if shard.rank != 0:
+            continue  # every rank holds the same result; rank 0 alone writes and prints
         atomic_write_json(path, result)
         print(format_result_table(result, title=f"{run}  ({_describe(result['run'])})"))
         if "non_adaptive" in result:
@@ -73,20 +93,19 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
             print(f"  training: {tr['train_time_s']:.1f}s total, "
                   f"{tr['epoch_time_s_mean']:.1f}s/epoch, peak memory {tr['peak_mem_mb']:.0f} MiB")
         print(f"  wrote {path}\n")
-        results.append(result)
     return results
 
 
 def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any = None,
-                        non_adaptive: bool = False) -> dict[str, Any]:
+                        non_adaptive: bool = False, shard: Shard | None = None) -> dict[str, Any]:
     """Evaluate a `LoadedRun` (see `robustlab.training.load_run`) and attach run facts."""
     test = loaded.data.test
     k = loaded.data.info.num_classes
     result = evaluate_model(loaded.model, test.x, test.y, settings, surrogate=surrogate,
-                            num_classes=k)
+                            num_classes=k, shard=shard)
     if non_adaptive:
         plain = evaluate_model(loaded.model, test.x, test.y, _replace(settings, adaptive=False),
-                               surrogate=surrogate, num_classes=k)
+                               surrogate=surrogate, num_classes=k, shard=shard)
         plain.pop("per_sample")
         result["non_adaptive"] = plain
     result["run"] = run_facts(loaded.folder.path, loaded.cfg.to_dict())

@@ -3,7 +3,7 @@
 Resumable by construction: `train(..., resume=True)` returns a complete run's summary at once
 and continues an interrupted one from its last finished epoch; an evaluation whose file for
 the same settings exists is skipped. Runs execute in `workers` local processes, each with
-`cores // workers` torch threads.
+`cores // workers` torch threads, or as Ray tasks (`executor="ray"`, see `executors.py`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 from robustlab.attacks import AttackError
 from robustlab.common.files import atomic_write_json, read_json
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.settings import EvalSettingsError
+from robustlab.experiments.executors import check_executor, run_jobs
 from robustlab.experiments.plan import EvalJob, RunJob, describe_jobs, plan_jobs
 from robustlab.experiments.presets import Preset
 from robustlab.training.config import ConfigError
@@ -30,15 +28,17 @@ EXPERIMENT_FILE = "experiment.json"
 
 def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: str | None = None,
               overwrite: bool = False, model: str | None = None, device: str = "auto",
-              report: bool = True, threads: int | None = None) -> Path:
+              report: bool = True, threads: int | None = None,
+              executor: str = "local") -> Path:
     """Run `preset` into folder `out` (resuming what is there); returns the report's path
     (report.html) or `out` when `report` is False. `threads` (torch threads per worker)
-    defaults to cores // workers."""
+    defaults to cores // workers; `executor` is "local" (processes) or "ray"."""
     from robustlab.training import TrainConfig
 
     out = Path(out)
     if workers < 1:
         raise RunFolderError(f"--workers: expected an integer >= 1, got {workers}")
+    check_executor(executor)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     jobs = plan_jobs(preset, out, model=model, data_dir=data_dir, device=device,
                      threads=threads)
@@ -64,9 +64,13 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
     t0 = time.perf_counter()
     print(f"reproduce {preset.name}: {len(jobs)} training runs, "
           f"{sum(len(j.evals) for j in jobs)} evaluations, {workers} worker(s) x {threads} "
-          f"thread(s) -> {out}")
-    _run_all(jobs, _train_job, workers, "trained")
-    _run_all(jobs, _eval_job, workers, "evaluated")
+          f"thread(s), executor {executor} -> {out}")
+    gpu = str(device).startswith("cuda")
+    for fn, verb in ((_train_job, "trained"), (_eval_job, "evaluated")):
+        def report_done(i: int, job: RunJob, line: str, verb: str = verb) -> None:
+            print(f"[{i}/{len(jobs)}] {verb} {job.name}: {line}", flush=True)
+
+        run_jobs(executor, jobs, fn, report_done, workers=workers, threads=threads, gpu=gpu)
     print(f"all runs done in {time.perf_counter() - t0:.0f}s")
     if not report:
         return out
@@ -74,18 +78,6 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
 
     paths = write_report(out)
     return paths["html"]
-
-
-def _run_all(jobs: list[RunJob], fn: Any, workers: int, verb: str) -> None:
-    if workers == 1:
-        for i, job in enumerate(jobs, 1):
-            print(f"[{i}/{len(jobs)}] {verb} {job.name}: {fn(job)}", flush=True)
-        return
-    ctx = get_context("spawn")  # fresh interpreters: no forked torch thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(fn, job): job for job in jobs}
-        for i, fut in enumerate(as_completed(futures), 1):
-            print(f"[{i}/{len(jobs)}] {verb} {futures[fut].name}: {fut.result()}", flush=True)
 
 
 def _train_job(job: RunJob) -> str:
