@@ -173,6 +173,20 @@ def test_transfer_weaker_than_white_box(mnist_small, surrogate):
     assert white + 0.1 <= transfer, (white, transfer)  # measured: white-box 0.00
 
 
+def test_pgd_transfer_crafts_highest_loss_points(mnist_small, surrogate):
+    """The transfer attack's default PGD runs every step and keeps the highest-loss iterate
+    (`stop_on_success=False`); the first-adversarial-iterate rule transfers far worse."""
+    model, x, y = mnist_small
+    eps = 0.3
+    deep = create("transfer", surrogate=surrogate, attack="pgd", eps=eps, steps=10)(model, x, y)
+    shallow = create("transfer", surrogate=surrogate, attack="pgd", eps=eps, steps=10,
+                     stop_on_success=True)(model, x, y)
+    assert_in_threat_model(deep, x, eps, "linf")
+    acc_deep, acc_shallow = accuracy(model, deep, y), accuracy(model, shallow, y)
+    assert acc_deep <= acc_shallow - 0.3, (acc_deep, acc_shallow)
+    assert acc_deep <= 0.3, acc_deep
+
+
 def test_transfer_never_queries_the_target(mnist_small, surrogate):
     model, x, y = mnist_small
     calls = []

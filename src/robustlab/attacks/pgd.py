@@ -43,11 +43,15 @@ def pgd_run(
     step_size: Tensor,
     restarts: int,
     random_start: bool,
+    stop_on_success: bool = True,
 ) -> Tensor:
     """Core PGD loop (see the module docstring). `eps`, `step_size`: `[N]`. Returns x_adv.
 
     Per step: one gradient pass (whose logits also decide success and the best iterate),
     then a handful of fused tensor ops; the active set shrinks as samples become adversarial.
+    `stop_on_success=False` never freezes: every sample takes every step and the highest-loss
+    iterate is returned (what transfer attacks want: points deep past the crafting model's
+    boundary rather than just across it).
     """
     best = BestIterate.from_clean(model, x, y, loss_fn, target)
     eps_v, step_v = eps_view(eps, x), eps_view(step_size, x)
@@ -70,7 +74,7 @@ def pgd_run(
         bx, bl = best.x[idx], best.loss[idx]
         for _step in range(steps):
             g = model.gradient(xa, y0, loss_fn, t0)
-            success = is_adversarial(g.logits, y0, t0)
+            success = _success(g.logits, y0, t0, stop_on_success)
             better = g.loss > bl
             bl = torch.where(better, g.loss, bl)
             bx = torch.where(eps_view(better, xa), xa, bx)
@@ -93,7 +97,7 @@ def pgd_run(
                 xa = project_and_clip(x0, xa + s0 * steepest_direction(grad, norm), e0, norm)
         else:
             logits = model.logits(xa)  # the last iterate has not been evaluated yet
-            loss, success = loss_fn(logits, y0, t0), is_adversarial(logits, y0, t0)
+            loss, success = loss_fn(logits, y0, t0), _success(logits, y0, t0, stop_on_success)
             better = loss > bl
             bl = torch.where(better, loss, bl)
             bx = torch.where(eps_view(better, xa), xa, bx)
@@ -102,13 +106,21 @@ def pgd_run(
     return best.x
 
 
+def _success(logits: Tensor, y: Tensor, target: Tensor | None, stop: bool) -> Tensor:
+    if stop:
+        return is_adversarial(logits, y, target)
+    return torch.zeros(len(y), dtype=torch.bool, device=logits.device)
+
+
 @ATTACKS.register("pgd")
 class PGD(Attack):
     """PGD with random start and restarts.
 
     Parameters: `eps`, `norm` ("linf" | "l2"), `steps` (>= 1), `step_size` (absolute, in the
     norm's units; default `2.5 * eps / steps` per sample, Madry et al.), `restarts` (>= 1),
-    `random_start`, `loss` ("ce" | "margin" | "dlr"), plus the common `Attack` parameters.
+    `random_start`, `loss` ("ce" | "margin" | "dlr"), `stop_on_success` (default True: freeze
+    a sample at its first adversarial iterate; False: highest-loss iterate, for transfer), plus
+    the common `Attack` parameters.
     """
 
     name = "pgd"
@@ -123,6 +135,7 @@ class PGD(Attack):
         restarts: int = 1,
         random_start: bool = True,
         loss: str = "ce",
+        stop_on_success: bool = True,
         seed: int = 0,
         **common,
     ) -> None:
@@ -133,6 +146,7 @@ class PGD(Attack):
         )
         self.restarts = self.check_positive_int("restarts", restarts)
         self.random_start = bool(random_start)
+        self.stop_on_success = bool(stop_on_success)
         self.loss = loss
         self._loss_fn = get_loss(loss)
         if loss == "dlr":
@@ -159,6 +173,7 @@ class PGD(Attack):
             step_size=step,
             restarts=self.restarts,
             random_start=self.random_start,
+            stop_on_success=self.stop_on_success,
         )
 
 
