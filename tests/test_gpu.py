@@ -60,3 +60,25 @@ def test_gpu_compiled_training_saves_plain_weights(tmp_path):
 
     with safe_open(str(result.run_dir / "model.safetensors"), framework="pt") as fh:
         assert not any(k.startswith("_orig_mod") for k in fh.keys())
+
+
+def test_gpu_training_from_pinned_host_memory_matches_device_data(tmp_path, monkeypatch):
+    """A training split too large for the GPU stays in pinned host memory, batches copied
+    asynchronously; the run sees the same batches as with the split on the device."""
+    import robustlab.training.setup as setup
+
+    def run(name):
+        cfg = TrainConfig(dataset="synthetic", dataset_options=SYN, model="lenet5", epochs=1,
+                          device="cuda", progress=False, out_dir=str(tmp_path / name), lr=0.05,
+                          augment="crop-flip")
+        return train(cfg).summary
+
+    on_device = run("device")
+    monkeypatch.setattr(setup, "DEVICE_DATA_SHARE", 0.0)  # nothing "fits": pinned host path
+    data = setup.load_run_data(TrainConfig(dataset="synthetic", dataset_options=SYN,
+                                           model="lenet5", device="cuda"),
+                               torch.device("cuda"))
+    assert data.train.x.device.type == "cpu" and data.train.x.is_pinned()
+    assert data.val.x.is_cuda
+    pinned = run("pinned")
+    assert pinned["test_acc"] == pytest.approx(on_device["test_acc"], abs=0.02)

@@ -170,3 +170,23 @@ def test_paper_defaults_reach_target_accuracy(dataset, target, mnist_root, tmp_p
 def test_install_does_not_pull_torchvision():
     with pytest.raises(ImportError):
         import torchvision  # noqa: F401
+
+
+def test_host_memory_batches_equal_on_device_batches():
+    """The pinned-host path (train split too large for the GPU) draws the same batches and the
+    same augmentations as the on-device path; exercised on the CPU with a distinct device
+    object so the host path runs."""
+    from robustlab.data import ArraySplit, random_crop_flip
+    from robustlab.training.setup import RunData, train_on_device
+
+    g = torch.Generator().manual_seed(0)
+    split = ArraySplit(torch.rand(50, 3, 8, 8, generator=g), torch.randint(0, 10, (50,)))
+    kw = dict(val=split, test=split, info=None, batch_size=16, augment=random_crop_flip(2))
+    plain = RunData(split, **kw)
+    host = RunData(split, **kw, device=torch.device("cpu", 0))
+    a = list(plain.batches(torch.Generator().manual_seed(3)))
+    b = list(host.batches(torch.Generator().manual_seed(3)))
+    assert len(a) == len(b) == 4
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    assert train_on_device(10**12, torch.device("cpu"))  # the CPU always holds its data

@@ -24,9 +24,17 @@ _CROP_FLIP_DATASETS = ("cifar10", "imagefolder")
 SPLIT_SEED = 0
 
 
+# A CUDA run keeps its training split on the GPU when it takes at most this share of the
+# free GPU memory; otherwise it stays in pinned host memory and each batch is copied
+# asynchronously (the model, activations and attacks need the rest).
+DEVICE_DATA_SHARE = 0.5
+
+
 @dataclass
 class RunData:
-    """The splits of a run, on its device, and how its training batches are drawn."""
+    """The splits of a run and how its training batches are drawn. `val` / `test` are on the
+    run's device; `train` is too, unless it did not fit (`train_on_device`): then it sits in
+    pinned host memory and `batches` copies each batch to `device` (non-blocking)."""
 
     train: ArraySplit
     val: ArraySplit
@@ -34,10 +42,30 @@ class RunData:
     info: DatasetInfo
     batch_size: int
     augment: Any
+    device: torch.device | None = None
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        return iterate_batches(self.train, self.batch_size, shuffle=True, generator=generator,
-                               augment=self.augment)
+        if self.device is None or self.train.device == self.device:
+            return iterate_batches(self.train, self.batch_size, shuffle=True,
+                                   generator=generator, augment=self.augment)
+        return self._host_batches(generator)
+
+    def _host_batches(self, generator: torch.Generator):
+        # Same generator calls in the same order as the on-device path: permutation, then
+        # one augmentation draw per batch (on the device, after the copy).
+        for x, y in iterate_batches(self.train, self.batch_size, shuffle=True,
+                                    generator=generator):
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            yield (self.augment(x, generator) if self.augment is not None else x), y
+
+
+def train_on_device(nbytes: int, device: torch.device) -> bool:
+    """Whether a training split of `nbytes` is kept on `device` (always on the CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_DATA_SHARE * free
 
 
 @dataclass
@@ -61,8 +89,12 @@ def load_run_data(cfg: TrainConfig, device: torch.device) -> RunData:
         train = train.subset(keep[: cfg.train_size].sort().values)
     use_crop_flip = cfg.augment == "crop-flip" or (cfg.augment == "auto"
                                                    and cfg.dataset in _CROP_FLIP_DATASETS)
-    return RunData(train.to(device), splits.val.to(device), splits.test.to(device), splits.info,
-                   cfg.batch_size, random_crop_flip(padding=4) if use_crop_flip else None)
+    augment = random_crop_flip(padding=4) if use_crop_flip else None
+    val, test = splits.val.to(device), splits.test.to(device)
+    if train_on_device(train.x.nbytes + train.y.nbytes, device):
+        return RunData(train.to(device), val, test, splits.info, cfg.batch_size, augment)
+    pinned = ArraySplit(train.x.pin_memory(), train.y.pin_memory())
+    return RunData(pinned, val, test, splits.info, cfg.batch_size, augment, device=device)
 
 
 def build_model(cfg: TrainConfig, info, device: torch.device) -> nn.Module:

@@ -71,7 +71,7 @@ class Autoencoder(TrainingMethod):
         self._classifier = None
 
     def setup(self, ctx: TrainContext) -> None:
-        probe = ctx.train.x[:1]
+        probe = ctx.train.x[:1].to(ctx.device)  # the train split may stay in host memory
         with torch.no_grad():
             out = ctx.model(probe)
         if out.shape != probe.shape:
