@@ -250,3 +250,19 @@ def test_batch_buckets_change_no_result(name, mnist_lenet, monkeypatch):
     with torch.no_grad():
         assert (model(padded).argmax(1) == model(plain).argmax(1)).float().mean() >= 0.99
     assert (padded - plain).abs().max() <= 1e-4 or name == "fab-t"
+
+
+def test_channels_last_weights_are_restored_exactly(mnist_lenet):
+    """memory_format="channels_last" stores conv weights channels-last during the attack only:
+    afterwards every parameter has its original storage; results match the contiguous run."""
+    model, x, y = mnist_lenet
+    before = {n: (p.data_ptr(), p.stride(), p.clone()) for n, p in model.named_parameters()}
+    x, y = x[:64], y[:64]
+    cl = create_attack("pgd", eps=0.1, steps=5, seed=0, memory_format="channels_last")(model, x, y)
+    plain = create_attack("pgd", eps=0.1, steps=5, seed=0, memory_format="contiguous")(model, x, y)
+    for n, p in model.named_parameters():
+        ptr, stride, value = before[n]
+        assert p.data_ptr() == ptr and p.stride() == stride and torch.equal(p, value), n
+    assert cl.is_contiguous()
+    with torch.no_grad():
+        assert (model(cl).argmax(1) == model(plain).argmax(1)).float().mean() >= 0.98

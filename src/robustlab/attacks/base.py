@@ -348,7 +348,8 @@ class Attack:
         if x.shape[0] == 0:
             return x.clone()
         eps = self.eps_tensor(x)
-        with eval_mode(model), frozen_parameters(model):
+        with eval_mode(model), frozen_parameters(model), \
+                weights_layout(model, self._weights_layout(model, x)):
             amodel = self.attack_model(model, x)
             k = self._probe_classes(amodel, x)
             if k < self.min_classes:
@@ -406,6 +407,13 @@ class Attack:
         has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
         use = has_conv and x.shape[1] > 1
         return torch.channels_last if use else torch.contiguous_format
+
+    def _weights_layout(self, model: nn.Module, x: Tensor) -> torch.memory_format:
+        """channels_last weights only when asked for explicitly, on the CPU (on CUDA a
+        model is converted once, by its owner: training does so by default)."""
+        if self.memory_format == "channels_last" and x.device.type == "cpu" and x.dim() == 4:
+            return torch.channels_last
+        return torch.contiguous_format
 
     @staticmethod
     def _probe_classes(amodel: AttackModel, x: Tensor) -> int:
@@ -505,3 +513,26 @@ def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for p in params:
             p.requires_grad_(True)
+
+
+@contextmanager
+def weights_layout(model: nn.Module, layout: torch.memory_format) -> Iterator[nn.Module]:
+    """Temporarily store `model`'s 4-D (convolution) weights in `layout`; restored after.
+
+    oneDNN picks its convolution kernels by the weights' layout as much as by the input's; the
+    original storage of every parameter is put back afterwards, so values, identity and
+    optimizer references are untouched.
+    """
+    if layout == torch.contiguous_format:
+        yield model
+        return
+    params = [p for p in model.parameters()
+              if p.dim() == 4 and not p.is_contiguous(memory_format=layout)]
+    originals = [p.data for p in params]
+    for p in params:
+        p.data = p.data.contiguous(memory_format=layout)
+    try:
+        yield model
+    finally:
+        for p, data in zip(params, originals, strict=True):
+            p.data = data
