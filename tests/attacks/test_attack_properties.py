@@ -266,3 +266,23 @@ def test_channels_last_weights_are_restored_exactly(mnist_lenet):
     assert cl.is_contiguous()
     with torch.no_grad():
         assert (model(cl).argmax(1) == model(plain).argmax(1)).float().mean() >= 0.98
+
+
+def test_attacks_pickle_and_probe_each_model_once(tiny_model, tiny_batch):
+    """The logits-width probe runs once per model (cached weakly), the cache never leaks a
+    wrong width to another model, and attacks stay picklable (for worker processes)."""
+    import pickle
+
+    x, y = tiny_batch
+    attack = create_attack("fgsm", eps=0.1)
+    calls = []
+    hook = tiny_model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    attack(tiny_model, x, y)
+    attack(tiny_model, x, y)
+    hook.remove()
+    assert calls.count(1) == 1  # one 1-sample probe over two calls
+    other = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    with pytest.raises(AttackError, match="labels must be < the number of classes 3"):
+        attack(other, x, y.clamp(max=4) * 0 + 4)
+    clone = pickle.loads(pickle.dumps(attack))
+    assert torch.equal(clone(tiny_model.eval(), x, y), attack(tiny_model, x, y))

@@ -201,7 +201,9 @@ def test_transfer_never_queries_the_target(mnist_small, surrogate):
             return self.inner(z)
 
     create("transfer", surrogate=surrogate, attack="fgsm", eps=0.1)(Spy(model), x[:8], y[:8])
-    assert calls == [1]  # only the generic one-sample probe of the logits' width
+    # the generic one-sample probe of the logits' width, then one pass on the CLEAN inputs
+    # (after crafting) to keep the samples the target already gets wrong
+    assert calls == [1, 8]
 
 
 # ------------------------------------------------------- per-sample eps, seeds, targets

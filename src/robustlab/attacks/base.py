@@ -57,6 +57,7 @@ Composite attacks (AutoAttack) call their parts' `perturb` directly with the sam
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -302,6 +303,9 @@ class Attack:
                 f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
             )
         self.memory_format = memory_format
+        # logits width per model (weakly keyed), so repeated calls skip the 1-sample probe
+        self._num_classes: weakref.WeakKeyDictionary[nn.Module, tuple[Any, int]] = (
+            weakref.WeakKeyDictionary())
 
     # ----------------------------------------------------------------- validation helpers
     @staticmethod
@@ -351,7 +355,7 @@ class Attack:
         with eval_mode(model), frozen_parameters(model), \
                 weights_layout(model, self._weights_layout(model, x)):
             amodel = self.attack_model(model, x)
-            k = self._probe_classes(amodel, x)
+            k = self._classes_of(model, amodel, x)
             if k < self.min_classes:
                 raise AttackError(
                     f"{type(self).__name__} needs a model with at least {self.min_classes} "
@@ -415,6 +419,25 @@ class Attack:
             return torch.channels_last
         return torch.contiguous_format
 
+    def __getstate__(self) -> dict[str, Any]:  # the weak cache cannot be pickled
+        state = dict(vars(self))
+        state["_num_classes"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._num_classes = weakref.WeakKeyDictionary()
+
+    def _classes_of(self, model: nn.Module, amodel: AttackModel, x: Tensor) -> int:
+        """The model's logits width, probed once per model, input shape and layout."""
+        key = (tuple(x.shape[1:]), x.device, amodel.layout)
+        cached = self._num_classes.get(model)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        k = self._probe_classes(amodel, x)
+        self._num_classes[model] = ((tuple(x.shape[1:]), x.device, amodel.layout), k)
+        return k
+
     @staticmethod
     def _probe_classes(amodel: AttackModel, x: Tensor) -> int:
         """Logits' width from one forward pass on one sample; falls back to the contiguous
@@ -458,13 +481,12 @@ class Attack:
             )
         if y.shape[0] != x.shape[0]:
             raise AttackError(f"y: {y.shape[0]} labels for {x.shape[0]} inputs")
-        if x.shape[0] and not bool(torch.isfinite(x).all()):
-            raise AttackError("x: contains non-finite values (nan/inf)")
-        if x.shape[0] and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-            raise AttackError(
-                f"x: expected values in [0, 1], got range "
-                f"[{float(x.min()):.4g}, {float(x.max()):.4g}]"
-            )
+        if x.shape[0]:
+            lo, hi = (float(v) for v in torch.aminmax(x))  # one pass; NaN propagates
+            if not (0.0 <= lo and hi <= 1.0):
+                if not bool(torch.isfinite(x).all()):
+                    raise AttackError("x: contains non-finite values (nan/inf)")
+                raise AttackError(f"x: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
         if y.shape[0] and int(y.min()) < 0:
             raise AttackError(f"y: labels must be >= 0, got min {int(y.min())}")
         if target is not None:

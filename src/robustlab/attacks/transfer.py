@@ -3,8 +3,9 @@
 `create("transfer", surrogate=model_b, attack="pgd", eps=..., **attack_kw)` builds the
 registered attack `attack` with `eps`, `norm`, `seed` and `attack_kw`; calling
 `transfer(model, x, y)` runs it on the SURROGATE and returns its points. The target `model`
-is never queried while crafting (black-box transfer); the generic `Attack.__call__` only
-reads the width of its logits once, to validate the labels.
+is never queried while crafting (black-box transfer): the generic `Attack.__call__` reads the
+width of its logits once, to validate the labels, and after crafting one forward pass on the
+clean inputs keeps the clean input of every sample the target already misclassifies.
 
 With the inner attacks that stop at a sample's first adversarial iterate (`pgd`, `cw-linf`),
 the transfer attack asks for the highest-loss iterate instead (`stop_on_success=False`, unless
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.base import Attack, AttackError, AttackModel
+from robustlab.attacks.norms import eps_view
 from robustlab.registry import ATTACKS
 
 
@@ -95,6 +97,11 @@ class Transfer(Attack):
         if saved is not None:  # per-sample eps [N] of this call (callers may pass a subset)
             self.attack.eps = eps
         try:
-            return self.attack(self.surrogate, x, y, target)
+            x_adv = self.attack(self.surrogate, x, y, target)
         finally:
             self.attack.eps = saved
+        # One query of the target on the CLEAN inputs (after crafting, not used by it): a
+        # sample it already gets wrong keeps its clean input, so the attack never raises the
+        # target's accuracy above its clean accuracy.
+        already = model.is_adversarial(x, y, target)
+        return torch.where(eps_view(already, x), x, x_adv)
