@@ -435,7 +435,8 @@ class Attack:
         if cached is not None and cached[0] == key:
             return cached[1]
         k = self._probe_classes(amodel, x)
-        self._num_classes[model] = ((tuple(x.shape[1:]), x.device, amodel.layout), k)
+        # keyed by the layout the probe ended with (it falls back to contiguous if needed)
+        self._num_classes[model] = ((key[0], key[1], amodel.layout), k)
         return k
 
     @staticmethod

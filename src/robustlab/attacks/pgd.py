@@ -79,7 +79,7 @@ def pgd_run(
             bl = torch.where(better, g.loss, bl)
             bx = torch.where(eps_view(better, xa), xa, bx)
             grad = g.grad
-            if bool(success.any()):  # record and freeze the samples that are adversarial now
+            if stop_on_success and bool(success.any()):  # record and freeze them
                 best.update(idx[success], xa[success], g.loss[success], success[success])
                 keep = ~success
                 best.x[idx[keep]] = bx[keep]

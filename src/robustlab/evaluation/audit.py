@@ -58,12 +58,14 @@ def large_eps_budget(norm: str, x: Tensor) -> float:
 
 
 def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
-              settings: Any, outcomes: dict[str, AttackOutcome], curve: list[dict[str, Any]],
+              clean_pred: Tensor, settings: Any, outcomes: dict[str, AttackOutcome],
+              curve: list[dict[str, Any]],
               num_classes: int, surrogate: nn.Module | None = None,
               shard: Shard | None = None) -> dict[str, Any]:
     """Run every check on the first `settings.audit_n` samples. `outcomes` are the main
-    evaluation's per-sample results (full length; sliced here). `shard` splits the audit's
-    attack batches across processes, as in `run_attack`."""
+    evaluation's per-sample results and `clean_pred` `[N]` its clean predicted classes (full
+    length; sliced here). `shard` splits the audit's attack batches across processes, as in
+    `run_attack`."""
     from robustlab.registry import ATTACKS
 
     n = min(settings.audit_n or len(x), len(x))
@@ -85,7 +87,7 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
         big = large_eps_budget(settings.norm, xa)
         acc = _acc(attack_acc(pgd_name, big, settings.attack_options.get(pgd_name)))
         limit = 0.5 / num_classes
-        share, top = _dominant_class(model, xa, settings.batch_size)
+        share, top = _dominant_class(clean_pred[:n])
         collapsed = (f"; the model predicts class {top} for {share:.0%} of clean inputs "
                      "(collapsed: its accuracy is that class's frequency, not robustness)"
                      if share > 0.9 else "")
@@ -165,11 +167,8 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
             "checks": checks}
 
 
-def _dominant_class(model: nn.Module, x: Tensor, batch_size: int) -> tuple[float, int]:
-    """(share of the most predicted class, that class) on clean inputs `x`."""
-    from robustlab.common.inference import predict_logits
-
-    pred = predict_logits(model, x, batch_size).argmax(1).cpu()
+def _dominant_class(pred: Tensor) -> tuple[float, int]:
+    """(share of the most predicted class, that class) among clean predictions `pred`."""
     counts = torch.bincount(pred)
     return counts.max().item() / max(len(pred), 1), int(counts.argmax())
 

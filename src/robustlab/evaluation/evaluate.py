@@ -46,7 +46,8 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
     try:
         t0 = time.perf_counter()
         logits = predict_logits(model, x, settings.batch_size)
-        clean_correct = (logits.argmax(1) == y).cpu()
+        clean_pred = logits.argmax(1)
+        clean_correct = (clean_pred == y).cpu()
         clean_conf = M.confidence(logits).cpu()
         k = num_classes or int(logits.shape[1])
         clean_s = time.perf_counter() - t0
@@ -60,7 +61,8 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
         curve = _curve(model, x, y, clean_correct, settings, outcomes, shard)
         curve_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        audit = (run_audit(model, x, y, clean_correct, settings=settings, outcomes=outcomes,
+        audit = (run_audit(model, x, y, clean_correct, clean_pred=clean_pred.cpu(),
+                           settings=settings, outcomes=outcomes,
                            curve=curve, num_classes=k, surrogate=surrogate, shard=shard)
                  if settings.audit else {"flagged": False, "flags": [], "checks": [],
                                          "skipped": True})

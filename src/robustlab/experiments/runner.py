@@ -8,6 +8,7 @@ the same settings exists is skipped. Runs execute in `workers` local processes, 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -67,10 +68,8 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
           f"thread(s), executor {executor} -> {out}")
     gpu = str(device).startswith("cuda")
     for fn, verb in ((_train_job, "trained"), (_eval_job, "evaluated")):
-        def report_done(i: int, job: RunJob, line: str, verb: str = verb) -> None:
-            print(f"[{i}/{len(jobs)}] {verb} {job.name}: {line}", flush=True)
-
-        run_jobs(executor, jobs, fn, report_done, workers=workers, threads=threads, gpu=gpu)
+        run_jobs(executor, jobs, fn, functools.partial(_print_done, verb, len(jobs)),
+                 workers=workers, threads=threads, gpu=gpu)
     print(f"all runs done in {time.perf_counter() - t0:.0f}s")
     if not report:
         return out
@@ -78,6 +77,10 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
 
     paths = write_report(out)
     return paths["html"]
+
+
+def _print_done(verb: str, total: int, i: int, job: RunJob, line: str) -> None:
+    print(f"[{i}/{total}] {verb} {job.name}: {line}", flush=True)
 
 
 def _train_job(job: RunJob) -> str:
