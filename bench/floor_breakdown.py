@@ -1,0 +1,189 @@
+"""Where the input-gradient pass spends its time on CPU, and what the alternatives measure.
+
+    ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/floor_breakdown.py
+        [--models lenet5 smallcnn] [--batch 256] [--repeats 15] [--compile]
+
+PGD-10 is 10 of these passes (forward + backward to the input, weights frozen); robustlab
+already runs below 10 of them (samples freeze once adversarial), so any further speed-up of an
+attack has to come from the pass itself. For each model this prints the profiler's per-op
+share of the eager NCHW pass, then each alternative's time as a ratio to the eager pass
+measured in the same rounds (< 1 = faster) and its largest gradient difference:
+
+- `channels_last`: input and conv weights in channels_last (what the issue expected to win);
+- `2 workers x 1 thread`: the batch split in two halves run by two Python threads with one
+  torch thread each (inter-op instead of intra-op parallelism);
+- `first conv grad as depthwise`: the 1-input-channel first convolution's input gradient
+  computed as a depthwise convolution + channel sum (oneDNN's transposed conv with one output
+  channel is its slowest kernel in the profile);
+- `max-pool in channels_last`: pooling inputs converted to channels_last (ATen's NCHW max-pool
+  is slow in micro-benchmarks), back to NCHW before the next convolution;
+- `torch.compile` (with `--compile`; compile time is excluded, printed separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab.data import load_dataset
+from robustlab.models import create_model
+
+CL = torch.channels_last
+
+
+def input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    xr = x.detach().requires_grad_(True)
+    return torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="sum"), xr)[0]
+
+
+class _DepthwiseInputGrad(torch.autograd.Function):
+    """conv2d with one input channel whose backward (input only) is a depthwise conv + sum."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, bias, padding=padding)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (w,) = ctx.saved_tensors
+        c, _, kh, kw = w.shape
+        ph, pw = ctx.padding
+        flipped = w.flip(2, 3).reshape(c, 1, kh, kw)
+        g = F.conv2d(grad_out, flipped, padding=(kh - 1 - ph, kw - 1 - pw), groups=c)
+        return g.sum(1, keepdim=True), None, None, None
+
+
+class DepthwiseGradConv(nn.Module):
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        assert conv.in_channels == 1 and conv.stride == (1, 1) and conv.groups == 1
+        self.conv = conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _DepthwiseInputGrad.apply(x, self.conv.weight, self.conv.bias, self.conv.padding)
+
+
+class ChannelsLastPool(nn.Module):
+    def __init__(self, pool: nn.Module) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(x.contiguous(memory_format=CL)).contiguous()
+
+
+def replaced(model: nn.Module, match: type, wrap: Callable[[nn.Module], nn.Module],
+             first_only: bool = False) -> nn.Module:
+    """A copy of `model` with its `match` submodules wrapped (only the first if asked)."""
+    out = copy.deepcopy(model)
+    for parent in list(out.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, match):
+                setattr(parent, name, wrap(child))
+                if first_only:
+                    return out
+    return out
+
+
+def profile_shares(model: nn.Module, x: Tensor, y: Tensor, top: int = 8) -> str:
+    from torch.profiler import profile
+
+    input_grad(model, x, y)
+    with profile() as prof:
+        for _ in range(5):
+            input_grad(model, x, y)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return ", ".join(f"{e.key.removeprefix('aten::')} {e.self_cpu_time_total / total:.0%}"
+                     for e in events[:top])
+
+
+def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per contender, contenders interleaved within each round."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def bench_model(name: str, splits, args) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, **splits.info.model_kwargs()).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x, y = splits.test.x[: args.batch], splits.test.y[: args.batch]
+    threads = torch.get_num_threads()
+    pool = ThreadPoolExecutor(2)
+
+    def half(xs: Tensor, ys: Tensor) -> Tensor:
+        torch.set_num_threads(1)  # per worker thread: OpenMP's thread count is thread-local
+        return input_grad(model, xs, ys)
+
+    def two_workers() -> Tensor:
+        h = len(x) // 2
+        parts = [pool.submit(half, x[:h], y[:h]), pool.submit(half, x[h:], y[h:])]
+        return torch.cat([f.result() for f in parts])
+
+    cl_model = copy.deepcopy(model).to(memory_format=CL)
+    variants: dict[str, Callable[[], Tensor]] = {
+        "channels_last": lambda: input_grad(cl_model, x.contiguous(memory_format=CL), y),
+        "2 workers x 1 thread": two_workers,
+    }
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    if first.in_channels == 1 and first.stride == (1, 1) and first.groups == 1:
+        dw = replaced(model, nn.Conv2d, DepthwiseGradConv, first_only=True)
+        variants["first conv grad as depthwise"] = lambda: input_grad(dw, x, y)
+    if any(isinstance(m, nn.MaxPool2d) for m in model.modules()):
+        pm = replaced(model, nn.MaxPool2d, ChannelsLastPool)
+        variants["max-pool in channels_last"] = lambda: input_grad(pm, x, y)
+    if args.compile:
+        compiled = torch.compile(model)
+        t0 = time.perf_counter()
+        input_grad(compiled, x, y)
+        print(f"torch.compile: first call {time.perf_counter() - t0:.1f} s")
+        variants["torch.compile"] = lambda: input_grad(compiled, x, y)
+
+    ref = input_grad(model, x, y)
+    scale = ref.abs().max().item()
+    errors = {k: (fn() - ref).abs().max().item() / scale for k, fn in variants.items()}
+    torch.set_num_threads(threads)
+    t = timed({"eager": lambda: input_grad(model, x, y), **variants}, args.repeats)
+    pool.shutdown()
+    print(f"\n== {name}: batch {len(x)}, {threads} threads, eager NCHW pass "
+          f"{t['eager'] * 1e3:.1f} ms (median of {args.repeats})")
+    print(f"op shares: {profile_shares(model, x, y)}")
+    for k in variants:
+        print(f"  {k:30s} time / eager {t[k] / t['eager']:.2f}   "
+              f"max |grad diff| / max |grad| {errors[k]:.1e}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["lenet5", "smallcnn"])
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile (slow)")
+    args = p.parse_args()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    splits = load_dataset("mnist")
+    for name in args.models:
+        bench_model(name, splits, args)
+
+
+if __name__ == "__main__":
+    main()
