@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
+from attack_speed import timed  # same interleaved-median timing as the attack bench
 from torch import Tensor, nn
 
 from robustlab.data import load_dataset
@@ -106,19 +106,6 @@ def profile_shares(model: nn.Module, x: Tensor, y: Tensor, top: int = 8) -> str:
     total = sum(e.self_cpu_time_total for e in events)
     return ", ".join(f"{e.key.removeprefix('aten::')} {e.self_cpu_time_total / total:.0%}"
                      for e in events[:top])
-
-
-def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per contender, contenders interleaved within each round."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench_model(name: str, splits, args) -> None:
