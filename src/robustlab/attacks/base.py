@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -67,6 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.adaptive import adaptive_settings
+from robustlab.attacks.cpu_kernels import CPUKernels
 from robustlab.attacks.losses import LossFn, is_adversarial
 from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
 
@@ -98,6 +99,7 @@ def input_gradient(
     *,
     bpda: bool = False,
     eot_iter: int = 1,
+    cpu_kernels: bool = False,
 ) -> Gradient:
     """d loss_fn(model(x), y, target) / d x, per sample -- the ONE place gradients are taken.
 
@@ -105,6 +107,8 @@ def input_gradient(
     the model's differentiable approximation / identity). `eot_iter > 1` averages loss, logits
     and gradient over that many stochastic passes (Expectation over Transformation).
     Only `x` is differentiated (`torch.autograd.grad`), so parameters' `.grad` never change.
+    `cpu_kernels=True` runs the forward under `CPUKernels` (faster CPU kernels for 1-channel
+    convolutions and 2x2 max-pooling; parameters must be frozen).
     """
     forward = model.bpda_forward if bpda else model
     loss_sum: Tensor | None = None
@@ -113,7 +117,8 @@ def input_gradient(
     for _ in range(eot_iter):
         xr = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            logits = forward(xr)
+            with _kernels(cpu_kernels):
+                logits = forward(xr)
             loss = loss_fn(logits, y, target)
             (grad,) = torch.autograd.grad(loss.sum(), xr)
         loss, logits = loss.detach(), logits.detach()
@@ -125,6 +130,10 @@ def input_gradient(
     if eot_iter > 1:
         return Gradient(loss_sum / eot_iter, logits_sum / eot_iter, grad_sum / eot_iter)
     return Gradient(loss_sum, logits_sum, grad_sum)
+
+
+def _kernels(on: bool) -> AbstractContextManager:
+    return CPUKernels() if on else nullcontext()
 
 
 class AttackModel:
@@ -140,6 +149,10 @@ class AttackModel:
     one. With buckets, each pass is padded (with copies of its first row, results sliced off) to
     the next power of two, so a process sees at most log2(N) + 1 batch sizes. Eval-mode models
     treat rows independently, so the padding changes no result.
+
+    `cpu_kernels` (on for CPU inputs of models that are not `torch.compile`d): forward passes
+    run under `robustlab.attacks.cpu_kernels.CPUKernels`, which computes 1-input-channel
+    convolutions' input gradients and 2x2 max-pooling with faster, equal kernels.
     """
 
     def __init__(
@@ -150,6 +163,7 @@ class AttackModel:
         eot_iter: int,
         layout: torch.memory_format = torch.contiguous_format,
         bucket_batches: bool = False,
+        cpu_kernels: bool = False,
     ) -> None:
         if bpda and not callable(getattr(module, "bpda_forward", None)):
             raise AttackError(
@@ -161,6 +175,7 @@ class AttackModel:
         self.eot_iter = eot_iter
         self.layout = layout
         self.bucket_batches = bucket_batches
+        self.cpu_kernels = cpu_kernels
 
     def prepare(self, x: Tensor) -> Tensor:
         """`x` in the memory layout the attack computes in."""
@@ -170,9 +185,10 @@ class AttackModel:
     def logits(self, x: Tensor) -> Tensor:
         """Plain forward pass (the real model, no BPDA, one pass even if randomized)."""
         n, size = x.shape[0], self._bucket(x.shape[0])
-        if size == n:
-            return self.module(x)
-        return self.module(_pad_rows(x, size))[:n]
+        with _kernels(self.cpu_kernels):
+            if size == n:
+                return self.module(x)
+            return self.module(_pad_rows(x, size))[:n]
 
     def gradient(
         self, x: Tensor, y: Tensor, loss_fn: LossFn, target: Tensor | None = None
@@ -181,11 +197,11 @@ class AttackModel:
         n, size = x.shape[0], self._bucket(x.shape[0])
         if size != n:
             g = input_gradient(self.module, _pad_rows(x, size), _pad_rows(y, size), loss_fn,
-                               _pad_rows(target, size), bpda=self.bpda, eot_iter=self.eot_iter)
+                               _pad_rows(target, size), bpda=self.bpda, eot_iter=self.eot_iter,
+                               cpu_kernels=self.cpu_kernels)
             return Gradient(g.loss[:n], g.logits[:n], g.grad[:n])
-        return input_gradient(
-            self.module, x, y, loss_fn, target, bpda=self.bpda, eot_iter=self.eot_iter
-        )
+        return input_gradient(self.module, x, y, loss_fn, target, bpda=self.bpda,
+                              eot_iter=self.eot_iter, cpu_kernels=self.cpu_kernels)
 
     def _bucket(self, n: int) -> int:
         return 1 << max(n - 1, 0).bit_length() if self.bucket_batches else n
@@ -398,8 +414,10 @@ class Attack:
     def attack_model(self, model: nn.Module, x: Tensor) -> AttackModel:
         """The `AttackModel` for `model` given this attack's adaptive / layout settings."""
         bpda, eot = adaptive_settings(model, self.adaptive, self.eot_iter)
+        compiled = hasattr(model, "_orig_mod")  # torch.compile'd: keep dynamo's graph intact
         return AttackModel(model, bpda=bpda, eot_iter=eot, layout=self._layout_for(model, x),
-                           bucket_batches=x.is_cuda)
+                           bucket_batches=x.is_cuda,
+                           cpu_kernels=x.device.type == "cpu" and not compiled)
 
     def _layout_for(self, model: nn.Module, x: Tensor) -> torch.memory_format:
         if x.dim() != 4 or self.memory_format == "contiguous":

@@ -1,0 +1,138 @@
+"""CPUKernels: the faster conv / max-pool kernels attacks use on the CPU equal PyTorch's."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from robustlab.attacks import create_attack, input_gradient
+from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.attacks.losses import ce_loss
+
+
+def _grad(fn, x: torch.Tensor, upstream_seed: int, fast: bool) -> tuple[torch.Tensor, ...]:
+    xr = x.detach().requires_grad_(True)
+    if fast:
+        with CPUKernels():
+            out = fn(xr)
+    else:
+        out = fn(xr)
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(upstream_seed),
+                           dtype=out.dtype)
+    (g,) = torch.autograd.grad(out, xr, upstream)
+    return out.detach(), g, out.grad_fn
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 12), h=st.integers(3, 11), w=st.integers(3, 11),
+       kh=st.integers(1, 5), kw=st.integers(1, 5), data=st.data(), bias=st.booleans())
+def test_one_channel_conv_gradient_equals_pytorch(n, c, h, w, kh, kw, data, bias):
+    ph = data.draw(st.integers(0, kh - 1))
+    pw = data.draw(st.integers(0, kw - 1))
+    if h + 2 * ph < kh or w + 2 * pw < kw:
+        return
+    torch.manual_seed(n * 1000 + c)
+    weight = torch.randn(c, 1, kh, kw, dtype=torch.float64)
+    b = torch.randn(c, dtype=torch.float64) if bias else None
+    x = torch.rand(n, 1, h, w, dtype=torch.float64)
+
+    def conv(t):
+        return F.conv2d(t, weight, b, padding=(ph, pw))
+
+    out, g, _ = _grad(conv, x, 0, fast=False)
+    out_f, g_f, fn = _grad(conv, x, 0, fast=True)
+    expect_fast = c <= 2 * kh * kw
+    assert ("OneChannelConv" in type(fn).__name__) == expect_fast
+    assert torch.equal(out, out_f)
+    torch.testing.assert_close(g_f, g, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(2, 9), w=st.integers(2, 9),
+       ties=st.booleans(), seed=st.integers(0, 2**16))
+def test_max_pool_2x2_equals_pytorch_bit_for_bit_including_ties(n, c, h, w, ties, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, h, w, generator=gen)
+    if ties:  # small integers (and ReLU zeros): many windows with a tied maximum
+        x = torch.relu(torch.randint(-2, 3, (n, c, h, w), generator=gen).float())
+    pool = nn.MaxPool2d(2)
+    out, g, _ = _grad(pool, x, seed, fast=False)
+    out_f, g_f, fn = _grad(pool, x, seed, fast=True)
+    assert "MaxPool2x2" in type(fn).__name__
+    assert torch.equal(out, out_f)
+    assert torch.equal(g, g_f)
+    with torch.no_grad(), CPUKernels():
+        assert torch.equal(pool(x), out)
+
+
+def test_calls_that_do_not_match_run_pytorch_unchanged():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 9, 9, requires_grad=True)
+    x3 = torch.rand(2, 3, 9, 9, requires_grad=True)
+    frozen = torch.randn(4, 1, 3, 3)
+    trained = torch.randn(4, 1, 3, 3, requires_grad=True)
+    rgb_weight, wide = torch.randn(4, 3, 3, 3), torch.randn(64, 1, 3, 3)
+    cases = [
+        lambda: F.conv2d(x, frozen, stride=2),
+        lambda: F.conv2d(x, frozen, dilation=2),
+        lambda: F.conv2d(x, frozen, padding="same"),
+        lambda: F.conv2d(x, trained),  # weights need their gradient: not ours to drop
+        lambda: F.conv2d(x3, rgb_weight),
+        lambda: F.conv2d(x, wide),  # many channels: oneDNN is faster
+        lambda: F.max_pool2d(x3, 3),
+        lambda: F.max_pool2d(x3, 2, stride=1),
+        lambda: F.max_pool2d(x3, 2, ceil_mode=True),
+        lambda: F.max_pool2d(x3, 2, padding=1),
+        lambda: F.max_pool2d(x3.contiguous(memory_format=torch.channels_last), 2),
+    ]
+    for make in cases:
+        ref = make()
+        with CPUKernels():
+            out = make()
+        assert type(out.grad_fn) is type(ref.grad_fn), make
+        assert torch.equal(out, ref)
+    with CPUKernels():
+        values, idx = F.max_pool2d(x3, 2, return_indices=True)
+    assert torch.equal(idx, F.max_pool2d(x3, 2, return_indices=True)[1])
+
+
+def _lenet_like() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(8 * 2 * 2, 10),
+    ).eval()
+
+
+def test_input_gradient_with_cpu_kernels_matches_and_leaves_parameters_alone():
+    model = _lenet_like()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x, y = torch.rand(16, 1, 12, 12, dtype=torch.float64), torch.randint(0, 10, (16,))
+    model = model.double()
+    ref = input_gradient(model, x, y, ce_loss)
+    fast = input_gradient(model, x, y, ce_loss, cpu_kernels=True)
+    assert torch.equal(fast.logits, ref.logits) and torch.equal(fast.loss, ref.loss)
+    torch.testing.assert_close(fast.grad, ref.grad, rtol=1e-12, atol=1e-14)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_pgd_uses_the_kernels_on_cpu_and_finds_the_same_adversarials():
+    model = _lenet_like().double()
+    x, y = torch.rand(32, 1, 12, 12, dtype=torch.float64), torch.randint(0, 10, (32,))
+    attack = create_attack("pgd", eps=0.2, steps=5)
+    assert attack.attack_model(model, x).cpu_kernels
+    fast = attack(model, x, y)
+    from robustlab.attacks import base
+
+    plain = base.AttackModel
+    try:  # the same attack with the kernels switched off
+        base.AttackModel = lambda *a, **k: plain(*a, **{**k, "cpu_kernels": False})
+        slow = attack(model, x, y)
+    finally:
+        base.AttackModel = plain
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
