@@ -42,7 +42,7 @@ _WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # row-major: max_pool2d's tie order
 
 def _bind(names: tuple[str, ...], args: tuple, kwargs: dict, defaults: dict) -> dict:
     bound = dict(defaults)
-    bound.update(zip(names, args))
+    bound.update(zip(names, args, strict=False))  # trailing parameters may be defaulted
     bound.update(kwargs)
     return bound
 
