@@ -12,12 +12,17 @@ measured in the same rounds (< 1 = faster) and its largest gradient difference:
 - `channels_last`: input and conv weights in channels_last (what the issue expected to win);
 - `2 workers x 1 thread`: the batch split in two halves run by two Python threads with one
   torch thread each (inter-op instead of intra-op parallelism);
-- `first conv grad as depthwise`: the 1-input-channel first convolution's input gradient
-  computed as a depthwise convolution + channel sum (oneDNN's transposed conv with one output
-  channel is its slowest kernel in the profile);
+- `robustlab CPUKernels`: the pass as robustlab's attacks run it on the CPU
+  (`robustlab.attacks.cpu_kernels`: a 1-input-channel convolution's input gradient as a
+  depthwise convolution + channel sum, 2x2 max-pooling as strided maxima);
 - `max-pool in channels_last`: pooling inputs converted to channels_last (ATen's NCHW max-pool
   is slow in micro-benchmarks), back to NCHW before the next convolution;
 - `torch.compile` (with `--compile`; compile time is excluded, printed separately).
+
+It also prints the compute floor: the pass's multiply-adds (convolutions and linear layers,
+forward + input gradient = 2x the forward's) at the machine's measured matmul throughput
+(a 2048 x 2048 sgemm), as a fraction of the eager pass. What lies between that fraction and
+1 is memory-bound work (ReLU, pooling, 1-channel convolutions) that kernels can still win.
 """
 
 from __future__ import annotations
@@ -33,44 +38,48 @@ import torch.nn.functional as F
 from attack_speed import timed  # same interleaved-median timing as the attack bench
 from torch import Tensor, nn
 
+from robustlab.attacks.cpu_kernels import CPUKernels
 from robustlab.data import load_dataset
 from robustlab.models import create_model
 
 CL = torch.channels_last
 
 
-def input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+def input_grad(model: nn.Module, x: Tensor, y: Tensor, kernels: bool = False) -> Tensor:
     xr = x.detach().requires_grad_(True)
-    return torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="sum"), xr)[0]
+    if kernels:
+        with CPUKernels():
+            logits = model(xr)
+    else:
+        logits = model(xr)
+    return torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xr)[0]
 
 
-class _DepthwiseInputGrad(torch.autograd.Function):
-    """conv2d with one input channel whose backward (input only) is a depthwise conv + sum."""
+def forward_macs(model: nn.Module, x: Tensor) -> int:
+    """Multiply-adds of the Conv2d / Linear layers in one forward pass of `x`."""
+    total = 0
 
-    @staticmethod
-    def forward(ctx, x, weight, bias, padding):
-        ctx.save_for_backward(weight)
-        ctx.padding = padding
-        return F.conv2d(x, weight, bias, padding=padding)
+    def count(module: nn.Module, _inputs, out: Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            k = module.weight[0].numel()  # in_channels / groups * kh * kw
+            total += out.numel() * k
+        elif isinstance(module, nn.Linear):
+            total += out.numel() * module.in_features
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        (w,) = ctx.saved_tensors
-        c, _, kh, kw = w.shape
-        ph, pw = ctx.padding
-        flipped = w.flip(2, 3).reshape(c, 1, kh, kw)
-        g = F.conv2d(grad_out, flipped, padding=(kh - 1 - ph, kw - 1 - pw), groups=c)
-        return g.sum(1, keepdim=True), None, None, None
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return total
 
 
-class DepthwiseGradConv(nn.Module):
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        assert conv.in_channels == 1 and conv.stride == (1, 1) and conv.groups == 1
-        self.conv = conv
-
-    def forward(self, x: Tensor) -> Tensor:
-        return _DepthwiseInputGrad.apply(x, self.conv.weight, self.conv.bias, self.conv.padding)
+def matmul_gflops(repeats: int = 5) -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    t = timed({"mm": lambda: a @ b}, repeats)["mm"]
+    return 2 * 2048**3 / t / 1e9
 
 
 class ChannelsLastPool(nn.Module):
@@ -82,16 +91,13 @@ class ChannelsLastPool(nn.Module):
         return self.pool(x.contiguous(memory_format=CL)).contiguous()
 
 
-def replaced(model: nn.Module, match: type, wrap: Callable[[nn.Module], nn.Module],
-             first_only: bool = False) -> nn.Module:
-    """A copy of `model` with its `match` submodules wrapped (only the first if asked)."""
+def replaced(model: nn.Module, match: type, wrap: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """A copy of `model` with its `match` submodules wrapped."""
     out = copy.deepcopy(model)
     for parent in list(out.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, match):
                 setattr(parent, name, wrap(child))
-                if first_only:
-                    return out
     return out
 
 
@@ -131,10 +137,7 @@ def bench_model(name: str, splits, args) -> None:
         "channels_last": lambda: input_grad(cl_model, x.contiguous(memory_format=CL), y),
         "2 workers x 1 thread": two_workers,
     }
-    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
-    if first.in_channels == 1 and first.stride == (1, 1) and first.groups == 1:
-        dw = replaced(model, nn.Conv2d, DepthwiseGradConv, first_only=True)
-        variants["first conv grad as depthwise"] = lambda: input_grad(dw, x, y)
+    variants["robustlab CPUKernels"] = lambda: input_grad(model, x, y, kernels=True)
     if any(isinstance(m, nn.MaxPool2d) for m in model.modules()):
         pm = replaced(model, nn.MaxPool2d, ChannelsLastPool)
         variants["max-pool in channels_last"] = lambda: input_grad(pm, x, y)
@@ -157,6 +160,11 @@ def bench_model(name: str, splits, args) -> None:
     for k in variants:
         print(f"  {k:30s} time / eager {t[k] / t['eager']:.2f}   "
               f"max |grad diff| / max |grad| {errors[k]:.1e}")
+    flops = 2 * 2 * forward_macs(model, x)  # forward + input gradient, 2 FLOPs per MAC
+    peak = matmul_gflops()
+    print(f"compute floor: {flops / 1e9:.2f} GFLOP per pass at {peak:.0f} GFLOP/s (2048^2 "
+          f"sgemm) = {flops / peak / 1e9 * 1e3:.1f} ms = {flops / peak / 1e9 / t['eager']:.2f}"
+          f" of the eager pass")
 
 
 def main() -> None:
