@@ -13,12 +13,18 @@ from robustlab.attacks import cpu_kernels, create_attack, input_gradient
 from robustlab.attacks.cpu_kernels import CPUKernels
 from robustlab.attacks.losses import ce_loss
 
+DEFAULTS = {"POOL_MIN_NUMEL": cpu_kernels.POOL_MIN_NUMEL,
+            "CONV_MIN_NUMEL": cpu_kernels.CONV_MIN_NUMEL}
+
 
 @pytest.fixture(autouse=True)
-def _restore_pool_threshold():
-    saved = cpu_kernels.POOL_MIN_NUMEL
+def _small_shapes_allowed():
+    """The size thresholds off, so small test tensors take the fast paths; restored after."""
+    for name in DEFAULTS:
+        setattr(cpu_kernels, name, 0)
     yield
-    cpu_kernels.POOL_MIN_NUMEL = saved
+    for name, value in DEFAULTS.items():
+        setattr(cpu_kernels, name, value)
 
 
 def _grad(fn, x: torch.Tensor, upstream_seed: int, fast: bool) -> tuple[torch.Tensor, ...]:
@@ -62,7 +68,6 @@ def test_one_channel_conv_gradient_equals_pytorch(n, c, h, w, kh, kw, data, bias
 @given(n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(2, 9), w=st.integers(2, 9),
        ties=st.booleans(), seed=st.integers(0, 2**16))
 def test_max_pool_2x2_equals_pytorch_bit_for_bit_including_ties(n, c, h, w, ties, seed):
-    cpu_kernels.POOL_MIN_NUMEL = 0  # restored by the fixture below
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, c, h, w, generator=gen)
     if ties:  # small integers (and ReLU zeros): many windows with a tied maximum
@@ -78,7 +83,6 @@ def test_max_pool_2x2_equals_pytorch_bit_for_bit_including_ties(n, c, h, w, ties
 
 
 def test_calls_that_do_not_match_run_pytorch_unchanged():
-    cpu_kernels.POOL_MIN_NUMEL = 0
     torch.manual_seed(0)
     x = torch.rand(2, 1, 9, 9, requires_grad=True)
     x3 = torch.rand(2, 3, 9, 9, requires_grad=True)
@@ -98,10 +102,12 @@ def test_calls_that_do_not_match_run_pytorch_unchanged():
         lambda: F.max_pool2d(x3, 2, padding=1),
         lambda: F.max_pool2d(x3.contiguous(memory_format=torch.channels_last), 2),
     ]
-    cases.append(lambda: F.max_pool2d(x3, 2))  # too small for the real threshold
-    for i, make in enumerate(cases):
-        if i == len(cases) - 1:
-            cpu_kernels.POOL_MIN_NUMEL = 1 << 20
+    # too small for the real size thresholds (checked last, with them restored)
+    small = [lambda: F.max_pool2d(x3, 2), lambda: F.conv2d(x, frozen)]
+    for i, make in enumerate(cases + small):
+        if i == len(cases):
+            for name, value in DEFAULTS.items():
+                setattr(cpu_kernels, name, value)
         ref = make()
         with CPUKernels():
             out = make()
@@ -122,7 +128,6 @@ def _lenet_like() -> nn.Module:
 
 
 def test_input_gradient_with_cpu_kernels_matches_and_leaves_parameters_alone():
-    cpu_kernels.POOL_MIN_NUMEL = 0
     model = _lenet_like()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -136,7 +141,6 @@ def test_input_gradient_with_cpu_kernels_matches_and_leaves_parameters_alone():
 
 
 def test_pgd_uses_the_kernels_on_cpu_and_finds_the_same_adversarials():
-    cpu_kernels.POOL_MIN_NUMEL = 0
     model = _lenet_like().double()
     x, y = torch.rand(32, 1, 12, 12, dtype=torch.float64), torch.randint(0, 10, (32,))
     attack = create_attack("pgd", eps=0.2, steps=5)

@@ -9,11 +9,11 @@ oneDNN's kernels in that pass are far off the machine's speed (measured by
   more time than all other convolutions together. Written as a depthwise convolution of the
   output gradient with the flipped kernels followed by a sum over channels, it is the same
   sum of products, in 0.3-0.6x the time (`bench/floor_breakdown.py`);
-- `max_pool2d` 2x2 / stride 2 on NCHW inputs computes int64 indices in a slow scalar loop;
-  three `torch.maximum` calls on strided views give the same values ~7x faster, and the
-  backward sends each window's gradient to its FIRST maximum in row-major order, exactly
-  where `max_pool2d` sends it (ties included); forward + backward together are 13-20 %
-  faster on tensors of 1M+ elements, so smaller ones keep the native kernel.
+- `max_pool2d` 2x2 / stride 2 on NCHW inputs finds its maxima and int64 indices in a slow
+  loop; three `torch.maximum` calls on strided views give the same values several times
+  faster, and a few comparisons give the same indices (each window's FIRST maximum in
+  row-major order, ties included), which ATen's own max-pool backward then uses. Forward +
+  backward are faster from ~0.25M elements on; smaller tensors keep the native kernel.
 
 `CPUKernels` is a `TorchFunctionMode` that swaps these in for `F.conv2d` / `F.max_pool2d`
 calls that match exactly (anything else runs unchanged), so user models need no change and
@@ -39,9 +39,14 @@ _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mod
 _POOL_DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
                   "return_indices": False}
 _WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # row-major: max_pool2d's tie order
-# Below ~1M elements the native pool is as fast or faster (measured: 0.4M elements par,
-# 0.02M 3x slower, 1.2M-6.4M 13-20 % faster), e.g. once an attack's active set has shrunk.
-POOL_MIN_NUMEL = 1 << 20
+# Below ~0.25M elements the native pool is as fast or faster (bench/kernel_speed.py), e.g.
+# once an attack's active set has shrunk.
+POOL_MIN_NUMEL = 1 << 18
+# The depthwise form of the 1-channel convolution's input gradient loses once the output
+# channels outnumber twice the kernel's taps (64 channels at 3x3: bench/kernel_speed.py).
+CONV_MAX_CHANNELS_PER_TAP = 2
+# ... and is no faster on inputs under ~16K elements (e.g. 16 images of 28x28, 3x3 kernels).
+CONV_MIN_NUMEL = 1 << 14
 
 
 def _bind(names: tuple[str, ...], args: tuple, kwargs: dict, defaults: dict) -> dict:
@@ -91,35 +96,30 @@ def _pool2x2(x: Tensor) -> Tensor:
 
 
 class _MaxPool2x2(torch.autograd.Function):
+    """Forward from strided maxima; backward is ATen's own max-pool backward, fed the flat
+    indices (into H*W) of each window's FIRST maximum in row-major order -- the indices
+    `max_pool2d` itself would have returned, ties included."""
+
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        out = _pool2x2(x)
-        ctx.save_for_backward(x, out)
-        return out
+        width = x.shape[-1]
+        h, w = x.shape[-2] // 2, width // 2
+        a, b, c, d = _windows(x, h, w)
+        top, bottom = torch.maximum(a, b), torch.maximum(c, d)
+        corner = (torch.arange(h, device=x.device) * (2 * width)).view(h, 1) \
+            + torch.arange(w, device=x.device) * 2  # flat index of each window's (0, 0) cell
+        # strict comparisons: on a tie the earlier cell (a before b, top row before bottom) wins
+        index = torch.where(bottom > top, (d > c).long() + width, (b > a).long())
+        index += corner
+        ctx.save_for_backward(x, index)
+        return torch.maximum(top, bottom)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> Tensor:
-        x, out = ctx.saved_tensors
-        h, w = out.shape[-2:]
-        exact = x.shape[-2] == 2 * h and x.shape[-1] == 2 * w
-        grad = (torch.empty_like if exact else torch.zeros_like)(
-            x, memory_format=torch.contiguous_format)
-        zero = grad_out.new_zeros(())
-        taken: Tensor | None = None  # windows whose maximum an earlier cell already claimed
-        cells = zip(_windows(x, h, w), _windows(grad, h, w), strict=True)
-        for k, (cell, cell_grad) in enumerate(cells):
-            if k == 3:
-                hit = ~taken
-            else:
-                hit = cell == out
-                if taken is None:
-                    taken = hit
-                else:
-                    hit = hit & ~taken
-                    taken = taken | hit
-            torch.where(hit, grad_out, zero, out=cell_grad)
-        return grad
+        x, index = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad_out.contiguous(), x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
 
 
 class CPUKernels(TorchFunctionMode):
@@ -150,9 +150,8 @@ def _one_channel_conv(args: tuple, kwargs: dict) -> Tensor | None:
         and a["groups"] == 1 and _pair(a["stride"]) == (1, 1)
         and _pair(a["dilation"]) == (1, 1) and padding is not None
         and 0 <= padding[0] < weight.shape[2] and 0 <= padding[1] < weight.shape[3]
-        # measured: the depthwise form loses when channels outnumber 2x the kernel's taps
-        # (1.3x slower at 64 channels, 3x3); it wins 1.2-3.7x below that
-        and weight.shape[0] <= 2 * weight.shape[2] * weight.shape[3]
+        and weight.shape[0] <= CONV_MAX_CHANNELS_PER_TAP * weight.shape[2] * weight.shape[3]
+        and x.numel() >= CONV_MIN_NUMEL
     ):
         return None
     return _OneChannelConvInputGrad.apply(x, weight, bias, padding)
