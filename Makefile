@@ -35,6 +35,7 @@ test-slow: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) bench/train_speed.py
 	$(PY) bench/attack_speed.py
+	$(PY) bench/kernel_speed.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
