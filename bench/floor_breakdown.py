@@ -47,10 +47,7 @@ CL = torch.channels_last
 
 def input_grad(model: nn.Module, x: Tensor, y: Tensor, kernels: bool = False) -> Tensor:
     xr = x.detach().requires_grad_(True)
-    if kernels:
-        with CPUKernels():
-            logits = model(xr)
-    else:
+    with CPUKernels.when(kernels):
         logits = model(xr)
     return torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xr)[0]
 

@@ -31,10 +31,7 @@ POOL_SHAPES = [(256, 6, 28), (256, 32, 28), (256, 64, 14), (256, 16, 10), (128, 
 
 def grad_through(fn, x: torch.Tensor, upstream: torch.Tensor, fast: bool) -> torch.Tensor:
     xr = x.detach().requires_grad_(True)
-    if fast:
-        with CPUKernels():
-            out = fn(xr)
-    else:
+    with CPUKernels.when(fast):
         out = fn(xr)
     return torch.autograd.grad(out, xr, upstream)[0]
 

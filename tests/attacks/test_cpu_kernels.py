@@ -29,10 +29,7 @@ def _small_shapes_allowed():
 
 def _grad(fn, x: torch.Tensor, upstream_seed: int, fast: bool) -> tuple[torch.Tensor, ...]:
     xr = x.detach().requires_grad_(True)
-    if fast:
-        with CPUKernels():
-            out = fn(xr)
-    else:
+    with CPUKernels.when(fast):
         out = fn(xr)
     upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(upstream_seed),
                            dtype=out.dtype)

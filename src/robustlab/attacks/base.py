@@ -59,7 +59,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -117,7 +117,7 @@ def input_gradient(
     for _ in range(eot_iter):
         xr = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            with _kernels(cpu_kernels):
+            with CPUKernels.when(cpu_kernels):
                 logits = forward(xr)
             loss = loss_fn(logits, y, target)
             (grad,) = torch.autograd.grad(loss.sum(), xr)
@@ -130,10 +130,6 @@ def input_gradient(
     if eot_iter > 1:
         return Gradient(loss_sum / eot_iter, logits_sum / eot_iter, grad_sum / eot_iter)
     return Gradient(loss_sum, logits_sum, grad_sum)
-
-
-def _kernels(on: bool) -> AbstractContextManager:
-    return CPUKernels() if on else nullcontext()
 
 
 class AttackModel:
@@ -185,7 +181,7 @@ class AttackModel:
     def logits(self, x: Tensor) -> Tensor:
         """Plain forward pass (the real model, no BPDA, one pass even if randomized)."""
         n, size = x.shape[0], self._bucket(x.shape[0])
-        with _kernels(self.cpu_kernels):
+        with CPUKernels.when(self.cpu_kernels):
             if size == n:
                 return self.module(x)
             return self.module(_pad_rows(x, size))[:n]

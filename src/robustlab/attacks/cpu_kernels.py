@@ -25,6 +25,7 @@ the parameters are frozen (the convolution rule needs that: it returns no weight
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -124,6 +125,11 @@ class _MaxPool2x2(torch.autograd.Function):
 
 class CPUKernels(TorchFunctionMode):
     """Swap in the faster kernels above for matching `F.conv2d` / `F.max_pool2d` calls."""
+
+    @staticmethod
+    def when(on: bool) -> AbstractContextManager:
+        """`CPUKernels()` if `on`, else a context that does nothing."""
+        return CPUKernels() if on else nullcontext()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
