@@ -28,19 +28,38 @@ from robustlab.data import load_dataset
 from robustlab.models import create_model
 
 
+def train_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor,
+                y: torch.Tensor, batch_size: int, generator: torch.Generator,
+                perturb: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                ) -> float:
+    """One pass over (x, y) in batches shuffled by `generator`, cross-entropy, one optimizer
+    step per batch; returns the training accuracy. `perturb(xb, yb)` (run in eval mode)
+    replaces each batch's inputs, e.g. by adversarial examples for adversarial training."""
+    perm = torch.randperm(len(x), generator=generator)
+    correct = 0
+    model.train()
+    for i in range(0, len(x), batch_size):
+        b = perm[i : i + batch_size]
+        xb = x[b]
+        if perturb is not None:
+            model.eval()
+            xb = perturb(xb, y[b])
+            model.train()
+        out = model(xb)
+        loss = F.cross_entropy(out, y[b])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        correct += int((out.argmax(1) == y[b]).sum())
+    return correct / len(x)
+
+
 def train_briefly(name: str, splits, n_train: int, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     model = create_model(name, **splits.info.model_kwargs())
     opt = torch.optim.Adam(model.parameters(), lr=2e-3 if name == "lenet5" else 1e-3)
     x, y = splits.train.x[:n_train], splits.train.y[:n_train]
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
-    model.train()
-    for i in range(0, len(x), 64):
-        b = perm[i : i + 64]
-        loss = F.cross_entropy(model(x[b]), y[b])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    train_epoch(model, opt, x, y, 64, torch.Generator().manual_seed(seed))
     return model.eval()
 
 

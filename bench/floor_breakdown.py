@@ -38,18 +38,18 @@ import torch.nn.functional as F
 from attack_speed import timed  # same interleaved-median timing as the attack bench
 from torch import Tensor, nn
 
-from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.attacks import input_gradient
+from robustlab.attacks.losses import ce_loss
 from robustlab.data import load_dataset
 from robustlab.models import create_model
 
 CL = torch.channels_last
 
 
-def input_grad(model: nn.Module, x: Tensor, y: Tensor, kernels: bool = False) -> Tensor:
+def input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """The bare eager pass: forward, summed cross-entropy, gradient to the input."""
     xr = x.detach().requires_grad_(True)
-    with CPUKernels.when(kernels):
-        logits = model(xr)
-    return torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), xr)[0]
+    return torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="sum"), xr)[0]
 
 
 def forward_macs(model: nn.Module, x: Tensor) -> int:
@@ -141,7 +141,9 @@ def bench_model(name: str, splits, args) -> None:
         "channels_last": lambda: input_grad(cl_model, x.contiguous(memory_format=CL), y),
         "2 workers x 1 thread": two_workers,
     }
-    variants["robustlab CPUKernels"] = lambda: input_grad(model, x, y, kernels=True)
+    # the attacks' own gradient routine, as AttackModel calls it on the CPU
+    variants["robustlab CPUKernels"] = (
+        lambda: input_gradient(model, x, y, ce_loss, cpu_kernels=True).grad)
     if any(isinstance(m, nn.MaxPool2d) for m in model.modules()):
         pm = replaced(model, nn.MaxPool2d, ChannelsLastPool)
         variants["max-pool in channels_last"] = lambda: input_grad(pm, x, y)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from attack_speed import train_epoch  # the benches' one training loop
 from torch import nn
 
 from robustlab.attacks import create_attack
@@ -98,58 +99,43 @@ def pgd_train_linf(model, x, y, eps: float, steps: int, generator) -> torch.Tens
     return xa.detach()
 
 
-def train_at(splits, args, seed: int = 0) -> nn.Module:
+def seeded_setup(model_cls: type[nn.Module], splits, args, seed: int):
+    """(model, Adam optimizer, x, y, batch-order generator), all seeded."""
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = ATNet()
+    model = model_cls()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     x, y = splits.train.x[: args.train_samples], splits.train.y[: args.train_samples]
+    return model, opt, x, y, torch.Generator().manual_seed(seed)
+
+
+def train_at(splits, args, seed: int = 0) -> nn.Module:
+    model, opt, x, y, gen = seeded_setup(ATNet, splits, args, seed)
     bs = 100
-    n_batches = (len(x) + bs - 1) // bs
-    total = args.at_epochs * n_batches
-    warm = args.at_warmup_epochs * n_batches
+    warm = args.at_warmup_epochs * ((len(x) + bs - 1) // bs)
     step = 0
+    eps = args.at_eps
+
+    def adversarial(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        nonlocal step, eps  # eps warms up linearly per batch over the first epochs
+        eps = args.at_eps * min(1.0, (step + 1) / warm) if warm else args.at_eps
+        step += 1
+        return pgd_train_linf(model, xb, yb, eps, args.at_steps, gen)
+
     for ep in range(args.at_epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        t0, correct, seen = time.perf_counter(), 0, 0
-        for i in range(0, len(x), bs):
-            b = perm[i : i + bs]
-            eps = args.at_eps * min(1.0, (step + 1) / warm) if warm else args.at_eps
-            model.eval()  # no BN/dropout here, but keep the attack deterministic anyway
-            xa = pgd_train_linf(model, x[b], y[b], eps, args.at_steps, gen)
-            model.train()
-            out = model(xa)
-            loss = F.cross_entropy(out, y[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            correct += int((out.argmax(1) == y[b]).sum())
-            seen += len(b)
-            step += 1
+        t0 = time.perf_counter()
+        adv_acc = train_epoch(model, opt, x, y, bs, gen, perturb=adversarial)
         if ep == args.at_epochs - 2:  # decay the learning rate for the last epoch
             for grp in opt.param_groups:
                 grp["lr"] = 3e-4
         print(f"  AT epoch {ep + 1}/{args.at_epochs}: eps {eps:.3f}, train adv acc "
-              f"{correct / seen:.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
-    assert step == total
+              f"{adv_acc:.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
     return model.eval()
 
 
 def train_standard(splits, args, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = BNNet()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x, y = splits.train.x[: args.train_samples], splits.train.y[: args.train_samples]
+    model, opt, x, y, gen = seeded_setup(BNNet, splits, args, seed)
     for _ in range(args.std_epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        model.train()
-        for i in range(0, len(x), 64):
-            b = perm[i : i + 64]
-            loss = F.cross_entropy(model(x[b]), y[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(model, opt, x, y, 64, gen)
     return model.eval()
 
 
@@ -217,7 +203,7 @@ class Row:
 
 
 def compare(name, model, x, y, eps, norm, rl_attack, ref_fn: Callable[[], torch.Tensor],
-            rl_desc: str, ref_desc: str, bounded: bool = True, seed_ref: int = 0,
+            rl_desc: str, ref_desc: str, bounded: bool = True,
             reseed: Callable[[int], tuple] | None = None, recheck: int = 0) -> Row:
     """Run both sides on (x, y). `reseed(s)` -> (robustlab attack, reference thunk) with seed
     s: when robustlab comes out weaker, both are rerun with seeds 1..`recheck` and the
@@ -228,7 +214,7 @@ def compare(name, model, x, y, eps, norm, rl_attack, ref_fn: Callable[[], torch.
     t_rl = time.perf_counter() - t0
     n_bad = check_valid(x_rl, x, eps if bounded else None, norm, "robustlab")
     assert n_bad == 0, f"{name}: {n_bad} robustlab outputs outside [0,1] / the eps-ball"
-    torch.manual_seed(seed_ref)
+    torch.manual_seed(0)
     t0 = time.perf_counter()
     x_ref = ref_fn()
     t_ref = time.perf_counter() - t0
@@ -257,6 +243,15 @@ def compare(name, model, x, y, eps, norm, rl_attack, ref_fn: Callable[[], torch.
     return row
 
 
+def compare_seeded(name, model, x, y, eps, norm, make: Callable[[int], tuple], rl_desc: str,
+                   ref_desc: str, recheck: int) -> Row:
+    """`compare` for a seeded attack: `make(seed)` -> (robustlab attack, reference thunk);
+    seed 0 is the comparison, seeds 1..`recheck` the recheck when robustlab comes out weaker."""
+    rl_attack, ref_fn = make(0)
+    return compare(name, model, x, y, eps, norm, rl_attack, ref_fn, rl_desc, ref_desc,
+                   reseed=make, recheck=recheck)
+
+
 # ------------------------------------------------------------------------------- the suite
 def run_suite(kind: str, model, x, y, args) -> list[Row]:
     import torchattacks
@@ -278,20 +273,16 @@ def run_suite(kind: str, model, x, y, args) -> list[Row]:
     if "pgd" not in skip:
         steps = 40
         alpha = 2.5 * linf / steps
-        rows.append(compare(
+        rows.append(compare_seeded(
             "PGD-40", model, x, y, linf, "linf",
-            create_attack("pgd", eps=linf, norm="linf", steps=steps, step_size=alpha,
-                          restarts=1, seed=0),
-            lambda: torchattacks.PGD(model, eps=linf, alpha=alpha, steps=steps,
-                                     random_start=True)(x, y),
+            lambda s: (  # torchattacks' PGD draws from the global RNG, seeded by compare
+                create_attack("pgd", eps=linf, norm="linf", steps=steps, step_size=alpha,
+                              restarts=1, seed=s),
+                lambda: torchattacks.PGD(model, eps=linf, alpha=alpha, steps=steps,
+                                         random_start=True)(x, y)),
             f"pgd {ce}, steps {steps}, step_size {alpha:.5f}, restarts 1, random start, seed 0",
             f"torchattacks.PGD(eps={linf}, alpha={alpha:.5f}, steps={steps}, "
-            "random_start=True)",
-            reseed=lambda s, alpha=alpha, steps=steps: (
-                create_attack("pgd", eps=linf, norm="linf", steps=steps, step_size=alpha,
-                              seed=s),
-                lambda: torchattacks.PGD(model, eps=linf, alpha=alpha, steps=steps,
-                                         random_start=True)(x, y)), **rk))
+            "random_start=True)", **rk))
     if "mifgsm" not in skip:
         steps = 10
         alpha = linf / steps
@@ -303,83 +294,65 @@ def run_suite(kind: str, model, x, y, args) -> list[Row]:
             f"mifgsm {ce}, steps {steps}, step_size {alpha:.4f}, decay 1.0",
             f"torchattacks.MIFGSM(eps={linf}, alpha={alpha:.4f}, steps={steps}, decay=1.0)"))
     if "apgd-ce" not in skip:
-        rows.append(compare(
+        rows.append(compare_seeded(
             "APGD-CE", model, x, y, linf, "linf",
-            create_attack("apgd-ce", eps=linf, norm="linf", steps=100, restarts=1, seed=0),
-            lambda: torchattacks.APGD(model, norm="Linf", eps=linf, steps=100, n_restarts=1,
-                                      loss="ce", seed=0)(x, y),
+            lambda s: (
+                create_attack("apgd-ce", eps=linf, norm="linf", steps=100, restarts=1, seed=s),
+                lambda: torchattacks.APGD(model, norm="Linf", eps=linf, steps=100, n_restarts=1,
+                                          loss="ce", seed=s)(x, y)),
             f"apgd-ce {ce}, steps 100, restarts 1, rho 0.75, momentum 0.75, seed 0",
             f"torchattacks.APGD(norm='Linf', eps={linf}, steps=100, n_restarts=1, loss='ce', "
-            "rho=0.75, seed=0)",
-            reseed=lambda s: (
-                create_attack("apgd-ce", eps=linf, norm="linf", steps=100, seed=s),
-                lambda: torchattacks.APGD(model, norm="Linf", eps=linf, steps=100,
-                                          loss="ce", seed=s)(x, y)), **rk))
+            "rho=0.75, seed=0)", **rk))
     if "apgd-t" not in skip:
-        rows.append(compare(
+        rows.append(compare_seeded(
             "APGD-T", model, xe, ye, linf, "linf",
-            create_attack("apgd-t", eps=linf, norm="linf", steps=100, restarts=1,
-                          n_target_classes=9, seed=0),
-            lambda: torchattacks.APGDT(model, norm="Linf", eps=linf, steps=100, n_restarts=1,
-                                       n_classes=10, seed=0)(xe, ye),
-            f"apgd-t {ce}, steps 100, restarts 1, 9 target classes, seed 0",
-            f"torchattacks.APGDT(norm='Linf', eps={linf}, steps=100, n_restarts=1, "
-            "n_classes=10 (9 targets), seed=0)",
-            reseed=lambda s: (
-                create_attack("apgd-t", eps=linf, norm="linf", steps=100,
+            lambda s: (
+                create_attack("apgd-t", eps=linf, norm="linf", steps=100, restarts=1,
                               n_target_classes=9, seed=s),
                 lambda: torchattacks.APGDT(model, norm="Linf", eps=linf, steps=100,
-                                           n_classes=10, seed=s)(xe, ye)), **rk))
+                                           n_restarts=1, n_classes=10, seed=s)(xe, ye)),
+            f"apgd-t {ce}, steps 100, restarts 1, 9 target classes, seed 0",
+            f"torchattacks.APGDT(norm='Linf', eps={linf}, steps=100, n_restarts=1, "
+            "n_classes=10 (9 targets), seed=0)", **rk))
     if "fab-t" not in skip:
-        rows.append(compare(
+        rows.append(compare_seeded(
             "FAB-T", model, xe, ye, linf, "linf",
-            create_attack("fab-t", eps=linf, norm="linf", n_iter=100, n_restarts=1,
-                          n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, seed=0),
-            lambda: torchattacks.FAB(model, norm="Linf", eps=linf, steps=100, n_restarts=1,
-                                     alpha_max=0.1, eta=1.05, beta=0.9, multi_targeted=True,
-                                     n_classes=10, seed=0)(xe, ye),
+            lambda s: (
+                create_attack("fab-t", eps=linf, norm="linf", n_iter=100, n_restarts=1,
+                              n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, seed=s),
+                lambda: torchattacks.FAB(model, norm="Linf", eps=linf, steps=100, n_restarts=1,
+                                         alpha_max=0.1, eta=1.05, beta=0.9, multi_targeted=True,
+                                         n_classes=10, seed=s)(xe, ye)),
             f"fab-t {ce}, n_iter 100, n_restarts 1, 9 targets, alpha_max 0.1, eta 1.05, "
             "beta 0.9, seed 0",
             f"torchattacks.FAB(norm='Linf', eps={linf}, steps=100, n_restarts=1, "
             "multi_targeted=True, n_classes=10, alpha_max=0.1, eta=1.05, beta=0.9, seed=0)",
-            reseed=lambda s: (
-                create_attack("fab-t", eps=linf, norm="linf", n_iter=100, n_target_classes=9,
-                              alpha_max=0.1, eta=1.05, beta=0.9, seed=s),
-                lambda: torchattacks.FAB(model, norm="Linf", eps=linf, steps=100,
-                                         alpha_max=0.1, eta=1.05, beta=0.9, multi_targeted=True,
-                                         n_classes=10, seed=s)(xe, ye)), **rk))
+            **rk))
     if "square" not in skip:
         q = args.square_queries
-        rows.append(compare(
+        rows.append(compare_seeded(
             f"Square-{q}", model, xe, ye, linf, "linf",
-            create_attack("square", eps=linf, norm="linf", n_queries=q, p_init=0.8,
-                          n_restarts=1, seed=0),
-            lambda: torchattacks.Square(model, norm="Linf", eps=linf, n_queries=q,
-                                        n_restarts=1, p_init=0.8, loss="margin",
-                                        resc_schedule=True, seed=0)(xe, ye),
+            lambda s: (
+                create_attack("square", eps=linf, norm="linf", n_queries=q, p_init=0.8,
+                              n_restarts=1, seed=s),
+                lambda: torchattacks.Square(model, norm="Linf", eps=linf, n_queries=q,
+                                            n_restarts=1, p_init=0.8, loss="margin",
+                                            resc_schedule=True, seed=s)(xe, ye)),
             f"square {ce}, n_queries {q}, p_init 0.8, n_restarts 1, margin loss, seed 0",
             f"torchattacks.Square(norm='Linf', eps={linf}, n_queries={q}, n_restarts=1, "
-            "p_init=0.8, loss='margin', resc_schedule=True, seed=0)",
-            reseed=lambda s, q=q: (
-                create_attack("square", eps=linf, norm="linf", n_queries=q, p_init=0.8, seed=s),
-                lambda: torchattacks.Square(model, norm="Linf", eps=linf, n_queries=q,
-                                            p_init=0.8, loss="margin", resc_schedule=True,
-                                            seed=s)(xe, ye)), **rk))
+            "p_init=0.8, loss='margin', resc_schedule=True, seed=0)", **rk))
     if "pgd-l2" not in skip:
         steps = 40
         alpha = 2.5 * l2 / steps
-        rows.append(compare(
+        rows.append(compare_seeded(
             "PGD-L2-40", model, x, y, l2, "l2",
-            create_attack("pgd", eps=l2, norm="l2", steps=steps, step_size=alpha, seed=0),
-            lambda: torchattacks.PGDL2(model, eps=l2, alpha=alpha, steps=steps,
-                                       random_start=True)(x, y),
-            f"pgd L2 eps {l2}, steps {steps}, step_size {alpha:.4f}, random start, seed 0",
-            f"torchattacks.PGDL2(eps={l2}, alpha={alpha:.4f}, steps={steps}, "
-            "random_start=True)",
-            reseed=lambda s, alpha=alpha, steps=steps: (
+            lambda s: (
                 create_attack("pgd", eps=l2, norm="l2", steps=steps, step_size=alpha, seed=s),
                 lambda: torchattacks.PGDL2(model, eps=l2, alpha=alpha, steps=steps,
-                                           random_start=True)(x, y)), **rk))
+                                           random_start=True)(x, y)),
+            f"pgd L2 eps {l2}, steps {steps}, step_size {alpha:.4f}, random start, seed 0",
+            f"torchattacks.PGDL2(eps={l2}, alpha={alpha:.4f}, steps={steps}, "
+            "random_start=True)", **rk))
     if "cw-l2" not in skip:
         n_cw = ne
         xc, yc = x[:n_cw], y[:n_cw]

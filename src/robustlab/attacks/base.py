@@ -146,7 +146,8 @@ class AttackModel:
     the next power of two, so a process sees at most log2(N) + 1 batch sizes. Eval-mode models
     treat rows independently, so the padding changes no result.
 
-    `cpu_kernels` (on for CPU inputs of models that are not `torch.compile`d): forward passes
+    `cpu_kernels` (on for CPU inputs of models that are not `torch.compile`d and have a layer
+    the kernels could take over, `CPUKernels.may_apply`): forward passes
     run under `robustlab.attacks.cpu_kernels.CPUKernels`, which computes 1-input-channel
     convolutions' input gradients and 2x2 max-pooling with faster, equal kernels.
     """
@@ -411,9 +412,9 @@ class Attack:
         """The `AttackModel` for `model` given this attack's adaptive / layout settings."""
         bpda, eot = adaptive_settings(model, self.adaptive, self.eot_iter)
         compiled = hasattr(model, "_orig_mod")  # torch.compile'd: keep dynamo's graph intact
+        kernels = x.device.type == "cpu" and not compiled and CPUKernels.may_apply(model)
         return AttackModel(model, bpda=bpda, eot_iter=eot, layout=self._layout_for(model, x),
-                           bucket_batches=x.is_cuda,
-                           cpu_kernels=x.device.type == "cpu" and not compiled)
+                           bucket_batches=x.is_cuda, cpu_kernels=kernels)
 
     def _layout_for(self, model: nn.Module, x: Tensor) -> torch.memory_format:
         if x.dim() != 4 or self.memory_format == "contiguous":

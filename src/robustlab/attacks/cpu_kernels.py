@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode
 
@@ -125,6 +125,15 @@ class _MaxPool2x2(torch.autograd.Function):
 
 class CPUKernels(TorchFunctionMode):
     """Swap in the faster kernels above for matching `F.conv2d` / `F.max_pool2d` calls."""
+
+    @staticmethod
+    def may_apply(model: nn.Module) -> bool:
+        """Whether `model` has a layer these kernels could take over (a 1-input-channel
+        Conv2d or a 2x2 MaxPool2d). Models without one skip the mode and its per-op Python
+        dispatch; a purely functional F.conv2d / F.max_pool2d then keeps PyTorch's kernel."""
+        return any((isinstance(m, nn.Conv2d) and m.in_channels == 1)
+                   or (isinstance(m, nn.MaxPool2d) and _pair(m.kernel_size) == (2, 2))
+                   for m in model.modules())
 
     @staticmethod
     def when(on: bool) -> AbstractContextManager:
