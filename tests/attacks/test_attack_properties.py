@@ -7,6 +7,7 @@ import torch
 from attack_configs import FAST, build
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from robustlab.attacks import AttackError, create_attack, list_attacks
 from robustlab.attacks.norms import lp_norm
@@ -206,6 +207,36 @@ def test_targeted_pgd_reaches_targets(tiny_model, tiny_batch):
     assert hit >= 0.5
     with pytest.raises(ValueError, match="target"):
         create_attack("pgd", eps=0.1)(tiny_model, x, y, target=y)
+
+
+def test_pgd_evaluates_clean_inputs_only_for_samples_it_did_not_break(mnist_lenet):
+    """PGD offers the clean input last: one forward pass over the samples no iterate broke
+    (not over the whole batch), and a sample misclassified already comes back misclassified."""
+    model, x, y = mnist_lenet
+    x, y = x[:64], y[:64].clone()
+    y[:4] = (y[:4] + 1) % 10  # four samples misclassified before any attack
+    rows: list[int] = []
+
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, t):
+            if not torch.is_grad_enabled():
+                rows.append(t.shape[0])
+            return self.inner(t)
+
+    counting = Counting().eval()
+    x_adv = create_attack("pgd", eps=0.15, steps=5)(counting, x, y)
+    with torch.no_grad():
+        wrong = model(x_adv).argmax(1) != y
+        clean_wrong = model(x).argmax(1) != y
+    assert wrong[:4].all() and (wrong | ~clean_wrong).all()
+    unbroken = int((~wrong).sum())
+    # no-grad passes: the class-count probe (1 row), the last iterate of the samples still
+    # active, the clean inputs of the unbroken -- never a clean pass over the whole batch
+    assert 0 < unbroken < 64 and rows[-1] == unbroken and max(rows) < 64
 
 
 def test_standard_autoattack_uses_the_paper_counts():

@@ -245,6 +245,26 @@ class BestIterate:
         best.update(idx, x, loss_fn(logits, y, target), is_adversarial(logits, y, target))
         return best
 
+    def offer_clean(
+        self,
+        model: AttackModel,
+        x: Tensor,
+        y: Tensor,
+        loss_fn: LossFn,
+        target: Tensor | None = None,
+    ) -> None:
+        """Offer the clean inputs as the last candidates, evaluated (one forward pass) only
+        for the samples no iterate made adversarial: the attack never raises accuracy above
+        the clean accuracy, without a forward pass over the samples it broke (what PGD saves
+        against `from_clean`)."""
+        idx = self.remaining()
+        if idx.numel() == 0:
+            return
+        xc, yc = x[idx], y[idx]
+        tc = target[idx] if target is not None else None
+        logits = model.logits(xc)
+        self.update(idx, xc, loss_fn(logits, yc, tc), is_adversarial(logits, yc, tc))
+
     def remaining(self) -> Tensor:
         """Indices `[M]` (int64) of the samples not yet adversarial."""
         return (~self.found).nonzero().flatten()

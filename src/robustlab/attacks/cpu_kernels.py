@@ -6,14 +6,17 @@ oneDNN's kernels in that pass are far off the machine's speed (measured by
 
 - the input gradient of a convolution with ONE input channel (the first layer on grey-scale
   images) is a transposed convolution with a single output channel -- on LeNet-5 it took
-  more time than all other convolutions together. Written as a depthwise convolution of the
-  output gradient with the flipped kernels followed by a sum over channels, it is the same
-  sum of products, in 0.3-0.6x the time (`bench/floor_breakdown.py`);
+  more time than all other convolutions together. It is the same sum of products written
+  either as one batched matrix product (kernel taps x channels times channels x pixels) whose
+  per-tap rows are then added at their shifted positions (used from half as many channels as
+  taps on: SmallCNN's 32 channels at 5x5), or, with fewer channels (LeNet-5's 6 at 5x5),
+  as a depthwise convolution of the output gradient with the flipped kernels followed by a
+  sum over channels -- 0.2-0.6x the time of oneDNN's kernel (`bench/kernel_speed.py`);
 - `max_pool2d` 2x2 / stride 2 on NCHW inputs finds its maxima and int64 indices in a slow
-  loop; three `torch.maximum` calls on strided views give the same values several times
-  faster, and a few comparisons give the same indices (each window's FIRST maximum in
-  row-major order, ties included), which ATen's own max-pool backward then uses. Forward +
-  backward are faster from ~0.25M elements on; smaller tensors keep the native kernel.
+  loop, and its backward zero-fills then scatters; `compiled_kernels` does both in one pass
+  over memory each (a one-byte code per window instead of int64 indices), 0.3-0.6x the time,
+  bit-identical (ties: each window's FIRST maximum in row-major order, as ATen). Smaller
+  tensors than ~64K elements keep the native kernel.
 
 `CPUKernels` is a `TorchFunctionMode` that swaps these in for `F.conv2d` / `F.max_pool2d`
 calls that match exactly (anything else runs unchanged), so user models need no change and
@@ -34,20 +37,21 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode
 
+from robustlab.attacks import compiled_kernels
+
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
               "return_indices")
 _POOL_DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
                   "return_indices": False}
-_WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # row-major: max_pool2d's tie order
-# Below ~0.25M elements the native pool is as fast or faster (bench/kernel_speed.py), e.g.
-# once an attack's active set has shrunk.
-POOL_MIN_NUMEL = 1 << 18
-# The depthwise form of the 1-channel convolution's input gradient loses once the output
-# channels outnumber twice the kernel's taps (64 channels at 3x3: bench/kernel_speed.py).
-CONV_MAX_CHANNELS_PER_TAP = 2
-# ... and is no faster on inputs under ~16K elements (e.g. 16 images of 28x28, 3x3 kernels).
+# Below ~64K elements PyTorch's own pool is as fast (call overhead), e.g. once an attack's
+# active set has shrunk (bench/kernel_speed.py).
+POOL_MIN_NUMEL = 1 << 16
+# The 1-channel convolution's input gradient is no faster on inputs under ~16K elements (e.g.
+# 16 images of 28x28, 3x3 kernels); the matrix-product form wins over the depthwise one from
+# half as many output channels as kernel taps on (bench/kernel_speed.py).
 CONV_MIN_NUMEL = 1 << 14
+CONV_GEMM_MIN_CHANNELS_PER_TAP = 0.5
 
 
 def _bind(names: tuple[str, ...], args: tuple, kwargs: dict, defaults: dict) -> dict:
@@ -67,7 +71,7 @@ def _pair(v: Any) -> tuple[int, int] | None:
 
 
 class _OneChannelConvInputGrad(torch.autograd.Function):
-    """conv2d (stride 1, 1 input channel) whose backward is depthwise conv + channel sum."""
+    """conv2d (stride 1, 1 input channel) whose backward is `_taps_gradient` or depthwise."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]):
@@ -80,47 +84,56 @@ class _OneChannelConvInputGrad(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         (weight,) = ctx.saved_tensors
         c, _, kh, kw = weight.shape
+        if c >= CONV_GEMM_MIN_CHANNELS_PER_TAP * kh * kw:
+            return _taps_gradient(grad_out, weight, ctx.padding), None, None, None
         ph, pw = ctx.padding
         flipped = weight.flip(2, 3)  # [C, 1, kh, kw]: one kernel per output channel
         per_channel = F.conv2d(grad_out, flipped, padding=(kh - 1 - ph, kw - 1 - pw), groups=c)
         return per_channel.sum(1, keepdim=True), None, None, None
 
 
-def _windows(x: Tensor, h: int, w: int) -> list[Tensor]:
-    """The four strided views of `x` `[..., 2h(+1), 2w(+1)]` holding each 2x2 window's cells."""
-    return [x[..., i : 2 * h : 2, j : 2 * w : 2] for i, j in _WINDOW]
-
-
-def _pool2x2(x: Tensor) -> Tensor:
-    a, b, c, d = _windows(x, x.shape[-2] // 2, x.shape[-1] // 2)
-    return torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
+def _taps_gradient(grad_out: Tensor, weight: Tensor, padding: tuple[int, int]) -> Tensor:
+    """Input gradient `[N, 1, H, W]` of a stride-1 1-channel conv from its output gradient
+    `[N, C, Ho, Wo]`: per tap (i, j), sum_c weight[c, i, j] * grad_out[:, c] (one batched
+    matrix product), added into the padded input at offset (i, j), padding cropped."""
+    n, c, ho, wo = grad_out.shape
+    _, _, kh, kw = weight.shape
+    ph, pw = padding
+    taps = torch.matmul(weight.reshape(c, kh * kw).t(), grad_out.reshape(n, c, ho * wo))
+    taps = taps.view(n, kh, kw, ho, wo)
+    padded = grad_out.new_zeros(n, ho + kh - 1, wo + kw - 1)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, i : i + ho, j : j + wo] += taps[:, i, j]
+    h, w = padded.shape[1] - 2 * ph, padded.shape[2] - 2 * pw
+    return padded[:, ph : ph + h, pw : pw + w].unsqueeze(1).contiguous()
 
 
 class _MaxPool2x2(torch.autograd.Function):
-    """Forward from strided maxima; backward is ATen's own max-pool backward, fed the flat
-    indices (into H*W) of each window's FIRST maximum in row-major order -- the indices
-    `max_pool2d` itself would have returned, ties included."""
+    """2x2 / stride-2 max-pool through `compiled_kernels` (ATen's values and gradients);
+    inputs holding a NaN go through ATen's own kernels."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        width = x.shape[-1]
-        h, w = x.shape[-2] // 2, width // 2
-        a, b, c, d = _windows(x, h, w)
-        top, bottom = torch.maximum(a, b), torch.maximum(c, d)
-        corner = (torch.arange(h, device=x.device) * (2 * width)).view(h, 1) \
-            + torch.arange(w, device=x.device) * 2  # flat index of each window's (0, 0) cell
-        # strict comparisons: on a tie the earlier cell (a before b, top row before bottom) wins
-        index = torch.where(bottom > top, (d > c).long() + width, (b > a).long())
-        index += corner
-        ctx.save_for_backward(x, index)
-        return torch.maximum(top, bottom)
+        pooled = compiled_kernels.max_pool_2x2(x)
+        if pooled is None:
+            out, index = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
+            ctx.save_for_backward(x, index)
+        else:
+            out, code = pooled
+            ctx.save_for_backward(code)
+        ctx.input_shape = x.shape
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor) -> Tensor:
-        x, index = ctx.saved_tensors
-        return torch.ops.aten.max_pool2d_with_indices_backward(
-            grad_out.contiguous(), x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
+        saved = ctx.saved_tensors
+        if len(saved) == 2:
+            x, index = saved
+            return torch.ops.aten.max_pool2d_with_indices_backward(
+                grad_out, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
+        return compiled_kernels.max_pool_2x2_backward(grad_out, saved[0], ctx.input_shape)
 
 
 class CPUKernels(TorchFunctionMode):
@@ -165,7 +178,6 @@ def _one_channel_conv(args: tuple, kwargs: dict) -> Tensor | None:
         and a["groups"] == 1 and _pair(a["stride"]) == (1, 1)
         and _pair(a["dilation"]) == (1, 1) and padding is not None
         and 0 <= padding[0] < weight.shape[2] and 0 <= padding[1] < weight.shape[3]
-        and weight.shape[0] <= CONV_MAX_CHANNELS_PER_TAP * weight.shape[2] * weight.shape[3]
         and x.numel() >= CONV_MIN_NUMEL
     ):
         return None
@@ -177,7 +189,7 @@ def _max_pool_2x2(args: tuple, kwargs: dict) -> Tensor | None:
     x = a["input"]
     if not (
         isinstance(x, Tensor) and x.dim() == 4 and x.device.type == "cpu"
-        and x.is_floating_point() and x.is_contiguous()
+        and x.dtype in (torch.float32, torch.float64) and x.is_contiguous()
         and _pair(a["kernel_size"]) == (2, 2) and a["stride"] in (None, 2, (2, 2), [2, 2])
         and _pair(a["padding"]) == (0, 0) and _pair(a["dilation"]) == (1, 1)
         and not a["ceil_mode"] and not a["return_indices"]
@@ -186,4 +198,5 @@ def _max_pool_2x2(args: tuple, kwargs: dict) -> Tensor | None:
         return None
     if x.requires_grad and torch.is_grad_enabled():
         return _MaxPool2x2.apply(x)
-    return _pool2x2(x)
+    pooled = compiled_kernels.max_pool_2x2(x)
+    return pooled[0] if pooled is not None else None

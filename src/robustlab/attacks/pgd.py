@@ -7,7 +7,9 @@ L2 gradient for L2), projecting onto the eps-ball ∩ [0, 1] after each step. Th
 point is, per sample, the first adversarial iterate found over all restarts, else the iterate
 with the highest loss. Samples that are adversarial are frozen (they take no further steps
 and no further restarts); random numbers are drawn for the whole batch, so freezing does not
-change the other samples' trajectories.
+change the other samples' trajectories. The clean input is evaluated last, only for the
+samples no iterate broke (it is returned if it is misclassified already or has the highest
+loss), so the attack never lowers a sample's loss or turns a misclassified sample correct.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def pgd_run(
     iterate is returned (what transfer attacks want: points deep past the crafting model's
     boundary rather than just across it).
     """
-    best = BestIterate.from_clean(model, x, y, loss_fn, target)
+    best = BestIterate(x)
     eps_v, step_v = eps_view(eps, x), eps_view(step_size, x)
     if norm == "linf":
         lo_all, hi_all = linf_box(x, eps_v)
@@ -103,6 +105,7 @@ def pgd_run(
             bx = torch.where(eps_view(better, xa), xa, bx)
             best.x[idx], best.loss[idx] = bx, bl
             best.update(idx[success], xa[success], loss[success], success[success])
+    best.offer_clean(model, x, y, loss_fn, target)
     return best.x
 
 
