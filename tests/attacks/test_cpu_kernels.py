@@ -113,6 +113,45 @@ def test_max_pool_2x2_with_nan_inputs_falls_back_to_aten(dtype):
         torch.testing.assert_close(pool(x), out, rtol=0, atol=0, equal_nan=True)
 
 
+def _ops_in_backward(out: torch.Tensor, x: torch.Tensor, upstream: torch.Tensor):
+    from torch.profiler import profile
+
+    with profile() as prof:
+        (g,) = torch.autograd.grad(out, x, upstream)
+    return g, {e.key for e in prof.key_averages()}
+
+
+@pytest.mark.parametrize("inplace", [True, False])
+@pytest.mark.parametrize("case", ["pool", "pool+other use", "changed after relu", "relu twice"])
+def test_relu_before_pool_skips_its_mask_only_when_the_pool_applied_it(inplace, case):
+    """conv -> ReLU -> 2x2 pool: the pool applies the ReLU's mask and the ReLU's backward
+    passes the gradient on, bit-identical to PyTorch. A second use of the ReLU's output, or a
+    change to it before the pool, keeps the ReLU's own backward (and the same gradient)."""
+    torch.manual_seed(1)
+    weight = torch.randn(5, 2, 3, 3)  # 2 input channels: PyTorch's conv, exact comparison
+    x = torch.rand(3, 2, 10, 12)
+
+    def net(t):
+        r = F.relu(F.conv2d(t, weight, padding=1), inplace=inplace)
+        if case == "changed after relu":  # (in place, PyTorch's own backward would refuse)
+            r = r * 2.0
+        if case == "relu twice":
+            r = F.relu(r)
+        out = F.max_pool2d(r, 2)
+        return out * 1.5 + r[:, :, ::2, ::2] if case == "pool+other use" else out
+
+    upstream = torch.randn(3, 5, 5, 6)
+    xr = x.clone().requires_grad_(True)
+    ref, _ = _ops_in_backward(net(xr), xr, upstream)
+    xf = x.clone().requires_grad_(True)
+    with CPUKernels():
+        out = net(xf)
+    g, ops = _ops_in_backward(out, xf, upstream)
+    assert torch.equal(g, ref)
+    skipped = "aten::threshold_backward" not in ops
+    assert skipped == (case == "pool"), ops  # "relu twice": the first ReLU keeps its mask
+
+
 def test_calls_that_do_not_match_run_pytorch_unchanged():
     torch.manual_seed(0)
     x = torch.rand(2, 1, 9, 9, requires_grad=True)

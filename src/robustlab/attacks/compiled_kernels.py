@@ -25,9 +25,10 @@ _SAME_SIZE_INT = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
 @numba.jit(**_JIT)
-def _pool_forward(x, out, code):  # pragma: no cover - compiled
+def _pool_forward(x, out, code, relu_input):  # pragma: no cover - compiled
     """Maxima and codes of the 2x2 windows; returns whether any input was NaN (then the
-    caller uses ATen: its NaN rule needs a branch per cell, which would slow every call)."""
+    caller uses ATen: its NaN rule needs a branch per cell, which would slow every call).
+    `relu_input`: a window whose maximum is <= 0 gets code + 4 (no cell takes a gradient)."""
     planes, h, w = out.shape
     nan = False
     for p in range(planes):
@@ -41,8 +42,10 @@ def _pool_forward(x, out, code):  # pragma: no cover - compiled
                 right_bottom = d > c
                 bottom = d if right_bottom else c
                 lower = bottom > top
-                out[p, i, j] = bottom if lower else top
-                code[p, i, j] = (2 + right_bottom) if lower else right_top
+                m = bottom if lower else top
+                out[p, i, j] = m
+                code[p, i, j] = ((2 + right_bottom) if lower else right_top) \
+                    + 4 * (relu_input & (m <= 0))
     return nan
 
 
@@ -70,19 +73,25 @@ def _planes(t: Tensor) -> Tensor:
     return t.reshape(-1, t.shape[-2], t.shape[-1])
 
 
-def max_pool_2x2(x: Tensor) -> tuple[Tensor, Tensor] | None:
+def max_pool_2x2(x: Tensor, *, relu_input: bool = False) -> tuple[Tensor, Tensor] | None:
     """`x` contiguous `[..., H, W]` float32/64 on the CPU -> (maxima `[..., H//2, W//2]`,
-    uint8 code 0-3 of each window's first maximum, row-major), or None if `x` holds a NaN."""
+    uint8 code 0-3 of each window's first maximum, row-major), or None if `x` holds a NaN.
+
+    `relu_input=True` (`x` is a ReLU's output, so >= 0): windows whose maximum is 0 get codes
+    4-7, which `max_pool_2x2_backward` gives no gradient -- the ReLU's backward mask applied
+    here already (at the pooled cell x = maximum, so the ReLU passes the gradient iff > 0)."""
     h, w = x.shape[-2] // 2, x.shape[-1] // 2
     out = x.new_empty(*x.shape[:-2], h, w)
     code = torch.empty(out.shape, dtype=torch.uint8)
-    if _pool_forward(_planes(x).numpy(), _planes(out).numpy(), _planes(code).numpy()):
+    if _pool_forward(_planes(x).numpy(), _planes(out).numpy(), _planes(code).numpy(),
+                     relu_input):
         return None
     return out, code
 
 
 def max_pool_2x2_backward(grad_out: Tensor, code: Tensor, input_shape: torch.Size) -> Tensor:
-    """Gradient `input_shape` of `max_pool_2x2`: `grad_out` at each window's coded cell."""
+    """Gradient `input_shape` of `max_pool_2x2`: `grad_out` at each window's coded cell
+    (codes >= 4: nowhere)."""
     grad_in = grad_out.new_empty(input_shape)
     bits = _SAME_SIZE_INT[grad_out.dtype]
     _pool_backward(_planes(grad_out.contiguous().view(bits)).numpy(), _planes(code).numpy(),

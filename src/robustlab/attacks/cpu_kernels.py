@@ -1,7 +1,7 @@
-"""Faster CPU kernels for two layers every MNIST-style CNN has, used only inside attacks.
+"""Faster CPU kernels for the layers every MNIST-style CNN has, used only inside attacks.
 
-An attack's cost is its input-gradient passes (`AttackModel.gradient`). On the CPU two of
-oneDNN's kernels in that pass are far off the machine's speed (measured by
+An attack's cost is its input-gradient passes (`AttackModel.gradient`). On the CPU some of
+PyTorch's kernels in that pass are far off the machine's speed (measured by
 `bench/floor_breakdown.py`, batch 256, 2 threads):
 
 - the input gradient of a convolution with ONE input channel (the first layer on grey-scale
@@ -16,14 +16,21 @@ oneDNN's kernels in that pass are far off the machine's speed (measured by
   loop, and its backward zero-fills then scatters; `compiled_kernels` does both in one pass
   over memory each (a one-byte code per window instead of int64 indices), 0.3-0.6x the time,
   bit-identical (ties: each window's FIRST maximum in row-major order, as ATen). Smaller
-  tensors than ~64K elements keep the native kernel.
+  tensors than ~64K elements keep the native kernel;
+- a ReLU right before such a pool: at the pooled cell the ReLU's input equals the window's
+  maximum, so its backward mask is "maximum > 0" per window; the pool applies it while it
+  writes its gradient, and the ReLU's backward (a full pass over the largest activation)
+  passes that gradient on untouched -- only when it arrives exactly as the pool wrote it
+  (`_ReLU`), so a second use of the ReLU's output keeps the usual mask.
 
-`CPUKernels` is a `TorchFunctionMode` that swaps these in for `F.conv2d` / `F.max_pool2d`
-calls that match exactly (anything else runs unchanged), so user models need no change and
-are never modified. Values are bit-identical for the pool and equal to ~1e-7 relative for
-the convolution gradient (a different summation order); tests compare both against PyTorch
-over random shapes. The mode is entered only around CPU forward passes of an attack, where
-the parameters are frozen (the convolution rule needs that: it returns no weight gradient).
+`CPUKernels` is a `TorchFunctionMode` that swaps these in for `F.conv2d` / `F.max_pool2d` /
+`F.relu` calls that match exactly (anything else runs unchanged), so user models need no
+change and are never modified. Forward values are bit-identical (so an attack's success checks
+agree with the plain model), gradients too except the convolution's, equal to ~1e-7 relative
+(a different summation order); tests compare all against PyTorch over random shapes. The
+mode is entered only around CPU forward passes of an attack, where the parameters are frozen
+(the convolution rule needs that: it returns no weight gradient) and the only gradient taken
+is the input's (the pool's pre-masked gradient is exact for everything behind the ReLU).
 """
 
 from __future__ import annotations
@@ -109,35 +116,69 @@ def _taps_gradient(grad_out: Tensor, weight: Tensor, padding: tuple[int, int]) -
     return padded[:, ph : ph + h, pw : pw + w].unsqueeze(1).contiguous()
 
 
-class _MaxPool2x2(torch.autograd.Function):
-    """2x2 / stride-2 max-pool through `compiled_kernels` (ATen's values and gradients);
-    inputs holding a NaN go through ATen's own kernels."""
+class _ReLU(torch.autograd.Function):
+    """`F.relu` (in place or not) whose backward is ATen's, except when its gradient is the
+    untouched output of a `_MaxPool2x2` over this ReLU's output, which applied the mask
+    already (`premasked`); then the gradient passes as it is, saving a pass over memory."""
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        pooled = compiled_kernels.max_pool_2x2(x)
+    def forward(ctx, x: Tensor, inplace: bool) -> Tensor:
+        if inplace:
+            ctx.mark_dirty(x)
+            out = torch.relu_(x)
+        else:
+            out = torch.relu(x)
+        ctx.save_for_backward(out)
+        ctx.premasked = None  # (gradient tensor, its version) set by the pool's backward
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        premasked, ctx.premasked = ctx.premasked, None
+        # identity + version: autograd summing another consumer's gradient into it (in place
+        # or not) makes this false, and the mask is applied as usual
+        if premasked is not None and grad is premasked[0] and grad._version == premasked[1]:
+            return grad, None
+        (out,) = ctx.saved_tensors
+        return torch.ops.aten.threshold_backward(grad, out, 0), None
+
+
+class _MaxPool2x2(torch.autograd.Function):
+    """2x2 / stride-2 max-pool through `compiled_kernels` (ATen's values and gradients);
+    inputs holding a NaN go through ATen's own kernels. `relu`: the `_ReLU` node that made
+    `x`; the pool then applies that ReLU's mask in its backward (see `_ReLU`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, relu: Any) -> Tensor:
+        pooled = compiled_kernels.max_pool_2x2(x, relu_input=relu is not None)
+        ctx.relu = None
         if pooled is None:
             out, index = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
             ctx.save_for_backward(x, index)
         else:
             out, code = pooled
             ctx.save_for_backward(code)
+            ctx.relu = relu
         ctx.input_shape = x.shape
         return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out: Tensor) -> Tensor:
+    def backward(ctx, grad_out: Tensor):
         saved = ctx.saved_tensors
         if len(saved) == 2:
             x, index = saved
             return torch.ops.aten.max_pool2d_with_indices_backward(
-                grad_out, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index)
-        return compiled_kernels.max_pool_2x2_backward(grad_out, saved[0], ctx.input_shape)
+                grad_out, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index), None
+        grad = compiled_kernels.max_pool_2x2_backward(grad_out, saved[0], ctx.input_shape)
+        if ctx.relu is not None:
+            ctx.relu.premasked = (grad, grad._version)
+        return grad, None
 
 
 class CPUKernels(TorchFunctionMode):
-    """Swap in the faster kernels above for matching `F.conv2d` / `F.max_pool2d` calls."""
+    """Swap in the faster kernels above for matching `F.conv2d` / `F.max_pool2d` / `F.relu`."""
 
     @staticmethod
     def may_apply(model: nn.Module) -> bool:
@@ -161,6 +202,10 @@ class CPUKernels(TorchFunctionMode):
                 return fast
         elif func is F.max_pool2d:
             fast = _max_pool_2x2(args, kwargs)
+            if fast is not None:
+                return fast
+        elif func is F.relu:
+            fast = _relu(args, kwargs)
             if fast is not None:
                 return fast
         return func(*args, **kwargs)
@@ -197,6 +242,30 @@ def _max_pool_2x2(args: tuple, kwargs: dict) -> Tensor | None:
     ):
         return None
     if x.requires_grad and torch.is_grad_enabled():
-        return _MaxPool2x2.apply(x)
+        return _MaxPool2x2.apply(x, _relu_node_of(x))
     pooled = compiled_kernels.max_pool_2x2(x)
     return pooled[0] if pooled is not None else None
+
+
+def _relu(args: tuple, kwargs: dict) -> Tensor | None:
+    """`_ReLU` for float CPU tensors in an autograd graph (not leaves, not views: an in-place
+    ReLU on those is PyTorch's to handle or refuse); None (PyTorch's ReLU) otherwise."""
+    a = _bind(("input", "inplace"), args, kwargs, {"inplace": False})
+    x = a["input"]
+    if not (
+        isinstance(x, Tensor) and x.device.type == "cpu" and x.grad_fn is not None
+        and x._base is None and x.dtype in (torch.float32, torch.float64)
+        and torch.is_grad_enabled()
+    ):
+        return None
+    out = _ReLU.apply(x, bool(a["inplace"]))
+    out.grad_fn.out_version = out._version
+    return out
+
+
+def _relu_node_of(x: Tensor) -> Any:
+    """The `_ReLU` node whose output `x` is, unchanged since (else None)."""
+    node = x.grad_fn
+    if isinstance(node, _ReLU._backward_cls) and x._version == node.out_version:
+        return node
+    return None
