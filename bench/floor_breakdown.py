@@ -14,7 +14,8 @@ measured in the same rounds (< 1 = faster) and its largest gradient difference:
   torch thread each (inter-op instead of intra-op parallelism);
 - `robustlab CPUKernels`: the pass as robustlab's attacks run it on the CPU
   (`robustlab.attacks.cpu_kernels`: a 1-input-channel convolution's input gradient as a
-  depthwise convolution + channel sum, 2x2 max-pooling as strided maxima);
+  matrix product over kernel taps or a depthwise convolution, 2x2 max-pooling as compiled
+  loops that also take over the backward mask of a ReLU right before them);
 - `max-pool in channels_last`: pooling inputs converted to channels_last (ATen's NCHW max-pool
   is slow in micro-benchmarks), back to NCHW before the next convolution;
 - `torch.compile` (with `--compile`; compile time is excluded, printed separately).
