@@ -36,6 +36,7 @@ is the input's (the pool's pre-masked gradient is exact for everything behind th
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -43,8 +44,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode
-
-from robustlab.attacks import compiled_kernels
 
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
@@ -59,6 +58,14 @@ POOL_MIN_NUMEL = 1 << 16
 # half as many output channels as kernel taps on (bench/kernel_speed.py).
 CONV_MIN_NUMEL = 1 << 14
 CONV_GEMM_MIN_CHANNELS_PER_TAP = 0.5
+
+
+def _compiled() -> ModuleType:
+    """`compiled_kernels`, imported on first use: numba adds ~0.4 s to an import that most
+    processes (GPU runs, models without a 2x2 pool) never need."""
+    from robustlab.attacks import compiled_kernels
+
+    return compiled_kernels
 
 
 def _bind(names: tuple[str, ...], args: tuple, kwargs: dict, defaults: dict) -> dict:
@@ -151,7 +158,7 @@ class _MaxPool2x2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, relu: Any) -> Tensor:
-        pooled = compiled_kernels.max_pool_2x2(x, relu_input=relu is not None)
+        pooled = _compiled().max_pool_2x2(x, relu_input=relu is not None)
         ctx.relu = None
         if pooled is None:
             out, index = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
@@ -171,7 +178,7 @@ class _MaxPool2x2(torch.autograd.Function):
             x, index = saved
             return torch.ops.aten.max_pool2d_with_indices_backward(
                 grad_out, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index), None
-        grad = compiled_kernels.max_pool_2x2_backward(grad_out, saved[0], ctx.input_shape)
+        grad = _compiled().max_pool_2x2_backward(grad_out, saved[0], ctx.input_shape)
         if ctx.relu is not None:
             ctx.relu.premasked = (grad, grad._version)
         return grad, None
@@ -243,7 +250,7 @@ def _max_pool_2x2(args: tuple, kwargs: dict) -> Tensor | None:
         return None
     if x.requires_grad and torch.is_grad_enabled():
         return _MaxPool2x2.apply(x, _relu_node_of(x))
-    pooled = compiled_kernels.max_pool_2x2(x)
+    pooled = _compiled().max_pool_2x2(x)
     return pooled[0] if pooled is not None else None
 
 
