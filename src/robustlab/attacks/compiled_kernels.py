@@ -52,7 +52,7 @@ def _pool_forward(x, out, code, relu_input):  # pragma: no cover - compiled
 @numba.jit(**_JIT)
 def _pool_backward(grad_out, code, grad_in):  # pragma: no cover - compiled
     """Integer views of the float gradients: `bits & -(k == cell)` keeps or zeroes a value
-    without a branch (a select on the code compiled to mispredicted branches, 4x slower)."""
+    without a branch (a select on the code compiled to branches, which mispredict on real data)."""
     planes, h, w = grad_out.shape
     height, width = grad_in.shape[1], grad_in.shape[2]
     for p in range(planes):
