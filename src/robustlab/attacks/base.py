@@ -107,8 +107,8 @@ def input_gradient(
     the model's differentiable approximation / identity). `eot_iter > 1` averages loss, logits
     and gradient over that many stochastic passes (Expectation over Transformation).
     Only `x` is differentiated (`torch.autograd.grad`), so parameters' `.grad` never change.
-    `cpu_kernels=True` runs the forward under `CPUKernels` (faster CPU kernels for 1-channel
-    convolutions and 2x2 max-pooling; parameters must be frozen).
+    `cpu_kernels=True` runs the forward under `CPUKernels` (faster, equal CPU kernels for
+    1-channel convolutions, 2x2 max-pooling and the ReLU before it; parameters must be frozen).
     """
     forward = model.bpda_forward if bpda else model
     loss_sum: Tensor | None = None
@@ -149,7 +149,8 @@ class AttackModel:
     `cpu_kernels` (on for CPU inputs of models that are not `torch.compile`d and have a layer
     the kernels could take over, `CPUKernels.may_apply`): forward passes
     run under `robustlab.attacks.cpu_kernels.CPUKernels`, which computes 1-input-channel
-    convolutions' input gradients and 2x2 max-pooling with faster, equal kernels.
+    convolutions' input gradients, 2x2 max-pooling and the ReLU before it with faster, equal
+    kernels.
     """
 
     def __init__(
@@ -240,9 +241,7 @@ class BestIterate:
         """Start from the clean inputs (one forward pass), so a sample that is adversarial
         already stays so and the attack never raises accuracy above the clean accuracy."""
         best = cls(x)
-        logits = model.logits(x)
-        idx = torch.arange(x.shape[0], device=x.device)
-        best.update(idx, x, loss_fn(logits, y, target), is_adversarial(logits, y, target))
+        best.offer_clean(model, x, y, loss_fn, target)  # every sample is still remaining
         return best
 
     def offer_clean(

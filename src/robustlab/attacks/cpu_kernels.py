@@ -11,10 +11,10 @@ PyTorch's kernels in that pass are far off the machine's speed (measured by
   per-tap rows are then added at their shifted positions (used from half as many channels as
   taps on: SmallCNN's 32 channels at 5x5), or, with fewer channels (LeNet-5's 6 at 5x5),
   as a depthwise convolution of the output gradient with the flipped kernels followed by a
-  sum over channels -- 0.2-0.6x the time of oneDNN's kernel (`bench/kernel_speed.py`);
+  sum over channels -- 0.35-0.8x the time of oneDNN's kernel (`bench/kernel_speed.py`);
 - `max_pool2d` 2x2 / stride 2 on NCHW inputs finds its maxima and int64 indices in a slow
   loop, and its backward zero-fills then scatters; `compiled_kernels` does both in one pass
-  over memory each (a one-byte code per window instead of int64 indices), 0.3-0.6x the time,
+  over memory each (a one-byte code per window instead of int64 indices), 0.28-0.68x the time,
   bit-identical (ties: each window's FIRST maximum in row-major order, as ATen). Smaller
   tensors than ~64K elements keep the native kernel;
 - a ReLU right before such a pool: at the pooled cell the ReLU's input equals the window's
@@ -159,26 +159,26 @@ class _MaxPool2x2(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, relu: Any) -> Tensor:
         pooled = _compiled().max_pool_2x2(x, relu_input=relu is not None)
-        ctx.relu = None
-        if pooled is None:
+        ctx.aten = pooled is None
+        ctx.relu = None if ctx.aten else relu
+        if ctx.aten:
             out, index = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
             ctx.save_for_backward(x, index)
         else:
             out, code = pooled
             ctx.save_for_backward(code)
-            ctx.relu = relu
         ctx.input_shape = x.shape
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        saved = ctx.saved_tensors
-        if len(saved) == 2:
-            x, index = saved
+        if ctx.aten:
+            x, index = ctx.saved_tensors
             return torch.ops.aten.max_pool2d_with_indices_backward(
                 grad_out, x, [2, 2], [2, 2], [0, 0], [1, 1], False, index), None
-        grad = _compiled().max_pool_2x2_backward(grad_out, saved[0], ctx.input_shape)
+        (code,) = ctx.saved_tensors
+        grad = _compiled().max_pool_2x2_backward(grad_out, code, ctx.input_shape)
         if ctx.relu is not None:
             ctx.relu.premasked = (grad, grad._version)
         return grad, None
