@@ -62,9 +62,14 @@ def test_one_channel_conv_gradient_equals_pytorch(n, c, h, w, kh, kw, data, bias
 
 @pytest.mark.parametrize(("channels", "kernel", "padding"), [(6, 5, 2), (32, 5, 2), (64, 3, 1),
                                                           (16, 3, 0), (49, 7, 3)])
-def test_both_forms_of_the_one_channel_conv_gradient_equal_pytorch(channels, kernel, padding):
+def test_both_forms_of_the_one_channel_conv_gradient_equal_pytorch(channels, kernel, padding,
+                                                                   monkeypatch):
     """LeNet-5's 6 channels at 5x5 take the depthwise form, the others the matrix-product form
     (channels >= taps / 2); both give PyTorch's gradient."""
+    taps_calls = []
+    taps_gradient = cpu_kernels._taps_gradient
+    monkeypatch.setattr(cpu_kernels, "_taps_gradient",
+                        lambda *a: taps_calls.append(1) or taps_gradient(*a))
     torch.manual_seed(channels)
     weight = torch.randn(channels, 1, kernel, kernel, dtype=torch.float64)
     x = torch.rand(4, 1, 13, 11, dtype=torch.float64)
@@ -75,6 +80,7 @@ def test_both_forms_of_the_one_channel_conv_gradient_equal_pytorch(channels, ker
     out, g, _ = _grad(conv, x, 1, fast=False)
     out_f, g_f, fn = _grad(conv, x, 1, fast=True)
     assert "OneChannelConv" in type(fn).__name__
+    assert bool(taps_calls) == (channels >= kernel * kernel / 2)
     assert torch.equal(out, out_f)
     torch.testing.assert_close(g_f, g, rtol=1e-12, atol=1e-12)
 
