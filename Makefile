@@ -24,7 +24,7 @@ $(VENV)/.installed-ray: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/robustlab reproduce --preset quick --download
+	$(VENV)/bin/robustlab reproduce --preset quick --workers 2 --download
 
 test: $(VENV)/.installed-ray
 	$(PY) -m pytest -q $(PYTEST_ARGS)

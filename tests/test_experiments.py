@@ -20,13 +20,15 @@ def test_every_preset_validates(name, tmp_path):
         TrainConfig.from_dict(job.train, source=job.name).validate()
         for e in job.evals:
             e.settings.validate()
-    for ds in preset.datasets:  # two budgets everywhere: the paper's and the standard one
+    for ds in preset.datasets:  # the standard budget everywhere, the paper's beside it
         labels = dict(ds.budgets)
-        assert labels["paper"] == PAPER_EPS and labels["standard"] > 0
+        assert labels["standard"] > 0 and labels.get("paper", PAPER_EPS) == PAPER_EPS
+    assert all(j.train["recipe"] == ("paper" if "-recipe-" not in j.name else
+                                     j.train["recipe"]) for j in jobs)
 
 
 def test_plan_shares_standard_runs_across_budgets(tmp_path):
-    jobs = plan_jobs(get_preset("quick"), tmp_path)
+    jobs = plan_jobs(get_preset("smoke"), tmp_path)
     names = [j.name for j in jobs]
     assert names[0] == "mnist-lenet5-standard-s0"
     std = jobs[0]
@@ -36,15 +38,46 @@ def test_plan_shares_standard_runs_across_budgets(tmp_path):
     assert sorted(j.train["eps"] for j in hybrid) == [0.03, 0.3]
     assert all(len(j.evals) == 1 and j.evals[0].settings.eps == j.train["eps"] for j in hybrid)
     assert all(j.surrogate == std.run_dir for j in hybrid)
-    assert len(jobs) == 9  # standard + 4 adversarial methods x 2 budgets
+    assert len(jobs) == 5  # standard + 2 adversarial methods x 2 budgets
     paths = [e.path for j in jobs for e in j.evals]
     assert len(set(paths)) == len(paths)
     assert all(Path(p).parent.name == "eval" for p in paths)
 
 
-def test_paper_cpu_covers_every_method_and_three_seeds(tmp_path):
+def test_quick_trains_every_method_with_its_recipe_at_the_standard_budget(tmp_path):
+    """The README's main job: best-recipe protocol, eps 0.3, the same epochs and warm-up for
+    every adversarial method, the hybrid's ramp as long as the baselines' warm-up."""
+    jobs = plan_jobs(get_preset("quick"), tmp_path)
+    assert [j.train["method"] for j in jobs] == ["standard", "pgd-at", "trades", "hybrid",
+                                                 "hybrid-fgsm"]
+    assert all(j.name.endswith("-recipe-s0") and j.train["recipe"] == "mnist-linf"
+               for j in jobs)
+    adversarial = jobs[1:]
+    assert {j.train["eps"] for j in adversarial} == {0.3}
+    assert {j.train["epochs"] for j in jobs} == {5}
+    assert [j.train["eps_warmup"] for j in adversarial] == pytest.approx([5 / 3] * 4)
+    assert jobs[0].train["eps_warmup"] == 0
+    assert {j.train["lr_schedule"] for j in jobs} == {"onecycle"}
+    assert jobs[1].train["method_options"] == {"k": 5}  # the preset's own options win
+    assert jobs[3].train["method_options"]["per_step"] is True
+    assert [e.settings.eps for e in jobs[0].evals] == [0.3]
+
+
+def test_paper_cpu_trains_each_protocol_at_its_budget(tmp_path):
+    jobs = plan_jobs(get_preset("paper-cpu"), tmp_path)
+    paper = [j for j in jobs if j.train["recipe"] == "paper"]
+    recipe = [j for j in jobs if j.train["recipe"] != "paper"]
+    assert {j.train["eps"] for j in paper} == {None, PAPER_EPS}
+    assert {j.train["eps"] for j in recipe} == {None, 0.3, 0.1}
+    assert {(j.train["lr"], j.train["lr_schedule"]) for j in paper} == {(0.01, "constant")}
+    assert {j.train["recipe"] for j in recipe} == {"mnist-linf", "fashion-mnist-linf"}
+    assert all(j.train["train_size"] is None for j in jobs)  # full training sets
+    assert len({j.run_dir for j in jobs}) == len(jobs)
+
+
+def test_paper_cpu_covers_every_method(tmp_path):
     preset = get_preset("paper-cpu")
-    assert preset.seeds == (0, 1, 2)
+    assert preset.seeds == (0,)
     assert {d.dataset for d in preset.datasets} == {"mnist", "fashion-mnist"}
     from robustlab.training import list_methods
 

@@ -44,10 +44,17 @@ def test_smoke_tables_match_results_and_eval_files(smoke):
     md = (out / "report.md").read_text()
     assert "## Table 1" in md and "## Claims check" in md and "## Overhead" in md
     assert "One seed only" in md
-    assert {(b["label"], b["eps"]) for b in results["table1"]} == {("paper", 0.03),
-                                                                    ("standard", 0.3)}
+    assert {(b["protocol"], b["label"], b["eps"]) for b in results["table1"]} == {
+        ("paper", "paper", 0.03), ("recipe", "standard", 0.3)}
     for block in results["table1"]:
-        assert [r["method"] for r in block["rows"]] == ["standard", "pgd-at", "hybrid"]
+        # every method is either a row or listed apart with its training verdict
+        shown = [r["method"] for r in block["rows"]]
+        failed = {f["method"]: f["health"] for f in block["failed"]}
+        assert sorted(shown + list(failed)) == ["hybrid", "pgd-at", "standard"]
+        assert "standard" in shown and "ok" not in failed.values()
+        for method in failed:
+            assert f"| {method} |" not in md.split("Not compared")[0].split(
+                f"protocol, budget `{block['label']}`")[-1]
         for row in block["rows"]:
             clean = re.escape(row["cells"]["clean"]["text"])
             pattern = rf"^\| {re.escape(row['method'])} \| 1 \| {clean} \|"
@@ -59,7 +66,11 @@ def test_smoke_tables_match_results_and_eval_files(smoke):
         assert rec["worst"] == ev["worst_case"]["acc"]
         bits = ev["per_sample"]["correct"]
         assert ev["worst_case"]["acc"] == pytest.approx(bits["worst_case"].count("1") / ev["n"])
-    assert len(results["records"]) == 6  # standard x 2 budgets + 2 methods x 2 budgets
+    assert len(results["records"]) == 6  # per protocol: standard + 2 methods at its budget
+    for rec in results["records"]:  # the verdict is the run's own summary.json
+        summary = json.loads((out / rec["run_dir"] / "summary.json").read_text())
+        assert rec["health"] == summary["health"]
+        assert rec["protocol"] == ("recipe" if rec["run"].endswith("-recipe-s0") else "paper")
     assert {c["verdict"] for c in results["claims"]} <= {"supported", "not supported",
                                                          "not measured here"}
 
@@ -70,7 +81,7 @@ def test_smoke_rerun_resumes_without_recomputing(smoke, capsys):
     mtimes = [p.stat().st_mtime_ns for p in evals]
     reproduce(get_preset("smoke"), out, workers=1, threads=1, report=False)
     text = capsys.readouterr().out
-    assert text.count("cached") == 10  # 5 trainings + 5 evaluation jobs
+    assert text.count("cached") == 12  # 6 trainings + 6 evaluation jobs
     assert [p.stat().st_mtime_ns for p in evals] == mtimes
 
 

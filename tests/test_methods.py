@@ -103,6 +103,7 @@ def test_lipschitz_trains_and_reloads(tmp_path, mnist_root):
 def test_cli_trains_hybrid_with_options(tmp_path, mnist_root):
     out = tmp_path / "cli"
     rc = cli_main(["train", "--method", "hybrid", "--eps", "0.3", "--epochs", "1",
+                   "--recipe", "paper",
                    "--train-size", "256", "--val-size", "500", "--data-dir", str(mnist_root),
                    "--opt", "k=1", "--opt", "val-samples=100", "--no-progress",
                    "--out", str(out)])

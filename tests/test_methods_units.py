@@ -35,8 +35,10 @@ def batch(n: int = 16):
     return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
 
 
-def fake_ctx(x, y, *, eps=0.1, norm="linf", epochs=2, method="hybrid"):
-    cfg = SimpleNamespace(eps=eps, norm=norm, epochs=epochs, seed=0, method=method)
+def fake_ctx(x, y, *, eps=0.1, norm="linf", epochs=2, method="hybrid", eps_warmup=0.0):
+    cfg = SimpleNamespace(eps=eps, norm=norm, epochs=epochs, seed=0, method=method,
+                          eps_warmup=eps_warmup, eps_warmup_start=0.1,
+                          eps_warmup_schedule="linear")
     return SimpleNamespace(cfg=cfg, val=ArraySplit(x, y), model=None, epoch=0, step=0,
                            progress=0.0, steps_per_epoch=1)
 
@@ -172,12 +174,13 @@ def test_free_at_carries_delta_across_batches_within_the_ball():
     x, y = batch()
     model = tiny_model()
     m = create_method("free-at", m=3)
-    m.setup(fake_ctx(x, y, method="free-at"))
+    ctx = fake_ctx(x, y, method="free-at")
+    m.setup(ctx)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    m.train_step(model, opt, x, y, None)
+    m.train_step(model, opt, x, y, ctx)
     d1 = m.delta.clone()
     assert float(d1.abs().max()) == pytest.approx(0.1)  # 3 sign steps of eps, clipped to eps
-    m.train_step(model, opt, x[:8], y[:8], None)  # a smaller last batch reuses a slice
+    m.train_step(model, opt, x[:8], y[:8], ctx)  # a smaller last batch reuses a slice
     assert m.delta.shape == x.shape and torch.equal(m.delta[8:], d1[8:])
     assert not torch.equal(m.delta[:8], d1[:8])
 
@@ -188,14 +191,15 @@ def test_trades_and_mart_add_a_nonnegative_robust_term():
     ce = float(F.cross_entropy(model(x), y).detach())
     for name in ("trades", "mart"):
         m = create_method(name, k=2)
-        m.setup(fake_ctx(x, y, method=name))
+        ctx = fake_ctx(x, y, method=name)
+        m.setup(ctx)
         torch.manual_seed(0)
-        out = m.loss(model, x, y, None)
+        out = m.loss(model, x, y, ctx)
         assert out.loss.requires_grad and float(out.loss) >= ce - 1e-4
         zero = create_method(name, k=2, beta=0.0)
-        zero.setup(fake_ctx(x, y, method=name))
+        zero.setup(ctx)
         torch.manual_seed(0)
-        base = float(zero.loss(model, x, y, None).loss)
+        base = float(zero.loss(model, x, y, ctx).loss)
         assert float(out.loss) > base  # beta * (KL term) > 0
     assert all(p.grad is None for p in model.parameters())
 
@@ -204,8 +208,9 @@ def test_gradient_reg_penalty_is_lam_eps_dual_norm():
     x, y = batch()
     model = tiny_model()
     m = create_method("gradient-reg", lam=2.0)
-    m.setup(fake_ctx(x, y, method="gradient-reg"))
-    out = m.loss(model, x, y, None)
+    ctx = fake_ctx(x, y, method="gradient-reg")
+    m.setup(ctx)
+    out = m.loss(model, x, y, ctx)
     xr = x.clone().requires_grad_(True)
     ce = F.cross_entropy(model(xr), y, reduction="none")
     (g,) = torch.autograd.grad(ce.sum(), xr)
@@ -290,3 +295,77 @@ def test_method_states_checkpoint_and_restore():
         fresh.setup(ctx)
         fresh.load_state_dict(state)
         assert json.dumps(flatten_state(fresh.state_dict())[1]) == json.dumps(skeleton)
+
+
+# ---------------------------------------------------------------------------- budget warm-up
+def test_eps_warmup_is_the_hybrids_schedule_code_per_step():
+    from robustlab.training.methods.eps_schedule import EpsWarmup
+
+    w = EpsWarmup(0.3, 2.0, 0.1)
+    assert w.eps_at(0.0) == pytest.approx(0.03)
+    assert w.eps_at(1.0) == pytest.approx(0.03 + 0.27 * 0.5)  # halfway, mid-epoch values too
+    assert w.eps_at(0.25) == pytest.approx(scheduled_eps("linear", 0.3, 0.03, 0.125))
+    assert w.eps_at(2.0) == w.eps_at(5.0) == 0.3
+    assert not w.done(1.9) and w.done(2.0)
+    assert EpsWarmup(0.3, 0.0, 0.1).eps_at(0.0) == 0.3  # no warm-up: eps from the first step
+    assert EpsWarmup(0.3, 2.0, 0.0, "cosine").eps_at(1.0) == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("name, options", [
+    ("pgd-at", {"k": 2}), ("fgsm-rs", {"guard": False}), ("n-fgsm", {"guard": False}),
+    ("trades", {"k": 2}), ("mart", {"k": 2}), ("free-at", {})])
+def test_every_adversarial_baseline_trains_at_the_warmed_up_budget(name, options, monkeypatch):
+    """The perturbation each baseline builds is bounded by the warm-up's eps_t, not eps."""
+    x, y = batch()
+    model = tiny_model()
+    m = create_method(name, **options)
+    ctx = fake_ctx(x, y, method=name, eps=0.4, eps_warmup=2.0)
+    m.setup(ctx)
+    ctx.progress = 0.5  # a quarter of the way: eps_t = 0.04 + 0.36 / 4 = 0.13
+    seen = []
+    real = model.forward
+    monkeypatch.setattr(model, "forward", lambda z: (seen.append(z.detach()), real(z))[1])
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    m.train_step(model, opt, x, y, ctx)
+    size = max(float((z - x).abs().max()) for z in seen if z.shape == x.shape)
+    limit = 0.13 * (3 if name == "n-fgsm" else 1)  # N-FGSM's noise 2 eps_t + step eps_t
+    assert 0.5 * 0.13 < size <= limit + 1e-6
+    assert m.end_epoch(ctx)["eps"] == pytest.approx(0.13)
+
+
+def test_gradient_reg_penalty_uses_the_warmed_up_budget():
+    x, y = batch()
+    model = tiny_model()
+    full, warm = create_method("gradient-reg", lam=2.0), create_method("gradient-reg", lam=2.0)
+    ctx_full, ctx_warm = fake_ctx(x, y, eps=0.4), fake_ctx(x, y, eps=0.4, eps_warmup=2.0)
+    full.setup(ctx_full)
+    warm.setup(ctx_warm)
+    ctx_full.progress = ctx_warm.progress = 0.5
+    ce = float(F.cross_entropy(model(x), y).detach())
+    pen_full = float(full.loss(model, x, y, ctx_full).loss) - ce
+    pen_warm = float(warm.loss(model, x, y, ctx_warm).loss) - ce
+    assert pen_warm == pytest.approx(pen_full * 0.13 / 0.4, rel=1e-4)
+
+
+def test_training_input_gradients_run_through_the_cpu_kernels_and_equal_pytorchs():
+    """perturb.input_grad freezes the parameters and enters CPUKernels on the CPU (LeNet-5 has
+    the 1-channel conv and the 2x2 pools they take over): same gradient as plain autograd,
+    parameters trainable again afterwards, their .grad untouched."""
+    from robustlab.attacks import cpu_kernels
+    from robustlab.models import create_model
+
+    model = create_model("lenet5", num_classes=10, in_channels=1, mean=(0.13,), std=(0.31,),
+                         image_size=28)
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.rand(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    xr = x.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(F.cross_entropy(model(xr), y, reduction="sum"), xr)
+    entered = []
+    real = cpu_kernels.CPUKernels.__enter__
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cpu_kernels.CPUKernels, "__enter__",
+                   lambda self: (entered.append(1), real(self))[1])
+        got = P.input_grad(model, x, y)
+    assert entered  # the kernels were used
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())

@@ -157,3 +157,45 @@ def test_single_seed_says_no_ci(tmp_path):
     assert "One seed only" in paths["md"].read_text()
     cell = json.loads(paths["json"].read_text())["table1"][0]["rows"][0]["cells"]["clean"]
     assert cell["ci95"] is None and cell["text"] == "99.0"
+
+
+def _write_run(root, name, method, clean, adv, *, recipe=None, health=None, metrics=None):
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    (run / "eval.json").write_text(json.dumps(_fake_eval(method, 0, 0.3, clean, adv)))
+    (run / "config.json").write_text(json.dumps({"train": {"recipe": recipe}}))
+    if health is not None:
+        (run / "summary.json").write_text(json.dumps({"health": health}))
+    if metrics is not None:
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics))
+
+
+def test_collapsed_runs_are_listed_apart_and_protocols_split_the_table(tmp_path):
+    """A collapsed PGD-AT (the constant classifier, 11.35 %) is never a row of Table 1, never
+    in a claim, and its protocol block says which hyper-parameters were used."""
+    _write_run(tmp_path, "pgd-at-paper", "pgd-at", 0.1135, 0.1135, recipe="paper",
+               health="collapsed")
+    _write_run(tmp_path, "hybrid-paper", "hybrid", 0.98, 0.70, recipe="paper", health="ok")
+    # a run made before summary.json had `health`: the verdict is read off metrics.jsonl
+    _write_run(tmp_path, "mart-old", "mart", 0.10, 0.10,
+               metrics=[{"epoch": 1, "collapsed": True}])
+    _write_run(tmp_path, "pgd-at-recipe", "pgd-at", 0.98, 0.75, recipe="mnist-linf",
+               health="ok")
+    _write_run(tmp_path, "hybrid-recipe", "hybrid", 0.98, 0.72, recipe="mnist-linf",
+               health="ok")
+    paths = write_report(tmp_path)
+    results = json.loads(paths["json"].read_text())
+    blocks = {b["protocol"]: b for b in results["table1"]}
+    assert set(blocks) == {"paper", "recipe"}
+    assert [r["method"] for r in blocks["paper"]["rows"]] == ["hybrid"]
+    assert sorted(f["method"] for f in blocks["paper"]["failed"]) == ["mart", "pgd-at"]
+    assert {f["health"] for f in blocks["paper"]["failed"]} == {"collapsed"}
+    assert [r["method"] for r in blocks["recipe"]["rows"]] == ["pgd-at", "hybrid"]
+    claims = {c["id"]: c for c in results["claims"]}
+    measured = claims["adv-accuracy"]["measured"]
+    assert "vs pgd-at" in measured and "(recipe protocol)" in measured
+    assert "(paper protocol): " not in measured  # the collapsed PGD-AT is no baseline
+    md = paths["md"].read_text()
+    assert "did not learn" in md and "NOT COMPARED (collapsed)" in md
+    table_lines = [ln for ln in md.splitlines() if ln.startswith("| pgd-at |")]
+    assert len(table_lines) == 1  # only the recipe block's row; the collapsed one is apart

@@ -69,7 +69,8 @@ def test_resume_after_kill_is_bit_identical(mnist_root, tmp_path):
     killed = tmp_path / "killed"
     args = [sys.executable, "-m", "robustlab", "train", "--dataset", "mnist", "--model", "lenet5",
             "--epochs", "5", "--train-size", "6000", "--val-size", "500", "--device", "cpu",
-            "--data-dir", str(mnist_root), "--out", str(killed), "--no-progress"]
+            "--data-dir", str(mnist_root), "--out", str(killed), "--no-progress",
+            "--recipe", "none"]  # the library run below is a plain TrainConfig
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     metrics = killed / "metrics.jsonl"
     deadline = time.time() + 120

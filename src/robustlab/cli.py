@@ -21,6 +21,8 @@ _TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--epochs": ("epochs", int), "--batch-size": ("batch_size", int),
     "--optimizer": ("optimizer", str), "--lr": ("lr", float), "--momentum": ("momentum", float),
     "--weight-decay": ("weight_decay", float), "--lr-schedule": ("lr_schedule", str),
+    "--eps-warmup": ("eps_warmup", float), "--eps-warmup-start": ("eps_warmup_start", float),
+    "--eps-warmup-schedule": ("eps_warmup_schedule", str),
     "--seed": ("seed", int), "--val-size": ("val_size", int), "--train-size": ("train_size", int),
     "--augment": ("augment", str), "--data-dir": ("data_dir", str), "--device": ("device", str),
     "--memory-format": ("memory_format", str), "--amp": ("amp", str),
@@ -58,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (fname, ftype) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=fname, type=_typed(flag, ftype), default=None,
                        help=f"TrainConfig.{fname}")
+    p.add_argument("--recipe", default=None,
+                   help="hyper-parameters for the flags not given: auto (default: the recipe "
+                        "written for the dataset and budget), paper (the paper's protocol), "
+                        "none, or a recipe's name (robustlab list recipes)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="a training-method option, e.g. --opt schedule=cosine (repeatable)")
     p.add_argument("--defense-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -95,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list datasets, models, methods, attacks and defenses")
     p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "datasets", "models", "methods", "attacks", "defenses"])
+                   choices=["all", "datasets", "models", "methods", "attacks", "defenses",
+                            "recipes"])
     p.set_defaults(func=cmd_list)
 
     _add_experiment_commands(sub)
@@ -103,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from robustlab.training import ConfigError, TrainConfig, load_config_file, train
+    from robustlab.training import ConfigError, load_config_file, train
     from robustlab.training.distributed import launched_by_torchrun
+    from robustlab.training.recipes import AUTO, configure
 
     if args.nproc < 1:
         raise CLIError(f"--nproc: expected an integer >= 1, got {args.nproc}")
@@ -126,10 +134,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         data["defense_options"] = {**data.get("defense_options", {}),
                                    **dict(parse_key_value(o, "--defense-opt")
                                           for o in args.defense_opt)}
+    recipe = args.recipe or data.pop("recipe", None) or AUTO
     try:
-        cfg = TrainConfig.from_dict(data, source=args.config or "command line").validate()
+        cfg = configure(data, recipe, source=args.config or "command line")
     except TypeError as err:
         raise ConfigError(str(err)) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"recipe: {_recipe_line(cfg, recipe)}")
     if args.nproc > 1 and not launched_by_torchrun():
         return launch_torchrun(args.nproc, args.argv)
     result = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -137,8 +148,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if result.summary["test_acc"] is not None:
         print(f"test accuracy: {result.summary['test_acc']:.4f}")
+    health = result.summary.get("health", "ok")
+    if health != "ok":
+        print(f"warning: training verdict {health!r}: this model did not learn as it should "
+              "(per-epoch flags in metrics.jsonl)", file=sys.stderr)
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _recipe_line(cfg, asked: str) -> str:
+    from robustlab.training.recipes import RECIPES
+
+    if cfg.recipe is None:
+        why = "--recipe none" if asked == "none" else f"no recipe is written for {cfg.dataset}"
+        return (f"none applied ({why}): the TrainConfig defaults (the paper's: SGD, lr "
+                "0.01, batch 128) and the flags given")
+    return RECIPES[cfg.recipe].describe(cfg) + "; flags given override it"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -8,17 +8,22 @@ Layout of an experiment folder OUT:
     OUT/report.md, report.html, figures/, results.json, results.csv   (robustlab report OUT)
 
 Methods that take no budget (standard, lipschitz) are trained once per seed and evaluated
-under every budget; the others are trained once per budget and evaluated under it.
+under every budget; the others are trained once per budget and evaluated under it. Each
+protocol of the preset (`paper`: the paper's hyper-parameters for every method; `recipe`: each
+method's working recipe, `robustlab.training.recipes`, with the same epochs and warm-up for
+all) trains its own runs; `recipe` runs carry `-recipe` in their names.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 from robustlab.evaluation.settings import EvalSettings
-from robustlab.experiments.presets import Preset
+from robustlab.experiments.presets import PROTOCOL_RECIPES, Preset
+from robustlab.training.recipes import configure
 
 
 @dataclass
@@ -47,48 +52,67 @@ def eval_file(run_dir: Path, label: str, settings: EvalSettings) -> Path:
 def plan_jobs(preset: Preset, out: Path, *, model: str | None = None,
               data_dir: str | None = None, device: str = "auto",
               threads: int | None = None) -> list[RunJob]:
-    """Every training run of `preset` (standard runs first) with its evaluations."""
+    """Every training run of `preset` (standard runs first, per dataset, protocol and seed)
+    with its evaluations."""
     import robustlab.training.methods  # noqa: F401  (fills the registry)
     from robustlab.registry import METHODS
 
+    machine = {"data_dir": data_dir, "device": device, "threads": threads}
+    methods = sorted(preset.methods, key=lambda m: m.method != "standard")
     jobs: list[RunJob] = []
-    ev = preset.eval
-    for ds in preset.datasets:
+    for ds, protocol, seed in product(preset.datasets, preset.protocols, preset.seeds):
         arch = model or ds.model
-        for seed in preset.seeds:
-            std_dir = None
-            for mp in sorted(preset.methods, key=lambda m: m.method != "standard"):
-                needs_eps = bool(getattr(METHODS.get(mp.method), "needs_eps", False))
-                budgets = ds.budgets if needs_eps else ((None, None),)
-                for label, eps in budgets:
-                    tag = "" if eps is None else f"-eps{eps:.4g}"
-                    name = f"{ds.dataset}-{arch}-{mp.method}{tag}-s{seed}"
-                    run_dir = out / "runs" / name
-                    train = {"dataset": ds.dataset, "model": arch, "method": mp.method,
-                             "method_options": dict(mp.options), "eps": eps, "norm": ds.norm,
-                             "epochs": preset.epochs, "batch_size": preset.batch_size,
-                             "lr": preset.lr, "seed": seed, "val_size": preset.val_size,
-                             "train_size": preset.train_size, "progress": False,
-                             "out_dir": str(run_dir), "data_dir": data_dir, "device": device,
-                             "threads": threads}
-                    job = RunJob(name, train, run_dir, mp.role,
-                                 surrogate=std_dir if mp.method != "standard" else None)
-                    eval_budgets = ds.budgets if eps is None else ((label, eps),)
-                    for blabel, beps in eval_budgets:
-                        settings = EvalSettings(
-                            attacks=tuple(ev.attacks), eps=float(beps), norm=ds.norm, n=ev.n,
-                            batch_size=ev.batch_size, seed=0, curve_factors=ev.curve_factors,
-                            curve_n=ev.curve_n, audit=ev.audit, audit_n=ev.audit_n,
-                            audit_square_queries=ev.audit_square_queries,
-                            attack_options={k: dict(v) for k, v in ev.attack_options.items()
-                                            if k in ev.attacks},
-                            label=blabel)
-                        job.evals.append(EvalJob(blabel, settings,
-                                                 eval_file(run_dir, blabel, settings)))
-                    if mp.method == "standard":
-                        std_dir = run_dir
-                    jobs.append(job)
+        std_dir = None
+        budgets = preset.budgets_of(ds, protocol)
+        for mp in methods:
+            needs_eps = bool(getattr(METHODS.get(mp.method), "needs_eps", False))
+            for label, eps in (budgets if needs_eps else ((None, None),)):
+                tag = "" if eps is None else f"-eps{eps:.4g}"
+                suffix = "" if protocol == "paper" else f"-{protocol}"
+                name = f"{ds.dataset}-{arch}-{mp.method}{tag}{suffix}-s{seed}"
+                run_dir = out / "runs" / name
+                train = _train_config(preset, ds, arch, mp, eps, seed, protocol, name,
+                                      run_dir, machine)
+                job = RunJob(name, train, run_dir, mp.role,
+                             surrogate=std_dir if mp.method != "standard" else None)
+                job.evals = _eval_jobs(preset.eval, ds, run_dir,
+                                       budgets if eps is None else ((label, eps),))
+                if mp.method == "standard":
+                    std_dir = run_dir
+                jobs.append(job)
     return jobs
+
+
+def _train_config(preset: Preset, ds, arch: str, mp, eps: float | None, seed: int,
+                  protocol: str, name: str, run_dir: Path, machine: dict[str, Any]
+                  ) -> dict[str, Any]:
+    """The run's TrainConfig fields: what the preset fixes, the rest from the protocol's
+    recipe (`paper`: the preset's lr and batch size, the paper's optimiser; `recipe`: the
+    dataset's working recipe, same epochs and warm-up share for every method)."""
+    fields = {"dataset": ds.dataset, "model": arch, "method": mp.method,
+              "method_options": dict(mp.options), "eps": eps, "norm": ds.norm,
+              "epochs": preset.epochs, "seed": seed, "val_size": preset.val_size,
+              "train_size": preset.train_size, "progress": False, "out_dir": str(run_dir),
+              **machine}
+    if protocol == "paper":
+        fields.update(batch_size=preset.batch_size, lr=preset.lr)
+    return configure(fields, PROTOCOL_RECIPES[protocol],
+                     source=f"preset {preset.name}: {name}").to_dict()
+
+
+def _eval_jobs(ev, ds, run_dir: Path, budgets) -> list[EvalJob]:
+    out = []
+    for label, eps in budgets:
+        settings = EvalSettings(
+            attacks=tuple(ev.attacks), eps=float(eps), norm=ds.norm, n=ev.n,
+            batch_size=ev.batch_size, seed=0, curve_factors=ev.curve_factors,
+            curve_n=ev.curve_n, audit=ev.audit, audit_n=ev.audit_n,
+            audit_square_queries=ev.audit_square_queries,
+            attack_options={k: dict(v) for k, v in ev.attack_options.items()
+                            if k in ev.attacks},
+            label=label)
+        out.append(EvalJob(label, settings, eval_file(run_dir, label, settings)))
+    return out
 
 
 def describe_jobs(jobs: list[RunJob], out: Path) -> list[dict[str, Any]]:

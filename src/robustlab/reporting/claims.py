@@ -26,7 +26,7 @@ def _claim(cid: str, section: str, claim: str, criterion: str, verdict: str,
 
 
 def _where(b: dict[str, Any]) -> str:
-    return f"{b['dataset']} eps={b['eps']:.4g}"
+    return f"{b['dataset']} eps={b['eps']:.4g} ({b.get('protocol', 'paper')} protocol)"
 
 
 def check_claims(blocks: list[dict[str, Any]], overhead: list[dict[str, Any]],

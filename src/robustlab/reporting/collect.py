@@ -13,13 +13,35 @@ from typing import Any
 EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
 CW_ATTACKS = ("cw-l2", "cw-linf")
 METHOD_ORDER = ("standard", "pgd-at", "fgsm-rs", "free-at", "n-fgsm", "trades", "mart",
-                "gradient-reg", "lipschitz", "hybrid", "hybrid-pgd", "hybrid-fixed-eps",
-                "hybrid-fixed-alpha", "mix")
+                "gradient-reg", "lipschitz", "hybrid", "hybrid-pgd", "hybrid-fgsm",
+                "hybrid-fixed-eps", "hybrid-fixed-alpha", "mix")
 
 
 def _read(path: Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def _read_optional(path: Path) -> dict[str, Any]:
+    return _read(path) if path.is_file() else {}
+
+
+def run_health(run_dir: Path, metrics: list[dict[str, Any]]) -> str:
+    """The training verdict written by the loop (summary.json `health`); for runs made before
+    it was written, the same rule read off metrics.jsonl (training/health.py)."""
+    health = _read_optional(run_dir / "summary.json").get("health")
+    if health:
+        return health
+    last = metrics[-1] if metrics else {}
+    return ("non-finite loss" if any(m.get("non_finite_loss") for m in metrics)
+            else "collapsed" if last.get("collapsed")
+            else "catastrophic overfitting" if last.get("catastrophic_overfitting") else "ok")
+
+
+def protocol_of(recipe: str | None) -> str:
+    """`paper` (the paper's hyper-parameters, also for runs made before recipes existed) or
+    `recipe` (a method's working recipe)."""
+    return "paper" if recipe in (None, "paper") else "recipe"
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -64,7 +86,8 @@ def load_records(root: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
     if not records:
         raise FileNotFoundError(f"report: no evaluation results ({EVAL_SCHEMA} files) under "
                                 f"{root}; run `robustlab evaluate RUN` or `robustlab reproduce`")
-    records.sort(key=lambda r: (r["dataset"], r["eps"], method_rank(r["method"]), r["seed"]))
+    records.sort(key=lambda r: (r["dataset"], r["protocol"], r["eps"], method_rank(r["method"]),
+                                r["seed"]))
     return records, experiment
 
 
@@ -75,12 +98,15 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
     cw = next((a for a in CW_ATTACKS if a in attacks), None)
     pgd = attacks.get("pgd", {})
     per = data.get("per_sample", {})
+    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    recipe = _read_optional(run_dir / "config.json").get("train", {}).get("recipe")
     rec = {
         "run": run_dir.name, "run_dir": _relative(run_dir, root),
         "eval_file": _relative(path, root),
         "dataset": run.get("dataset"), "model": run.get("model"), "method": run.get("method"),
         "role": role, "seed": run.get("seed"), "train_eps": run.get("eps"),
-        "defense": run.get("defense"),
+        "defense": run.get("defense"), "recipe": recipe, "protocol": protocol_of(recipe),
+        "health": run_health(run_dir, metrics),
         "label": data.get("label") or s.get("label") or f"eps={s['eps']:g}",
         "eps": s["eps"], "norm": s["norm"], "adaptive": s.get("adaptive", True),
         "n": data["n"], "clean": data["clean"]["acc"],
@@ -109,7 +135,7 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "_curve": data.get("curve", {}).get("points", []),
         "_pgd_confidence": per.get("confidence", {}).get("pgd"),
         "_pgd_correct": per.get("correct", {}).get("pgd"),
-        "_metrics": _read_jsonl(run_dir / "metrics.jsonl"),
+        "_metrics": metrics,
         "_audit": data["audit"].get("checks", []),
     }
     return rec

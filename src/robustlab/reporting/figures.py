@@ -3,6 +3,7 @@
 Figure 1: confidence on PGD examples per method; Figure 2: methods under PGD on the headline
 dataset; Figure 3: accuracy versus eps; Figure 4: the hybrid's eps_t and weight a per epoch.
 Each function returns the written path, or None when the results hold nothing to plot.
+Figures 1-3 show only models that learned (`tables.learned`); the report lists the others.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from robustlab.reporting.collect import method_rank  # noqa: E402
 from robustlab.reporting.stats import summarize  # noqa: E402
-from robustlab.reporting.tables import groups  # noqa: E402
+from robustlab.reporting.tables import groups, learned  # noqa: E402
 
 DPI = 110
 
@@ -38,7 +39,7 @@ def _label(method: str, flagged: bool) -> str:
 
 
 def _headline_groups(records: list[dict], headline: str | None):
-    gs = groups(records)
+    gs = groups(learned(records))
     return {k: v for k, v in gs.items() if k[0] == headline} or gs
 
 
@@ -50,7 +51,7 @@ def confidence_figure(records: list[dict], path: Path, headline: str | None) -> 
     if not gs:
         return None
     fig, axes = plt.subplots(1, len(gs), figsize=(5.5 * len(gs), 4.2), squeeze=False)
-    for ax, ((dataset, label, eps), recs) in zip(axes[0], gs.items(), strict=True):
+    for ax, ((dataset, protocol, label, eps), recs) in zip(axes[0], gs.items(), strict=True):
         by: dict[str, list[dict]] = defaultdict(list)
         for r in recs:
             if r["_pgd_confidence"]:
@@ -78,7 +79,7 @@ def confidence_figure(records: list[dict], path: Path, headline: str | None) -> 
                            rotation=30, ha="right")
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("confidence (max softmax probability)")
-        ax.set_title(f"{dataset}, PGD eps={eps:.3g} ({label})")
+        ax.set_title(f"{dataset}, PGD eps={eps:.3g} ({label}, {protocol})")
         ax.legend([b1["boxes"][0], b2["boxes"][0]], ["still correct", "fooled"],
                   loc="lower left", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
@@ -93,7 +94,7 @@ def pgd_comparison_figure(records: list[dict], path: Path, headline: str | None)
     if not gs:
         return None
     fig, axes = plt.subplots(1, len(gs), figsize=(5.5 * len(gs), 4.2), squeeze=False)
-    for ax, ((dataset, label, eps), recs) in zip(axes[0], gs.items(), strict=True):
+    for ax, ((dataset, protocol, label, eps), recs) in zip(axes[0], gs.items(), strict=True):
         methods = sorted({r["method"] for r in recs}, key=method_rank)
         for j, (col, name, color) in enumerate((("clean", "clean", "#8da0cb"),
                                                 ("pgd", "PGD", "#e78ac3"),
@@ -109,7 +110,7 @@ def pgd_comparison_figure(records: list[dict], path: Path, headline: str | None)
                             for m in methods], rotation=30, ha="right")
         ax.set_ylim(0, 100)
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{dataset}, eps={eps:.3g} ({label})")
+        ax.set_title(f"{dataset}, eps={eps:.3g} ({label}, {protocol})")
         ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Figure 2: methods compared under PGD (error bars: std over seeds)")
@@ -118,11 +119,11 @@ def pgd_comparison_figure(records: list[dict], path: Path, headline: str | None)
 
 def curve_figure(records: list[dict], path: Path) -> Path | None:
     """Accuracy versus eps per method (mean over seeds), one panel per dataset/budget."""
-    gs = {k: v for k, v in groups(records).items() if any(r["_curve"] for r in v)}
+    gs = {k: v for k, v in groups(learned(records)).items() if any(r["_curve"] for r in v)}
     if not gs:
         return None
     fig, axes = plt.subplots(1, len(gs), figsize=(5.5 * len(gs), 4.2), squeeze=False)
-    for ax, ((dataset, label, eps), recs) in zip(axes[0], gs.items(), strict=True):
+    for ax, ((dataset, protocol, label, eps), recs) in zip(axes[0], gs.items(), strict=True):
         for m in sorted({r["method"] for r in recs}, key=method_rank):
             pts: dict[float, list[float]] = defaultdict(list)
             flagged = False
@@ -139,7 +140,7 @@ def curve_figure(records: list[dict], path: Path) -> Path | None:
         ax.set_xlabel(f"eps ({recs[0]['norm']}, pixel scale [0, 1])")
         ax.set_ylabel("PGD accuracy (%)")
         ax.set_ylim(0, 100)
-        ax.set_title(f"{dataset}, budget {label} (eps={eps:.3g}, dotted)")
+        ax.set_title(f"{dataset}, {label} eps={eps:.3g} (dotted), {protocol}")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle("Figure 3: accuracy versus perturbation budget")
@@ -158,7 +159,8 @@ def hybrid_schedule_figure(records: list[dict], path: Path) -> Path | None:
     for r in sorted(runs.values(), key=lambda r: (r["dataset"], r["train_eps"] or 0,
                                                   method_rank(r["method"]), r["seed"])):
         ms = r["_metrics"]
-        name = f"{r['method']} {r['dataset']} eps={r['train_eps']:.3g} s{r['seed']}"
+        name = (f"{r['method']} {r['dataset']} eps={r['train_eps']:.3g} "
+                f"{r.get('protocol', 'paper')} s{r['seed']}")
         ep = [m["epoch"] for m in ms]
         if any(m.get("eps") is not None for m in ms):
             ax1.plot(ep, [m.get("eps") for m in ms], marker="o", label=name)

@@ -14,7 +14,14 @@ from robustlab.reporting import figures
 from robustlab.reporting.claims import check_claims
 from robustlab.reporting.collect import load_records
 from robustlab.reporting.render import to_html, to_markdown
-from robustlab.reporting.tables import FLAG, TABLE1_COLUMNS, audit_rows, overhead, table1
+from robustlab.reporting.tables import (
+    FLAG,
+    PROTOCOL_NAMES,
+    TABLE1_COLUMNS,
+    audit_rows,
+    overhead,
+    table1,
+)
 
 RESULTS_SCHEMA = "robustlab.results/1"
 
@@ -87,8 +94,14 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
     if preset:
         intro.append(f"Preset `{preset['name']}`: {preset.get('description', '')}")
         intro.append(f"Sizes used: {preset.get('budget_note') or 'see experiment.json'}; "
-                     f"epochs={preset.get('epochs')}, batch={preset.get('batch_size')}, "
-                     f"lr={preset.get('lr')}, train_size={preset.get('train_size') or 'full'}.")
+                     f"epochs={preset.get('epochs')}, "
+                     f"train_size={preset.get('train_size') or 'full'}; paper protocol: "
+                     f"batch={preset.get('batch_size')}, lr={preset.get('lr')}.")
+        recipes = sorted({r["recipe"] for r in records if r["protocol"] == "recipe"})
+        if recipes:
+            intro.append(f"Best-recipe runs used the recipe(s) {', '.join(recipes)} "
+                         "(docs/methods.md, 'Recipes'; each run's config.json has every "
+                         "value).")
     doc.append(("p", " ".join(intro)))
     if len(seeds) == 1:
         doc.append(("p", "**One seed only: cells are single measurements, so no standard "
@@ -96,6 +109,17 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
     else:
         doc.append(("p", "Cells: mean ± sample std [95% confidence interval, t-distribution] "
                          "over seeds, in %."))
+    protocols = sorted({r["protocol"] for r in records})
+    doc.append(("p", "Protocols: " + "; ".join(f"**{p}** = {PROTOCOL_NAMES.get(p, p)}"
+                                              for p in protocols)
+                + ". Every table block and figure panel names the protocol its runs used."))
+    failed = [r for r in records if r["health"] != "ok"]
+    if failed:
+        doc.append(("p", f"**{len({r['run'] for r in failed})} trained model(s) did not learn** "
+                         "(collapsed to near-chance accuracy, non-finite loss, or catastrophic "
+                         "overfitting): they are listed under their block, left out of every "
+                         "comparison, claim and figure, and are failures of the training "
+                         "recipe, not findings."))
     if any(r["flagged"] for r in records):
         doc.append(("p", f"{FLAG} marks numbers of models the gradient-masking audit flagged: "
                          "they likely overstate robustness (see the audit section)."))
@@ -103,14 +127,21 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
     doc.append(("h2", "Table 1: clean and adversarial accuracy"))
     for b in blocks:
         cw = f" CW = `{b['cw_attack']}`." if b["cw_attack"] else ""
-        doc.append(("p", f"**{b['dataset']} / {b['model']}, budget `{b['label']}`: eps = "
-                         f"{b['eps']:.4g} ({b['norm']})**, {b['n']} test images.{cw} Worst "
-                         "case: a sample counts only if it survives every attack; gap = clean "
-                         "- worst case; mixed = clean/PGD halves."))
+        doc.append(("p", f"**{b['dataset']} / {b['model']}, {b['protocol']} protocol, budget "
+                         f"`{b['label']}`: eps = {b['eps']:.4g} ({b['norm']})**, {b['n']} test "
+                         f"images.{cw} Worst case: a sample counts only if it survives every "
+                         "attack; gap = clean - worst case; mixed = clean/PGD halves."))
         headers = ["Method", "Seeds"] + [name + " (%)" for _, name in TABLE1_COLUMNS]
         rows = [[row["method"], str(len(row["seeds"]))]
                 + [row["cells"][c]["text"] for c, _ in TABLE1_COLUMNS] for row in b["rows"]]
         doc.append(("table", headers, rows))
+        if b["failed"]:
+            doc.append(("p", "Not compared — these runs did not learn (their numbers are not "
+                             "robustness results):"))
+            doc.append(("table", ["Run", "Method", "Seed", "Training verdict", "Clean (%)",
+                                  "Worst case (%)"],
+                        [[f["run"], f["method"], str(f["seed"]), f["health"], _pct(f["clean"]),
+                          _pct(f["worst"])] for f in b["failed"]]))
 
     doc.append(("h2", "Claims check (paper sections 5 and 6.1)"))
     doc.append(("table", ["Claim", "Section", "Criterion used here", "Measured", "Verdict"],

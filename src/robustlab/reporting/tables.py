@@ -29,19 +29,35 @@ def pct_cell(values: list[float | None], flagged: bool) -> dict[str, Any]:
     return {**s.as_dict(), "text": text}
 
 
-def groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, float], list[dict]]:
-    out: dict[tuple[str, str, float], list[dict]] = defaultdict(list)
+PROTOCOL_NAMES = {"paper": "paper protocol (the paper's hyper-parameters for every method)",
+                  "recipe": "best recipe (each method's working recipe, same epochs and "
+                            "budget warm-up for all)"}
+
+
+def learned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of models whose training did not collapse, diverge or overfit
+    catastrophically (`health` ok): the only ones compared."""
+    return [r for r in records if r.get("health", "ok") == "ok"]
+
+
+def groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, float], list[dict]]:
+    """Records by (dataset, protocol, budget label, eps)."""
+    out: dict[tuple[str, str, str, float], list[dict]] = defaultdict(list)
     for r in records:
-        out[(r["dataset"], r["label"], r["eps"])].append(r)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][2])))
+        out[(r["dataset"], r.get("protocol", "paper"), r["label"], r["eps"])].append(r)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3])))
 
 
 def table1(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One block per (dataset, budget): rows per method, cells mean ± std [95% CI] in %."""
+    """One block per (dataset, protocol, budget): rows per method whose every run learned,
+    cells mean ± std [95% CI] in %; runs that did not learn are listed in `failed`."""
     blocks = []
-    for (dataset, label, eps), recs in groups(records).items():
+    for (dataset, protocol, label, eps), recs in groups(records).items():
         by_method: dict[str, list[dict]] = defaultdict(list)
-        for r in recs:
+        failed = [{"run": r["run"], "method": r["method"], "seed": r["seed"],
+                   "health": r["health"], "clean": r["clean"], "worst": r["worst"]}
+                  for r in recs if r.get("health", "ok") != "ok"]
+        for r in learned(recs):
             by_method[r["method"]].append(r)
         cw = sorted({r["cw_attack"] for r in recs if r["cw_attack"]})
         rows = []
@@ -54,7 +70,8 @@ def table1(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "pgd_conf": summarize([r["pgd_conf"] for r in rs]).mean,
                          "cells": {c: pct_cell([r[c] for r in rs], flagged)
                                    for c, _ in TABLE1_COLUMNS}})
-        blocks.append({"dataset": dataset, "label": label, "eps": eps,
+        blocks.append({"dataset": dataset, "protocol": protocol, "label": label, "eps": eps,
+                       "failed": failed,
                        "norm": recs[0]["norm"], "model": recs[0]["model"], "n": recs[0]["n"],
                        "cw_attack": ", ".join(cw) or None, "rows": rows})
     return blocks
@@ -96,6 +113,11 @@ def audit_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per evaluated model: its audit verdict and the reasons of flagged checks."""
     rows = []
     for r in records:
+        if r.get("health", "ok") != "ok":
+            rows.append({"run": r["run"], "label": r["label"], "eps": r["eps"],
+                         "verdict": f"NOT COMPARED ({r['health']})",
+                         "reasons": "training did not learn", "skipped": ""})
+            continue
         flagged = [c for c in r["_audit"] if c["status"] == "flag"]
         skipped = [c["name"] for c in r["_audit"] if c["status"] == "skipped"]
         rows.append({"run": r["run"], "label": r["label"], "eps": r["eps"],

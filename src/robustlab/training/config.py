@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LR_SCHEDULES = ("constant", "cosine", "step", "onecycle")
+LR_SCHEDULES = ("constant", "cosine", "step", "piecewise", "onecycle")
+# Budget warm-up schedules: the smooth ones of methods/eps_schedule.py (they change every step).
+EPS_WARMUP_SCHEDULES = ("linear", "cosine", "exponential")
 OPTIMIZERS = ("sgd", "adam")
 NORMS = ("linf", "l2")
 AUGMENTS = ("auto", "none", "crop-flip")
@@ -23,12 +25,17 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Everything a training run needs. Defaults are the paper's (SGD 0.9, lr 0.01, batch 128).
+    """Everything a training run needs. Defaults are the paper's (SGD 0.9, lr 0.01, batch 128,
+    no budget warm-up); `robustlab.training.recipes.configure` (and `robustlab train`, which
+    calls it) fills in a working recipe for the dataset and budget instead, and records its name
+    in `recipe`.
 
     Attributes with units: `eps` is the perturbation budget in pixel units of [0, 1] images
     (required for adversarial methods, there is deliberately no default that suits one dataset
     only); `val_size` counts images carved from the training set; `train_size` optionally
-    subsamples the training set (for quick runs).
+    subsamples the training set (for quick runs). `eps_warmup` is the budget warm-up of every
+    adversarial method, in epochs (fractional allowed; 0 = none): eps_t rises per step from
+    `eps_warmup_start * eps` to eps by `eps_warmup_schedule` (methods/eps_schedule.py).
     """
 
     dataset: str = "mnist"
@@ -38,6 +45,10 @@ class TrainConfig:
     method_options: dict[str, Any] = field(default_factory=dict)
     eps: float | None = None
     norm: str = "linf"
+    eps_warmup: float = 0.0
+    eps_warmup_start: float = 0.1
+    eps_warmup_schedule: str = "linear"
+    recipe: str | None = None
     defense: str | None = None
     defense_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 5
@@ -93,6 +104,8 @@ class TrainConfig:
             not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) <= 1.0
         ):
             raise ConfigError(f"eps: expected a number in [0, 1] (pixel scale), got {self.eps!r}")
+        self._validate_warmup(method_is_adversarial=bool(
+            getattr(METHODS.get(self.method), "needs_eps", False)))
         for fname, allowed in (("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
                                ("norm", NORMS), ("augment", AUGMENTS),
                                ("memory_format", MEMORY_FORMATS), ("amp", AMP_MODES)):
@@ -115,6 +128,25 @@ class TrainConfig:
             raise ConfigError(f"val_size: method {self.method!r} measures validation accuracy "
                               "every epoch and needs a validation split; got 0")
         return self
+
+    def _validate_warmup(self, *, method_is_adversarial: bool) -> None:
+        w = self.eps_warmup
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+            raise ConfigError(f"eps_warmup: expected a number of epochs >= 0, got {w!r}")
+        if w > self.epochs:
+            raise ConfigError(f"eps_warmup: {w:g} epochs is longer than the run "
+                              f"(epochs = {self.epochs}); expected at most {self.epochs}")
+        if w > 0 and not method_is_adversarial:
+            raise ConfigError(f"eps_warmup: method {self.method!r} trains without a budget, so "
+                              f"it has nothing to warm up; got {w:g}, expected 0")
+        s = self.eps_warmup_start
+        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s <= 1.0:
+            raise ConfigError(f"eps_warmup_start: expected a fraction of eps in [0, 1], "
+                              f"got {s!r}")
+        if self.eps_warmup_schedule not in EPS_WARMUP_SCHEDULES:
+            raise ConfigError(f"eps_warmup_schedule: expected one of "
+                              f"{', '.join(EPS_WARMUP_SCHEDULES)}, got "
+                              f"{self.eps_warmup_schedule!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

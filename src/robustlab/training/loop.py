@@ -27,6 +27,7 @@ from robustlab.training.distributed import (
     shutdown,
     wrap_model,
 )
+from robustlab.training.health import OK, epoch_flags, run_health
 from robustlab.training.lr_schedules import lr_factor
 from robustlab.training.methods.base import TrainContext
 from robustlab.training.run_folder import CHECKPOINT, WEIGHTS, RunFolder, prepare_run_folder
@@ -129,6 +130,8 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
                "lr": optimizer.param_groups[0]["lr"],
                "epoch_time_s": time.perf_counter() - t0, "peak_mem_mb": peak_memory_mb(device),
                **logs}
+        row.update(epoch_flags(row["train_loss"], val_acc, num_classes=ctx.num_classes,
+                               past_warmup=epoch + 1 >= cfg.eps_warmup))
         metrics.append(row)
         if dist.is_main:
             _print_epoch(row, cfg)
@@ -155,7 +158,12 @@ def _checkpoint(run: RunFolder, model, optimizer, method, metrics, epoch: int,
 def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model,
              world_size: int) -> dict[str, Any]:
     times = [m["epoch_time_s"] for m in metrics]
+    health = run_health(metrics)
+    if health != OK and cfg.progress:
+        tqdm.write(f"WARNING: this run did not learn as it should: {health} (metrics.jsonl "
+                   "has the per-epoch flags); the report shows it apart from the comparison")
     return {
+        "health": health,
         "test_acc": test_acc,
         "val_acc": metrics[-1]["val_acc"],
         "train_time_s": sum(times),
@@ -165,7 +173,8 @@ def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model,
         "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
         "n_params": sum(p.numel() for p in model.parameters()),
         "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method, "seed": cfg.seed,
-        "eps": cfg.eps, "world_size": world_size,
+        "eps": cfg.eps, "eps_warmup": cfg.eps_warmup, "recipe": cfg.recipe,
+        "world_size": world_size,
     }
 
 
@@ -178,6 +187,8 @@ def _print_epoch(row: dict[str, Any], cfg: TrainConfig) -> None:
         return
     extra = "".join(f" {k}={row[k]:.4g}" for k in ("eps", "alpha", "val_adv_acc")
                     if row.get(k) is not None)
+    extra += "".join(f"  [{flag.replace('_', ' ')}]" for flag in
+                     ("collapsed", "non_finite_loss", "catastrophic_overfitting") if row.get(flag))
     val = "n/a" if row["val_acc"] is None else f"{row['val_acc']:.4f}"
     tr = "n/a" if row["train_acc"] is None else f"{row['train_acc']:.4f}"
     tqdm.write(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}  "

@@ -13,7 +13,7 @@ def lr_factor(schedule: str, progress: float) -> float:
         return 1.0
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * p))
-    if schedule == "step":  # x0.1 at 50% and again at 75% of training (Madry et al. style)
+    if schedule in ("step", "piecewise"):  # x0.1 at 50% and again at 75% (Madry et al. style)
         return 1.0 if p < 0.5 else 0.1 if p < 0.75 else 0.01
     if schedule == "onecycle":  # linear warm-up to the peak over 30%, then linear decay to 0
         return p / 0.3 if p < 0.3 else max(0.0, (1.0 - p) / 0.7)

@@ -93,7 +93,8 @@ def prepare_run_folder(path: str | Path, config: dict[str, Any], *, resume: bool
                              "continue it or --overwrite to replace it (results are never "
                              "overwritten silently)")
     if exists:
-        old = run.read_config()
+        # a field added to TrainConfig after the run was made counts as its default there
+        old = {**_config_defaults(), **run.read_config()}
         diff = sorted(k for k in set(old) | set(config)
                       if k not in _RESUME_FREE_FIELDS and old.get(k) != config.get(k))
         if diff:
@@ -101,6 +102,12 @@ def prepare_run_folder(path: str | Path, config: dict[str, Any], *, resume: bool
             raise RunFolderError(f"cannot resume {run.path} with a different config ({details})")
         return run, True
     return run, False
+
+
+def _config_defaults() -> dict[str, Any]:
+    from robustlab.training.config import TrainConfig
+
+    return TrainConfig().to_dict()
 
 
 def environment_info() -> dict[str, Any]:

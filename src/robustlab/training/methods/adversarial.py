@@ -11,8 +11,9 @@ Loss: `CE(f(x_adv), y)`. The logits reported to the loop (its running `train_acc
 `x_adv`: the method never forwards the clean batch, and an extra forward only for a statistic
 would cost ~1/3 of a training step. Single-step variants watch for catastrophic overfitting
 (validation PGD accuracy each epoch, option `guard`, on by default for them); its cost counts
-in the epoch time. Logs per epoch: `eps`, and with the guard `val_clean_acc`, `val_adv_acc`,
-`catastrophic_overfitting`.
+in the epoch time. Every generator runs at the step's budget (`AdversarialMethod.budget`:
+the config's `eps_warmup` ramp, then eps). Logs per epoch: `eps` (at the epoch's last step),
+and with the guard `val_clean_acc`, `val_adv_acc`, `catastrophic_overfitting`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from robustlab.registry import METHODS
 from robustlab.training.config import ConfigError
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.base import AdversarialMethod, BatchOutput
 from robustlab.training.methods.options import (
     check_bool,
     check_choice,
@@ -36,10 +37,9 @@ from robustlab.training.methods.validation import OverfitGuard, ValProbe
 
 
 @METHODS.register("pgd-at")
-class AdversarialTraining(TrainingMethod):
+class AdversarialTraining(AdversarialMethod):
     """Train on `generator` examples at eps only (see the module docstring)."""
 
-    needs_eps = True
     registered_name = "pgd-at"
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "generator": "pgd", "k": 10, "step_size": None, "random_start": True,
@@ -66,30 +66,29 @@ class AdversarialTraining(TrainingMethod):
                                   check_float("co_fgsm_high", o["co_fgsm_high"], 0.0, 1.0))
 
     def setup(self, ctx) -> None:
-        self.eps, self.norm = float(ctx.cfg.eps), ctx.cfg.norm
+        super().setup(ctx)
         self.method_name = ctx.cfg.method
         self.probe = (ValProbe.from_split(ctx.val, self.val_samples, norm=self.norm,
                                           steps=self.val_steps, batch=self.val_batch,
                                           seed=ctx.cfg.seed) if self.use_guard else None)
 
-    def start_epoch(self, ctx) -> dict[str, Any]:
-        return {"eps": self.eps}
-
     def loss(self, model, x, y, ctx) -> BatchOutput:
-        x_adv = generate(self.generator, model, x, y, self.eps, self.norm, steps=self.k,
+        x_adv = generate(self.generator, model, x, y, self.budget(ctx), self.norm, steps=self.k,
                          step=self.step_size, noise_mult=self.noise_mult,
                          random_start=self.random_start)
         logits = model(x_adv)
         return BatchOutput(F.cross_entropy(logits, y), logits.detach())
 
     def end_epoch(self, ctx) -> dict[str, Any]:
+        logs = super().end_epoch(ctx)
         if self.probe is None:
-            return {}
+            return logs
         model = ctx.model
         adv = self.probe.pgd_acc(model, self.eps)
-        logs: dict[str, Any] = {"val_clean_acc": self.probe.clean_acc(model), "val_adv_acc": adv}
+        logs.update({"val_clean_acc": self.probe.clean_acc(model), "val_adv_acc": adv})
         logs.update(self.guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
-                                     method=self.method_name, epoch=ctx.epoch))
+                                     method=self.method_name, epoch=ctx.epoch,
+                                     at_target=self.at_target(ctx)))
         return logs
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.training.methods.eps_schedule import EpsWarmup
+
 
 @dataclass
 class BatchOutput:
@@ -90,3 +92,34 @@ class TrainingMethod:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             raise ValueError(f"{type(self).__name__} has no state to load, got {sorted(state)}")
+
+
+class AdversarialMethod(TrainingMethod):
+    """A method that trains against perturbations within a budget (`TrainConfig.eps`).
+
+    `setup` reads eps, the norm and the config's budget warm-up (`eps_warmup`, shared by every
+    adversarial method); `budget(ctx)` is the budget of the current step (eps once the warm-up
+    is over). The budget of the epoch's last step is logged as `eps`.
+    """
+
+    needs_eps = True
+
+    def setup(self, ctx: TrainContext) -> None:
+        cfg = ctx.cfg
+        self.eps, self.norm = float(cfg.eps), cfg.norm
+        self.warmup = EpsWarmup(self.eps, getattr(cfg, "eps_warmup", 0.0),
+                                getattr(cfg, "eps_warmup_start", 0.1),
+                                getattr(cfg, "eps_warmup_schedule", "linear"))
+        self.eps_last = self.warmup.eps_at(0.0)
+
+    def budget(self, ctx: TrainContext) -> float:
+        """The budget (pixel units) for the step at `ctx.progress`."""
+        self.eps_last = self.warmup.eps_at(ctx.progress)
+        return self.eps_last
+
+    def at_target(self, ctx: TrainContext) -> bool:
+        """Whether the warm-up is over at the end of the epoch `ctx.epoch`."""
+        return self.warmup.done(ctx.epoch + 1)
+
+    def end_epoch(self, ctx: TrainContext) -> dict[str, Any]:
+        return {"eps": self.eps_last}

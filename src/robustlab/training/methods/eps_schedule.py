@@ -3,7 +3,9 @@
 `ramp_fraction(progress, ramp_epochs)` maps training progress (in epochs; whole epochs for
 per-epoch schedules, fractional ones for per-step schedules) to r in [0, 1]; `scheduled_eps`
 maps r to a budget. `constant` is eps throughout (no ramp). `adaptive` is state-driven (the
-paper's "iterative refinement"): see `AdaptiveEps`.
+paper's "iterative refinement"): see `AdaptiveEps`. `EpsWarmup` is the per-step ramp that
+every adversarial method applies when `TrainConfig.eps_warmup` > 0 (the hybrid's own ramp
+defaults to the same length).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ SCHEDULES: tuple[str, ...] = ("linear", "cosine", "step", "exponential", "adapti
 SMOOTH: tuple[str, ...] = ("linear", "cosine", "exponential")
 
 
-def ramp_fraction(progress: float, ramp_epochs: int) -> float:
+def ramp_fraction(progress: float, ramp_epochs: float) -> float:
     """Fraction of the ramp done after `progress` epochs: `min(1, progress / ramp_epochs)`."""
     return min(1.0, max(0.0, progress / ramp_epochs))
 
@@ -56,3 +58,26 @@ class AdaptiveEps:
             self.value = min(self.eps, self.value * self.factor)
             return True
         return False
+
+
+class EpsWarmup:
+    """The budget warm-up shared by every adversarial method: eps_t rises from
+    `start_frac * eps` to `eps` over the first `epochs` epochs of training (fractional epochs,
+    so the budget changes at every step), by `scheduled_eps(kind, ...)`, then stays at eps.
+    `epochs = 0` means no warm-up (eps from the first step)."""
+
+    def __init__(self, eps: float, epochs: float, start_frac: float, kind: str = "linear"
+                 ) -> None:
+        self.eps, self.epochs, self.kind = eps, float(epochs), kind
+        self.eps0 = start_frac * eps
+
+    def eps_at(self, progress: float) -> float:
+        """Budget after `progress` epochs of training (pixel units)."""
+        if self.epochs <= 0:
+            return self.eps
+        return scheduled_eps(self.kind, self.eps, self.eps0,
+                             ramp_fraction(progress, self.epochs))
+
+    def done(self, progress: float) -> bool:
+        """Whether training at `progress` epochs runs at the full budget."""
+        return self.epochs <= 0 or progress >= self.epochs

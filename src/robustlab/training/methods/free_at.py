@@ -5,8 +5,9 @@ Each minibatch is replayed `m` times (default 4). Every replay does ONE forward/
 (an ascent step on `delta`, projected onto the eps-ball). `delta` is carried across replays AND
 across minibatches (it starts at zero). An epoch therefore costs ~m standard epochs and makes m
 optimizer steps per batch: to match a standard run's budget, train for `epochs / m` epochs
-(Shafahi et al.). Per-epoch log: `eps`. The logits reported are those of the first replay
-(at `x + delta` carried from the previous batch).
+(Shafahi et al.). The budget follows `eps_warmup` (`AdversarialMethod`; the carried
+`delta` is projected onto the current ball). Per-epoch log: `eps`. The logits reported are
+those of the first replay (at `x + delta` carried from the previous batch).
 
 Note: the input gradient is taken at the clipped point `clamp(x + delta, 0, 1)`; where the clip
 is active it is the gradient w.r.t. that point, a standard simplification.
@@ -21,14 +22,13 @@ import torch.nn.functional as F
 
 from robustlab.attacks.norms import steepest_direction
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.base import AdversarialMethod, BatchOutput
 from robustlab.training.methods.options import check_float, check_int, resolve_options
 from robustlab.training.methods.perturb import ball_project, differentiable_forward
 
 
 @METHODS.register("free-at")
-class FreeAT(TrainingMethod):
-    needs_eps = True
+class FreeAT(AdversarialMethod):
     DEFAULTS: ClassVar[dict[str, Any]] = {"m": 4, "step_size": None}
 
     def __init__(self, **options: Any) -> None:
@@ -38,14 +38,9 @@ class FreeAT(TrainingMethod):
                                      allow_none=True)
         self.delta: torch.Tensor | None = None
 
-    def setup(self, ctx) -> None:
-        self.eps, self.norm = float(ctx.cfg.eps), ctx.cfg.norm
-        self.step = self.step_size if self.step_size is not None else self.eps
-
-    def start_epoch(self, ctx) -> dict[str, Any]:
-        return {"eps": self.eps}
-
     def train_step(self, model, optimizer, x, y, ctx) -> BatchOutput:
+        eps = self.budget(ctx)
+        step = self.step_size if self.step_size is not None else eps
         n = x.shape[0]
         if self.delta is None or self.delta.shape[1:] != x.shape[1:] or len(self.delta) < n:
             fresh = torch.zeros_like(x)
@@ -61,8 +56,8 @@ class FreeAT(TrainingMethod):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            delta = ball_project(delta + self.step * steepest_direction(xa.grad, self.norm),
-                                 self.eps, self.norm)
+            delta = ball_project(delta + step * steepest_direction(xa.grad, self.norm),
+                                 eps, self.norm)
             if first_logits is None:
                 first_logits = logits.detach()
         self.delta[:n] = delta

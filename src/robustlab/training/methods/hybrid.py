@@ -1,21 +1,25 @@
 """The paper's hybrid method (dynamic adversarial augmentation + adaptive loss) and its ablations.
 
-One class, registered under four names that differ only in their default options:
+One class, registered under several names that differ only in their default options:
 
-| name                 | budget schedule       | weight a                     |
-|----------------------|-----------------------|------------------------------|
-| `hybrid`             | eps/10 -> eps (linear) | adaptive (validation accs)  |
-| `hybrid-fixed-eps`   | constant eps          | adaptive                     |
-| `hybrid-fixed-alpha` | eps/10 -> eps (linear) | fixed 0.5                   |
-| `mix`                | constant eps          | fixed 0.5 (Goodfellow 2015)  |
+| name                 | budget schedule        | weight a                    | copies        |
+|----------------------|------------------------|-----------------------------|---------------|
+| `hybrid`             | eps/10 -> eps (linear) | adaptive (validation accs)  | PGD-2         |
+| `hybrid-pgd`         | same as `hybrid` (kept for run folders and presets that name it)     |
+| `hybrid-fgsm`        | eps/10 -> eps (linear) | adaptive                    | FGSM          |
+| `hybrid-fixed-eps`   | constant eps           | adaptive                    | PGD-2         |
+| `hybrid-fixed-alpha` | eps/10 -> eps (linear) | fixed 0.5                   | PGD-2         |
+| `mix`                | constant eps           | fixed 0.5 (Goodfellow 2015) | PGD-2         |
 
 Each step trains on the clean batch and its adversarial copy at eps_t (D ∪ D_adv) with
-`L = a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)`. The copy comes from `generator`: `fgsm` by
-default (as the issue settles it), whose input gradient comes out of the clean loss's own
-backward pass (~2 forward+backward per step, the floor of training on D ∪ D_adv) -- it overfits
-catastrophically on MNIST at eps 0.3 (docs/methods.md has the numbers; the guard flags it) --
-or `pgd` with `k` steps (random start, step 2.5 eps_t / k; `hybrid-pgd` is k = 2), `fgsm-rs`
-or `n-fgsm`. After each epoch the method measures, on the
+`L = a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)`. The copy comes from `generator`: `pgd` with
+`k` = 2 steps by default (random start, step 2.5 eps_t / k). The paper's FGSM (`generator=fgsm`,
+registered as `hybrid-fgsm`) takes its input gradient from the clean loss's own backward pass
+(~2 forward+backward per step, the floor of training on D ∪ D_adv) but overfits
+catastrophically on MNIST at eps 0.3 (0 % PGD-40; docs/methods.md has the numbers; the guard
+flags it), so it is no longer the default; `fgsm-rs` and `n-fgsm` are the other single-step
+choices. The ramp's length defaults to the config's `eps_warmup` when that is set (the same
+warm-up as every baseline), else half the epochs. After each epoch the method measures, on the
 first `val_samples` validation images, clean accuracy and accuracy under the registry's PGD
 (`val_steps` steps at the TARGET eps) and sets `a = acc_adv / (acc_adv + acc_clean)` (0.5 when
 both are 0; `alpha_init` before the first measurement). Per-epoch logs: `eps` (budget used that
@@ -59,12 +63,11 @@ class Hybrid(TrainingMethod):
     needs_val = True
     DEFAULTS: ClassVar[dict[str, Any]] = {
         # budget schedule
-        "schedule": "linear", "ramp_epochs": None, "eps_start_frac": 0.1, "per_step": False,
+        "schedule": "linear", "ramp_epochs": None, "eps_start_frac": None, "per_step": False,
         "step_levels": 4, "adaptive_factor": 2.0, "adaptive_threshold": 0.5,
-        # adversarial copies
-        # fgsm as the issue settles it; on MNIST/LeNet-5 at eps 0.3 it overfits catastrophically
-        # (the guard flags it) and generator=pgd, k=2 is the variant that works: docs/methods.md
-        "generator": "fgsm", "k": 2, "step_size": None, "noise_mult": 2.0,
+        # adversarial copies: PGD-2, since the paper's FGSM overfits catastrophically on
+        # MNIST/LeNet-5 at eps 0.3 (0 % PGD-40, docs/methods.md); `hybrid-fgsm` keeps FGSM
+        "generator": "pgd", "k": 2, "step_size": None, "noise_mult": 2.0,
         # loss weight
         "alpha": "adaptive", "alpha_init": 0.5, "alpha_ema": 0.0, "alpha_min": 0.0,
         "alpha_max": 1.0, "update_every": None,
@@ -77,9 +80,10 @@ class Hybrid(TrainingMethod):
         name = getattr(type(self), "registered_name", "hybrid")
         o = resolve_options(name, self.DEFAULTS, options)
         self.schedule = check_choice("schedule", o["schedule"], SCHEDULES)
-        self.ramp_epochs = check_int("ramp_epochs", o["ramp_epochs"], 1, allow_none=True)
+        self.ramp_epochs = check_float("ramp_epochs", o["ramp_epochs"], 0.0, low_open=True,
+                                       allow_none=True)
         self.eps_start_frac = check_float("eps_start_frac", o["eps_start_frac"], 0.0, 1.0,
-                                          low_open=True)
+                                          low_open=True, allow_none=True)
         self.per_step = check_bool("per_step", o["per_step"])
         if self.per_step and self.schedule not in SMOOTH:
             raise ConfigError(f"method_options.per_step: only smooth schedules "
@@ -122,8 +126,11 @@ class Hybrid(TrainingMethod):
     def setup(self, ctx) -> None:
         self.eps = float(ctx.cfg.eps)
         self.norm = ctx.cfg.norm
-        self.eps0 = self.eps_start_frac * self.eps
-        self.ramp = self.ramp_epochs or max(1, ctx.cfg.epochs // 2)
+        cfg_warmup = float(getattr(ctx.cfg, "eps_warmup", 0.0))
+        start_frac = (self.eps_start_frac if self.eps_start_frac is not None
+                      else getattr(ctx.cfg, "eps_warmup_start", 0.1))
+        self.eps0 = start_frac * self.eps
+        self.ramp = self.ramp_epochs or cfg_warmup or max(1, ctx.cfg.epochs // 2)
         self.adaptive_eps = (AdaptiveEps(self.eps, self.eps0, self.adaptive_factor,
                                          self.adaptive_threshold)
                              if self.schedule == "adaptive" else None)
@@ -231,8 +238,12 @@ HybridFixedEps = _variant("hybrid-fixed-eps", "Ablation: adaptive alpha, eps fix
                           schedule="constant")
 HybridFixedAlpha = _variant("hybrid-fixed-alpha", "Ablation: eps schedule, alpha fixed at 0.5.",
                             alpha=0.5)
-HybridPGD = _variant("hybrid-pgd", "The hybrid with a 2-step PGD generator instead of FGSM (the "
-                     "variant that resists PGD on MNIST/LeNet-5; see docs/methods.md).",
+HybridPGD = _variant("hybrid-pgd", "The hybrid with its default 2-step PGD generator (the name "
+                     "older presets and run folders use; identical to `hybrid`).",
                      generator="pgd", k=2)
-Mix = _variant("mix", "Goodfellow et al. (2015): FGSM at fixed eps, alpha = 0.5.",
+HybridFGSM = _variant("hybrid-fgsm", "The hybrid with the paper's FGSM generator (overfits "
+                      "catastrophically on MNIST at eps 0.3; see docs/methods.md).",
+                      generator="fgsm")
+Mix = _variant("mix", "Goodfellow et al. (2015)'s fixed mix (eps fixed, alpha = 0.5) with the "
+               "hybrid's copies (PGD-2 by default; generator=fgsm for the original).",
                schedule="constant", alpha=0.5)

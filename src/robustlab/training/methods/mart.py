@@ -3,7 +3,8 @@
 Adversarial examples: PGD-`k` (10) on cross-entropy with random start, step 2.5 eps / k.
 Loss: `BCE(f(x_adv), y) + beta * mean_i KL(p(x_i) || p(x_adv_i)) * (1 - p_y(x_i))`, where the
 boosted CE `BCE = CE(f(x_adv), y) - log(1 - max_{j != y} p_j(x_adv))` also pushes down the
-strongest wrong class. `beta` defaults to 6. Per-epoch log: `eps`.
+strongest wrong class. `beta` defaults to 6. The budget follows `eps_warmup`
+(`AdversarialMethod`). Per-epoch log: `eps`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.base import AdversarialMethod, BatchOutput
 from robustlab.training.methods.options import check_float, check_int, resolve_options
 from robustlab.training.methods.perturb import pgd
 
@@ -22,8 +23,7 @@ _TINY = 1e-12
 
 
 @METHODS.register("mart")
-class Mart(TrainingMethod):
-    needs_eps = True
+class Mart(AdversarialMethod):
     DEFAULTS: ClassVar[dict[str, Any]] = {"beta": 6.0, "k": 10, "step_size": None}
 
     def __init__(self, **options: Any) -> None:
@@ -33,15 +33,10 @@ class Mart(TrainingMethod):
         self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
                                      allow_none=True)
 
-    def setup(self, ctx) -> None:
-        self.eps, self.norm = float(ctx.cfg.eps), ctx.cfg.norm
-        self.step = self.step_size if self.step_size is not None else 2.5 * self.eps / self.k
-
-    def start_epoch(self, ctx) -> dict[str, Any]:
-        return {"eps": self.eps}
-
     def loss(self, model, x, y, ctx) -> BatchOutput:
-        x_adv = pgd(model, x, y, self.eps, self.norm, steps=self.k, step=self.step)
+        eps = self.budget(ctx)
+        step = self.step_size if self.step_size is not None else 2.5 * eps / self.k
+        x_adv = pgd(model, x, y, eps, self.norm, steps=self.k, step=step)
         logits = model(x)
         logits_adv = model(x_adv)
         p_adv = F.softmax(logits_adv, dim=1)

@@ -3,8 +3,11 @@
 Unlike the evaluation attacks in `robustlab.attacks`, these functions keep no best iterate, do
 no input validation and no mode switching: they are the lean inner loop of adversarial
 training. Every gradient is taken with `torch.autograd.grad` w.r.t. the input only, so the
-parameters' `.grad` are never touched. Randomness comes from torch's global RNG, which the
-training loop reseeds at every epoch start (so a resumed run draws the same numbers).
+parameters' `.grad` are never touched; `input_gradient_mode` freezes the parameters for that
+pass (no weight-gradient kernels) and, on the CPU, runs it under the attacks' `CPUKernels`
+(equal values, faster 1-channel convolution, 2x2 max-pool and ReLU; bench/method_speed.py).
+Randomness comes from torch's global RNG, which the training loop reseeds at every epoch start
+(so a resumed run draws the same numbers).
 
 Shapes: `x` `[N, C, H, W]` float in [0, 1], `y` `[N]` int64. `eps`, `step` and `noise` are
 Python floats in pixel units (radius of the `norm` ball). Every function returns `x_adv`
@@ -13,10 +16,14 @@ detached, same shape as `x`, in [0, 1]; all but `n_fgsm` also stay in the eps-ba
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab.attacks.base import frozen_parameters
+from robustlab.attacks.cpu_kernels import CPUKernels
 from robustlab.attacks.norms import project, random_in_ball, steepest_direction
 from robustlab.training.distributed import unwrap
 
@@ -31,12 +38,25 @@ def differentiable_forward(model: nn.Module):
     return model.bpda_forward if getattr(model, "nondifferentiable", False) else model
 
 
+def input_gradient_mode(model: nn.Module, x: Tensor) -> ExitStack:
+    """Context for a pass that differentiates w.r.t. the input `x` only: the parameters of the
+    (unwrapped) `model` frozen, and `CPUKernels` on for CPU inputs of models it can speed up
+    (not `torch.compile`d ones). The parameters' `requires_grad` is restored on exit."""
+    net = unwrap(model)
+    stack = ExitStack()
+    stack.enter_context(frozen_parameters(net))
+    if x.device.type == "cpu" and not hasattr(net, "_orig_mod") and CPUKernels.may_apply(net):
+        stack.enter_context(CPUKernels())
+    return stack
+
+
 def input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """Gradient of the summed cross-entropy w.r.t. `x` (per-sample gradients, unscaled)."""
     forward = differentiable_forward(unwrap(model))
     xr = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(forward(xr), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, xr)
+    with input_gradient_mode(model, x):
+        loss = F.cross_entropy(forward(xr), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xr)
     return grad
 
 

@@ -3,7 +3,8 @@
 `gradient-reg` (input-gradient regularisation, cf. Ross & Doshi-Velez 2018, Simon-Gabriel et
 al. 2019): `L = CE(f(x), y) + lam * eps * mean_i ||grad_x CE_i||_*`, where `||.||_*` is the dual
 norm of the threat model (l1 for linf, l2 for l2) -- the first-order increase of the loss under
-an eps-perturbation. Trained by double backpropagation (`create_graph=True`). Needs eps; logs it.
+an eps-perturbation. Trained by double backpropagation (`create_graph=True`). Needs eps (warmed up
+by `eps_warmup`, `AdversarialMethod`); logs it.
 
 `lipschitz`: a spectral-norm penalty `lam * sum_l relu(sigma_l - target) ** 2` over every Conv2d
 / Linear weight, with sigma_l estimated by power iteration (`power_iters` per step, the vectors
@@ -23,33 +24,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.base import AdversarialMethod, BatchOutput, TrainingMethod
 from robustlab.training.methods.options import check_float, check_int, resolve_options
 
 
 @METHODS.register("gradient-reg")
-class GradientReg(TrainingMethod):
-    needs_eps = True
+class GradientReg(AdversarialMethod):
     DEFAULTS: ClassVar[dict[str, Any]] = {"lam": 1.0}
 
     def __init__(self, **options: Any) -> None:
         o = resolve_options("gradient-reg", self.DEFAULTS, options)
         self.lam = check_float("lam", o["lam"], 0.0)
 
-    def setup(self, ctx) -> None:
-        self.eps, self.norm = float(ctx.cfg.eps), ctx.cfg.norm
-
-    def start_epoch(self, ctx) -> dict[str, Any]:
-        return {"eps": self.eps}
-
     def loss(self, model, x, y, ctx) -> BatchOutput:
+        eps = self.budget(ctx)
         xr = x.detach().requires_grad_(True)
         logits = model(xr)
         ce = F.cross_entropy(logits, y, reduction="none")
         (grad,) = torch.autograd.grad(ce.sum(), xr, create_graph=True)
         flat = grad.reshape(len(grad), -1)
         dual = flat.abs().sum(1) if self.norm == "linf" else flat.norm(p=2, dim=1)
-        loss = ce.mean() + self.lam * self.eps * dual.mean()
+        loss = ce.mean() + self.lam * eps * dual.mean()
         return BatchOutput(loss, logits.detach())
 
 

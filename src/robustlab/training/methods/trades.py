@@ -5,7 +5,8 @@ crafted to maximise the KL term: start `x + 0.001 * N(0, 1)`, `k` (10) projected
 of `step_size` (default 2.5 eps / k, i.e. the paper's 0.01 for eps 0.031 scaled with eps).
 The clean forward pass is made once, before the attack, and its graph is reused for the loss
 (its detached probabilities are the attack's target), so a step costs k input-gradient passes
-plus 2 forwards and 1 backward. Per-epoch log: `eps`.
+plus 2 forwards and 1 backward. The budget follows `eps_warmup` (`AdversarialMethod`).
+Per-epoch log: `eps`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.base import AdversarialMethod, BatchOutput
 from robustlab.training.methods.options import check_float, check_int, resolve_options
-from robustlab.training.methods.perturb import differentiable_forward, step_from, unwrap
+from robustlab.training.methods.perturb import (
+    differentiable_forward,
+    input_gradient_mode,
+    step_from,
+    unwrap,
+)
 
 
 @METHODS.register("trades")
-class Trades(TrainingMethod):
-    needs_eps = True
+class Trades(AdversarialMethod):
     DEFAULTS: ClassVar[dict[str, Any]] = {"beta": 6.0, "k": 10, "step_size": None,
                                           "init_std": 0.001}
 
@@ -35,23 +40,19 @@ class Trades(TrainingMethod):
                                      allow_none=True)
         self.init_std = check_float("init_std", o["init_std"], 0.0)
 
-    def setup(self, ctx) -> None:
-        self.eps, self.norm = float(ctx.cfg.eps), ctx.cfg.norm
-        self.step = self.step_size if self.step_size is not None else 2.5 * self.eps / self.k
-
-    def start_epoch(self, ctx) -> dict[str, Any]:
-        return {"eps": self.eps}
-
     def loss(self, model, x, y, ctx) -> BatchOutput:
+        eps = self.budget(ctx)
+        step = self.step_size if self.step_size is not None else 2.5 * eps / self.k
         logits = model(x)
         p_clean = F.softmax(logits.detach(), dim=1)
         x_adv = (x + self.init_std * torch.randn_like(x)).clamp(0.0, 1.0)
         net = differentiable_forward(unwrap(model))  # no gradient synchronisation needed
-        for _ in range(self.k):
-            xr = x_adv.detach().requires_grad_(True)
-            kl = F.kl_div(F.log_softmax(net(xr), dim=1), p_clean, reduction="sum")
-            (grad,) = torch.autograd.grad(kl, xr)
-            x_adv = step_from(x, xr.detach(), grad, self.step, self.eps, self.norm)
+        with input_gradient_mode(model, x):
+            for _ in range(self.k):
+                xr = x_adv.detach().requires_grad_(True)
+                kl = F.kl_div(F.log_softmax(net(xr), dim=1), p_clean, reduction="sum")
+                (grad,) = torch.autograd.grad(kl, xr)
+                x_adv = step_from(x, xr.detach(), grad, step, eps, self.norm)
         robust = F.kl_div(F.log_softmax(model(x_adv.detach()), dim=1), F.softmax(logits, dim=1),
                           reduction="batchmean")
         return BatchOutput(F.cross_entropy(logits, y) + self.beta * robust, logits.detach())

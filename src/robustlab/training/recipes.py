@@ -1,0 +1,141 @@
+"""Training recipes as data: the hyper-parameters that make each method learn, per dataset and
+budget, with where they come from.
+
+A recipe fills in the `TrainConfig` fields (and method options) the user did not set:
+`configure(fields)` is what `robustlab train` calls; an explicit value always wins. `auto`
+(the default) picks the recipe written for the dataset, norm and budget, `paper` is the
+paper's protocol (SGD, lr 0.01, batch 128, constant learning rate, no budget warm-up: the
+`TrainConfig` defaults), `none` applies nothing. The warm-up is stored as a share of the run
+(`eps_warmup_share`), so a shorter run gets a shorter warm-up, never one longer than itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from robustlab.training.config import ConfigError, TrainConfig
+
+AUTO, PAPER, NONE = "auto", "paper", "none"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """`fields`: TrainConfig fields; `method_options`: per method name, options merged under
+    the user's; `eps_warmup_share`: the budget warm-up as a share of `epochs` (adversarial
+    methods only); `dataset`/`norm`/`eps_range` (inclusive): what it was written for (None:
+    any)."""
+
+    name: str
+    source: str
+    dataset: str | None = None
+    norm: str | None = None
+    eps_range: tuple[float, float] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    eps_warmup_share: float = 0.0
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def matches(self, dataset: str, norm: str, eps: float | None) -> bool:
+        if self.dataset is not None and self.dataset != dataset:
+            return False
+        if self.norm is not None and norm != self.norm:
+            return False
+        if eps is not None and self.eps_range is not None:
+            return self.eps_range[0] <= eps <= self.eps_range[1]
+        return True
+
+    def describe(self, cfg: TrainConfig) -> str:
+        """What this recipe set in `cfg` (values as applied, after the user's flags)."""
+        keys = [*self.fields, *(("eps_warmup",) if self.eps_warmup_share else ())]
+        values = ", ".join(f"{k}={getattr(cfg, k)}" for k in keys)
+        options = self.method_options.get(cfg.method, {})
+        if options:
+            values += ", method options " + ", ".join(f"{k}={cfg.method_options.get(k)}"
+                                                      for k in options)
+        return f"{self.name}: {values} (source: {self.source})"
+
+
+# One-cycle SGD (peak lr 0.05 at 30 % of the steps, then linear to 0) with a linear budget
+# warm-up from eps/10 over the first third of the run: measured in docs/methods.md.
+_ONECYCLE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4,
+             "lr_schedule": "onecycle", "batch_size": 128, "epochs": 6}
+_DIGIT_METHOD_OPTIONS = {
+    "pgd-at": {"k": 7}, "trades": {"k": 7}, "mart": {"k": 7},
+    # the hybrid ramps over the same warm-up as the baselines, per step like theirs
+    **{m: {"per_step": True} for m in ("hybrid", "hybrid-pgd", "hybrid-fgsm",
+                                       "hybrid-fixed-alpha")},
+}
+
+RECIPES: dict[str, Recipe] = {
+    PAPER: Recipe(
+        PAPER, "the paper, section 4: SGD, lr 0.01, batch 128; no warm-up or schedule stated",
+        fields={"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "lr_schedule": "constant",
+                "batch_size": 128}),
+    "mnist-linf": Recipe(
+        "mnist-linf", "robustlab docs/methods.md, 'Recipes' (LeNet-5, eps 0.3, measured)",
+        dataset="mnist", norm="linf", eps_range=(0.0, 0.4), fields=_ONECYCLE,
+        eps_warmup_share=1 / 3, method_options=_DIGIT_METHOD_OPTIONS),
+    "fashion-mnist-linf": Recipe(
+        "fashion-mnist-linf", "robustlab docs/methods.md, 'Recipes' (LeNet-5, eps 0.1, "
+        "measured)", dataset="fashion-mnist", norm="linf", eps_range=(0.0, 0.2),
+        fields=_ONECYCLE, eps_warmup_share=1 / 3, method_options=_DIGIT_METHOD_OPTIONS),
+}
+
+
+def find_recipe(name: str, dataset: str, norm: str, eps: float | None) -> Recipe | None:
+    """The recipe `name` means for this run (None for `none`, or `auto` with no recipe written
+    for it); ConfigError for an unknown name or a recipe written for another dataset/budget."""
+    if name == NONE:
+        return None
+    if name == AUTO:
+        return next((r for r in RECIPES.values() if r.name != PAPER and r.dataset is not None
+                     and r.matches(dataset, norm, eps)), None)
+    if name not in RECIPES:
+        raise ConfigError(f"recipe: unknown recipe {name!r}; available: "
+                          f"{', '.join([AUTO, NONE, *RECIPES])}")
+    recipe = RECIPES[name]
+    if not recipe.matches(dataset, norm, eps):
+        wants = ", ".join(f"{k} {v}" for k, v in (("dataset", recipe.dataset),
+                                                  ("norm", recipe.norm),
+                                                  ("eps in", recipe.eps_range)) if v)
+        raise ConfigError(f"recipe: {name!r} is written for {wants}; this run is dataset "
+                          f"{dataset}, norm {norm}, eps {eps}")
+    return recipe
+
+
+def configure(fields: dict[str, Any], recipe: str = AUTO, *, source: str = "config"
+              ) -> TrainConfig:
+    """A validated `TrainConfig` from the fields the user set, the rest from `recipe`.
+
+    `fields` holds only explicit values (from flags or a config file); everything else comes
+    from the recipe, then from the `TrainConfig` defaults. The chosen recipe's name is kept in
+    `TrainConfig.recipe` (None when none applied).
+    """
+    if not isinstance(recipe, str):
+        raise ConfigError(f"recipe: expected a recipe's name, got {recipe!r}")
+    base = TrainConfig()
+    dataset = fields.get("dataset", base.dataset)
+    method = fields.get("method", base.method)
+    chosen = find_recipe(recipe, dataset, fields.get("norm", base.norm), fields.get("eps"))
+    if recipe == AUTO and not _method_attr(method, "reports_accuracy", True):
+        chosen = None  # recipes are written for classifiers, not the denoising autoencoder
+    if chosen is None:
+        return TrainConfig.from_dict(dict(fields), source=source).validate()
+    merged = {**chosen.fields, **fields}
+    cfg = TrainConfig.from_dict(merged, source=source)  # unknown fields are named here
+    if ("eps_warmup" not in fields and chosen.eps_warmup_share
+            and _method_attr(method, "needs_eps", False)):
+        merged["eps_warmup"] = round(chosen.eps_warmup_share * cfg.epochs, 6)
+    merged["method_options"] = {**chosen.method_options.get(method, {}),
+                                **fields.get("method_options", {})}
+    merged["recipe"] = chosen.name
+    return TrainConfig.from_dict(merged, source=source).validate()
+
+
+def _method_attr(method: str, name: str, default: bool) -> bool:
+    """A class attribute of the registered method (`default` for an unknown method, which
+    `TrainConfig.validate` then names)."""
+    import robustlab.training.methods  # noqa: F401  (fills the registry)
+    from robustlab.registry import METHODS
+
+    return bool(getattr(METHODS.get(method), name, default)) if method in METHODS else default
