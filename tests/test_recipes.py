@@ -19,6 +19,9 @@ def test_auto_picks_the_recipe_written_for_the_dataset_and_budget():
     assert (cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.epochs) == ("sgd", 0.05, "onecycle", 6)
     assert cfg.eps_warmup == pytest.approx(2.0)  # a third of the run
     assert cfg.method_options == {"k": 7}
+    hybrid = configure({"method": "hybrid", "eps": 0.3})
+    assert hybrid.method_options == {"k": 7, "per_step": True}  # same warm-up, PGD-7 copies
+    assert configure({"method": "hybrid-fgsm", "eps": 0.3}).method_options == {"per_step": True}
     fm = configure({"dataset": "fashion-mnist", "method": "trades", "eps": 0.1, "epochs": 9})
     assert fm.recipe == "fashion-mnist-linf" and fm.eps_warmup == pytest.approx(3.0)
     # no recipe written for CIFAR-10: the TrainConfig defaults (the paper's), nothing recorded

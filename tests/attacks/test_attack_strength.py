@@ -107,9 +107,11 @@ def test_pgd_no_weaker_than_art(ref_data):
         clip_values=(0.0, 1.0),
     )
     alpha = 2.5 * EPS_REF / 10
-    # both attacks are randomised: compare means over 3 seeds (sampling noise ~1 point)
+    # both attacks are randomised: compare means over 9 seeds. With 3 (one image of 300 is
+    # 0.33 pt) the verdict flipped with the model's training environment: 0.3767 vs ART 0.3844
+    # when written, 0.3911 vs 0.3800 on a later package set, for the same attack code.
     art_accs, rl_accs = [], []
-    for seed in range(3):
+    for seed in range(9):
         art_pgd = ProjectedGradientDescent(
             clf,
             norm=np.inf,
@@ -128,7 +130,7 @@ def test_pgd_no_weaker_than_art(ref_data):
         rl = create_attack("pgd", eps=EPS_REF, steps=10, step_size=alpha, seed=seed)
         rl_accs.append(_acc(model, rl(model, x, y), y))
     art_acc, rl_acc = float(np.mean(art_accs)), float(np.mean(rl_accs))
-    print(f"\nPGD-10 acc (mean of 3 seeds): robustlab {rl_acc:.4f} ART {art_acc:.4f}")
+    print(f"\nPGD-10 acc (mean of 9 seeds): robustlab {rl_acc:.4f} ART {art_acc:.4f}")
     assert rl_acc <= art_acc + 0.005
 
 
