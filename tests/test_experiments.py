@@ -28,7 +28,8 @@ def test_every_preset_validates(name, tmp_path):
 
 
 def test_plan_shares_standard_runs_across_budgets(tmp_path):
-    jobs = plan_jobs(get_preset("smoke"), tmp_path)
+    one_protocol = get_preset("smoke").replace(protocols=("paper",), protocol_budgets={})
+    jobs = plan_jobs(one_protocol, tmp_path)
     names = [j.name for j in jobs]
     assert names[0] == "mnist-lenet5-standard-s0"
     std = jobs[0]
