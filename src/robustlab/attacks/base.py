@@ -20,8 +20,12 @@ How to write an attack
    field, the value and what was expected) -- before any compute.
 
 2. `Attack.__call__(model, x, y, target=None)` does everything generic, then calls `perturb`:
-   validates inputs (finite, in [0, 1], NCHW float, labels `[N]` int64 in range, `target`),
-   checks the logits' width against `min_classes` (one forward pass on one sample), puts the
+   validates inputs (`check_images`: finite float tensor in [0, 1]; `check_labels`: integer
+   `[N]` labels in range; `target`), casts `x` to the model's dtype (`compute_dtype`: float64 /
+   float16 / bfloat16 inputs work, the result comes back in x's dtype), checks the model
+   returns logits `[N, K]` and their width against `min_classes` (one forward pass on one
+   sample, cached per model), checks the attack's first forward pass for nan/inf logits
+   (error) and softmax outputs (warning) without an extra pass, puts the
    model in eval mode and sets `requires_grad=False` on its parameters (restoring every
    submodule's mode and every flag afterwards), builds a fresh seeded
    `torch.Generator` (same seed -> same output), builds the per-sample eps tensor `[N]`, and
@@ -68,14 +72,18 @@ from torch import Tensor, nn
 
 from robustlab.attacks.adaptive import adaptive_settings
 from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.attacks.errors import AttackError
+from robustlab.attacks.inputs import (
+    check_images,
+    check_labels,
+    check_logits,
+    check_logits_health,
+    compute_dtype,
+)
 from robustlab.attacks.losses import LossFn, is_adversarial
 from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
 
 MEMORY_FORMATS: tuple[str, ...] = ("auto", "channels_last", "contiguous")
-
-
-class AttackError(ValueError):
-    """Invalid attack configuration or invalid attack inputs (raised before any compute)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,10 @@ class AttackModel:
     run under `robustlab.attacks.cpu_kernels.CPUKernels`, which computes 1-input-channel
     convolutions' input gradients, 2x2 max-pooling and the ReLU before it with faster, equal
     kernels.
+
+    The first output of `logits` / `gradient` (the attack's first forward pass, on the clean
+    inputs or a random start near them) is checked once by `check_logits_health`: nan/inf
+    logits raise `AttackError`, softmax probabilities warn.
     """
 
     def __init__(
@@ -174,14 +186,26 @@ class AttackModel:
         self.layout = layout
         self.bucket_batches = bucket_batches
         self.cpu_kernels = cpu_kernels
+        self._outputs_checked = False
+
+    def _checked(self, logits: Tensor, n: int) -> Tensor:
+        """`logits` `[n, K]`, health-checked if they are the first output of this model."""
+        if not self._outputs_checked:
+            check_logits_health(check_logits(logits, n))
+            self._outputs_checked = True
+        return logits
 
     def prepare(self, x: Tensor) -> Tensor:
         """`x` in the memory layout the attack computes in."""
         return x.contiguous(memory_format=self.layout) if x.dim() == 4 else x
 
-    @torch.no_grad()
     def logits(self, x: Tensor) -> Tensor:
-        """Plain forward pass (the real model, no BPDA, one pass even if randomized)."""
+        """Plain forward pass `[N, K]` (the real model, no BPDA, one pass even if randomized)."""
+        return self._checked(self.raw_logits(x), x.shape[0])
+
+    @torch.no_grad()
+    def raw_logits(self, x: Tensor) -> Tensor:
+        """`logits` without the first-output health check (the class-count probe uses it)."""
         n, size = x.shape[0], self._bucket(x.shape[0])
         with CPUKernels.when(self.cpu_kernels):
             if size == n:
@@ -197,9 +221,12 @@ class AttackModel:
             g = input_gradient(self.module, _pad_rows(x, size), _pad_rows(y, size), loss_fn,
                                _pad_rows(target, size), bpda=self.bpda, eot_iter=self.eot_iter,
                                cpu_kernels=self.cpu_kernels)
-            return Gradient(g.loss[:n], g.logits[:n], g.grad[:n])
-        return input_gradient(self.module, x, y, loss_fn, target, bpda=self.bpda,
-                              eot_iter=self.eot_iter, cpu_kernels=self.cpu_kernels)
+            g = Gradient(g.loss[:n], g.logits[:n], g.grad[:n])
+        else:
+            g = input_gradient(self.module, x, y, loss_fn, target, bpda=self.bpda,
+                               eot_iter=self.eot_iter, cpu_kernels=self.cpu_kernels)
+        self._checked(g.logits, n)
+        return g
 
     def _bucket(self, n: int) -> int:
         return 1 << max(n - 1, 0).bit_length() if self.bucket_batches else n
@@ -282,7 +309,8 @@ class Attack:
     """Base class of every attack. See the module docstring for how to write one.
 
     Common parameters: `eps` (float >= 0 or a per-sample tensor `[N]`; radius of the threat
-    model in pixel units of [0, 1] images), `norm` ("linf" | "l2"), `seed` (the same seed gives
+    model in pixel units of [0, 1] images; <= 1 for linf), `norm` ("linf" | "l2",
+    case-insensitive: "Linf" / "L2" work too), `seed` (the same seed gives
     the same output), `adaptive` (use BPDA / EOT when the model declares them), `eot_iter`
     (EOT passes for randomized models; default 10), `memory_format` ("auto" | "channels_last"
     | "contiguous": the layout inputs are converted to for the model's conv layers; "auto"
@@ -309,20 +337,7 @@ class Attack:
         self.norm = check_norm(norm)
         if self.needs_eps and eps is None:
             raise AttackError(f"eps: {type(self).__name__} needs eps (the threat-model radius)")
-        if isinstance(eps, Tensor):
-            if eps.dim() > 1 or not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
-                raise AttackError(
-                    f"eps: expected a finite, non-negative scalar or per-sample tensor [N], "
-                    f"got a tensor of shape {tuple(eps.shape)} with min {eps.min().item()}"
-                )
-            eps = eps.detach()
-        elif eps is not None:
-            if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-                raise AttackError(f"eps: expected a float or a tensor, got {eps!r}")
-            if not math.isfinite(eps) or eps < 0:
-                raise AttackError(f"eps: expected a finite value >= 0, got {eps}")
-            eps = float(eps)
-        self.eps = eps
+        self.eps = None if eps is None else self.check_eps(eps, self.norm)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise AttackError(f"seed: expected an int, got {seed!r}")
         self.seed = seed
@@ -341,6 +356,32 @@ class Attack:
 
     # ----------------------------------------------------------------- validation helpers
     @staticmethod
+    def check_eps(eps: Any, norm: str) -> float | Tensor:
+        """`eps` as a float or a detached tensor (scalar or `[N]`): finite, >= 0, and <= 1 for
+        linf (pixel units of [0, 1] images: 8/255, not 8); else `AttackError` naming eps."""
+        if isinstance(eps, Tensor):
+            ok = eps.dim() <= 1 and not eps.is_complex() and bool(torch.isfinite(eps).all())
+            if not ok or bool((eps < 0).any()):
+                raise AttackError(
+                    f"eps: expected a finite, non-negative scalar or per-sample tensor "
+                    f"[N], got a {eps.dtype} tensor of shape {tuple(eps.shape)}"
+                    + (f" with min {eps.min().item()}" if eps.numel() else "")
+                )
+            top, eps = (float(eps.max()) if eps.numel() else 0.0), eps.detach()
+        else:
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+                raise AttackError(f"eps: expected a float or a tensor, got {eps!r}")
+            if not math.isfinite(eps) or eps < 0:
+                raise AttackError(f"eps: expected a finite value >= 0, got {eps}")
+            top = eps = float(eps)
+        if norm == "linf" and top > 1.0:
+            raise AttackError(
+                f"eps: {top:g} exceeds 1, the whole pixel range; eps is in pixel units of "
+                "images scaled to [0, 1] (e.g. 8/255, not 8)"
+            )
+        return eps
+
+    @staticmethod
     def check_positive_int(field: str, value: Any, minimum: int = 1) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise AttackError(f"{field}: expected an int >= {minimum}, got {value!r}")
@@ -356,6 +397,17 @@ class Attack:
             raise AttackError(
                 f"{field}: expected a finite float {'> 0' if positive else '>= 0'}, got {value!r}"
             )
+        return value
+
+    def check_step(self, field: str, value: Any) -> float:
+        """A step size (absolute, in the norm's units): a finite float >= 0, and > 0 unless
+        eps is 0 everywhere (a zero step never moves). Call after `Attack.__init__`."""
+        value = self.check_nonneg_float(field, value)
+        eps = self.eps
+        eps_max = float(eps.max()) if isinstance(eps, Tensor) and eps.numel() else float(eps or 0)
+        if value == 0 and eps_max > 0:
+            raise AttackError(f"{field}: expected a value > 0 when eps > 0, got 0 "
+                              "(a zero step never moves)")
         return value
 
     def describe(self) -> dict[str, Any]:
@@ -375,44 +427,65 @@ class Attack:
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None
     ) -> Tensor:
-        """Adversarial examples for `x` `[N, C, H, W]` (float in [0, 1]) with labels `y` `[N]`.
+        """Adversarial examples for `x` `[N, C, H, W]` (float in [0, 1]) with labels `y` `[N]`
+        (any integer dtype).
 
-        `target` `[N]` (int64) makes a targeted attack where supported. Returns a tensor of the
-        same shape, dtype and device, in [0, 1] (and in the eps-ball if `bounded`).
+        `target` `[N]` (integer) makes a targeted attack where supported. The attack computes
+        in the model's parameter dtype (float64 / float16 / bfloat16 inputs are cast to it).
+        Returns a tensor of the same shape, dtype and device as `x`, in [0, 1] (and in the
+        eps-ball if `bounded`).
         """
         self._check_inputs(x, y, target)
         if x.shape[0] == 0:
             return x.clone()
-        eps = self.eps_tensor(x)
+        y, target = y.long(), None if target is None else target.long()
+        xc = x.detach().to(compute_dtype(model, x))
+        eps = self.eps_tensor(xc)
         with eval_mode(model), frozen_parameters(model), \
-                weights_layout(model, self._weights_layout(model, x)):
-            amodel = self.attack_model(model, x)
-            k = self._classes_of(model, amodel, x)
-            if k < self.min_classes:
-                raise AttackError(
-                    f"{type(self).__name__} needs a model with at least {self.min_classes} "
-                    f"classes; the model's logits have width {k}"
-                )
-            if int(y.max()) >= k:
-                raise AttackError(
-                    f"y: labels must be < the number of classes {k}, got max {int(y.max())}"
-                )
-            if target is not None and int(target.max()) >= k:
-                raise AttackError(
-                    f"target: labels must be < the number of classes {k}, "
-                    f"got max {int(target.max())}"
-                )
+                weights_layout(model, self._weights_layout(model, xc)):
+            amodel = self.attack_model(model, xc)
+            self._check_classes(self._classes_of(model, amodel, xc), y, target)
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
-            x_in = amodel.prepare(x.detach())
+            x_in = amodel.prepare(xc)
             x_adv = self.perturb(amodel, x_in, y, eps, target, generator)
-        x_adv = x_adv.detach()
+        x_adv = self._project(x_in, x_adv.detach(), eps)
+        if x_adv.dtype != x.dtype:
+            x_adv = self._in_dtype_of(x, x_adv)
+        return x_adv.contiguous(memory_format=layout_of(x))
+
+    def _check_classes(self, k: int, y: Tensor, target: Tensor | None) -> None:
+        """Labels `y` / `target` `[N]` against the model's logits width `k`."""
+        if k < self.min_classes:
+            raise AttackError(
+                f"{type(self).__name__} needs a model with at least {self.min_classes} "
+                f"classes; the model's logits have width {k}"
+            )
+        for field, t in (("y", y), ("target", target)):
+            if t is not None and int(t.max()) >= k:
+                raise AttackError(
+                    f"{field}: labels must be < the number of classes {k}, got max {int(t.max())}"
+                )
+
+    def _project(self, x: Tensor, x_adv: Tensor, eps: Tensor) -> Tensor:
+        """`x_adv` onto the eps-ball around `x` (if `bounded`) ∩ [0, 1]; `eps` is `[N]`."""
         if self.bounded and self.norm == "linf":
-            x_adv = torch.clamp(x_adv, *linf_box(x_in, eps_view(eps, x_in)))
-        elif self.bounded:
-            x_adv = project_and_clip(x_in, x_adv, eps_view(eps, x_in), self.norm)
-        else:
-            x_adv = x_adv.clamp(0.0, 1.0)
-        return x_adv.to(dtype=x.dtype).contiguous(memory_format=layout_of(x))
+            return torch.clamp(x_adv, *linf_box(x, eps_view(eps, x)))
+        if self.bounded:
+            return project_and_clip(x, x_adv, eps_view(eps, x), self.norm)
+        return x_adv.clamp(0.0, 1.0)
+
+    def _in_dtype_of(self, x: Tensor, x_adv: Tensor) -> Tensor:
+        """`x_adv` (computed in another dtype) in `x`'s dtype, still in [0, 1] and the budget:
+        projected again around the original `x` in the finer of the two dtypes, then rounded
+        towards `x` (each coordinate's |x_adv - x| never grows by the rounding)."""
+        fine = torch.promote_types(x.dtype, x_adv.dtype)
+        xf = x.detach().to(fine)
+        adv = self._project(xf, x_adv.to(fine), self.eps_tensor(xf))
+        out = adv.to(x.dtype)
+        if fine != x.dtype:
+            away = (out.to(fine) - xf).abs() > (adv - xf).abs()
+            out = torch.where(away, torch.nextafter(out, x.detach()), out)
+        return out
 
     def perturb(
         self,
@@ -476,17 +549,16 @@ class Attack:
     @staticmethod
     def _probe_classes(amodel: AttackModel, x: Tensor) -> int:
         """Logits' width from one forward pass on one sample; falls back to the contiguous
-        layout if the model cannot run channels_last inputs (e.g. it uses `.view`)."""
+        layout if the model cannot run channels_last inputs (e.g. it uses `.view`). Raises
+        `AttackError` unless the model returns a float logits tensor `[1, K]`."""
         try:
-            out = amodel.logits(amodel.prepare(x[:1]))
+            out = amodel.raw_logits(amodel.prepare(x[:1]))
         except RuntimeError:
             if amodel.layout == torch.contiguous_format:
                 raise
             amodel.layout = torch.contiguous_format
-            out = amodel.logits(x[:1].contiguous())
-        if out.dim() != 2:
-            raise AttackError(f"model output: expected logits [N, K], got shape {tuple(out.shape)}")
-        return int(out.shape[1])
+            out = amodel.raw_logits(x[:1].contiguous())
+        return int(check_logits(out, 1).shape[1])
 
     def eps_tensor(self, x: Tensor) -> Tensor:
         """Per-sample eps `[N]` on x's device/dtype (zeros when the attack takes no eps)."""
@@ -505,40 +577,15 @@ class Attack:
         return torch.full((n,), self.eps, device=x.device, dtype=x.dtype)
 
     def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:
-        if not isinstance(x, Tensor) or not x.is_floating_point():
-            raise AttackError(f"x: expected a float tensor, got {getattr(x, 'dtype', type(x))}")
-        if x.dim() < 2:
-            raise AttackError(f"x: expected a batch [N, C, H, W], got shape {tuple(x.shape)}")
-        if not isinstance(y, Tensor) or y.dtype != torch.int64 or y.dim() != 1:
-            raise AttackError(
-                f"y: expected int64 labels of shape [N], got "
-                f"{getattr(y, 'dtype', type(y))} {tuple(getattr(y, 'shape', ()))}"
-            )
-        if y.shape[0] != x.shape[0]:
-            raise AttackError(f"y: {y.shape[0]} labels for {x.shape[0]} inputs")
-        if x.shape[0]:
-            lo, hi = (float(v) for v in torch.aminmax(x))  # one pass; NaN propagates
-            if not (0.0 <= lo and hi <= 1.0):
-                if not bool(torch.isfinite(x).all()):
-                    raise AttackError("x: contains non-finite values (nan/inf)")
-                raise AttackError(f"x: expected values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
-        if y.shape[0] and int(y.min()) < 0:
-            raise AttackError(f"y: labels must be >= 0, got min {int(y.min())}")
+        """Validate one call's inputs before any compute (`AttackError` naming the argument):
+        `x` `[N, ...]` float images in [0, 1]; `y` / `target` integer `[N]` labels >= 0 on
+        x's device (the upper bound is checked against the logits' width later)."""
+        check_images(x)
+        check_labels("y", y, x)
         if target is not None:
             if not self.supports_target:
                 raise AttackError(f"target: {type(self).__name__} is untargeted only")
-            if (
-                not isinstance(target, Tensor)
-                or target.dtype != torch.int64
-                or target.shape != y.shape
-            ):
-                raise AttackError(
-                    f"target: expected int64 labels of shape {tuple(y.shape)}, "
-                    f"got {getattr(target, 'dtype', type(target))} "
-                    f"{tuple(getattr(target, 'shape', ()))}"
-                )
-            if y.shape[0] and int(target.min()) < 0:
-                raise AttackError(f"target: labels must be >= 0, got min {int(target.min())}")
+            check_labels("target", target, x)
             if bool((target == y).any()):
                 raise AttackError("target: some target labels equal the true labels y")
 

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.losses import is_adversarial, margin_loss
-from robustlab.attacks.norms import eps_view, lp_norm
+from robustlab.attacks.norms import check_norm, eps_view, lp_norm
 from robustlab.registry import ATTACKS
 
 _ATANH_CLAMP = 1 - 1e-6
@@ -53,7 +53,7 @@ class CarliniWagnerL2(Attack):
         norm: str = "l2",
         **common,
     ) -> None:
-        if norm != "l2":
+        if check_norm(norm) != "l2":
             raise AttackError(f"norm: cw-l2 is an L2 attack, got norm={norm!r}")
         super().__init__(eps=eps, norm="l2", seed=seed, **common)
         self.eps = None  # unbounded: the threat-model radius plays no role
@@ -86,13 +86,13 @@ class CarliniWagnerL2(Attack):
         n = x.shape[0]
         dev = x.device
         best_x = x.clone()
-        best_norm = torch.full((n,), float("inf"), device=dev)
+        best_norm = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
         clean_adv = model.is_adversarial(x, y, target)
         best_norm[clean_adv] = 0.0
         idx = (~clean_adv).nonzero().flatten()
-        c_all = torch.full((n,), self.c_init, device=dev)
-        lower = torch.zeros(n, device=dev)
-        upper = torch.full((n,), float("inf"), device=dev)
+        c_all = torch.full((n,), self.c_init, device=dev, dtype=x.dtype)
+        lower = torch.zeros(n, device=dev, dtype=x.dtype)
+        upper = torch.full((n,), float("inf"), device=dev, dtype=x.dtype)
         kappa = self.kappa
         x_att, y_att = x[idx], y[idx]
         t_att = target[idx] if target is not None else None

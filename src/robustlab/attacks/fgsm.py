@@ -77,7 +77,7 @@ class FGSMRandomStart(Attack):
     ) -> None:
         super().__init__(eps=eps, norm=norm, seed=seed, **common)
         self.step_size = (
-            None if step_size is None else self.check_nonneg_float("step_size", step_size)
+            None if step_size is None else self.check_step("step_size", step_size)
         )
         self.loss = loss
         self._loss_fn = get_loss(loss)

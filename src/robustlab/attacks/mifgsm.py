@@ -39,7 +39,7 @@ class MIFGSM(Attack):
         super().__init__(eps=eps, norm=norm, seed=seed, **common)
         self.steps = self.check_positive_int("steps", steps)
         self.step_size = (
-            None if step_size is None else self.check_nonneg_float("step_size", step_size)
+            None if step_size is None else self.check_step("step_size", step_size)
         )
         self.decay = self.check_nonneg_float("decay", decay)
         self.loss = loss

@@ -13,16 +13,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from robustlab.attacks.errors import AttackError
+
 NORMS: tuple[str, ...] = ("linf", "l2")
 
 _TINY = 1e-12  # guards divisions by a zero norm
 
 
 def check_norm(norm: str, *, field: str = "norm") -> str:
-    """Return `norm` if it is supported, else raise ValueError naming the field and the choices."""
-    if norm not in NORMS:
-        raise ValueError(f"{field}: unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
-    return norm
+    """The canonical spelling of `norm` ("linf" | "l2"); case-insensitive, so torchattacks /
+    AutoAttack spellings ("Linf", "L2") are accepted. Otherwise `AttackError` (a ValueError)
+    naming the field, the value and the choices."""
+    canonical = norm.lower() if isinstance(norm, str) else None
+    if canonical not in NORMS:
+        raise AttackError(f"{field}: unknown norm {norm!r}; expected one of {', '.join(NORMS)} "
+                          "(case-insensitive)")
+    return canonical
 
 
 def eps_view(eps: Tensor, x: Tensor) -> Tensor:

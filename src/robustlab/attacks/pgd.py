@@ -145,7 +145,7 @@ class PGD(Attack):
         super().__init__(eps=eps, norm=norm, seed=seed, **common)
         self.steps = self.check_positive_int("steps", steps)
         self.step_size = (
-            None if step_size is None else self.check_nonneg_float("step_size", step_size)
+            None if step_size is None else self.check_step("step_size", step_size)
         )
         self.restarts = self.check_positive_int("restarts", restarts)
         self.random_start = bool(random_start)
