@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ TEST_FILES = ("test_batch.bin",)
 OFFICIAL_RECORDS = 10000
 FOLDER = "cifar-10-batches-bin"
 ARCHIVE = "cifar-10-binary.tar.gz"
+# Caps, in bytes, on what is read or extracted: a batch file (the official ones are 30.7 MB), one
+# archive member and the whole extracted archive (the official archive expands to 185 MB).
+MAX_FILE_BYTES = 8 * OFFICIAL_RECORDS * RECORD
+MAX_MEMBER_BYTES = MAX_FILE_BYTES
+MAX_EXTRACT_BYTES = 1 << 30
 DEFAULT_VAL_SIZE = 5000
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
            "truck")
@@ -46,6 +52,8 @@ def load_cifar10(root: str | os.PathLike[str] | None = None, *,
     per-file checksums; downloads are verified against the archive's published MD5);
     `verify=False` accepts any whole number of records, e.g. a reduced copy.
     """
+    if not isinstance(verify, bool):
+        raise DataError(f"cifar10 verify: expected true or false, found {verify!r}")
     names = TRAIN_FILES + TEST_FILES
     folder, searched = roots.locate(
         "cifar10", root, subdirs=(f"cifar10/{FOLDER}", FOLDER, "cifar10", "cifar-10"),
@@ -68,6 +76,7 @@ def load_cifar10(root: str | os.PathLike[str] | None = None, *,
 
 def read_cifar_binary(path: Path, *, verify: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [N, 3, 32, 32], labels uint8 [N]) from one binary batch file."""
+    _check_file_size(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -88,6 +97,17 @@ def read_cifar_binary(path: Path, *, verify: bool = False) -> tuple[np.ndarray, 
         raise DataError(f"{path}: expected labels in [0, 9], found {int(labels[bad])} in record "
                         f"{bad}")
     return records[:, 1:].reshape(n, 3, 32, 32), labels
+
+
+def _check_file_size(path: Path) -> None:
+    """Refuse, before reading it, a file above `MAX_FILE_BYTES`: it is never loaded whole."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: {size} bytes is above the cap of {MAX_FILE_BYTES} bytes for a "
+                        f"CIFAR-10 batch file (the official ones hold {OFFICIAL_RECORDS * RECORD})")
 
 
 def _read_files(paths: list[Path], verify: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -121,22 +141,16 @@ def extract_archive(archive: Path, target: Path) -> None:
     """Extract `cifar-10-batches-bin/` from the archive into `target`, safely and atomically.
 
     Only regular files directly inside `cifar-10-batches-bin/` are extracted (no links, no
-    absolute or `..` paths); they go to a temporary folder that is renamed into place.
+    absolute or `..` paths); they go to a temporary folder that is renamed into place. The
+    archive is read as one stream (each member decompressed once, in chunks), and a member
+    above `MAX_MEMBER_BYTES` or a total above `MAX_EXTRACT_BYTES` is refused before it is read.
     """
     tmp = Path(tempfile.mkdtemp(prefix=".cifar10-extract-", dir=target))
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar.getmembers():
-                parts = Path(member.name).parts
-                if member.isdir() and parts == (FOLDER,):
-                    continue
-                if not (member.isfile() and len(parts) == 2 and parts[0] == FOLDER
-                        and parts[1] not in ("..", ".")):
-                    raise DataError(f"{archive}: unexpected member {member.name!r}: expected "
-                                    f"only regular files inside {FOLDER}/")
-                src = tar.extractfile(member)
-                with src, open(tmp / parts[1], "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+        with tarfile.open(archive, "r|gz") as tar:
+            total = 0
+            for member in tar:
+                total += _extract_member(archive, tar, member, tmp, total)
         missing = [n for n in TRAIN_FILES + TEST_FILES if not (tmp / n).is_file()]
         if missing:
             raise DataError(f"{archive}: expected {', '.join(missing)} inside {FOLDER}/, "
@@ -145,8 +159,28 @@ def extract_archive(archive: Path, target: Path) -> None:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{archive}: cannot extract the CIFAR-10 archive: {exc}") from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _extract_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path,
+                    total: int) -> int:
+    """Write one checked member into `tmp`; returns its size in bytes (0 for the folder)."""
+    parts = Path(member.name).parts
+    if member.isdir() and parts == (FOLDER,):
+        return 0
+    if not (member.isfile() and len(parts) == 2 and parts[0] == FOLDER
+            and parts[1] not in ("..", ".")):
+        raise DataError(f"{archive}: unexpected member {member.name!r}: expected "
+                        f"only regular files inside {FOLDER}/")
+    if member.size > MAX_MEMBER_BYTES or total + member.size > MAX_EXTRACT_BYTES:
+        raise DataError(f"{archive}: member {member.name!r} declares {member.size} bytes "
+                        f"({total} extracted before it); expected at most {MAX_MEMBER_BYTES} "
+                        f"bytes per member and {MAX_EXTRACT_BYTES} in all")
+    src = tar.extractfile(member)
+    with src, open(tmp / parts[1], "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+    return member.size

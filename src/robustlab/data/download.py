@@ -10,21 +10,37 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import shutil
 import tempfile
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from robustlab.data.errors import DataError
 
 _CHUNK = 1 << 20
+# Largest file one download may write, in bytes (the biggest official file, CIFAR-10, is 170 MB).
+MAX_DOWNLOAD_BYTES = 1 << 30
 
 
 def fetch(url: str, dest: Path) -> None:
-    """Copy the bytes at `url` into the file `dest` (the only network access in robustlab.data)."""
+    """Copy the bytes at `url` into the file `dest` (the only network access in robustlab.data),
+    in chunks, refusing more than `MAX_DOWNLOAD_BYTES`."""
     with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:  # noqa: S310
-        shutil.copyfileobj(response, out, _CHUNK)
+        copy_capped(response, out, MAX_DOWNLOAD_BYTES, label=url)
+
+
+def copy_capped(src: BinaryIO, out: BinaryIO, max_bytes: int, *, label: str) -> int:
+    """Copy `src` to `out` in chunks; `DataError` naming `label` once more than `max_bytes`
+    bytes come. Returns the number of bytes copied."""
+    copied = 0
+    while block := src.read(_CHUNK):
+        copied += len(block)
+        if copied > max_bytes:
+            raise DataError(f"{label}: more than {max_bytes} bytes, the cap for one download; "
+                            "expected an official file (all are far smaller)")
+        out.write(block)
+    return copied
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

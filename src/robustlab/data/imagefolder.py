@@ -40,6 +40,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_VAL_FRACTION = 0.1
 TEST_SEED_OFFSET = 1_000_003  # the test carve of a single folder uses split_seed + this
+# Most pixels one image may decode to (after JPEG draft scaling): Pillow's own warning limit.
+MAX_IMAGE_PIXELS = 89_478_485
 
 
 @DATASETS.register("imagefolder")
@@ -181,6 +183,7 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.draft("RGB", (w, h))  # JPEG: decode at a reduced scale >= the target size
+            _check_pixels(path, img)
             img = img.convert("RGB")
             scale = max(h / img.height, w / img.width)
             new_w, new_h = max(w, round(img.width * scale)), max(h, round(img.height * scale))
@@ -188,9 +191,20 @@ def load_image(path: Path, size: tuple[int, int]) -> np.ndarray:
             left, top = (new_w - w) // 2, (new_h - h) // 2
             img = img.crop((left, top, left + w, top + h))
             return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+    except DataError:
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: expected an image Pillow can decode, found an error: "
                         f"{exc}") from exc
+
+
+def _check_pixels(path: Path, img: Image.Image) -> None:
+    """Refuse, before decoding, an image whose decoded size exceeds `MAX_IMAGE_PIXELS` (Pillow
+    itself only warns up to twice its limit and decodes anyway)."""
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: {img.width}x{img.height} = {img.width * img.height} pixels to "
+                        f"decode, above the cap of {MAX_IMAGE_PIXELS} pixels; expected a "
+                        "smaller image (a decompression bomb?)")
 
 
 def _decode_all(items: list[tuple[Path, int]], size: tuple[int, int], workers: int

@@ -6,7 +6,6 @@ with `numpy.frombuffer` and converted to float32 in one vectorised operation.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,8 @@ def _load_idx_dataset(info: DatasetInfo, subdirs: tuple[str, ...], mirrors: tupl
                       table: dict[str, tuple[str, str | None]], root: Any, *,
                       val_size: int | float | None, split_seed: int, download: bool,
                       verify: bool) -> DatasetSplits:
+    if not isinstance(verify, bool):
+        raise DataError(f"{info.name} verify: expected true or false, found {verify!r}")
     stems = [s for pair in FILES.values() for s in pair]
     folder, searched = roots.locate(
         info.name, root, subdirs=subdirs,
@@ -131,4 +132,5 @@ def _download(name: str, target: Path, mirrors: tuple[str, ...],
 
 
 def _payload_sha256(path: Path) -> str:
-    return hashlib.sha256(idx.read_bytes(path)).hexdigest()
+    """SHA-256 of the decompressed bytes, streamed and size-capped (`idx.payload_sha256`)."""
+    return idx.payload_sha256(path)

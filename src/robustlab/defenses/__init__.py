@@ -30,12 +30,18 @@ def create_defense(name: str, *, model: nn.Module, **options: Any) -> Preprocess
     training setup reports it as a `defense_options` error); a bad value raises `DefenseError`.
     """
     factory = DEFENSES.get(name)
-    accepted = [p.name for p in inspect.signature(factory).parameters.values()
-                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "model"]
-    unknown = sorted(set(options) - set(accepted))
+    params = [p for p in inspect.signature(factory).parameters.values()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "model"]
+    accepted = [p.name for p in params]
+    unknown = sorted(set(options) - set(accepted), key=str)
     if unknown:
-        raise TypeError(f"defense {name!r} got unknown option(s) {', '.join(unknown)}; it "
-                        f"accepts: {', '.join(accepted) if accepted else 'no options'}")
+        raise TypeError(f"defense {name!r} got unknown option(s) {', '.join(map(str, unknown))}; "
+                        f"it accepts: {', '.join(accepted) if accepted else 'no options'}")
+    missing = [p.name for p in params if p.default is inspect.Parameter.empty
+               and p.name not in options]
+    if missing:
+        raise TypeError(f"defense {name!r} needs option(s) {', '.join(missing)}; it accepts: "
+                        f"{', '.join(accepted)}")
     return factory(model=model, **options)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,10 +74,14 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self) -> TrainConfig:
-        """Check every field; raise `ConfigError` naming the first bad one. Returns self."""
+        """Check every field; raise `ConfigError` naming the first bad one. Returns self.
+
+        Types come first (`_check_types`), so every later check can rely on them.
+        """
         from robustlab.registry import DATASETS, DEFENSES, METHODS, MODELS
 
         _ensure_registries_loaded()
+        _check_types(self)
         for fname, registry in (("dataset", DATASETS), ("model", MODELS), ("method", METHODS)):
             value = getattr(self, fname)
             if value not in registry:
@@ -94,16 +99,12 @@ class TrainConfig:
             _check_int(self, "train_size", 1)
         if self.threads is not None:
             _check_int(self, "threads", 1)
-        for fname, low in (("lr", 0.0), ("momentum", 0.0), ("weight_decay", 0.0)):
-            value = getattr(self, fname)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{fname}: expected a number >= {low}, got {value!r}")
+        for fname in ("lr", "momentum", "weight_decay"):
+            _check_number(self, fname, "a finite number >= 0", low=0.0)
         if self.lr <= 0:
             raise ConfigError(f"lr: expected a number > 0, got {self.lr!r}")
-        if self.eps is not None and (
-            not isinstance(self.eps, (int, float)) or not 0.0 <= float(self.eps) <= 1.0
-        ):
-            raise ConfigError(f"eps: expected a number in [0, 1] (pixel scale), got {self.eps!r}")
+        if self.eps is not None:
+            _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
         self._validate_warmup(method_is_adversarial=bool(
             getattr(METHODS.get(self.method), "needs_eps", False)))
         for fname, allowed in (("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
@@ -112,14 +113,7 @@ class TrainConfig:
             if getattr(self, fname) not in allowed:
                 raise ConfigError(f"{fname}: expected one of {', '.join(allowed)}, "
                                   f"got {getattr(self, fname)!r}")
-        if self.device != "auto":
-            import torch
-
-            try:
-                torch.device(self.device)
-            except RuntimeError:
-                raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda[:N]', "
-                                  f"got {self.device!r}") from None
+        _check_device(self.device)
         method_cls = METHODS.get(self.method)
         if getattr(method_cls, "needs_eps", False) and self.eps is None:
             raise ConfigError(f"eps: method {self.method!r} is adversarial and needs a budget "
@@ -130,19 +124,14 @@ class TrainConfig:
         return self
 
     def _validate_warmup(self, *, method_is_adversarial: bool) -> None:
-        w = self.eps_warmup
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
-            raise ConfigError(f"eps_warmup: expected a number of epochs >= 0, got {w!r}")
+        w = _check_number(self, "eps_warmup", "a number of epochs >= 0", low=0.0)
         if w > self.epochs:
             raise ConfigError(f"eps_warmup: {w:g} epochs is longer than the run "
                               f"(epochs = {self.epochs}); expected at most {self.epochs}")
         if w > 0 and not method_is_adversarial:
             raise ConfigError(f"eps_warmup: method {self.method!r} trains without a budget, so "
                               f"it has nothing to warm up; got {w:g}, expected 0")
-        s = self.eps_warmup_start
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0.0 <= s <= 1.0:
-            raise ConfigError(f"eps_warmup_start: expected a fraction of eps in [0, 1], "
-                              f"got {s!r}")
+        _check_number(self, "eps_warmup_start", "a fraction of eps in [0, 1]", low=0.0, high=1.0)
         if self.eps_warmup_schedule not in EPS_WARMUP_SCHEDULES:
             raise ConfigError(f"eps_warmup_schedule: expected one of "
                               f"{', '.join(EPS_WARMUP_SCHEDULES)}, got "
@@ -165,33 +154,133 @@ class TrainConfig:
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML or YAML config file into a dict (a `[train]` table is accepted too)."""
+    """Read a TOML or YAML config file (UTF-8) into a dict of fields.
+
+    The fields sit at the top level or, all of them, in a `[train]` table (`train:` in YAML).
+    Every problem is a `ConfigError` naming the file: missing, unreadable, not UTF-8, not
+    parseable, not a table, `train` not a table, keys beside `train`, non-string keys.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise ConfigError(f"config: {path} must end in .toml, .yaml or .yml")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"config: cannot read {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config: {path} is not UTF-8 text: byte 0x{err.object[err.start]:02x} "
+                          f"at offset {err.start}; expected a UTF-8 encoded file") from None
+    return _train_table(path, _parse_config(path, text))
+
+
+def _parse_config(path: Path, text: str) -> Any:
+    import yaml
+
+    from robustlab.common.yaml_io import load_yaml
+
     try:
         if path.suffix == ".toml":
-            data = tomllib.loads(text)
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
+            return tomllib.loads(text)
+        data = load_yaml(text)
+        return {} if data is None else data  # an empty YAML file is an empty table
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, ValueError, RecursionError) as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"config: cannot parse {path}: {detail}") from None
 
-            data = yaml.safe_load(text) or {}
-        else:
-            raise ConfigError(f"config: {path} must end in .toml, .yaml or .yml")
-    except (tomllib.TOMLDecodeError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"config: cannot parse {path}: {err}") from None
+
+def _train_table(path: Path, data: Any) -> dict[str, Any]:
+    """The fields of a parsed config file: `data` itself or its `train` table, checked."""
     if not isinstance(data, dict):
-        raise ConfigError(f"config: {path} must hold a table of fields, got {type(data).__name__}")
-    return data.get("train", data)
+        raise ConfigError(f"config: {path} must hold a table of fields, got "
+                          f"{type(data).__name__} {_short(data)}")
+    if "train" in data:
+        table = data["train"]
+        if not isinstance(table, dict):
+            raise ConfigError(f"config: {path}: train: expected a table of fields, got "
+                              f"{type(table).__name__} {_short(table)}")
+        others = sorted(map(str, set(data) - {"train"}))
+        if others:
+            raise ConfigError(f"config: {path}: key(s) {', '.join(others)} beside the train "
+                              "table would be ignored; expected every field inside train "
+                              "(or no train table at all)")
+        data = table
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config: {path}: field names must be strings, got {bad[0]!r}")
+    return data
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_int(cfg: TrainConfig, fname: str, low: int) -> None:
     value = getattr(cfg, fname)
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ConfigError(f"{fname}: expected an integer >= {low}, got {value!r}")
+
+
+# Field types checked first by `validate` (numbers and integers by `_check_number` /
+# `_check_int`, with their ranges).
+_STR_FIELDS = ("dataset", "model", "method", "norm", "eps_warmup_schedule", "optimizer",
+               "lr_schedule", "augment", "device", "memory_format", "amp")
+_OPTIONAL_STR_FIELDS = ("recipe", "defense", "data_dir", "out_dir")
+_BOOL_FIELDS = ("download", "compile", "progress")
+_DICT_FIELDS = ("dataset_options", "method_options", "defense_options")
+
+
+def _check_types(cfg: TrainConfig) -> None:
+    """Strings, optional strings, booleans and option dicts (string keys) are what they say."""
+    for fname in _STR_FIELDS + _OPTIONAL_STR_FIELDS:
+        value = getattr(cfg, fname)
+        if not isinstance(value, str) and not (value is None and fname in _OPTIONAL_STR_FIELDS):
+            none = " or null" if fname in _OPTIONAL_STR_FIELDS else ""
+            raise ConfigError(f"{fname}: expected a string{none}, got "
+                              f"{type(value).__name__} {_short(value)}")
+    for fname in _BOOL_FIELDS:
+        value = getattr(cfg, fname)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{fname}: expected true or false, got {_short(value)}")
+    for fname in _DICT_FIELDS:
+        value = getattr(cfg, fname)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{fname}: expected a table of option=value, got "
+                              f"{type(value).__name__} {_short(value)}")
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{fname}: expected string option names, got {bad[0]!r} in "
+                              f"{_short(value)}")
+
+
+def _check_number(cfg: TrainConfig, fname: str, expected: str, *, low: float,
+                  high: float | None = None) -> float:
+    """The field as a finite real number in [low, high] (not a bool, nan or inf); else a
+    `ConfigError` saying `expected`."""
+    value = getattr(cfg, fname)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    try:
+        ok = ok and math.isfinite(float(value))
+    except OverflowError:  # an int too large for a float
+        ok = False
+    if not ok or value < low or (high is not None and value > high):
+        raise ConfigError(f"{fname}: expected {expected}, got {_short(value)}")
+    return value
+
+
+def _check_device(name: str) -> None:
+    """'auto', or a device this machine has (`cuda[:N]` needs CUDA and N < device count)."""
+    if name == "auto":
+        return
+    from robustlab.common.device import resolve_device
+
+    try:
+        resolve_device(name)
+    except (ValueError, RuntimeError, TypeError) as err:
+        detail = str(err).removeprefix("device: ")
+        raise ConfigError(f"device: {detail}") from None
 
 
 def _ensure_registries_loaded() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 from torch import nn
 
 from robustlab.common.device import resolve_device
-from robustlab.training.checkpoint import load_weights
-from robustlab.training.config import TrainConfig
-from robustlab.training.run_folder import WEIGHTS, RunFolder, RunFolderError
+from robustlab.training.checkpoint import DIGEST_KEY, WeightsError, load_weights
+from robustlab.training.config import ConfigError, TrainConfig
+from robustlab.training.run_folder import CONFIG, WEIGHTS, RunFolder, RunFolderError
 from robustlab.training.setup import RunData, build_model, load_run_data
 
 
@@ -27,16 +27,49 @@ def load_run(path: str | Path, *, device: str = "auto", data_dir: str | None = N
     folder = RunFolder(Path(path))
     if not folder.path.is_dir():
         raise RunFolderError(f"run folder {folder.path} does not exist")
-    cfg = TrainConfig.from_dict(folder.read_config(), source=str(folder.file("config.json")))
-    if data_dir is not None:
-        cfg = cfg.replace(data_dir=data_dir)
+    cfg = read_run_config(folder, data_dir=data_dir)
     if not folder.file(WEIGHTS).is_file():
         raise RunFolderError(f"run {folder.path} has no {WEIGHTS}: it has not finished an epoch")
     dev = resolve_device(device)
     data = load_run_data(cfg.replace(compile=False), dev)
     model = build_model(cfg.replace(compile=False), data.info, dev)
-    load_weights(folder.file(WEIGHTS), model)
+    metadata = load_weights(folder.file(WEIGHTS), model)
+    _check_summary_digest(folder, metadata)
     model.eval()
     return LoadedRun(folder, cfg, model, data)
 
 
+def _check_summary_digest(folder: RunFolder, metadata: dict) -> None:
+    """The weights must be the ones the run finished with (summary.json records their digest):
+    weights copied in from another run, or an older epoch's, are refused."""
+    if not folder.is_complete:
+        return
+    recorded = folder.read_summary().get(DIGEST_KEY)
+    if recorded is not None and recorded != metadata.get(DIGEST_KEY):
+        raise WeightsError(f"weights file {folder.file(WEIGHTS)} does not match the digest in "
+                           f"{folder.file('summary.json')}: these are not the weights this run "
+                           "finished with")
+
+
+def read_run_config(folder: RunFolder, *, data_dir: str | None = None) -> TrainConfig:
+    """The run's `TrainConfig` from its config.json, validated as `robustlab train` validates
+    it (with `data_dir` replaced when given). The recorded `device` is not checked: a run
+    trained on a GPU may be evaluated on a machine without one. Any problem is a
+    `RunFolderError` naming config.json and the field."""
+    path = folder.file(CONFIG)
+    try:
+        raw = folder.read_config()
+    except (KeyError, TypeError):  # a config.json without a `train` object
+        raw = None
+    if not isinstance(raw, dict):
+        raise RunFolderError(f"{path}: expected a JSON object with a 'train' object (as "
+                             "robustlab train writes it), found something else")
+    try:
+        cfg = TrainConfig.from_dict(raw, source=str(path))
+        if data_dir is not None:
+            cfg = cfg.replace(data_dir=data_dir)
+        cfg.replace(device="auto").validate()
+    except (ConfigError, TypeError) as err:
+        detail = str(err).removeprefix(f"{path}: ")
+        raise RunFolderError(f"{path}: invalid recorded config: {detail}") from None
+    return cfg

@@ -11,7 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlab.data import ArraySplit, DatasetInfo, iterate_batches, load_dataset, random_crop_flip
+from robustlab.data import (
+    ArraySplit,
+    DataError,
+    DatasetInfo,
+    DatasetSplits,
+    iterate_batches,
+    load_dataset,
+    random_crop_flip,
+)
 from robustlab.models import create_model
 from robustlab.training.config import ConfigError, TrainConfig
 from robustlab.training.methods import create_method
@@ -76,10 +84,25 @@ class Components:
     optimizer: torch.optim.Optimizer
 
 
+def load_splits(cfg: TrainConfig) -> DatasetSplits:
+    """The dataset's splits. A `TypeError` / `ValueError` from a bad `dataset_options` value
+    becomes a `ConfigError` naming `dataset_options`; a `DataError` (missing or bad files, or
+    an option the loader itself rejects) passes through unchanged."""
+    try:
+        return load_dataset(cfg.dataset, root=cfg.data_dir, val_size=cfg.val_size,
+                            split_seed=SPLIT_SEED, download=cfg.download,
+                            **cfg.dataset_options)
+    except DataError:
+        raise
+    except (TypeError, ValueError) as err:
+        if not cfg.dataset_options:  # not an option's fault: a genuine bug, keep its traceback
+            raise
+        raise ConfigError(f"dataset_options: {cfg.dataset}: {err} (got "
+                          f"{cfg.dataset_options!r})") from None
+
+
 def load_run_data(cfg: TrainConfig, device: torch.device) -> RunData:
-    splits = load_dataset(cfg.dataset, root=cfg.data_dir, val_size=cfg.val_size,
-                          split_seed=SPLIT_SEED, download=cfg.download,
-                          **cfg.dataset_options)
+    splits = load_splits(cfg)
     train = splits.train
     if cfg.train_size is not None:
         if cfg.train_size > len(train):
@@ -104,8 +127,10 @@ def build_model(cfg: TrainConfig, info, device: torch.device) -> nn.Module:
 
         try:
             model = create_defense(cfg.defense, model=model, **cfg.defense_options)
-        except TypeError as err:
+        except TypeError as err:  # unknown or missing option: the message names the defense
             raise ConfigError(f"defense_options: {err}") from None
+        except ValueError as err:  # a bad value (DefenseError): the message names the option
+            raise ConfigError(f"defense_options: {cfg.defense} {err}") from None
     model = model.to(device)
     if _use_channels_last(cfg, model, device):
         model = model.to(memory_format=torch.channels_last)
