@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from robustlab.common.yaml_io import load_yaml
+
 # Options of `train` that map one-to-one onto TrainConfig fields: flag -> (field, type).
 _TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--dataset": ("dataset", str), "--model": ("model", str), "--method": ("method", str),
@@ -34,6 +36,12 @@ class CLIError(ValueError):
     pass
 
 
+class _StrictParser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -42,18 +50,33 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     if not getattr(args, "func", None):
-        parser.print_help()
+        parser.print_usage(sys.stderr)
+        print("robustlab: error: choose a command: train, evaluate, list, reproduce, report "
+              "(robustlab --help)", file=sys.stderr)
         return 2
     try:
         return args.func(args) or 0
     except _user_errors() as err:
         print(f"robustlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # full disk, permissions, I/O: name the file, keep the traceback out
+        where = f" {err.filename}" if err.filename else ""
+        print(f"robustlab {args.command}: error: cannot access{where}: "
+              f"{err.strerror or err}{_resume_hint(args)}", file=sys.stderr)
+        return 2
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    return ("; every file written so far is whole: fix the cause and pass --resume to "
+            "continue from the last finished epoch" if args.command == "train" else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
+    # abbreviations off: `--epoch 1` must be an error, not silently `--epochs 1`
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                parser_class=_StrictParser)
 
     p = sub.add_parser("train", help="train a model (any method) and write a run folder")
     p.add_argument("--config", help="TOML or YAML file of TrainConfig fields; flags override it")
@@ -127,13 +150,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     for item in args.set:
         key, value = parse_key_value(item, "--set")
         data[key] = value
-    if args.opt:
-        data["method_options"] = {**data.get("method_options", {}),
-                                  **dict(parse_key_value(o, "--opt") for o in args.opt)}
-    if args.defense_opt:
-        data["defense_options"] = {**data.get("defense_options", {}),
-                                   **dict(parse_key_value(o, "--defense-opt")
-                                          for o in args.defense_opt)}
+    for field, items, flag in (("method_options", args.opt, "--opt"),
+                               ("defense_options", args.defense_opt, "--defense-opt")):
+        if items:
+            data[field] = {**_options_table(data, field),
+                           **dict(parse_key_value(o, flag) for o in items)}
     recipe = args.recipe or data.pop("recipe", None) or AUTO
     try:
         cfg = configure(data, recipe, source=args.config or "command line")
@@ -149,11 +170,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.summary["test_acc"] is not None:
         print(f"test accuracy: {result.summary['test_acc']:.4f}")
     health = result.summary.get("health", "ok")
+    if health == "non-finite loss":
+        print(f"robustlab train: error: the training loss became non-finite (NaN or inf) at "
+              f"epoch {result.summary.get('epochs_done')}; training stopped there. Lower --lr "
+              "or check the data; the run folder records it", file=sys.stderr)
+        return 1
     if health != "ok":
         print(f"warning: training verdict {health!r}: this model did not learn as it should "
               "(per-epoch flags in metrics.jsonl)", file=sys.stderr)
     print(f"run folder: {result.run_dir}")
     return 0
+
+
+def _options_table(data: dict[str, Any], field: str) -> dict[str, Any]:
+    value = data.get(field, {})
+    if not isinstance(value, dict):
+        raise CLIError(f"{field}: expected a table of options, got {value!r}")
+    return value
 
 
 def _recipe_line(cfg, asked: str) -> str:
@@ -225,8 +258,8 @@ def parse_key_value(item: str, flag: str) -> tuple[str, Any]:
         raise CLIError(f"{flag}: expected KEY=VALUE, got {item!r}")
     key, raw = item.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw else ""
+    except yaml.YAMLError:  # not YAML: the raw text, which the field's check judges
         value = raw
     return key.strip().replace("-", "_"), value
 
@@ -245,11 +278,15 @@ def _typed(flag: str, ftype: type):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from robustlab.common.device import DeviceError
+    from robustlab.common.files import FileFormatError
     from robustlab.data import DataError
     from robustlab.registry import RegistryError
     from robustlab.training import ConfigError, RunFolderError
+    from robustlab.training.checkpoint import WeightsError
 
-    return (CLIError, ConfigError, DataError, RegistryError, RunFolderError, FileNotFoundError)
+    return (CLIError, ConfigError, DataError, RegistryError, RunFolderError, FileNotFoundError,
+            DeviceError, FileFormatError, WeightsError)
 
 
 if __name__ == "__main__":

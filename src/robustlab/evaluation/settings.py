@@ -80,6 +80,9 @@ class EvalSettings:
             raise EvalSettingsError(f"eps: expected a finite number >= 0, got {self.eps!r}")
         if self.norm not in NORMS:
             raise EvalSettingsError(f"norm: expected one of {', '.join(NORMS)}, got {self.norm!r}")
+        if self.norm == "linf" and self.eps > 1:
+            raise EvalSettingsError(f"eps: {self.eps:g} exceeds 1, the whole pixel range of "
+                                    "[0, 1] images (write 8/255 = 0.031, not 8)")
         for fname in ("n", "curve_n", "audit_n"):
             value = getattr(self, fname)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,15 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
         except (EvalSettingsError, AttackError) as err:
             raise ConfigError(str(err)) from None
         path = Path(out) if out else folder.file(DEFAULT_EVAL_FILE)
+        check_writable(path)
         if path.exists() and not overwrite:
             raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
                                  "(results are never overwritten silently)")
+        if not folder.is_complete:
+            print(f"warning: run {run} is not complete (no summary.json): evaluating the weights "
+                  f"of its last finished epoch ({len(folder.read_metrics())} of "
+                  f"{cfg.get('epochs')}); the result is marked unfinished and the report shows "
+                  "it apart", file=sys.stderr)
         plans.append((run, settings, path))
 
     dev = resolve_device(device)
@@ -76,6 +84,7 @@ def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path]], runs: list[str]
     results = []
     for run, settings, path in plans:
         loaded = load_run(run, device=device, data_dir=data_dir)
+        _check_against_data(settings, loaded.data.test, run)
         surrogate = _surrogate_for(loaded, runs, device, data_dir)
         result = evaluate_loaded_run(loaded, settings, surrogate=surrogate,
                                      non_adaptive=non_adaptive, shard=shard)
@@ -94,6 +103,31 @@ def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path]], runs: list[str]
                   f"{tr['epoch_time_s_mean']:.1f}s/epoch, peak memory {tr['peak_mem_mb']:.0f} MiB")
         print(f"  wrote {path}\n")
     return results
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any compute if the eval file cannot be written at `path`."""
+    if path.is_dir():
+        raise RunFolderError(f"--out {path} is a folder; expected a JSON file path")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunFolderError(f"--out {path}: cannot create {parent} ({err.strerror})") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise RunFolderError(f"--out {path}: {parent} is not writable by this user")
+
+
+def _check_against_data(settings: EvalSettings, test: Any, run: str) -> None:
+    """Settings that only the data can check: --n within the test set, an L2 budget within the
+    diameter sqrt(C*H*W) of the image cube."""
+    if settings.n is not None and settings.n > len(test):
+        raise ConfigError(f"--n: {settings.n} exceeds the {len(test)} test images of run {run}; "
+                          f"pass at most {len(test)} (or omit --n for all of them)")
+    diameter = test.x[0].numel() ** 0.5
+    if settings.norm == "l2" and settings.eps > diameter:
+        raise ConfigError(f"--eps: an L2 budget of {settings.eps:g} exceeds {diameter:.1f}, the "
+                          f"largest distance between two images of run {run}")
 
 
 def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any = None,
@@ -120,10 +154,16 @@ def run_facts(path: Path, cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def training_facts(folder: Any) -> dict[str, Any]:
-    summary = folder.read_summary() if folder.is_complete else {}
+    """The run's summary facts; `complete` False (and `epochs_done`) for an unfinished run."""
+    complete = folder.is_complete
+    summary = folder.read_summary() if complete else {}
     keys = ("test_acc", "train_time_s", "epoch_time_s_mean", "peak_mem_mb", "epochs", "n_train",
             "n_params")
-    return {k: summary.get(k) for k in keys}
+    facts = {k: summary.get(k) for k in keys}
+    facts["complete"] = complete
+    if not complete:
+        facts["epochs_done"] = len(folder.read_metrics())
+    return facts
 
 
 def read_cached(path: Path, settings: EvalSettings) -> dict[str, Any] | None:

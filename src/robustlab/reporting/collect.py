@@ -6,9 +6,10 @@ the experiment; otherwise every eval file under DIR (RUN/eval.json, RUN/eval/*.j
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from robustlab.common.files import read_json, read_jsonl
 
 EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
 CW_ATTACKS = ("cw-l2", "cw-linf")
@@ -17,9 +18,11 @@ METHOD_ORDER = ("standard", "pgd-at", "fgsm-rs", "free-at", "n-fgsm", "trades", 
                 "hybrid-fixed-eps", "hybrid-fixed-alpha", "mix")
 
 
+UNFINISHED = "unfinished"  # evaluated before training ended (no summary.json then)
+
+
 def _read(path: Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    return read_json(path)  # FileFormatError names a damaged file
 
 
 def _read_optional(path: Path) -> dict[str, Any]:
@@ -45,10 +48,7 @@ def protocol_of(recipe: str | None) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    return read_jsonl(path) if path.is_file() else []
 
 
 def method_rank(method: str) -> tuple[int, str]:
@@ -106,7 +106,8 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "dataset": run.get("dataset"), "model": run.get("model"), "method": run.get("method"),
         "role": role, "seed": run.get("seed"), "train_eps": run.get("eps"),
         "defense": run.get("defense"), "recipe": recipe, "protocol": protocol_of(recipe),
-        "health": run_health(run_dir, metrics),
+        # an eval of an interrupted run says so (evaluate writes training.complete)
+        "health": UNFINISHED if tr.get("complete") is False else run_health(run_dir, metrics),
         "label": data.get("label") or s.get("label") or f"eps={s['eps']:g}",
         "eps": s["eps"], "norm": s["norm"], "adaptive": s.get("adaptive", True),
         "n": data["n"], "clean": data["clean"]["acc"],

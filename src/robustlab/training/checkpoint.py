@@ -8,6 +8,7 @@ kill can never leave weights and optimizer state from different epochs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -66,37 +67,80 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a file written by `save_state`."""
+    """Read a file written by `save_state`; WeightsError if it is damaged."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"checkpoint {path}: not a readable safetensors file ({err})") from None
-    if "robustlab_skeleton" not in metadata:
-        raise ValueError(f"checkpoint {path}: metadata lacks 'robustlab_skeleton'; "
-                         "not written by robustlab.save_state")
-    return unflatten_state(tensors, json.loads(metadata["robustlab_skeleton"]))
+        if "robustlab_skeleton" not in metadata:
+            raise ValueError("metadata lacks 'robustlab_skeleton'; not written by save_state")
+        return unflatten_state(tensors, json.loads(metadata["robustlab_skeleton"]))
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
+        raise WeightsError(f"checkpoint {path}: not a readable robustlab checkpoint ({err})"
+                           ) from None
 
 
-def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
-    """Atomically write the model's state_dict as safetensors, `metadata` as JSON strings."""
+DIGEST_KEY = "weights_sha256"
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be trusted: unreadable, altered (digest mismatch) or made for
+    another model."""
+
+
+def weights_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes (in name order): any flipped
+    bit in the weights changes it."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, Any]) -> str:
+    """Atomically write the model's state_dict as safetensors, `metadata` as JSON strings plus
+    the weights' SHA-256 (`weights_sha256`); returns that digest."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {k: json.dumps(v) for k, v in metadata.items()}
+    digest = weights_digest(tensors)
+    meta = {k: json.dumps(v) for k, v in {**metadata, DIGEST_KEY: digest}.items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return digest
 
 
 def load_weights(path: str | Path, model: torch.nn.Module) -> dict[str, Any]:
-    """Load weights written by `save_weights` into `model` (strict); return the metadata."""
+    """Load weights written by `save_weights` into `model` (strict); return the metadata.
+
+    Raises WeightsError when the file is unreadable, its digest does not match its tensors (a
+    damaged or altered file), or its tensors do not fit the model (names or shapes)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
-    with safe_open(str(path), framework="pt") as fh:
-        metadata = {k: json.loads(v) for k, v in (fh.metadata() or {}).items()}
-    state = load_file(str(path))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"weights file {path} does not match the model: missing {missing}, "
-                         f"unexpected {unexpected}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = fh.metadata() or {}
+        metadata = {k: json.loads(v) for k, v in raw.items()}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"weights file {path}: not a readable safetensors file ({err})"
+                           ) from None
+    if DIGEST_KEY in metadata and weights_digest(state) != metadata[DIGEST_KEY]:
+        raise WeightsError(f"weights file {path}: SHA-256 of the tensors does not match the "
+                           "digest written with them; the file is damaged or was altered")
+    _check_fits(path, model, state)
+    model.load_state_dict(state)
     return metadata
+
+
+def _check_fits(path: Path, model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: {tuple(state[k].shape)} (model {tuple(v.shape)})"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise WeightsError(f"weights file {path} does not match the model: missing "
+                           f"{missing[:5]}, unexpected {unexpected[:5]}, wrong shapes "
+                           f"{shapes[:5]}")

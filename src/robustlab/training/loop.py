@@ -30,7 +30,7 @@ from robustlab.training.distributed import (
 from robustlab.training.health import OK, epoch_flags, run_health
 from robustlab.training.lr_schedules import lr_factor
 from robustlab.training.methods.base import TrainContext
-from robustlab.training.run_folder import CHECKPOINT, WEIGHTS, RunFolder, prepare_run_folder
+from robustlab.training.run_folder import CHECKPOINT, WEIGHTS, RunFolder, claim_run_folder
 from robustlab.training.setup import build_components
 
 
@@ -62,10 +62,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
 
 def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume: bool,
            overwrite: bool) -> RunResult:
-    run, resuming = prepare_run_folder(cfg.out_dir or default_run_dir(cfg), cfg.to_dict(),
-                                       resume=resume, overwrite=overwrite)
-    if resuming and run.is_complete:
-        return RunResult(run.path, run.read_summary(), run.read_metrics())
+    target = Path(cfg.out_dir or default_run_dir(cfg))
+    # rank 0 holds the folder's lock for the whole run; the other ranks only check it
+    with claim_run_folder(target, cfg.to_dict(), resume=resume, overwrite=overwrite,
+                          lock=dist.is_main) as (run, resuming):
+        if resuming and run.is_complete:
+            if dist.is_main:
+                run.finish()  # a kill after the summary may have left the checkpoint
+            return RunResult(run.path, run.read_summary(), run.read_metrics())
+        return _run_epochs(cfg, device, dist, run, resuming)
+
+
+def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: RunFolder,
+                resuming: bool) -> RunResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -85,18 +94,22 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
         train_model = torch.compile(train_model)
 
     metrics: list[dict[str, Any]] = []
-    start_epoch = 0
+    start_epoch, digest = 0, None
     if resuming and run.file(CHECKPOINT).is_file():
         state = load_state(run.file(CHECKPOINT))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
         metrics, start_epoch = state["metrics"], state["epoch"]
+        if dist.is_main:  # a kill may have come between the checkpoint and these files
+            digest = _publish(run, model, metrics, start_epoch, cfg)
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.amp == "bf16"
                 else contextlib.nullcontext())
 
     total_steps = cfg.epochs * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
+        if metrics and metrics[-1].get("non_finite_loss"):
+            break  # the loss diverged: more epochs cannot bring it back
         generator = seed_everything(epoch_seed(cfg.seed, epoch))  # resume needs no RNG replay
         ctx.epoch = epoch
         logs = method.start_epoch(ctx)
@@ -135,24 +148,30 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
         metrics.append(row)
         if dist.is_main:
             _print_epoch(row, cfg)
-            _checkpoint(run, model, optimizer, method, metrics, epoch + 1, cfg)
+            digest = _checkpoint(run, model, optimizer, method, metrics, epoch + 1, cfg)
 
     test_acc = accuracy(model, data.test.x, data.test.y) if reports_accuracy else None
-    summary = _summary(cfg, metrics, test_acc, data, model, dist.world_size)
+    summary = {**_summary(cfg, metrics, test_acc, data, model, dist.world_size),
+               "weights_sha256": digest}
     if dist.is_main:
         run.write_summary(summary)
-        run.file(CHECKPOINT).unlink(missing_ok=True)
+        run.finish()  # drops the checkpoint; an --overwrite run takes the old one's place
     dist.barrier()
     return RunResult(run.path, summary, metrics)
 
 
 def _checkpoint(run: RunFolder, model, optimizer, method, metrics, epoch: int,
-                cfg: TrainConfig) -> None:
+                cfg: TrainConfig) -> str:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "method": method.state_dict(), "metrics": metrics, "epoch": epoch}
     save_state(run.file(CHECKPOINT), state)  # one file, one rename: weights+state agree
+    return _publish(run, model, metrics, epoch, cfg)
+
+
+def _publish(run: RunFolder, model, metrics, epoch: int, cfg: TrainConfig) -> str:
+    """metrics.jsonl and model.safetensors as of the checkpoint; returns the weights' digest."""
     run.write_metrics(metrics)
-    save_weights(run.file(WEIGHTS), model, {"config": cfg.to_dict(), "epoch": epoch})
+    return save_weights(run.file(WEIGHTS), model, {"config": cfg.to_dict(), "epoch": epoch})
 
 
 def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model,
@@ -169,7 +188,7 @@ def _summary(cfg: TrainConfig, metrics, test_acc: float, data, model,
         "train_time_s": sum(times),
         "epoch_time_s_mean": sum(times) / len(times),
         "peak_mem_mb": max(m["peak_mem_mb"] for m in metrics),
-        "epochs": cfg.epochs,
+        "epochs": cfg.epochs, "epochs_done": len(metrics),
         "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test),
         "n_params": sum(p.numel() for p in model.parameters()),
         "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method, "seed": cfg.seed,

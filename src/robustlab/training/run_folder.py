@@ -3,23 +3,42 @@
     RUN/config.json             the config as run, plus versions, git commit, command
     RUN/metrics.jsonl           one JSON line per finished epoch
     RUN/checkpoint.safetensors  resumable training state (weights, optimizer, method, epoch)
-    RUN/model.safetensors       the weights (+ JSON metadata), written each epoch and at the end
+    RUN/model.safetensors       the weights (+ JSON metadata, SHA-256 digest), each epoch and at
+                                the end
     RUN/summary.json            written last: its presence marks a complete run
 
-Rules: every write is atomic; an existing run folder is never overwritten unless `overwrite`;
-`resume` continues from the last finished epoch and refuses a different config.
+Rules (docs/reliability.md says how each is tested):
+- every write is atomic (common/files.py); stale temporary files of a killed write are removed
+  when the folder is next claimed;
+- one writer at a time: `claim_run_folder` holds an advisory lock (`.RUN.lock` beside the
+  folder) for the whole run, a second writer is refused;
+- an existing run folder is never overwritten unless `overwrite`, and then only if it *is* a run
+  folder; the new run is built beside it (`.RUN.staging`) and swapped in by rename once complete,
+  so a kill leaves the old run intact;
+- `resume` continues from the last finished epoch and refuses a different config.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robustlab.common.files import atomic_write_json, atomic_write_jsonl, read_json, read_jsonl
+from robustlab.common.files import (
+    FileFormatError,
+    atomic_write_json,
+    atomic_write_jsonl,
+    read_json,
+    read_jsonl,
+    remove_stale_temp_files,
+)
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -32,13 +51,17 @@ _RESUME_FREE_FIELDS = {"progress", "out_dir", "threads", "data_dir", "download"}
 
 
 class RunFolderError(RuntimeError):
-    """A run folder that cannot be used as asked (exists, incomplete, mismatched config)."""
+    """A run folder that cannot be used as asked (exists, incomplete, mismatched config, in use,
+    damaged)."""
 
 
 @dataclass
 class RunFolder:
+    """The files of one run. `replaces`: set while this is a staging folder that takes the place
+    of an existing run when `finish` is called."""
+
     path: Path
-    replace_existing: bool = False
+    replaces: Path | None = None
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -48,23 +71,33 @@ class RunFolder:
         return self.file(SUMMARY).is_file()
 
     def read_config(self) -> dict[str, Any]:
+        """The `train` table of config.json; RunFolderError if missing or damaged."""
         path = self.file(CONFIG)
         if not path.is_file():
             raise RunFolderError(f"{self.path} is not a robustlab run folder (no {CONFIG})")
-        return read_json(path)["train"]
+        data = _read_json_file(path)
+        if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
+            raise RunFolderError(f"{path}: expected an object with a 'train' object, as "
+                                 "robustlab train writes it")
+        return data["train"]
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.file(METRICS))
+        try:
+            return read_jsonl(self.file(METRICS))
+        except FileFormatError as err:
+            raise RunFolderError(str(err)) from None
 
     def read_summary(self) -> dict[str, Any]:
         if not self.is_complete:
-            raise RunFolderError(f"run {self.path} is not complete (no {SUMMARY})")
-        return read_json(self.file(SUMMARY))
+            raise RunFolderError(f"run {self.path} is not complete (no {SUMMARY}): it was "
+                                 "interrupted or is still training; `robustlab train --resume` "
+                                 "finishes it")
+        data = _read_json_file(self.file(SUMMARY))
+        if not isinstance(data, dict):
+            raise RunFolderError(f"{self.file(SUMMARY)}: expected a JSON object")
+        return data
 
     def write_config(self, config: dict[str, Any]) -> None:
-        if self.replace_existing and self.path.exists():
-            shutil.rmtree(self.path)
-            self.replace_existing = False
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.file(CONFIG), {"train": config, "environment": environment_info()})
 
@@ -74,34 +107,153 @@ class RunFolder:
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.file(SUMMARY), summary)
 
+    def finish(self) -> None:
+        """After the summary: drop the training state; a staging folder takes its place."""
+        self.file(CHECKPOINT).unlink(missing_ok=True)
+        if self.replaces is not None:
+            _swap_in(self.path, self.replaces)
+            self.path, self.replaces = self.replaces, None
 
-def prepare_run_folder(path: str | Path, config: dict[str, Any], *, resume: bool,
-                       overwrite: bool) -> tuple[RunFolder, bool]:
-    """Check the run folder can be used as asked; return (folder, resuming?).
 
-    Writes nothing: the caller writes the config once the run's components are built."""
+def _read_json_file(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except (FileFormatError, OSError) as err:
+        raise RunFolderError(str(err)) from None
+
+
+def staging_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.staging"
+
+
+def _trash_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.replaced"
+
+
+def lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.lock"
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Put the complete run `staging` at `target`, the old run aside then deleted. A kill
+    between the two renames leaves no `target`; `_recover_swap` completes the swap."""
+    trash = _trash_path(target)
+    if trash.exists():
+        shutil.rmtree(trash)
+    if target.exists():
+        os.rename(target, trash)
+    os.rename(staging, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _recover_swap(target: Path) -> None:
+    staging, trash = staging_path(target), _trash_path(target)
+    if not target.exists() and (staging / SUMMARY).is_file():
+        os.rename(staging, target)
+    if target.exists() and trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def hold_lock(target: Path) -> Iterator[None]:
+    """Advisory lock on the run folder `target` for this process (released on exit or kill)."""
+    lock = lock_path(target)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise RunFolderError(f"run folder {target} is in use by another robustlab process "
+                                 f"(pid {holder}, lock {lock}); wait for it to finish or "
+                                 "choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@contextlib.contextmanager
+def claim_run_folder(path: str | Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
+                     lock: bool = True) -> Iterator[tuple[RunFolder, bool]]:
+    """Lock the run folder, check it can be used as asked, yield (folder, resuming?).
+
+    Writes nothing but the lock file and cleanup of a killed run's leftovers (temporary files,
+    a half-done swap); the caller writes the config once the run's components are built.
+    `lock=False` (other ranks of a distributed run) only checks."""
+    target = Path(path)
+    _check_target(target)
+    with hold_lock(target) if lock else contextlib.nullcontext():
+        if lock:
+            _recover_swap(target)
+            remove_stale_temp_files(target)
+        yield check_run_folder(target, config, resume=resume, overwrite=overwrite, clean=lock)
+
+
+def _check_target(target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise RunFolderError(f"--out {target} is a file, not a folder; choose a folder path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunFolderError(f"--out {target}: cannot create its parent folder "
+                             f"({err.strerror})") from None
+    if not os.access(target.parent, os.W_OK | os.X_OK) or (
+            target.exists() and not os.access(target, os.W_OK | os.X_OK)):
+        raise RunFolderError(f"--out {target}: not writable by this user; choose another "
+                             "folder")
+
+
+def check_run_folder(target: Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
+                     clean: bool = False) -> tuple[RunFolder, bool]:
+    """The checks of `claim_run_folder`, without the lock. `clean`: delete a stale staging
+    folder when overwriting (only the lock holder may)."""
     if resume and overwrite:
         raise RunFolderError("choose one of resume and overwrite, not both")
-    run = RunFolder(Path(path))
-    exists = run.path.exists() and any(run.path.iterdir())
+    run = RunFolder(target)
+    exists = target.exists() and any(target.iterdir())
     if exists and overwrite:
-        run.replace_existing = True  # deleted only when the new run writes its config
-        return run, False
+        _check_replaceable(target)
+        staging = staging_path(target)
+        if clean and staging.exists():
+            shutil.rmtree(staging)  # an earlier --overwrite that was killed
+        return RunFolder(staging, replaces=target), False
     if exists and not resume:
+        if not (target / CONFIG).is_file():
+            raise RunFolderError(f"--out {target} already holds files that are not a robustlab "
+                                 "run; choose an empty or new folder")
         state = "a complete run" if run.is_complete else "an unfinished run"
-        raise RunFolderError(f"run folder {run.path} already holds {state}; pass --resume to "
+        raise RunFolderError(f"run folder {target} already holds {state}; pass --resume to "
                              "continue it or --overwrite to replace it (results are never "
                              "overwritten silently)")
-    if exists:
-        # a field added to TrainConfig after the run was made counts as its default there
-        old = {**_config_defaults(), **run.read_config()}
-        diff = sorted(k for k in set(old) | set(config)
-                      if k not in _RESUME_FREE_FIELDS and old.get(k) != config.get(k))
-        if diff:
-            details = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
-            raise RunFolderError(f"cannot resume {run.path} with a different config ({details})")
+    if exists and (target / CONFIG).is_file():
+        _check_same_config(run, config)
         return run, True
+    if exists:  # files, but no config: not a run this code could have made
+        raise RunFolderError(f"cannot resume {target}: it is not a robustlab run folder "
+                             f"(no {CONFIG}); choose an empty or new folder")
     return run, False
+
+
+def _check_replaceable(target: Path) -> None:
+    """--overwrite replaces only a robustlab run folder: config.json as train writes it, and no
+    sub-folders (a run folder has none)."""
+    RunFolder(target).read_config()  # raises unless config.json is a run's
+    subdirs = sorted(p.name for p in target.iterdir() if p.is_dir())
+    if subdirs:
+        raise RunFolderError(f"--overwrite: {target} holds folders ({', '.join(subdirs[:5])}), "
+                             "which a robustlab run folder never does; refusing to delete it")
+
+
+def _check_same_config(run: RunFolder, config: dict[str, Any]) -> None:
+    # a field added to TrainConfig after the run was made counts as its default there
+    old = {**_config_defaults(), **run.read_config()}
+    diff = sorted(k for k in set(old) | set(config)
+                  if k not in _RESUME_FREE_FIELDS and old.get(k) != config.get(k))
+    if diff:
+        details = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
+        raise RunFolderError(f"cannot resume {run.path} with a different config ({details})")
 
 
 def _config_defaults() -> dict[str, Any]:
@@ -134,3 +286,7 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+__all__ = ["CHECKPOINT", "CONFIG", "METRICS", "SUMMARY", "WEIGHTS", "RunFolder",
+           "RunFolderError", "check_run_folder", "claim_run_folder", "hold_lock"]
