@@ -22,6 +22,8 @@ def test_auto_picks_the_recipe_written_for_the_dataset_and_budget():
     hybrid = configure({"method": "hybrid", "eps": 0.3})
     assert hybrid.method_options == {"k": 7, "per_step": True}  # same warm-up, PGD-7 copies
     assert configure({"method": "hybrid-fgsm", "eps": 0.3}).method_options == {"per_step": True}
+    # lam 1 collapsed LeNet-5 at eps 0.3 (paper-cpu, 11.35 %); the recipe's lam 0.3 learns
+    assert configure({"method": "gradient-reg", "eps": 0.3}).method_options == {"lam": 0.3}
     fm = configure({"dataset": "fashion-mnist", "method": "trades", "eps": 0.1, "epochs": 9})
     assert fm.recipe == "fashion-mnist-linf" and fm.eps_warmup == pytest.approx(3.0)
     # no recipe written for CIFAR-10: the TrainConfig defaults (the paper's), nothing recorded
