@@ -65,7 +65,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
     target = Path(cfg.out_dir or default_run_dir(cfg))
     # rank 0 holds the folder's lock for the whole run; the other ranks only check it
     with claim_run_folder(target, cfg.to_dict(), resume=resume, overwrite=overwrite,
-                          lock=dist.is_main) as (run, resuming):
+                          lock=dist.is_main) as (run, resuming), torch_threads(cfg.threads):
         if resuming and run.is_complete:
             if dist.is_main:
                 run.finish()  # a kill after the summary may have left the checkpoint
@@ -73,10 +73,22 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
         return _run_epochs(cfg, device, dist, run, resuming)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to `n` (None: unchanged) for the block, then restored:
+    a run in a long-lived process must not change the thread count, hence the numerics, of
+    what the process computes next."""
+    previous = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: RunFolder,
                 resuming: bool) -> RunResult:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     parts = build_components(cfg, device)  # data, model, method, optimizer; raises before compute
     dist.barrier()  # every rank has checked the folder before rank 0 writes to it
