@@ -59,3 +59,17 @@ def build(name: str, *, eps: Any, norm: str, seed: int = 0, **extra: Any):
     if name == "transfer":
         extra = {"surrogate": _surrogate(), **extra}
     return create_attack(name, eps=eps, norm=norm, seed=seed, **FAST[name], **extra)
+
+
+def supported_norms(name: str) -> list[str]:
+    """The norms ("linf", "l2") the attack `name` can be built for."""
+    from robustlab.attacks import AttackError
+
+    out = []
+    for norm in ("linf", "l2"):
+        try:
+            build(name, eps=0.1, norm=norm)
+        except AttackError:
+            continue
+        out.append(norm)
+    return out

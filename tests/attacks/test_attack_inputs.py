@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from attack_configs import build
+from attack_configs import build, supported_norms
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -37,18 +37,7 @@ def _batch(n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, K, (n,), generator=g)
 
 
-def _supported_norms(name: str) -> set[str]:
-    out = set()
-    for norm in ("linf", "l2"):
-        try:
-            build(name, eps=0.1, norm=norm)
-        except AttackError:
-            continue
-        out.add(norm)
-    return out
-
-
-NORMS_OF = {name: _supported_norms(name) for name in ALL}
+NORMS_OF = {name: set(supported_norms(name)) for name in ALL}
 
 
 def _field(err: Exception) -> str:
