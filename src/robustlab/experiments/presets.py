@@ -176,11 +176,12 @@ PRESETS: dict[str, Preset] = {
         seeds=(0,), epochs=4, protocols=("paper", "recipe"),
         protocol_budgets={"paper": ("paper",), "recipe": ("standard",)},
         eval=EvalPlan(attacks=("fgsm", "pgd", "cw-linf", "autoattack"), n=1000,
-                      curve_n=200, audit_n=100, audit_square_queries=300,
+                      curve_n=100, audit_n=50, audit_square_queries=300,
                       attack_options=_AA_CPU),
         budget_note="full training sets, 4 epochs, PGD-5 during training, one seed (the "
                     "2-hour budget does not hold three), 1,000 test images, AutoAttack with "
-                    "20 iterations / 3 target classes / 500 Square queries",
+                    "20 iterations / 3 target classes / 500 Square queries; the eps curve on "
+                    "100 and the audit on 50 of those images",
     ),
     "paper": Preset(
         name="paper",
