@@ -48,8 +48,8 @@ def run_one(spec: str, args: argparse.Namespace) -> dict:
 
     from robustlab.attacks import create_attack
     from robustlab.common.inference import accuracy
+    from robustlab.runs.load import load_run
     from robustlab.training import TrainConfig, train
-    from robustlab.training.load_run import load_run
 
     name, options = parse_spec(spec)
     slug = spec.replace(":", "_").replace("=", "-").replace(",", "_")

@@ -318,12 +318,12 @@ def run_suite(kind: str, model, x, y, args) -> list[Row]:
         rows.append(compare_seeded(
             "FAB-T", model, xe, ye, linf, "linf",
             lambda s: (
-                create_attack("fab-t", eps=linf, norm="linf", n_iter=100, n_restarts=1,
+                create_attack("fab-t", eps=linf, norm="linf", steps=100, restarts=1,
                               n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9, seed=s),
                 lambda: torchattacks.FAB(model, norm="Linf", eps=linf, steps=100, n_restarts=1,
                                          alpha_max=0.1, eta=1.05, beta=0.9, multi_targeted=True,
                                          n_classes=10, seed=s)(xe, ye)),
-            f"fab-t {ce}, n_iter 100, n_restarts 1, 9 targets, alpha_max 0.1, eta 1.05, "
+            f"fab-t {ce}, steps 100, restarts 1, 9 targets, alpha_max 0.1, eta 1.05, "
             "beta 0.9, seed 0",
             f"torchattacks.FAB(norm='Linf', eps={linf}, steps=100, n_restarts=1, "
             "multi_targeted=True, n_classes=10, alpha_max=0.1, eta=1.05, beta=0.9, seed=0)",
@@ -338,7 +338,7 @@ def run_suite(kind: str, model, x, y, args) -> list[Row]:
                 lambda: torchattacks.Square(model, norm="Linf", eps=linf, n_queries=q,
                                             n_restarts=1, p_init=0.8, loss="margin",
                                             resc_schedule=True, seed=s)(xe, ye)),
-            f"square {ce}, n_queries {q}, p_init 0.8, n_restarts 1, margin loss, seed 0",
+            f"square {ce}, n_queries {q}, p_init 0.8, restarts 1, margin loss, seed 0",
             f"torchattacks.Square(norm='Linf', eps={linf}, n_queries={q}, n_restarts=1, "
             "p_init=0.8, loss='margin', resc_schedule=True, seed=0)", **rk))
     if "pgd-l2" not in skip:

@@ -13,10 +13,10 @@ from robustlab.cli import main
 from robustlab.data import DataError
 from robustlab.data.mnist import MNIST_INFO
 from robustlab.defenses import DefenseError, create_defense
-from robustlab.training.config import ConfigError, TrainConfig, load_config_file
-from robustlab.training.load_run import load_run
-from robustlab.training.run_folder import RunFolderError
-from robustlab.training.setup import build_model, load_run_data
+from robustlab.runs.build import build_model, load_run_data
+from robustlab.runs.config import ConfigError, TrainConfig, load_config_file
+from robustlab.runs.folder import RunFolderError
+from robustlab.runs.load import load_run
 
 CPU = torch.device("cpu")
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_files import idx_bytes as _idx_bytes
+from dataset_files import write_idx_folder as _write_mnist
 
 from robustlab.data import (
     ArraySplit,
@@ -125,31 +127,6 @@ def test_unknown_option_is_rejected():
 
 
 # ----------------------------------------------------------------------------- IDX files
-
-
-def _idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
-    magic = (0x08 << 8 | array.ndim) if magic is None else magic
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def _write_mnist(folder: Path, n_train=6, n_test=4, gz=True, **override: bytes) -> Path:
-    """Write a tiny but well-formed MNIST-layout folder; `override[stem]` replaces a file."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    files = {
-        "train-images-idx3-ubyte": _idx_bytes(rng.integers(0, 256, (n_train, 28, 28))),
-        "train-labels-idx1-ubyte": _idx_bytes(np.arange(n_train) % 10),
-        "t10k-images-idx3-ubyte": _idx_bytes(rng.integers(0, 256, (n_test, 28, 28))),
-        "t10k-labels-idx1-ubyte": _idx_bytes(np.arange(n_test) % 10),
-    }
-    files.update(override)
-    for stem, data in files.items():
-        if gz:
-            (folder / f"{stem}.gz").write_bytes(gzip.compress(data))
-        else:
-            (folder / stem).write_bytes(data)
-    return folder
 
 
 def test_tiny_idx_roundtrip_both_layouts_gz_and_raw(tmp_path):

@@ -13,17 +13,17 @@ from safetensors.torch import load_file
 
 import robustlab.attacks as attacks
 from robustlab.cli import main as cli_main
+from robustlab.common.errors import ConfigError
 from robustlab.common.inference import accuracy
 from robustlab.defenses import DefenseError, create_defense, load_autoencoder
 from robustlab.defenses.autoencoder import AutoencoderDefense
 from robustlab.defenses.bit_depth import BitDepth
 from robustlab.models import create_model
+from robustlab.runs.folder import RunFolder
+from robustlab.runs.load import load_run
 from robustlab.training import TrainConfig, train
-from robustlab.training.config import ConfigError
-from robustlab.training.load_run import load_run
 from robustlab.training.methods import TrainContext, create_method
 from robustlab.training.methods.perturb import generate
-from robustlab.training.run_folder import RunFolder
 
 N_EVAL = 500
 

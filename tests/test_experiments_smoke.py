@@ -88,7 +88,7 @@ def test_smoke_rerun_resumes_without_recomputing(smoke, capsys):
 def test_audit_flags_masked_model_and_passes_pgd_at(smoke):
     from robustlab.defenses import create_defense
     from robustlab.evaluation import EvalSettings, evaluate_model
-    from robustlab.training.load_run import load_run
+    from robustlab.runs.load import load_run
 
     out, _ = smoke
     pgd_at = next((out / "runs" / "mnist-lenet5-pgd-at-eps0.03-s0" / "eval").glob("*.json"))
@@ -113,7 +113,7 @@ def test_report_shows_adaptive_and_labelled_non_adaptive_numbers(smoke, tmp_path
     from robustlab.evaluation import EvalSettings
     from robustlab.experiments.evaluate_runs import evaluate_loaded_run
     from robustlab.reporting import write_report
-    from robustlab.training.load_run import load_run
+    from robustlab.runs.load import load_run
 
     out, _ = smoke
     loaded = load_run(out / "runs" / "mnist-lenet5-standard-s0", device="cpu")
@@ -172,7 +172,7 @@ def test_ray_executor_gives_the_same_results(smoke, tmp_path):
 
 
 def test_unknown_or_missing_executor_fails_before_compute(tmp_path, monkeypatch):
-    from robustlab.training.config import ConfigError
+    from robustlab.common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="--executor: expected one of local, ray"):
         reproduce(get_preset("smoke"), tmp_path / "x", executor="dask")

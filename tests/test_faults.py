@@ -192,7 +192,7 @@ def test_training_in_process_leaves_the_thread_count_as_it_was(tmp_path):
 
 
 def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path, capsys):
-    from robustlab.training.run_folder import hold_lock
+    from robustlab.runs.folder import hold_lock
 
     run = tmp_path / "run"
     with hold_lock(run):  # as a training process holds it
@@ -243,7 +243,7 @@ def test_damaged_weights_are_refused_with_a_clear_error(tmp_path, capsys, damage
     elif damage == "garbage":
         data = bytearray(b"not a safetensors file at all")
     if damage == "other-model":
-        from robustlab.training.checkpoint import save_weights
+        from robustlab.runs.checkpoint import save_weights
 
         save_weights(weights, torch.nn.Linear(4, 2), {})
     elif damage == "other-run":  # same architecture, another seed's weights copied in

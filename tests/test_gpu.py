@@ -65,7 +65,7 @@ def test_gpu_compiled_training_saves_plain_weights(tmp_path):
 def test_gpu_training_from_pinned_host_memory_matches_device_data(tmp_path, monkeypatch):
     """A training split too large for the GPU stays in pinned host memory, batches copied
     asynchronously; the run sees the same batches as with the split on the device."""
-    import robustlab.training.setup as setup
+    import robustlab.runs.build as setup
 
     def run(name):
         cfg = TrainConfig(dataset="synthetic", dataset_options=SYN, model="lenet5", epochs=1,

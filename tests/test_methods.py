@@ -90,7 +90,7 @@ def test_adversarial_baselines_train_and_log_eps(tmp_path, mnist_root, method, o
 
 
 def test_lipschitz_trains_and_reloads(tmp_path, mnist_root):
-    from robustlab.training.load_run import load_run
+    from robustlab.runs.load import load_run
 
     cfg = TrainConfig(method="lipschitz", epochs=1, train_size=256, val_size=1000,
                       data_dir=str(mnist_root), progress=False, out_dir=str(tmp_path / "lip"))

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustlab.common.errors import ConfigError
 from robustlab.data import ArraySplit
 from robustlab.registry import METHODS
-from robustlab.training.checkpoint import flatten_state
-from robustlab.training.config import ConfigError
+from robustlab.runs.checkpoint import flatten_state
 from robustlab.training.methods import create_method
 from robustlab.training.methods import perturb as P
 from robustlab.training.methods.eps_schedule import AdaptiveEps, scheduled_eps

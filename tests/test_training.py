@@ -12,8 +12,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from robustlab.runs.checkpoint import flatten_state, load_state, save_state, unflatten_state
 from robustlab.training import ConfigError, RunFolderError, TrainConfig, train
-from robustlab.training.checkpoint import flatten_state, load_state, save_state, unflatten_state
 from robustlab.training.lr_schedules import lr_factor
 
 
@@ -178,7 +178,7 @@ def test_host_memory_batches_equal_on_device_batches():
     same augmentations as the on-device path; exercised on the CPU with a distinct device
     object so the host path runs."""
     from robustlab.data import ArraySplit, random_crop_flip
-    from robustlab.training.setup import RunData, train_on_device
+    from robustlab.runs.build import RunData, train_on_device
 
     g = torch.Generator().manual_seed(0)
     split = ArraySplit(torch.rand(50, 3, 8, 8, generator=g), torch.randint(0, 10, (50,)))

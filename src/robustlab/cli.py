@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
               "(robustlab --help)", file=sys.stderr)
         return 2
     try:
+        from robustlab.plugins import load_plugins
+
+        load_plugins(args.plugin)
         return args.func(args) or 0
     except _user_errors() as err:
         print(f"robustlab {args.command}: error: {err}", file=sys.stderr)
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robustlab", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
     # abbreviations off: `--epoch 1` must be an error, not silently `--epochs 1`
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first, so the datasets, models, methods, attacks "
+                             "and defenses it registers can be named (repeatable; worker "
+                             "processes read ROBUSTLAB_PLUGINS, see docs/plugins.md)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=_StrictParser)
 
@@ -281,12 +288,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from robustlab.common.device import DeviceError
     from robustlab.common.files import FileFormatError
     from robustlab.data import DataError
+    from robustlab.plugins import PluginError
     from robustlab.registry import RegistryError
+    from robustlab.runs.checkpoint import WeightsError
     from robustlab.training import ConfigError, RunFolderError
-    from robustlab.training.checkpoint import WeightsError
 
     return (CLIError, ConfigError, DataError, RegistryError, RunFolderError, FileNotFoundError,
-            DeviceError, FileFormatError, WeightsError)
+            DeviceError, FileFormatError, WeightsError, PluginError)
 
 
 if __name__ == "__main__":

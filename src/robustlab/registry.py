@@ -40,6 +40,8 @@ class Registry:
                     f"{_describe(self._entries[name])}, now again by {_describe(factory)}"
                 )
             self._entries[name] = factory
+            if isinstance(factory, type):
+                factory.name = name  # the registered name is the class's only name
             return factory
 
         return decorator

@@ -24,16 +24,6 @@ def _surrogate() -> nn.Module:
     return nn.Sequential(nn.Flatten(), lin)
 
 
-def _autoattack_components(eps: Any, norm: str, seed: int) -> list:
-    kw = dict(eps=eps, norm=norm, seed=seed)
-    return [
-        ("apgd-ce", create_attack("apgd-ce", steps=5, **kw)),
-        ("apgd-t", create_attack("apgd-t", steps=5, n_target_classes=2, **kw)),
-        ("fab-t", create_attack("fab-t", n_iter=5, n_target_classes=2, **kw)),
-        ("square", create_attack("square", n_queries=20, **kw)),
-    ]
-
-
 FAST: dict[str, dict[str, Any]] = {
     "fgsm": {},
     "fgsm-rs": {},
@@ -44,18 +34,16 @@ FAST: dict[str, dict[str, Any]] = {
     "apgd-dlr": {"steps": 8},
     "apgd-t": {"steps": 5, "n_target_classes": 3},
     "cw-l2": {"steps": 10, "binary_search_steps": 2},
-    "fab": {"n_iter": 5},
-    "fab-t": {"n_iter": 5, "n_target_classes": 2},
+    "fab": {"steps": 5},
+    "fab-t": {"steps": 5, "n_target_classes": 2},
     "square": {"n_queries": 30},
     "transfer": {"attack": "pgd", "steps": 3},
+    "autoattack": {"steps": 5, "n_target_classes": 2, "n_queries": 20},
 }
 
 
 def build(name: str, *, eps: Any, norm: str, seed: int = 0, **extra: Any):
-    """The attack `name` with its fast config (AutoAttack with cheap components)."""
-    if name == "autoattack":
-        comps = _autoattack_components(eps, norm, seed)
-        return create_attack(name, eps=eps, norm=norm, seed=seed, components=comps, **extra)
+    """The attack `name` with its fast config (AutoAttack with cheap counts)."""
     if name == "transfer":
         extra = {"surrogate": _surrogate(), **extra}
     return create_attack(name, eps=eps, norm=norm, seed=seed, **FAST[name], **extra)

@@ -133,7 +133,7 @@ def test_square_l2_stays_in_the_l2_ball_and_reduces_accuracy(mnist_small):
 
 def test_fab_t_linf_breaks_a_standard_lenet(mnist_small):
     model, x, y = mnist_small
-    attack = create("fab-t", eps=0.3, norm="linf", n_iter=20, seed=0)
+    attack = create("fab-t", eps=0.3, norm="linf", steps=20, seed=0)
     x_adv = attack(model, x, y)
     assert_in_threat_model(x_adv, x, 0.3, "linf")
     acc = accuracy(model, x_adv, y)
@@ -147,7 +147,7 @@ def test_fab_l2_returns_minimal_adversarials_inside_the_ball(mnist_small):
     model, x, y = mnist_small
     x, y = x[:40], y[:40]
     eps = 1.5
-    x_adv = create("fab", eps=eps, norm="l2", n_iter=20, seed=0)(model, x, y)
+    x_adv = create("fab", eps=eps, norm="l2", steps=20, seed=0)(model, x, y)
     assert_in_threat_model(x_adv, x, eps, "l2", tol=1e-5)
     changed = (x_adv != x).flatten(1).any(1)
     with torch.no_grad():
@@ -217,7 +217,7 @@ def test_per_sample_eps(mnist_small, name, norm):
     x, y = x[:6], y[:6]
     big = 0.3 if norm == "linf" else 3.0
     eps = torch.tensor([0.0, big, big / 2, 0.0, big, big / 3])
-    kw = {"n_queries": 50} if name == "square" else {"n_iter": 5, "n_target_classes": 2}
+    kw = {"n_queries": 50} if name == "square" else {"steps": 5, "n_target_classes": 2}
     if name == "fab":
         kw.pop("n_target_classes")
     x_adv = create(name, eps=eps, norm=norm, seed=0, **kw)(model, x, y)
@@ -230,7 +230,7 @@ def test_per_sample_eps(mnist_small, name, norm):
     [
         ("square", {"n_queries": 40, "norm": "l2"}),
         ("square", {"n_queries": 40}),
-        ("fab", {"n_iter": 5, "n_restarts": 2}),
+        ("fab", {"steps": 5, "restarts": 2}),
     ],
 )
 def test_same_seed_same_output(mnist_small, name, kw):
@@ -247,7 +247,7 @@ def test_same_seed_same_output(mnist_small, name, kw):
 
 @pytest.mark.parametrize(
     "name, kw, floor",
-    [("square", {"n_queries": 300}, 0.6), ("fab", {"n_iter": 20}, 0.6)],
+    [("square", {"n_queries": 300}, 0.6), ("fab", {"steps": 20}, 0.6)],
 )
 def test_targeted_attacks_reach_the_target(mnist_small, name, kw, floor):
     model, x, y = mnist_small
@@ -268,8 +268,8 @@ def test_fab_t_on_a_binary_model_equals_untargeted_fab():
     x = torch.rand(10, 1, 4, 4)
     with torch.no_grad():
         y = model(x).argmax(1)
-    targeted = create("fab-t", eps=4.0, norm="l2", n_iter=10)(model, x, y)
-    untargeted = create("fab", eps=4.0, norm="l2", n_iter=10)(model, x, y)
+    targeted = create("fab-t", eps=4.0, norm="l2", steps=10)(model, x, y)
+    untargeted = create("fab", eps=4.0, norm="l2", steps=10)(model, x, y)
     assert torch.allclose(targeted, untargeted, atol=1e-6)
     with torch.no_grad():
         assert bool((model(targeted).argmax(1) != y).all())  # a linear model is always broken
@@ -286,7 +286,7 @@ def test_fab_t_on_a_binary_model_equals_untargeted_fab():
         ("square", {"eps": 0.1, "norm": "l1"}, "norm"),
         ("fab", {"eps": 0.1, "norm": "l1"}, "norm"),
         ("fab", {"eps": 0.1, "alpha_max": 2.0}, "alpha_max"),
-        ("fab", {"eps": 0.1, "n_iter": 0}, "n_iter"),
+        ("fab", {"eps": 0.1, "steps": 0}, "steps"),
         ("fab-t", {"eps": 0.1, "n_target_classes": 0}, "n_target_classes"),
         ("transfer", {"eps": 0.1}, "surrogate"),
         ("transfer", {"eps": 0.1, "surrogate": "lenet"}, "surrogate"),
@@ -316,7 +316,7 @@ def test_no_weaker_than_torchattacks(mnist_small):
     ref = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=200, seed=0)
     theirs = accuracy(model, ref(x, y), y)
     assert ours <= theirs + 0.01, (ours, theirs)
-    ours = accuracy(model, create("fab-t", eps=eps, n_iter=20, seed=0)(model, x, y), y)
+    ours = accuracy(model, create("fab-t", eps=eps, steps=20, seed=0)(model, x, y), y)
     ref = torchattacks.FAB(
         model, norm="Linf", eps=eps, steps=20, multi_targeted=True, n_classes=10, seed=0
     )

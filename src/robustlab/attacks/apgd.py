@@ -199,7 +199,6 @@ class _APGDBase(Attack):
 class APGDCE(_APGDBase):
     """APGD on the cross-entropy loss (untargeted, or targeted CE when `target` is given)."""
 
-    name = "apgd-ce"
 
     def perturb(self, model, x, y, eps, target, generator):
         best = BestIterate.from_clean(model, x, y, ce_loss, target)
@@ -211,7 +210,6 @@ class APGDCE(_APGDBase):
 class APGDDLR(_APGDBase):
     """APGD on the DLR loss (needs >= 3 classes)."""
 
-    name = "apgd-dlr"
     min_classes = 3
 
     def perturb(self, model, x, y, eps, target, generator):
@@ -226,7 +224,6 @@ class APGDT(_APGDBase):
     classes other than the predicted one (needs >= 3 classes). Untargeted in its result (any
     misclassification counts); does not take `target`."""
 
-    name = "apgd-t"
     min_classes = 3
     supports_target = False
 

@@ -26,10 +26,20 @@ from robustlab.registry import ATTACKS
 VERSIONS = ("standard",)
 
 
+# The standard version's counts (Croce & Hein, 2020); `AutoAttack` takes smaller ones for CPU
+# budgets, and records them in `describe()`.
+STANDARD_STEPS = 100
+STANDARD_TARGET_CLASSES = 9
+STANDARD_QUERIES = 5000
+
+
 def standard_components(
-    eps: float | Tensor, norm: str, seed: int, common: dict[str, Any]
+    eps: float | Tensor, norm: str, seed: int, common: dict[str, Any], *,
+    steps: int = STANDARD_STEPS, n_target_classes: int = STANDARD_TARGET_CLASSES,
+    n_queries: int = STANDARD_QUERIES,
 ) -> list[tuple[str, Attack]]:
-    """The four attacks of the standard version with the paper's counts."""
+    """The four attacks of the standard version: APGD-CE, APGD-T, FAB-T (`steps` iterations,
+    one restart; `n_target_classes` targets) and Square (`n_queries`)."""
     missing = [n for n in ("fab-t", "square") if n not in ATTACKS]
     if missing:
         raise AttackError(
@@ -37,21 +47,22 @@ def standard_components(
             f"registered; registered: {', '.join(ATTACKS.list())}"
         )
     kw = dict(eps=eps, norm=norm, seed=seed, **common)
+    targets = dict(n_target_classes=n_target_classes)
     return [
-        ("apgd-ce", ATTACKS.create("apgd-ce", steps=100, restarts=1, **kw)),
-        ("apgd-t", ATTACKS.create("apgd-t", steps=100, restarts=1, n_target_classes=9, **kw)),
-        ("fab-t", ATTACKS.create("fab-t", n_iter=100, n_restarts=1, n_target_classes=9, **kw)),
-        ("square", ATTACKS.create("square", n_queries=5000, **kw)),
+        ("apgd-ce", ATTACKS.create("apgd-ce", steps=steps, restarts=1, **kw)),
+        ("apgd-t", ATTACKS.create("apgd-t", steps=steps, restarts=1, **targets, **kw)),
+        ("fab-t", ATTACKS.create("fab-t", steps=steps, restarts=1, **targets, **kw)),
+        ("square", ATTACKS.create("square", n_queries=n_queries, **kw)),
     ]
 
 
 @ATTACKS.register("autoattack")
 class AutoAttack(Attack):
-    """Parameters: `eps`, `norm` ("linf" | "l2"), `version` ("standard"), `seed`, plus the
-    common `Attack` parameters (passed on to every component). `components` may replace the
-    standard list with `[(name, Attack), ...]` (e.g. cheaper counts in tests)."""
+    """Parameters: `eps`, `norm` ("linf" | "l2"), `version` ("standard"), `seed`, the
+    components' counts `steps` (APGD and FAB iterations, 100), `n_target_classes` (9) and
+    `n_queries` (Square, 5000), plus the common `Attack` parameters (passed on to every
+    component). `components` may replace the standard list with `[(name, Attack), ...]`."""
 
-    name = "autoattack"
     min_classes = 3
     supports_target = False
 
@@ -62,6 +73,9 @@ class AutoAttack(Attack):
         norm: str = "linf",
         version: str = "standard",
         seed: int = 0,
+        steps: int = STANDARD_STEPS,
+        n_target_classes: int = STANDARD_TARGET_CLASSES,
+        n_queries: int = STANDARD_QUERIES,
         components: list[tuple[str, Attack]] | None = None,
         **common: Any,
     ) -> None:
@@ -70,7 +84,10 @@ class AutoAttack(Attack):
             raise AttackError(f"version: expected one of {', '.join(VERSIONS)}, got {version!r}")
         self.version = version
         if components is None:
-            components = standard_components(eps, norm, seed, common)
+            components = standard_components(
+                eps, norm, seed, common, steps=self.check_positive_int("steps", steps),
+                n_target_classes=self.check_positive_int("n_target_classes", n_target_classes),
+                n_queries=self.check_positive_int("n_queries", n_queries))
         for name, att in components:
             if not isinstance(att, Attack):
                 raise AttackError(f"components: {name!r} is not an Attack: {att!r}")

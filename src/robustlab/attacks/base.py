@@ -1,4 +1,8 @@
-"""The `Attack` base class, the model as an attack sees it, and the ONE input-gradient routine.
+"""The `Attack` base class: the contract every attack follows.
+
+The model as an attack sees it (`AttackModel`) and the one input-gradient routine are in
+`attack_model.py`; how a call runs fast (layouts, frozen parameters, the class-count cache) in
+`execution.py` beside `cpu_kernels.py`.
 
 How to write an attack
 ----------------------
@@ -61,187 +65,30 @@ Composite attacks (AutoAttack) call their parts' `perturb` directly with the sam
 from __future__ import annotations
 
 import math
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.adaptive import adaptive_settings
+from robustlab.attacks.attack_model import AttackModel, Gradient, input_gradient
 from robustlab.attacks.cpu_kernels import CPUKernels
 from robustlab.attacks.errors import AttackError
-from robustlab.attacks.inputs import (
-    check_images,
-    check_labels,
-    check_logits,
-    check_logits_health,
-    compute_dtype,
+from robustlab.attacks.execution import (
+    MEMORY_FORMATS,
+    ClassCounts,
+    frozen_parameters,
+    input_layout,
+    weights_layout,
+    weights_layout_for,
 )
+from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
 from robustlab.attacks.losses import LossFn, is_adversarial
 from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
+from robustlab.common.modes import eval_mode
 
-MEMORY_FORMATS: tuple[str, ...] = ("auto", "channels_last", "contiguous")
-
-
-@dataclass(frozen=True)
-class Gradient:
-    """Result of one (possibly EOT-averaged) input-gradient evaluation.
-
-    loss `[N]`, logits `[N, K]` (both detached, averaged over EOT passes) and grad (shape of x).
-    """
-
-    loss: Tensor
-    logits: Tensor
-    grad: Tensor
-
-
-def input_gradient(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    loss_fn: LossFn,
-    target: Tensor | None = None,
-    *,
-    bpda: bool = False,
-    eot_iter: int = 1,
-    cpu_kernels: bool = False,
-) -> Gradient:
-    """d loss_fn(model(x), y, target) / d x, per sample -- the ONE place gradients are taken.
-
-    `bpda=True` differentiates `model.bpda_forward(x)` (value = the real forward, gradient =
-    the model's differentiable approximation / identity). `eot_iter > 1` averages loss, logits
-    and gradient over that many stochastic passes (Expectation over Transformation).
-    Only `x` is differentiated (`torch.autograd.grad`), so parameters' `.grad` never change.
-    `cpu_kernels=True` runs the forward under `CPUKernels` (faster, equal CPU kernels for
-    1-channel convolutions, 2x2 max-pooling and the ReLU before it; parameters must be frozen).
-    """
-    forward = model.bpda_forward if bpda else model
-    loss_sum: Tensor | None = None
-    logits_sum: Tensor | None = None
-    grad_sum: Tensor | None = None
-    for _ in range(eot_iter):
-        xr = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            with CPUKernels.when(cpu_kernels):
-                logits = forward(xr)
-            loss = loss_fn(logits, y, target)
-            (grad,) = torch.autograd.grad(loss.sum(), xr)
-        loss, logits = loss.detach(), logits.detach()
-        if grad_sum is None:
-            loss_sum, logits_sum, grad_sum = loss, logits, grad
-        else:
-            loss_sum, logits_sum, grad_sum = loss_sum + loss, logits_sum + logits, grad_sum + grad
-    assert loss_sum is not None and logits_sum is not None and grad_sum is not None
-    if eot_iter > 1:
-        return Gradient(loss_sum / eot_iter, logits_sum / eot_iter, grad_sum / eot_iter)
-    return Gradient(loss_sum, logits_sum, grad_sum)
-
-
-class AttackModel:
-    """The model as an attack sees it: eval-mode forward passes and input gradients.
-
-    Built by `Attack.__call__` (the model is already in eval mode then). `bpda` / `eot_iter`
-    come from the model's declarations (`nondifferentiable`, `randomized`) when the attack is
-    adaptive, else they are off. `layout` is the memory format inputs are converted to.
-
-    `bucket_batches` (on for CUDA inputs): attacks shrink their batch as samples turn
-    adversarial, and every new batch size makes cuDNN (with `cudnn.benchmark`) autotune every
-    convolution again -- measured on an H200, that made a ResNet-18 hybrid epoch 25x a standard
-    one. With buckets, each pass is padded (with copies of its first row, results sliced off) to
-    the next power of two, so a process sees at most log2(N) + 1 batch sizes. Eval-mode models
-    treat rows independently, so the padding changes no result.
-
-    `cpu_kernels` (on for CPU inputs of models that are not `torch.compile`d and have a layer
-    the kernels could take over, `CPUKernels.may_apply`): forward passes
-    run under `robustlab.attacks.cpu_kernels.CPUKernels`, which computes 1-input-channel
-    convolutions' input gradients, 2x2 max-pooling and the ReLU before it with faster, equal
-    kernels.
-
-    The first output of `logits` / `gradient` (the attack's first forward pass, on the clean
-    inputs or a random start near them) is checked once by `check_logits_health`: nan/inf
-    logits raise `AttackError`, softmax probabilities warn.
-    """
-
-    def __init__(
-        self,
-        module: nn.Module,
-        *,
-        bpda: bool,
-        eot_iter: int,
-        layout: torch.memory_format = torch.contiguous_format,
-        bucket_batches: bool = False,
-        cpu_kernels: bool = False,
-    ) -> None:
-        if bpda and not callable(getattr(module, "bpda_forward", None)):
-            raise AttackError(
-                f"model {type(module).__name__} declares nondifferentiable = True but has no "
-                "callable bpda_forward(x); an adaptive (BPDA) attack needs it"
-            )
-        self.module = module
-        self.bpda = bpda
-        self.eot_iter = eot_iter
-        self.layout = layout
-        self.bucket_batches = bucket_batches
-        self.cpu_kernels = cpu_kernels
-        self._outputs_checked = False
-
-    def _checked(self, logits: Tensor, n: int) -> Tensor:
-        """`logits` `[n, K]`, health-checked if they are the first output of this model."""
-        if not self._outputs_checked:
-            check_logits_health(check_logits(logits, n))
-            self._outputs_checked = True
-        return logits
-
-    def prepare(self, x: Tensor) -> Tensor:
-        """`x` in the memory layout the attack computes in."""
-        return x.contiguous(memory_format=self.layout) if x.dim() == 4 else x
-
-    def logits(self, x: Tensor) -> Tensor:
-        """Plain forward pass `[N, K]` (the real model, no BPDA, one pass even if randomized)."""
-        return self._checked(self.raw_logits(x), x.shape[0])
-
-    @torch.no_grad()
-    def raw_logits(self, x: Tensor) -> Tensor:
-        """`logits` without the first-output health check (the class-count probe uses it)."""
-        n, size = x.shape[0], self._bucket(x.shape[0])
-        with CPUKernels.when(self.cpu_kernels):
-            if size == n:
-                return self.module(x)
-            return self.module(_pad_rows(x, size))[:n]
-
-    def gradient(
-        self, x: Tensor, y: Tensor, loss_fn: LossFn, target: Tensor | None = None
-    ) -> Gradient:
-        """Input gradient of a per-sample loss, with BPDA / EOT as configured."""
-        n, size = x.shape[0], self._bucket(x.shape[0])
-        if size != n:
-            g = input_gradient(self.module, _pad_rows(x, size), _pad_rows(y, size), loss_fn,
-                               _pad_rows(target, size), bpda=self.bpda, eot_iter=self.eot_iter,
-                               cpu_kernels=self.cpu_kernels)
-            g = Gradient(g.loss[:n], g.logits[:n], g.grad[:n])
-        else:
-            g = input_gradient(self.module, x, y, loss_fn, target, bpda=self.bpda,
-                               eot_iter=self.eot_iter, cpu_kernels=self.cpu_kernels)
-        self._checked(g.logits, n)
-        return g
-
-    def _bucket(self, n: int) -> int:
-        return 1 << max(n - 1, 0).bit_length() if self.bucket_batches else n
-
-    def is_adversarial(self, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
-        """Bool `[N]` from one forward pass."""
-        return is_adversarial(self.logits(x), y, target)
-
-
-def _pad_rows(t: Tensor | None, size: int) -> Tensor | None:
-    """`t` with copies of its first row appended up to `size` rows (None stays None)."""
-    if t is None or t.shape[0] >= size:
-        return t
-    pad = t[:1].expand(size - t.shape[0], *t.shape[1:])
-    return torch.cat([t, pad]).contiguous(memory_format=layout_of(t))
+__all__ = ["Attack", "AttackError", "AttackModel", "BestIterate", "Gradient", "input_gradient",
+           "eval_mode", "frozen_parameters"]
 
 
 class BestIterate:
@@ -317,7 +164,7 @@ class Attack:
     picks channels_last for multi-channel 4-D inputs (CPU and CUDA) of models with Conv2d layers).
     """
 
-    name: ClassVar[str] = ""
+    name: ClassVar[str] = ""  # set by the registry decorator (`ATTACKS.register(name)`)
     bounded: ClassVar[bool] = True
     needs_eps: ClassVar[bool] = True
     gradient_based: ClassVar[bool] = True
@@ -350,9 +197,7 @@ class Attack:
                 f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
             )
         self.memory_format = memory_format
-        # logits width per model (weakly keyed), so repeated calls skip the 1-sample probe
-        self._num_classes: weakref.WeakKeyDictionary[nn.Module, tuple[Any, int]] = (
-            weakref.WeakKeyDictionary())
+        self._class_counts = ClassCounts()
 
     # ----------------------------------------------------------------- validation helpers
     @staticmethod
@@ -442,9 +287,9 @@ class Attack:
         xc = x.detach().to(compute_dtype(model, x))
         eps = self.eps_tensor(xc)
         with eval_mode(model), frozen_parameters(model), \
-                weights_layout(model, self._weights_layout(model, xc)):
+                weights_layout(model, weights_layout_for(self.memory_format, xc)):
             amodel = self.attack_model(model, xc)
-            self._check_classes(self._classes_of(model, amodel, xc), y, target)
+            self._check_classes(self._class_counts.get(model, amodel, xc), y, target)
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
             x_in = amodel.prepare(xc)
             x_adv = self.perturb(amodel, x_in, y, eps, target, generator)
@@ -505,60 +350,9 @@ class Attack:
         bpda, eot = adaptive_settings(model, self.adaptive, self.eot_iter)
         compiled = hasattr(model, "_orig_mod")  # torch.compile'd: keep dynamo's graph intact
         kernels = x.device.type == "cpu" and not compiled and CPUKernels.may_apply(model)
-        return AttackModel(model, bpda=bpda, eot_iter=eot, layout=self._layout_for(model, x),
+        return AttackModel(model, bpda=bpda, eot_iter=eot,
+                           layout=input_layout(self.memory_format, model, x),
                            bucket_batches=x.is_cuda, cpu_kernels=kernels)
-
-    def _layout_for(self, model: nn.Module, x: Tensor) -> torch.memory_format:
-        if x.dim() != 4 or self.memory_format == "contiguous":
-            return torch.contiguous_format
-        if self.memory_format == "channels_last":
-            return torch.channels_last
-        # Measured on the 2-core CPU (bench/attack_speed.py): channels_last costs ~23 % for
-        # 1-channel inputs (LeNet-5 / MNIST), so `auto` keeps those contiguous (CPU and CUDA).
-        has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        use = has_conv and x.shape[1] > 1
-        return torch.channels_last if use else torch.contiguous_format
-
-    def _weights_layout(self, model: nn.Module, x: Tensor) -> torch.memory_format:
-        """channels_last weights only when asked for explicitly, on the CPU (on CUDA a
-        model is converted once, by its owner: training does so by default)."""
-        if self.memory_format == "channels_last" and x.device.type == "cpu" and x.dim() == 4:
-            return torch.channels_last
-        return torch.contiguous_format
-
-    def __getstate__(self) -> dict[str, Any]:  # the weak cache cannot be pickled
-        state = dict(vars(self))
-        state["_num_classes"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
-        self._num_classes = weakref.WeakKeyDictionary()
-
-    def _classes_of(self, model: nn.Module, amodel: AttackModel, x: Tensor) -> int:
-        """The model's logits width, probed once per model, input shape and layout."""
-        key = (tuple(x.shape[1:]), x.device, amodel.layout)
-        cached = self._num_classes.get(model)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        k = self._probe_classes(amodel, x)
-        # keyed by the layout the probe ended with (it falls back to contiguous if needed)
-        self._num_classes[model] = ((key[0], key[1], amodel.layout), k)
-        return k
-
-    @staticmethod
-    def _probe_classes(amodel: AttackModel, x: Tensor) -> int:
-        """Logits' width from one forward pass on one sample; falls back to the contiguous
-        layout if the model cannot run channels_last inputs (e.g. it uses `.view`). Raises
-        `AttackError` unless the model returns a float logits tensor `[1, K]`."""
-        try:
-            out = amodel.raw_logits(amodel.prepare(x[:1]))
-        except RuntimeError:
-            if amodel.layout == torch.contiguous_format:
-                raise
-            amodel.layout = torch.contiguous_format
-            out = amodel.raw_logits(x[:1].contiguous())
-        return int(check_logits(out, 1).shape[1])
 
     def eps_tensor(self, x: Tensor) -> Tensor:
         """Per-sample eps `[N]` on x's device/dtype (zeros when the attack takes no eps)."""
@@ -588,55 +382,3 @@ class Attack:
             check_labels("target", target, x)
             if bool((target == y).any()):
                 raise AttackError("target: some target labels equal the true labels y")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put `model` in eval mode; restore every submodule's own `training` flag afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-@contextmanager
-def frozen_parameters(model: nn.Module) -> Iterator[nn.Module]:
-    """Temporarily set `requires_grad=False` on every parameter of `model` (restored after).
-
-    Input gradients then skip the weight-gradient kernels (measured ~12 % faster per
-    forward+backward on LeNet-5 / SmallCNN on CPU); values and `.grad` are never touched.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-@contextmanager
-def weights_layout(model: nn.Module, layout: torch.memory_format) -> Iterator[nn.Module]:
-    """Temporarily store `model`'s 4-D (convolution) weights in `layout`; restored after.
-
-    oneDNN picks its convolution kernels by the weights' layout as much as by the input's; the
-    original storage of every parameter is put back afterwards, so values, identity and
-    optimizer references are untouched.
-    """
-    if layout == torch.contiguous_format:
-        yield model
-        return
-    params = [p for p in model.parameters()
-              if p.dim() == 4 and not p.is_contiguous(memory_format=layout)]
-    originals = [p.data for p in params]
-    for p in params:
-        p.data = p.data.contiguous(memory_format=layout)
-    try:
-        yield model
-    finally:
-        for p, data in zip(params, originals, strict=True):
-            p.data = data

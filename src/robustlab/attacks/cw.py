@@ -35,7 +35,6 @@ class CarliniWagnerL2(Attack):
     `abort_early` (stop a round when the objective stalls), plus `seed`, `adaptive`,
     `eot_iter`, `memory_format`. `eps` is accepted and ignored."""
 
-    name = "cw-l2"
     bounded = False
     needs_eps = False
 

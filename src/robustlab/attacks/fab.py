@@ -103,8 +103,8 @@ class _FABBase(Attack):
         *,
         eps: float | Tensor | None = None,
         norm: str = "linf",
-        n_iter: int = 100,
-        n_restarts: int = 1,
+        steps: int = 100,
+        restarts: int = 1,
         alpha_max: float = 0.1,
         eta: float = 1.05,
         beta: float = 0.9,
@@ -113,8 +113,8 @@ class _FABBase(Attack):
         **common: Any,
     ) -> None:
         super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.n_iter = self.check_positive_int("n_iter", n_iter)
-        self.n_restarts = self.check_positive_int("n_restarts", n_restarts)
+        self.steps = self.check_positive_int("steps", steps)
+        self.restarts = self.check_positive_int("restarts", restarts)
         self.alpha_max = self.check_nonneg_float("alpha_max", alpha_max)
         if self.alpha_max > 1:
             raise AttackError(f"alpha_max: expected a value in [0, 1], got {alpha_max}")
@@ -174,7 +174,7 @@ class _FABBase(Attack):
         k: int,
         generator: torch.Generator,
     ) -> tuple[Tensor, Tensor]:
-        """One FAB run of `n_iter` steps on `x0` `[n, ...]`; returns (best x, best norm `[n]`),
+        """One FAB run of `steps` steps on `x0` `[n, ...]`; returns (best x, best norm `[n]`),
         the norm being inf where no adversarial point was found.
 
         `boundary_class`: the class t whose boundary with y is followed (None = all classes);
@@ -191,7 +191,7 @@ class _FABBase(Attack):
             x1 = x0 + random_in_ball(x0, eps_view(start_radius, x0), self.norm, generator)
             x1 = x1.clamp(0.0, 1.0)
         rows = torch.arange(n, device=x0.device)
-        for _ in range(self.n_iter):
+        for _ in range(self.steps):
             if boundary_class is None:
                 df, dg = self._untargeted_linearisation(model, x1, y, k)
             else:
@@ -238,7 +238,7 @@ class _FABBase(Attack):
             found = is_adversarial(logits, y, target) | (eps <= 0)
             best_norm = torch.full_like(eps, torch.inf)
             for boundary, to_target in self._targets(logits, target):
-                for restart in range(self.n_restarts):
+                for restart in range(self.restarts):
                     idx = (~found).nonzero()[:, 0]
                     if idx.numel() == 0:
                         return out
@@ -266,14 +266,13 @@ class _FABBase(Attack):
 class FAB(_FABBase):
     """Untargeted FAB (`fab`): follows the closest of the K - 1 linearised boundaries.
 
-    Parameters: `eps`, `norm` ("linf" | "l2"), `n_iter` (100), `n_restarts` (1; runs after
+    Parameters: `eps`, `norm` ("linf" | "l2"), `steps` (100), `restarts` (1; runs after
     the first start at random), `alpha_max` (0.1), `eta` (1.05, overshoot), `beta` (0.9, step
     back after a success), `grad_batch_size` (rows per backward pass of the replicated
     Jacobian batch, 2048), `seed`. With `target` given it follows the boundary between the
     target class and its strongest competitor and succeeds only when the target is predicted.
     """
 
-    name = "fab"
 
     def _targets(self, logits: Tensor, target: Tensor | None) -> list[tuple[Tensor | None, bool]]:
         return [(target, True)]
@@ -289,7 +288,6 @@ class FABTargeted(_FABBase):
     is attacked and success means predicting it.
     """
 
-    name = "fab-t"
 
     def __init__(self, *, n_target_classes: int = 9, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -30,7 +30,6 @@ class FGSM(Attack):
     """Single-step attack. Parameters: `eps`, `norm` ("linf" | "l2"), `loss` ("ce" | "margin"),
     plus the common `Attack` parameters."""
 
-    name = "fgsm"
 
     def __init__(
         self,
@@ -63,7 +62,6 @@ class FGSMRandomStart(Attack):
     """FGSM from a random start. Parameters: `eps`, `norm`, `step_size` (absolute; default
     `1.25 * eps` per sample), `loss`, plus the common `Attack` parameters."""
 
-    name = "fgsm-rs"
 
     def __init__(
         self,

@@ -22,7 +22,6 @@ class MIFGSM(Attack):
     """Parameters: `eps`, `norm`, `steps` (default 10), `step_size` (absolute; default
     `eps / steps`), `decay` (momentum mu, default 1.0), `loss`, plus the common ones."""
 
-    name = "mifgsm"
 
     def __init__(
         self,

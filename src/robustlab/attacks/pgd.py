@@ -126,7 +126,6 @@ class PGD(Attack):
     the common `Attack` parameters.
     """
 
-    name = "pgd"
 
     def __init__(
         self,
@@ -188,7 +187,6 @@ class CWLinf(PGD):
     default inf = uncapped). Default norm is Linf; `norm="l2"` gives CW-L2-style PGD.
     """
 
-    name = "cw-linf"
 
     def __init__(
         self, *, eps: float | Tensor | None = None, kappa: float = float("inf"), **kw

@@ -113,12 +113,11 @@ class Square(Attack):
     """Square Attack, linf or l2 (black-box, margin loss; see the module docstring).
 
     Parameters: `eps`, `norm` ("linf" | "l2"), `n_queries` (5000 per sample and restart,
-    initial point included), `p_init` (0.8, as in AutoAttack, both norms), `n_restarts` (1;
+    initial point included), `p_init` (0.8, as in AutoAttack, both norms), `restarts` (1;
     later restarts start afresh on the samples still robust), `seed`. After a call,
     `last_queries` `[N]` holds the forward passes each sample used (the clean one included).
     """
 
-    name = "square"
     gradient_based = False
 
     def __init__(
@@ -128,7 +127,7 @@ class Square(Attack):
         norm: str = "linf",
         n_queries: int = 5000,
         p_init: float = 0.8,
-        n_restarts: int = 1,
+        restarts: int = 1,
         seed: int = 0,
         **common: Any,
     ) -> None:
@@ -137,7 +136,7 @@ class Square(Attack):
         self.p_init = self.check_nonneg_float("p_init", p_init, positive=True)
         if self.p_init > 1:
             raise AttackError(f"p_init: expected a fraction in (0, 1], got {p_init}")
-        self.n_restarts = self.check_positive_int("n_restarts", n_restarts)
+        self.restarts = self.check_positive_int("restarts", restarts)
         self.last_queries: Tensor | None = None
 
     def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:
@@ -160,7 +159,7 @@ class Square(Attack):
             best = x.clone()
             best_loss = torch.full_like(loss, -torch.inf)
             done = (loss > 0) | (eps <= 0)
-            for _ in range(self.n_restarts):
+            for _ in range(self.restarts):
                 idx = (~done).nonzero()[:, 0]
                 if idx.numel() == 0:
                     break

@@ -33,7 +33,6 @@ class Transfer(Attack):
     supports it. `bounded` / `needs_eps` follow the inner attack.
     """
 
-    name = "transfer"
     gradient_based = False  # no gradient of the target model is used
 
     def __init__(

@@ -5,19 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robustlab.common.modes import eval_mode
+
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits `[N, K]` of `model` on `x` `[N, C, H, W]`, computed in eval mode in batches.
 
-    The model's train/eval mode is restored afterwards.
+    Every submodule's train/eval mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         outs = [model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
     if not outs:
         return torch.empty(0, 0)
     return torch.cat(outs).float()

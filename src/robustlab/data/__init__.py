@@ -10,10 +10,11 @@ from robustlab.data import mnist as _mnist  # noqa: F401  (registers mnist, fash
 from robustlab.data import synthetic as _synthetic  # noqa: F401  (registers synthetic)
 from robustlab.data.api import list_datasets, load_dataset
 from robustlab.data.batches import iterate_batches, random_crop_flip
-from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
+from robustlab.data.containers import AUGMENTATIONS, ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
 
 __all__ = [
+    "AUGMENTATIONS",
     "ArraySplit",
     "DataError",
     "DatasetInfo",

@@ -67,7 +67,7 @@ def load_cifar10(root: str | os.PathLike[str] | None = None, *,
     test = _read_files([folder / n for n in TEST_FILES], verify)
     info = DatasetInfo(name="cifar10", num_classes=10, channels=3, image_size=(32, 32),
                        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
-                       class_names=_class_names(folder))
+                       class_names=_class_names(folder), augment="crop-flip")
     source: dict[str, Any] = {"root": str(folder), "files": [str(folder / n) for n in names],
                               "verified_record_counts": verify}
     return make_splits_uint8(train, test, info, source, val_size=val_size,

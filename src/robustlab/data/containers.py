@@ -15,6 +15,9 @@ import torch
 
 from robustlab.data.errors import DataError
 
+# Training augmentations a dataset can ask for by default (`DatasetInfo.augment`).
+AUGMENTATIONS = ("none", "crop-flip")
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -27,6 +30,9 @@ class DatasetInfo:
         image_size: (H, W) in pixels.
         mean, std: per-channel normalisation statistics (length C), in pixel units of [0, 1].
         class_names: K human-readable class names, index = label.
+        augment: the training augmentation of the dataset's standard recipe, used when a run
+            asks for `augment = "auto"`: "none", or "crop-flip" (random 4-pixel-padded crop and
+            horizontal flip, for natural colour images).
     """
 
     name: str
@@ -36,8 +42,12 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
+    augment: str = "none"
 
     def __post_init__(self) -> None:
+        if self.augment not in AUGMENTATIONS:
+            raise DataError(f"DatasetInfo.augment: expected one of {', '.join(AUGMENTATIONS)}, "
+                            f"found {self.augment!r}")
         for fname in ("mean", "std"):
             value = getattr(self, fname)
             if len(value) != self.channels:

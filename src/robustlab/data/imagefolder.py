@@ -68,20 +68,11 @@ def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
         raise DataError("imagefolder: download=True is not supported (there is no official "
                         "mirror for an arbitrary image folder); place the files locally")
     base = _find_root(root)
-    split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
-    single = "train" not in split_dirs
-    if single:  # a single folder: every sub-folder is a class, even one named val/ or test/
-        split_dirs = {}
-    train_dir = base if single else split_dirs["train"]
-    class_names = _select_classes(train_dir, classes)
-    files = {"train": _list_files(train_dir, class_names, max_per_class, require_all=True)}
-    for split in ("val", "test"):
-        if split in split_dirs:
-            files[split] = _list_files(split_dirs[split], class_names, max_per_class,
-                                       require_all=False)
+    split_dirs, files, class_names = _list_layout(base, classes, max_per_class)
+    single = not split_dirs
     info = DatasetInfo(name="imagefolder", num_classes=len(class_names), channels=3,
                        image_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                       class_names=tuple(class_names))
+                       class_names=tuple(class_names), augment="crop-flip")
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -110,6 +101,24 @@ def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
         source["test_from"] = f"carved from the single folder (test_size={test_size!r})"
     return make_splits_uint8(train, test, info, source, val_size=val_size,
                              default_val_size=DEFAULT_VAL_FRACTION, split_seed=split_seed)
+
+
+def _list_layout(base: Path, classes: Any, max_per_class: int | None
+                 ) -> tuple[dict[str, Path], dict[str, Any], list[str]]:
+    """(split folders, files per split, class names) of `base`: train/ (+ val/, test/), or a
+    single folder whose every sub-folder is a class, even one named val/ or test/ (then the
+    split folders are `{}`)."""
+    split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
+    if "train" not in split_dirs:
+        split_dirs = {}
+    train_dir = split_dirs.get("train", base)
+    class_names = _select_classes(train_dir, classes)
+    files = {"train": _list_files(train_dir, class_names, max_per_class, require_all=True)}
+    for split in ("val", "test"):
+        if split in split_dirs:
+            files[split] = _list_files(split_dirs[split], class_names, max_per_class,
+                                       require_all=False)
+    return split_dirs, files, class_names
 
 
 def _check_size(image_size: Any) -> tuple[int, int]:

@@ -1,80 +1,29 @@
 """Denoising-autoencoder defense (MagNet's "reformer", Meng & Chen 2017).
 
-`DenoisingAutoencoder` is a small convolutional encoder/decoder with a sigmoid output, registered
-as the MODEL `denoising-autoencoder` so `robustlab train --model denoising-autoencoder --method
-autoencoder` trains it (see `robustlab.training.methods.autoencoder`). The DEFENSE `autoencoder`
-puts a trained one in front of a classifier: `classifier(autoencoder(x))`.
+The DEFENSE `autoencoder` puts a trained denoising autoencoder (the MODEL
+`denoising-autoencoder`, `robustlab.models.autoencoder`) in front of a classifier:
+`classifier(autoencoder(x))`. A trained one is read from its run folder through the run-record
+modules (`robustlab.runs.folder` / `checkpoint`), which import nothing above `common`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
-import torch.nn.functional as F
 from safetensors import safe_open
 from torch import Tensor, nn
 
 from robustlab.defenses.base import DefenseError, PreprocessingDefense, check_image_batch
-from robustlab.models.common import check_model_args
-from robustlab.registry import DEFENSES, MODELS
-
-AUTOENCODER_MODEL = "denoising-autoencoder"
-
-
-class DenoisingAutoencoder(nn.Module):
-    """Image-to-image: `[N, C, H, W]` in [0, 1] -> `[N, C, H, W]` in (0, 1).
-
-    encoder: conv3x3(C -> w) ReLU, conv3x3 stride 2 (w -> w) ReLU   (H, W -> ceil(H/2), ceil(W/2))
-    decoder: nearest upsampling to (H, W), conv3x3(w -> w) ReLU, conv3x3(w -> C), sigmoid.
-    Works in pixel space (no normalisation layer) for any H, W >= 2; `width` = w.
-    """
-
-    def __init__(self, in_channels: int, width: int = 32) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.width = width
-        self.encoder = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1),
-            nn.ReLU(),
-        )
-        self.decoder = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(width, in_channels, 3, padding=1),
-            nn.Sigmoid(),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.encoder(x)
-        return self.decoder(F.interpolate(z, size=x.shape[-2:], mode="nearest"))
-
-
-@MODELS.register(AUTOENCODER_MODEL)
-def denoising_autoencoder(
-    *,
-    num_classes: int,
-    in_channels: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    image_size: int | tuple[int, int],
-) -> DenoisingAutoencoder:
-    """The model factory (same signature as every model; `num_classes`, `mean` and `std` are
-    validated but unused: the autoencoder reconstructs pixels, it does not classify)."""
-    check_model_args(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std,
-                     image_size=image_size)
-    return DenoisingAutoencoder(in_channels)
+from robustlab.models.autoencoder import AUTOENCODER_MODEL, DenoisingAutoencoder
+from robustlab.registry import DEFENSES
+from robustlab.runs.checkpoint import load_weights
+from robustlab.runs.folder import WEIGHTS, RunFolder
 
 
 def load_autoencoder(run: str | Path) -> DenoisingAutoencoder:
     """The trained autoencoder of a run folder written by `robustlab train --model
     denoising-autoencoder --method autoencoder` (reads config.json and model.safetensors; loads
     no data). Returned on CPU, in eval mode."""
-    from robustlab.training.checkpoint import load_weights
-    from robustlab.training.run_folder import WEIGHTS, RunFolder
-
     folder = RunFolder(Path(run))
     if not folder.path.is_dir():
         raise DefenseError(f"autoencoder_run: run folder {folder.path} does not exist")
@@ -107,7 +56,6 @@ class AutoencoderDefense(PreprocessingDefense):
     plain white-box gradients go through it (no BPDA, no EOT needed).
     """
 
-    name = "autoencoder"
 
     def __init__(self, *, model: nn.Module, autoencoder_run: str | Path | None = None,
                  autoencoder: nn.Module | None = None, freeze: bool = True) -> None:

@@ -36,7 +36,7 @@ class PreprocessingDefense(nn.Module):
     through the inner defense's `bpda_forward`, so stacked defenses are attacked adaptively too.
     """
 
-    #: name in `robustlab.registry.DEFENSES` (set by each subclass).
+    #: name in `robustlab.registry.DEFENSES` (set by the registry decorator).
     name: str = ""
     #: the transform's gradient is useless -> attacks use `bpda_forward` (BPDA).
     nondifferentiable: bool = False

@@ -17,7 +17,6 @@ class BitDepth(PreprocessingDefense):
     everywhere, so the defense is `nondifferentiable`; BPDA uses the identity.
     """
 
-    name = "bit-depth"
     nondifferentiable = True
 
     def __init__(self, *, model: nn.Module, bits: int = 1) -> None:

@@ -24,7 +24,6 @@ class GaussianNoise(PreprocessingDefense):
     Differentiable, `randomized`: adaptive attacks average gradients over passes (EOT).
     """
 
-    name = "gaussian-noise"
     randomized = True
 
     def __init__(self, *, model: nn.Module, sigma: float, clip: bool = True) -> None:

@@ -63,7 +63,6 @@ class JpegCompression(PreprocessingDefense):
     CPU outside autograd, so the defense is `nondifferentiable`; BPDA uses the identity.
     """
 
-    name = "jpeg"
     nondifferentiable = True
 
     def __init__(self, *, model: nn.Module, quality: int = 75) -> None:

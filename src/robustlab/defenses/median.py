@@ -39,7 +39,6 @@ class MedianSmoothing(PreprocessingDefense):
     identity.
     """
 
-    name = "median"
     nondifferentiable = True
 
     def __init__(self, *, model: nn.Module, size: int = 3) -> None:

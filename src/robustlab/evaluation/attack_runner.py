@@ -63,36 +63,8 @@ def build_attack(name: str, *, eps: float, norm: str, seed: int, adaptive: bool,
         kwargs["norm"] = norm
     if getattr(factory, "needs_eps", True):
         kwargs["eps"] = eps
-    options = dict(options or {})
-    if name == "autoattack" and set(options) & set(AUTOATTACK_BUDGET):
-        kwargs["components"] = autoattack_components(eps=eps, norm=norm, seed=seed,
-                                                     adaptive=adaptive, options=options)
-    kwargs.update(options)
+    kwargs.update(options or {})
     return attacks.create(name, **kwargs)
-
-
-AUTOATTACK_BUDGET = ("steps", "n_target_classes", "n_queries")
-
-
-def autoattack_components(*, eps: float, norm: str, seed: int, adaptive: bool,
-                          options: dict[str, Any]) -> list[tuple[str, Any]]:
-    """AutoAttack's four stages with reduced counts (for CPU budgets), popped from `options`:
-    `steps` (APGD iterations and FAB iterations), `n_target_classes`, `n_queries` (Square).
-    The result is labelled by these values in the eval JSON's settings."""
-    import robustlab.attacks as attacks
-
-    steps = int(options.pop("steps", 100))
-    targets = int(options.pop("n_target_classes", 9))
-    queries = int(options.pop("n_queries", 5000))
-    kw = dict(eps=eps, norm=norm, seed=seed, adaptive=adaptive)
-    return [
-        ("apgd-ce", attacks.create("apgd-ce", steps=steps, restarts=1, **kw)),
-        ("apgd-t", attacks.create("apgd-t", steps=steps, restarts=1, n_target_classes=targets,
-                                  **kw)),
-        ("fab-t", attacks.create("fab-t", n_iter=steps, n_restarts=1, n_target_classes=targets,
-                                 **kw)),
-        ("square", attacks.create("square", n_queries=queries, **kw)),
-    ]
 
 
 def build_attacks(settings: Any) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.common.inference import predict_logits
+from robustlab.common.modes import eval_mode
 from robustlab.common.sharding import Shard
 from robustlab.evaluation import metrics as M
 from robustlab.evaluation.attack_runner import (
@@ -21,6 +23,22 @@ from robustlab.evaluation.attack_runner import (
 from robustlab.evaluation.audit import run_audit
 from robustlab.evaluation.schema import SCHEMA_VERSION
 from robustlab.evaluation.settings import EvalSettings
+
+
+@dataclass
+class Measured:
+    """What `evaluate_model` measured, before it is summarised: the clean predictions and
+    confidences `[n]`, each attack's per-sample outcome, the eps curve, the audit and the
+    seconds each part took."""
+
+    clean_pred: Tensor
+    clean_correct: Tensor
+    clean_conf: Tensor
+    num_classes: int
+    outcomes: dict[str, AttackOutcome]
+    curve: list[dict[str, Any]]
+    audit: dict[str, Any]
+    seconds: dict[str, float]
 
 
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings, *,
@@ -41,43 +59,48 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
     if n == 0:
         raise ValueError("evaluation: the test split is empty")
     x, y = x[:n], y[:n]
-    was_training = model.training
-    model.eval()
-    try:
-        t0 = time.perf_counter()
-        logits = predict_logits(model, x, settings.batch_size)
-        clean_pred = logits.argmax(1)
-        clean_correct = (clean_pred == y).cpu()
-        clean_conf = M.confidence(logits).cpu()
-        k = num_classes or int(logits.shape[1])
-        clean_s = time.perf_counter() - t0
+    with eval_mode(model):
+        measured = _measure(model, x, y, settings, built, surrogate=surrogate,
+                            num_classes=num_classes, shard=shard)
+    return _result(model, y, settings, measured, total_s=time.perf_counter() - t_start)
 
-        outcomes: dict[str, AttackOutcome] = {}
-        for name, attack in built.items():
-            outcomes[name] = run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
-                                        norm=settings.norm, batch_size=settings.batch_size,
-                                        shard=shard)
-        t0 = time.perf_counter()
-        curve = _curve(model, x, y, clean_correct, settings, outcomes, shard)
-        curve_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        audit = (run_audit(model, x, y, clean_correct, clean_pred=clean_pred.cpu(),
-                           settings=settings, outcomes=outcomes,
-                           curve=curve, num_classes=k, surrogate=surrogate, shard=shard)
-                 if settings.audit else {"flagged": False, "flags": [], "checks": [],
-                                         "skipped": True})
-        audit_s = time.perf_counter() - t0
-    finally:
-        model.train(was_training)
 
-    clean_acc = M.accuracy(clean_correct)
-    worst = torch.stack([o.robust for o in outcomes.values()]).all(0)
+def _measure(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings,
+             built: dict[str, Any], *, surrogate: nn.Module | None, num_classes: int | None,
+             shard: Shard | None) -> Measured:
+    t0 = time.perf_counter()
+    logits = predict_logits(model, x, settings.batch_size)
+    clean_pred = logits.argmax(1)
+    clean_correct = (clean_pred == y).cpu()
+    clean_conf = M.confidence(logits).cpu()
+    k = num_classes or int(logits.shape[1])
+    seconds = {"clean_s": time.perf_counter() - t0}
+    outcomes = {name: run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
+                                 norm=settings.norm, batch_size=settings.batch_size, shard=shard)
+                for name, attack in built.items()}
+    t0 = time.perf_counter()
+    curve = _curve(model, x, y, clean_correct, settings, outcomes, shard)
+    seconds["curve_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    audit = (run_audit(model, x, y, clean_correct, clean_pred=clean_pred.cpu(),
+                       settings=settings, outcomes=outcomes,
+                       curve=curve, num_classes=k, surrogate=surrogate, shard=shard)
+             if settings.audit else {"flagged": False, "flags": [], "checks": [],
+                                     "skipped": True})
+    seconds["audit_s"] = time.perf_counter() - t0
+    return Measured(clean_pred, clean_correct, clean_conf, k, outcomes, curve, audit, seconds)
+
+
+def _result(model: nn.Module, y: Tensor, settings: EvalSettings, m: Measured, *,
+            total_s: float) -> dict[str, Any]:
+    """The eval dict (schema `SCHEMA_VERSION`) of what `_measure` measured."""
+    clean_acc = M.accuracy(m.clean_correct)
+    worst = torch.stack([o.robust for o in m.outcomes.values()]).all(0)
     attacks = {}
-    for name, out in outcomes.items():
-        summary = summarize_outcome(out, clean_correct, settings.ece_bins)
+    for name, out in m.outcomes.items():
+        summary = summarize_outcome(out, m.clean_correct, settings.ece_bins)
         summary["gap"] = clean_acc - summary["acc"]
         attacks[name] = summary
-    mixed_name = settings.mixed
     return {
         "schema": SCHEMA_VERSION,
         "settings": settings.to_dict(),
@@ -85,28 +108,28 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
         "model": {"class": type(model).__name__,
                   "nondifferentiable": bool(getattr(model, "nondifferentiable", False)),
                   "randomized": bool(getattr(model, "randomized", False)),
-                  "num_classes": k},
-        "n": n,
+                  "num_classes": m.num_classes},
+        "n": len(y),
         "clean": {"acc": clean_acc,
-                  "confidence": M.confidence_summary(clean_conf, clean_correct),
-                  "ece": M.expected_calibration_error(clean_conf, clean_correct,
+                  "confidence": M.confidence_summary(m.clean_conf, m.clean_correct),
+                  "ece": M.expected_calibration_error(m.clean_conf, m.clean_correct,
                                                       settings.ece_bins)},
         "attacks": attacks,
         "worst_case": {"acc": M.accuracy(worst), "gap": clean_acc - M.accuracy(worst),
                        "attacks": list(settings.attacks)},
-        "mixed": {"attack": mixed_name, "acc": attacks[mixed_name]["mixed_acc"]},
-        "curve": {"attack": settings.curve_attack, "norm": settings.norm, "points": curve},
-        "audit": audit,
-        "timing": {"total_s": time.perf_counter() - t_start, "clean_s": clean_s,
-                   "attacks_s": {k2: o.seconds for k2, o in outcomes.items()},
-                   "curve_s": curve_s, "audit_s": audit_s},
+        "mixed": {"attack": settings.mixed, "acc": attacks[settings.mixed]["mixed_acc"]},
+        "curve": {"attack": settings.curve_attack, "norm": settings.norm, "points": m.curve},
+        "audit": m.audit,
+        "timing": {"total_s": total_s, "clean_s": m.seconds["clean_s"],
+                   "attacks_s": {k: o.seconds for k, o in m.outcomes.items()},
+                   "curve_s": m.seconds["curve_s"], "audit_s": m.seconds["audit_s"]},
         "per_sample": {
             "labels": y.cpu().tolist(),
-            "correct": {"clean": M.bits(clean_correct),
-                        **{k2: M.bits(o.robust) for k2, o in outcomes.items()},
+            "correct": {"clean": M.bits(m.clean_correct),
+                        **{k: M.bits(o.robust) for k, o in m.outcomes.items()},
                         "worst_case": M.bits(worst)},
-            "confidence": {"clean": _rounded(clean_conf),
-                           **{k2: _rounded(o.conf) for k2, o in outcomes.items()}},
+            "confidence": {"clean": _rounded(m.clean_conf),
+                           **{k: _rounded(o.conf) for k, o in m.outcomes.items()}},
         },
     }
 

@@ -59,8 +59,10 @@ class EvalSettings:
     label: str = ""
 
     def validate(self) -> EvalSettings:
-        import robustlab.attacks  # noqa: F401  (fills the registry)
+        from robustlab.plugins import load_plugins
         from robustlab.registry import ATTACKS
+
+        load_plugins()
 
         if not self.attacks:
             raise EvalSettingsError("attacks: expected at least one attack name, got none "

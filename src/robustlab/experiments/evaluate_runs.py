@@ -9,6 +9,7 @@ from typing import Any
 
 from robustlab.attacks import AttackError
 from robustlab.common.device import resolve_device
+from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
 from robustlab.common.sharding import Shard
 from robustlab.evaluation import (
@@ -19,9 +20,8 @@ from robustlab.evaluation import (
 )
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.schema import EvalFileError, check_eval_dict
-from robustlab.training.config import ConfigError
+from robustlab.runs.folder import RunFolderError
 from robustlab.training.distributed import init_distributed, rank_device, shutdown
-from robustlab.training.run_folder import RunFolderError
 
 DEFAULT_EVAL_FILE = "eval.json"
 DEFAULT_ATTACKS = ("fgsm", "pgd")
@@ -35,7 +35,7 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
     Every check happens before any compute: the run folders exist, the settings are valid, and
     no output file would be overwritten without `overwrite`.
     """
-    from robustlab.training.run_folder import RunFolder
+    from robustlab.runs.folder import RunFolder
 
     if out is not None and len(runs) > 1:
         raise RunFolderError(f"--out names one file but {len(runs)} runs were given; omit it "
@@ -79,7 +79,7 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
 
 def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path]], runs: list[str], *, device: str,
                     data_dir: str | None, non_adaptive: bool, shard: Shard) -> list[dict]:
-    from robustlab.training.load_run import load_run
+    from robustlab.runs.load import load_run
 
     results = []
     for run, settings, path in plans:
@@ -132,7 +132,7 @@ def _check_against_data(settings: EvalSettings, test: Any, run: str) -> None:
 
 def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any = None,
                         non_adaptive: bool = False, shard: Shard | None = None) -> dict[str, Any]:
-    """Evaluate a `LoadedRun` (see `robustlab.training.load_run`) and attach run facts."""
+    """Evaluate a `LoadedRun` (see `robustlab.runs.load`) and attach run facts."""
     test = loaded.data.test
     k = loaded.data.info.num_classes
     result = evaluate_model(loaded.model, test.x, test.y, settings, surrogate=surrogate,
@@ -185,8 +185,8 @@ def _replace(settings: EvalSettings, **changes: Any) -> EvalSettings:
 
 def _surrogate_for(loaded: Any, runs: list[str], device: str, data_dir: str | None) -> Any:
     """A `standard` run of the same dataset among `runs` (not this one), for transfer attacks."""
-    from robustlab.training.load_run import load_run
-    from robustlab.training.run_folder import RunFolder
+    from robustlab.runs.folder import RunFolder
+    from robustlab.runs.load import load_run
 
     me = loaded.folder.path.resolve()
     for run in runs:

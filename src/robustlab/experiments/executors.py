@@ -19,7 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any
 
-from robustlab.training.config import ConfigError
+from robustlab.common.errors import ConfigError
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 

@@ -54,8 +54,10 @@ def plan_jobs(preset: Preset, out: Path, *, model: str | None = None,
               threads: int | None = None) -> list[RunJob]:
     """Every training run of `preset` (standard runs first, per dataset, protocol and seed)
     with its evaluations."""
-    import robustlab.training.methods  # noqa: F401  (fills the registry)
+    from robustlab.plugins import load_plugins
     from robustlab.registry import METHODS
+
+    load_plugins()
 
     machine = {"data_dir": data_dir, "device": device, "threads": threads}
     methods = sorted(preset.methods, key=lambda m: m.method != "standard")

@@ -203,7 +203,7 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
-        from robustlab.training.config import ConfigError
+        from robustlab.common.errors import ConfigError
 
         raise ConfigError(f"--preset: unknown preset {name!r}; available: "
                           f"{', '.join(PRESETS)}")

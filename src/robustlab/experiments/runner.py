@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 from robustlab.attacks import AttackError
+from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.settings import EvalSettingsError
 from robustlab.experiments.executors import check_executor, run_jobs
 from robustlab.experiments.plan import EvalJob, RunJob, describe_jobs, plan_jobs
 from robustlab.experiments.presets import Preset
-from robustlab.training.config import ConfigError
-from robustlab.training.run_folder import RunFolderError
+from robustlab.runs.folder import RunFolderError
 
 EXPERIMENT_FILE = "experiment.json"
 
@@ -98,7 +98,7 @@ def _eval_job(job: RunJob) -> str:
     import torch
 
     from robustlab.experiments.evaluate_runs import evaluate_loaded_run, read_cached
-    from robustlab.training.load_run import load_run
+    from robustlab.runs.load import load_run
 
     if job.train.get("threads"):
         torch.set_num_threads(job.train["threads"])

@@ -4,7 +4,7 @@
 any model registered in `robustlab.registry.MODELS`; `list_models()` names them.
 """
 
-from . import efficientnet, lenet, preact_resnet, resnet, smallcnn  # noqa: F401  (register)
+from . import autoencoder, efficientnet, lenet, preact_resnet, resnet, smallcnn  # noqa: F401
 from .common import NormalizedClassifier
 from .factory import create_model, list_models
 from .normalize import Normalize

@@ -56,7 +56,7 @@ def write_report(root: str | Path) -> dict[str, Path]:
         (figures.hybrid_schedule_figure(records, figdir / "fig4_hybrid_schedule.png"),
          "Figure 4: the hybrid's budget eps_t and weight a per epoch."),
     ]
-    doc = _document(records, preset, blocks, over, claims, figs, root)
+    doc = _document(records, preset, blocks, over, claims, figs)
     paths = {
         "md": atomic_write_text(root / "report.md", to_markdown(doc, root)),
         "html": atomic_write_text(root / "report.html", to_html(doc, "robustlab report")),
@@ -85,7 +85,16 @@ def _csv(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[tuple]:
+def _document(records, preset, blocks, over, claims, figs) -> list[tuple]:
+    """The report as a list of blocks (`("h1", text)`, `("p", text)`, `("table", headers,
+    rows)`, `("img", path, caption)`, `("list", items)`), section by section."""
+    return (_intro(records, preset) + _table1(blocks) + _claims_section(claims)
+            + _figures(figs) + _overhead(over) + _audit(records) + _defenses(records)
+            + _files())
+
+
+def _intro(records, preset) -> list[tuple]:
+    """Title, what was run, how to read the cells, failures and flags."""
     doc: list[tuple] = [("h1", f"robustlab report{': ' + preset['name'] if preset else ''}")]
     seeds = sorted({r["seed"] for r in records})
     intro = [f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(records)} "
@@ -123,7 +132,12 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
     if any(r["flagged"] for r in records):
         doc.append(("p", f"{FLAG} marks numbers of models the gradient-masking audit flagged: "
                          "they likely overstate robustness (see the audit section)."))
+    return doc
 
+
+def _table1(blocks) -> list[tuple]:
+    """Table 1, one block per dataset / model / protocol / budget."""
+    doc: list[tuple] = []
     doc.append(("h2", "Table 1: clean and adversarial accuracy"))
     for b in blocks:
         cw = f" CW = `{b['cw_attack']}`." if b["cw_attack"] else ""
@@ -142,17 +156,32 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
                                   "Worst case (%)"],
                         [[f["run"], f["method"], str(f["seed"]), f["health"], _pct(f["clean"]),
                           _pct(f["worst"])] for f in b["failed"]]))
+    return doc
 
+
+def _claims_section(claims) -> list[tuple]:
+    """The paper's claims next to the measured numbers."""
+    doc: list[tuple] = []
     doc.append(("h2", "Claims check (paper sections 5 and 6.1)"))
     doc.append(("table", ["Claim", "Section", "Criterion used here", "Measured", "Verdict"],
                 [[c["claim"], c["section"], c["criterion"], c["measured"],
                   f"**{c['verdict']}**"] for c in claims]))
+    return doc
 
+
+def _figures(figs) -> list[tuple]:
+    """Every figure that was drawn, with its caption."""
+    doc: list[tuple] = []
     for path, caption in figs:
         if path is not None:
             doc.append(("h2", caption.split(":")[0]))
             doc.append(("img", path, caption))
+    return doc
 
+
+def _overhead(over) -> list[tuple]:
+    """Training cost relative to standard training."""
+    doc: list[tuple] = []
     doc.append(("h2", "Overhead: training cost relative to standard training"))
     doc.append(("table", ["Dataset", "Method", "Runs", "Train time (s)", "Time/epoch (s)",
                           "Peak memory (MiB)", "Time ratio", "Memory ratio", "Eval time (s)"],
@@ -164,7 +193,12 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
                      "same dataset, model and seed. Peak memory is the process's peak RSS on "
                      "CPU (it includes the dataset and the Python runtime) and the allocator's "
                      "peak on GPU."))
+    return doc
 
+
+def _audit(records) -> list[tuple]:
+    """The gradient-masking audit's verdict per run and budget."""
+    doc: list[tuple] = []
     doc.append(("h2", "Gradient-masking audit"))
     doc.append(("p", "Checks after Carlini et al. (2019) and Athalye et al. (2018): accuracy "
                      "falls to ~0 at a huge budget, accuracy does not rise with eps, PGD is at "
@@ -175,6 +209,12 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
     doc.append(("table", ["Run", "Budget", "eps", "Verdict", "Flagged checks", "Not run"],
                 [[a["run"], a["label"], f"{a['eps']:.4g}", a["verdict"], a["reasons"] or "-",
                   a["skipped"] or "-"] for a in audit_rows(records)]))
+    return doc
+
+
+def _defenses(records) -> list[tuple]:
+    """Adaptive versus non-adaptive numbers of preprocessing defenses."""
+    doc: list[tuple] = []
     defended = [r for r in records if r.get("non_adaptive_worst") is not None]
     if defended:
         doc.append(("h2", "Preprocessing defenses: adaptive versus non-adaptive attacks"))
@@ -188,6 +228,12 @@ def _document(records, preset, blocks, over, claims, figs, root: Path) -> list[t
                     [[r["run"], r.get("defense") or "-", f"{r['eps']:g}",
                       _pct(r["clean"]), _pct(r["pgd"]), _pct(r["non_adaptive_pgd"]),
                       _pct(r["worst"]), _pct(r["non_adaptive_worst"])] for r in defended]))
+    return doc
+
+
+def _files() -> list[tuple]:
+    """What the report folder holds."""
+    doc: list[tuple] = []
     doc.append(("h2", "Files"))
     doc.append(("list", ["`results.json`: every number above (schema " + RESULTS_SCHEMA + ")",
                          "`results.csv`: one row per evaluated model and budget",

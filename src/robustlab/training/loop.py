@@ -18,8 +18,9 @@ from tqdm import tqdm
 from robustlab.common.device import peak_memory_mb, resolve_device
 from robustlab.common.inference import accuracy
 from robustlab.common.seeding import epoch_seed, seed_everything
-from robustlab.training.checkpoint import load_state, save_state, save_weights
-from robustlab.training.config import TrainConfig
+from robustlab.runs.checkpoint import load_state, save_state, save_weights
+from robustlab.runs.config import TrainConfig
+from robustlab.runs.folder import CHECKPOINT, WEIGHTS, RunFolder, claim_run_folder
 from robustlab.training.distributed import (
     DistContext,
     init_distributed,
@@ -30,8 +31,7 @@ from robustlab.training.distributed import (
 from robustlab.training.health import OK, epoch_flags, run_health
 from robustlab.training.lr_schedules import lr_factor
 from robustlab.training.methods.base import TrainContext
-from robustlab.training.run_folder import CHECKPOINT, WEIGHTS, RunFolder, claim_run_folder
-from robustlab.training.setup import build_components
+from robustlab.training.setup import Components, build_components
 
 
 @dataclass
@@ -65,7 +65,8 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
     target = Path(cfg.out_dir or default_run_dir(cfg))
     # rank 0 holds the folder's lock for the whole run; the other ranks only check it
     with claim_run_folder(target, cfg.to_dict(), resume=resume, overwrite=overwrite,
-                          lock=dist.is_main) as (run, resuming), torch_threads(cfg.threads):
+                          lock=dist.is_main, defaults=TrainConfig().to_dict()
+                          ) as (run, resuming), torch_threads(cfg.threads):
         if resuming and run.is_complete:
             if dist.is_main:
                 run.finish()  # a kill after the summary may have left the checkpoint
@@ -94,13 +95,11 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
     dist.barrier()  # every rank has checked the folder before rank 0 writes to it
     if not resuming and dist.is_main:
         run.write_config(cfg.to_dict())
-    model, method, optimizer, data = parts.model, parts.method, parts.optimizer, parts.data
-    steps_per_epoch = -(-len(data.train) // cfg.batch_size)
+    model, method, data = parts.model, parts.method, parts.data
     ctx = TrainContext(cfg=cfg, model=model, device=device, train=data.train, val=data.val,
-                       num_classes=data.info.num_classes, steps_per_epoch=steps_per_epoch,
-                       dist=dist)
+                       num_classes=data.info.num_classes,
+                       steps_per_epoch=-(-len(data.train) // cfg.batch_size), dist=dist)
     method.setup(ctx)
-    reports_accuracy = getattr(method, "reports_accuracy", True)
     train_model = wrap_model(model, dist)  # DDP when several processes, else `model` itself
     if cfg.compile:  # only the training forward is compiled; checkpoints keep plain names
         train_model = torch.compile(train_model)
@@ -108,60 +107,18 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
     metrics: list[dict[str, Any]] = []
     start_epoch, digest = 0, None
     if resuming and run.file(CHECKPOINT).is_file():
-        state = load_state(run.file(CHECKPOINT))
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        method.load_state_dict(state["method"])
-        metrics, start_epoch = state["metrics"], state["epoch"]
+        metrics, start_epoch = _restore(run.file(CHECKPOINT), parts)
         if dist.is_main:  # a kill may have come between the checkpoint and these files
             digest = _publish(run, model, metrics, start_epoch, cfg)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if cfg.amp == "bf16"
-                else contextlib.nullcontext())
-
-    total_steps = cfg.epochs * steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         if metrics and metrics[-1].get("non_finite_loss"):
             break  # the loss diverged: more epochs cannot bring it back
-        generator = seed_everything(epoch_seed(cfg.seed, epoch))  # resume needs no RNG replay
-        ctx.epoch = epoch
-        logs = method.start_epoch(ctx)
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        batches = data.batches(generator)
-        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not cfg.progress, leave=False, dynamic_ncols=True)
-        for i, (x, y) in enumerate(bar):
-            ctx.step = epoch * steps_per_epoch + i
-            ctx.progress = epoch + i / steps_per_epoch
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(cfg.lr_schedule, ctx.step / total_steps)
-            x, y = dist.shard(x, y)
-            with autocast:
-                out = method.train_step(train_model, optimizer, x, y, ctx)
-            loss_sum += out.loss.detach().float() * len(y)
-            if reports_accuracy:
-                correct += (out.logits.argmax(1) == y).sum()
-            if i % 25 == 0 and cfg.progress:
-                bar.set_postfix(loss=f"{out.loss.item():.3f}", **_short(logs))
-        logs.update(method.end_epoch(ctx))
-        dist.sum(loss_sum), dist.sum(correct)
-        val_acc = (accuracy(model, data.val.x, data.val.y)
-                   if reports_accuracy and len(data.val) else None)
-        train_acc = correct.item() / len(data.train) if reports_accuracy else None
-        row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / len(data.train),
-               "train_acc": train_acc, "val_acc": val_acc,
-               "lr": optimizer.param_groups[0]["lr"],
-               "epoch_time_s": time.perf_counter() - t0, "peak_mem_mb": peak_memory_mb(device),
-               **logs}
-        row.update(epoch_flags(row["train_loss"], val_acc, num_classes=ctx.num_classes,
-                               past_warmup=epoch + 1 >= cfg.eps_warmup))
-        metrics.append(row)
+        metrics.append(_train_epoch(cfg, ctx, parts, train_model, epoch))
         if dist.is_main:
-            _print_epoch(row, cfg)
-            digest = _checkpoint(run, model, optimizer, method, metrics, epoch + 1, cfg)
+            _print_epoch(metrics[-1], cfg)
+            digest = _checkpoint(run, model, parts.optimizer, method, metrics, epoch + 1, cfg)
 
+    reports_accuracy = getattr(method, "reports_accuracy", True)
     test_acc = accuracy(model, data.test.x, data.test.y) if reports_accuracy else None
     summary = {**_summary(cfg, metrics, test_acc, data, model, dist.world_size),
                "weights_sha256": digest}
@@ -170,6 +127,61 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
         run.finish()  # drops the checkpoint; an --overwrite run takes the old one's place
     dist.barrier()
     return RunResult(run.path, summary, metrics)
+
+
+def _restore(path: Path, parts: Components) -> tuple[list[dict[str, Any]], int]:
+    """Model, optimizer and method state from a checkpoint; returns (metrics, epochs done)."""
+    state = load_state(path)
+    parts.model.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    parts.method.load_state_dict(state["method"])
+    return state["metrics"], state["epoch"]
+
+
+def _train_epoch(cfg: TrainConfig, ctx: TrainContext, parts: Components,
+                 train_model: torch.nn.Module, epoch: int) -> dict[str, Any]:
+    """One epoch over the training split; returns its metrics.jsonl row."""
+    model, method, optimizer, data, dist = (parts.model, parts.method, parts.optimizer,
+                                            parts.data, ctx.dist)
+    reports_accuracy = getattr(method, "reports_accuracy", True)
+    autocast = (torch.autocast(ctx.device.type, dtype=torch.bfloat16) if cfg.amp == "bf16"
+                else contextlib.nullcontext())
+    total_steps = cfg.epochs * ctx.steps_per_epoch
+    generator = seed_everything(epoch_seed(cfg.seed, epoch))  # resume needs no RNG replay
+    ctx.epoch = epoch
+    logs = method.start_epoch(ctx)
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=ctx.device)
+    correct = torch.zeros((), device=ctx.device, dtype=torch.long)
+    bar = tqdm(data.batches(generator), total=ctx.steps_per_epoch,
+               desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False,
+               dynamic_ncols=True)
+    for i, (x, y) in enumerate(bar):
+        ctx.step = epoch * ctx.steps_per_epoch + i
+        ctx.progress = epoch + i / ctx.steps_per_epoch
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(cfg.lr_schedule, ctx.step / total_steps)
+        x, y = dist.shard(x, y)
+        with autocast:
+            out = method.train_step(train_model, optimizer, x, y, ctx)
+        loss_sum += out.loss.detach().float() * len(y)
+        if reports_accuracy:
+            correct += (out.logits.argmax(1) == y).sum()
+        if i % 25 == 0 and cfg.progress:
+            bar.set_postfix(loss=f"{out.loss.item():.3f}", **_short(logs))
+    logs.update(method.end_epoch(ctx))
+    dist.sum(loss_sum), dist.sum(correct)
+    val_acc = (accuracy(model, data.val.x, data.val.y)
+               if reports_accuracy and len(data.val) else None)
+    row = {"epoch": epoch + 1, "train_loss": loss_sum.item() / len(data.train),
+           "train_acc": correct.item() / len(data.train) if reports_accuracy else None,
+           "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
+           "epoch_time_s": time.perf_counter() - t0, "peak_mem_mb": peak_memory_mb(ctx.device),
+           **logs}
+    row.update(epoch_flags(row["train_loss"], val_acc, num_classes=ctx.num_classes,
+                           past_warmup=epoch + 1 >= cfg.eps_warmup))
+    return row
 
 
 def _checkpoint(run: RunFolder, model, optimizer, method, metrics, epoch: int,

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from robustlab.training.config import ConfigError, TrainConfig
+from robustlab.common.errors import ConfigError
+from robustlab.runs.config import TrainConfig
 
 AUTO, PAPER, NONE = "auto", "paper", "none"
 
@@ -142,7 +143,9 @@ def configure(fields: dict[str, Any], recipe: str = AUTO, *, source: str = "conf
 def _method_attr(method: str, name: str, default: bool) -> bool:
     """A class attribute of the registered method (`default` for an unknown method, which
     `TrainConfig.validate` then names)."""
-    import robustlab.training.methods  # noqa: F401  (fills the registry)
+    from robustlab.plugins import load_plugins
     from robustlab.registry import METHODS
+
+    load_plugins()
 
     return bool(getattr(METHODS.get(method), name, default)) if method in METHODS else default

@@ -6,6 +6,7 @@ Importing this package registers every method module below.
 from robustlab.registry import METHODS
 from robustlab.training.methods import (  # noqa: F401
     adversarial,
+    autoencoder,
     free_at,
     hybrid,
     mart,
@@ -25,6 +26,3 @@ def create_method(name: str, **options):
 
 
 __all__ = ["BatchOutput", "TrainContext", "TrainingMethod", "create_method", "list_methods"]
-
-# The denoising-autoencoder method (owned with robustlab.defenses; see docs/defenses.md).
-from robustlab.training.methods import autoencoder  # noqa: E402, F401

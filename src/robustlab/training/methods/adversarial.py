@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 
 import torch.nn.functional as F
 
+from robustlab.common.errors import ConfigError
 from robustlab.registry import METHODS
-from robustlab.training.config import ConfigError
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput
 from robustlab.training.methods.options import (
     check_bool,
@@ -40,7 +40,6 @@ from robustlab.training.methods.validation import OverfitGuard, ValProbe
 class AdversarialTraining(AdversarialMethod):
     """Train on `generator` examples at eps only (see the module docstring)."""
 
-    registered_name = "pgd-at"
     DEFAULTS: ClassVar[dict[str, Any]] = {
         "generator": "pgd", "k": 10, "step_size": None, "random_start": True,
         "noise_mult": 2.0, "guard": False, "val_samples": 1000, "val_steps": 10,
@@ -48,7 +47,7 @@ class AdversarialTraining(AdversarialMethod):
     }
 
     def __init__(self, **options: Any) -> None:
-        o = resolve_options(self.registered_name, self.DEFAULTS, options)
+        o = resolve_options(self.name, self.DEFAULTS, options)
         self.generator = check_choice("generator", o["generator"], GENERATORS)
         self.k = check_int("k", o["k"], 1)
         self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
@@ -101,7 +100,7 @@ class AdversarialTraining(AdversarialMethod):
 def _variant(name: str, doc: str, **defaults: Any) -> type[AdversarialTraining]:
     cls = type(name.title().replace("-", ""), (AdversarialTraining,),
                {"DEFAULTS": {**AdversarialTraining.DEFAULTS, **defaults},
-                "registered_name": name, "__doc__": doc, "__module__": __name__})
+                "__doc__": doc, "__module__": __name__})
     return METHODS.register(name)(cls)
 
 

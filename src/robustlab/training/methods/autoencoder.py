@@ -21,11 +21,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from robustlab.common.errors import ConfigError
+
 # Importing the defense module registers the model this method trains (`denoising-autoencoder`),
 # so a run folder of it reloads wherever the training package is imported.
-from robustlab.defenses.autoencoder import AUTOENCODER_MODEL
+from robustlab.models.autoencoder import AUTOENCODER_MODEL
 from robustlab.registry import METHODS
-from robustlab.training.config import ConfigError
 from robustlab.training.methods.base import BatchOutput, TrainContext, TrainingMethod
 
 _VAL_BATCH = 512
@@ -86,7 +87,7 @@ class Autoencoder(TrainingMethod):
             raise ConfigError("eps: method 'autoencoder' with adversarial_run needs the attack "
                               "budget eps (pixel units), e.g. --eps 0.3 for MNIST")
         from robustlab.attacks import create_attack
-        from robustlab.training.load_run import load_run
+        from robustlab.runs.load import load_run
 
         loaded = load_run(self.adversarial_run, device=str(ctx.device), data_dir=ctx.cfg.data_dir)
         if loaded.cfg.dataset != ctx.cfg.dataset:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.data import ArraySplit
+from robustlab.runs.config import TrainConfig
 from robustlab.training.methods.eps_schedule import EpsWarmup
 
 
@@ -33,11 +35,11 @@ class TrainContext:
     """Read-only facts a method may need. `progress` is the fraction of training done, in epochs
     (e.g. 2.5 = halfway through the third epoch), updated by the loop before every step."""
 
-    cfg: Any  # TrainConfig (kept untyped to avoid an import cycle)
+    cfg: TrainConfig
     model: nn.Module
     device: torch.device
-    train: Any  # ArraySplit
-    val: Any  # ArraySplit
+    train: ArraySplit
+    val: ArraySplit
     num_classes: int
     steps_per_epoch: int
     epoch: int = 0

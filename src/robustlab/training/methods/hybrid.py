@@ -34,8 +34,8 @@ from typing import Any, ClassVar
 
 import torch.nn.functional as F
 
+from robustlab.common.errors import ConfigError
 from robustlab.registry import METHODS
-from robustlab.training.config import ConfigError
 from robustlab.training.methods.base import BatchOutput, TrainingMethod
 from robustlab.training.methods.eps_schedule import (
     SCHEDULES,
@@ -77,7 +77,7 @@ class Hybrid(TrainingMethod):
     }
 
     def __init__(self, **options: Any) -> None:
-        name = getattr(type(self), "registered_name", "hybrid")
+        name = self.name
         o = resolve_options(name, self.DEFAULTS, options)
         self.schedule = check_choice("schedule", o["schedule"], SCHEDULES)
         self.ramp_epochs = check_float("ramp_epochs", o["ramp_epochs"], 0.0, low_open=True,
@@ -228,12 +228,10 @@ class Hybrid(TrainingMethod):
 def _variant(name: str, doc: str, **defaults: Any) -> type[Hybrid]:
     """A `Hybrid` registered as `name` whose only difference is its default options."""
     cls = type(name.title().replace("-", ""), (Hybrid,),
-               {"DEFAULTS": {**Hybrid.DEFAULTS, **defaults}, "registered_name": name,
+               {"DEFAULTS": {**Hybrid.DEFAULTS, **defaults},
                 "__doc__": doc, "__module__": __name__})
     return METHODS.register(name)(cls)
 
-
-Hybrid.registered_name = "hybrid"
 HybridFixedEps = _variant("hybrid-fixed-eps", "Ablation: adaptive alpha, eps fixed at the target.",
                           schedule="constant")
 HybridFixedAlpha = _variant("hybrid-fixed-alpha", "Ablation: eps schedule, alpha fixed at 0.5.",

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from robustlab.training.config import ConfigError
+from robustlab.common.errors import ConfigError
 
 
 def resolve_options(method: str, defaults: dict[str, Any], options: dict[str, Any]

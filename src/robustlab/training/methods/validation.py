@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from robustlab.attacks import create_attack
 from robustlab.common.inference import accuracy, predict_logits
+from robustlab.common.modes import eval_mode
 from robustlab.training.methods.perturb import fgsm
 
 
@@ -58,17 +59,13 @@ class ValProbe:
 
     def fgsm_acc(self, model: nn.Module, eps: float) -> float:
         """Accuracy under plain FGSM at `eps` (eval mode)."""
-        was_training = model.training
-        model.eval()
-        try:
-            correct = 0
+        correct = 0
+        with eval_mode(model):
             for i in range(0, len(self.x), self.batch):
                 xb, yb = self.x[i: i + self.batch], self.y[i: i + self.batch]
                 x_adv = fgsm(model, xb, yb, eps, self.norm)
                 correct += int((predict_logits(model, x_adv, self.batch).argmax(1)
                                 == yb).sum())
-        finally:
-            model.train(was_training)
         return correct / len(self.x)
 
 

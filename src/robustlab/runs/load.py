@@ -8,10 +8,11 @@ from pathlib import Path
 from torch import nn
 
 from robustlab.common.device import resolve_device
-from robustlab.training.checkpoint import DIGEST_KEY, WeightsError, load_weights
-from robustlab.training.config import ConfigError, TrainConfig
-from robustlab.training.run_folder import CONFIG, WEIGHTS, RunFolder, RunFolderError
-from robustlab.training.setup import RunData, build_model, load_run_data
+from robustlab.common.errors import ConfigError
+from robustlab.runs.build import RunData, build_model, load_run_data
+from robustlab.runs.checkpoint import DIGEST_KEY, WeightsError, load_weights
+from robustlab.runs.config import TrainConfig
+from robustlab.runs.folder import CONFIG, WEIGHTS, RunFolder, RunFolderError
 
 
 @dataclass

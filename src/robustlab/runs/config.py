@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustlab.common.device import resolve_device
+from robustlab.common.errors import ConfigError
+from robustlab.common.yaml_io import load_yaml
+
 LR_SCHEDULES = ("constant", "cosine", "step", "piecewise", "onecycle")
 # Budget warm-up schedules: the smooth ones of methods/eps_schedule.py (they change every step).
 EPS_WARMUP_SCHEDULES = ("linear", "cosine", "exponential")
@@ -17,11 +21,6 @@ NORMS = ("linf", "l2")
 AUGMENTS = ("auto", "none", "crop-flip")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 AMP_MODES = ("off", "bf16")
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the field, the value and what is
-    allowed."""
 
 
 @dataclass
@@ -78,9 +77,10 @@ class TrainConfig:
 
         Types come first (`_check_types`), so every later check can rely on them.
         """
+        from robustlab.plugins import load_plugins
         from robustlab.registry import DATASETS, DEFENSES, METHODS, MODELS
 
-        _ensure_registries_loaded()
+        load_plugins()
         _check_types(self)
         for fname, registry in (("dataset", DATASETS), ("model", MODELS), ("method", METHODS)):
             value = getattr(self, fname)
@@ -178,8 +178,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def _parse_config(path: Path, text: str) -> Any:
     import yaml
 
-    from robustlab.common.yaml_io import load_yaml
-
     try:
         if path.suffix == ".toml":
             return tomllib.loads(text)
@@ -274,17 +272,8 @@ def _check_device(name: str) -> None:
     """'auto', or a device this machine has (`cuda[:N]` needs CUDA and N < device count)."""
     if name == "auto":
         return
-    from robustlab.common.device import resolve_device
-
     try:
         resolve_device(name)
     except (ValueError, RuntimeError, TypeError) as err:
         detail = str(err).removeprefix("device: ")
         raise ConfigError(f"device: {detail}") from None
-
-
-def _ensure_registries_loaded() -> None:
-    import robustlab.data  # noqa: F401
-    import robustlab.defenses  # noqa: F401
-    import robustlab.models  # noqa: F401
-    import robustlab.training.methods  # noqa: F401

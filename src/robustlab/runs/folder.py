@@ -176,8 +176,11 @@ def hold_lock(target: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def claim_run_folder(path: str | Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
-                     lock: bool = True) -> Iterator[tuple[RunFolder, bool]]:
+                     lock: bool = True, defaults: dict[str, Any] | None = None
+                     ) -> Iterator[tuple[RunFolder, bool]]:
     """Lock the run folder, check it can be used as asked, yield (folder, resuming?).
+    `defaults`: the config's field defaults (a field the recorded config lacks, because it was
+    added after the run was made, counts as its default when resuming).
 
     Writes nothing but the lock file and cleanup of a killed run's leftovers (temporary files,
     a half-done swap); the caller writes the config once the run's components are built.
@@ -188,7 +191,8 @@ def claim_run_folder(path: str | Path, config: dict[str, Any], *, resume: bool, 
         if lock:
             _recover_swap(target)
             remove_stale_temp_files(target)
-        yield check_run_folder(target, config, resume=resume, overwrite=overwrite, clean=lock)
+        yield check_run_folder(target, config, resume=resume, overwrite=overwrite, clean=lock,
+                               defaults=defaults)
 
 
 def _check_target(target: Path) -> None:
@@ -206,7 +210,8 @@ def _check_target(target: Path) -> None:
 
 
 def check_run_folder(target: Path, config: dict[str, Any], *, resume: bool, overwrite: bool,
-                     clean: bool = False) -> tuple[RunFolder, bool]:
+                     clean: bool = False, defaults: dict[str, Any] | None = None
+                     ) -> tuple[RunFolder, bool]:
     """The checks of `claim_run_folder`, without the lock. `clean`: delete a stale staging
     folder when overwriting (only the lock holder may)."""
     if resume and overwrite:
@@ -228,7 +233,7 @@ def check_run_folder(target: Path, config: dict[str, Any], *, resume: bool, over
                              "continue it or --overwrite to replace it (results are never "
                              "overwritten silently)")
     if exists and (target / CONFIG).is_file():
-        _check_same_config(run, config)
+        _check_same_config(run, config, defaults or {})
         return run, True
     if exists:  # files, but no config: not a run this code could have made
         raise RunFolderError(f"cannot resume {target}: it is not a robustlab run folder "
@@ -246,20 +251,14 @@ def _check_replaceable(target: Path) -> None:
                              "which a robustlab run folder never does; refusing to delete it")
 
 
-def _check_same_config(run: RunFolder, config: dict[str, Any]) -> None:
-    # a field added to TrainConfig after the run was made counts as its default there
-    old = {**_config_defaults(), **run.read_config()}
+def _check_same_config(run: RunFolder, config: dict[str, Any], defaults: dict[str, Any]
+                       ) -> None:
+    old = {**defaults, **run.read_config()}
     diff = sorted(k for k in set(old) | set(config)
                   if k not in _RESUME_FREE_FIELDS and old.get(k) != config.get(k))
     if diff:
         details = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diff)
         raise RunFolderError(f"cannot resume {run.path} with a different config ({details})")
-
-
-def _config_defaults() -> dict[str, Any]:
-    from robustlab.training.config import TrainConfig
-
-    return TrainConfig().to_dict()
 
 
 def environment_info() -> dict[str, Any]:
