@@ -18,6 +18,7 @@ from robustlab.runs.checkpoint import flatten_state
 from robustlab.training.methods import create_method
 from robustlab.training.methods import perturb as P
 from robustlab.training.methods.eps_schedule import AdaptiveEps, scheduled_eps
+from robustlab.training.methods.options import defaults_of
 from robustlab.training.methods.validation import OverfitGuard, adaptive_alpha
 
 ADVERSARIAL = ["hybrid", "hybrid-fixed-eps", "hybrid-fixed-alpha", "mix", "pgd-at", "fgsm-rs",
@@ -271,7 +272,8 @@ def test_ablations_are_the_same_class_with_other_defaults():
                        "hybrid-fixed-alpha": {"alpha": 0.5}}.items():
         cls = METHODS.get(name)
         assert issubclass(cls, type(h))
-        changed = {k: v for k, v in cls.DEFAULTS.items() if type(h).DEFAULTS[k] != v}
+        base = defaults_of(type(h).OPTIONS)
+        changed = {k: v for k, v in defaults_of(cls.OPTIONS).items() if base[k] != v}
         assert changed == diff, name
     assert create_method("mix", schedule="linear").schedule == "linear"  # still overridable
 

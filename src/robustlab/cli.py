@@ -85,6 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 parser_class=_StrictParser)
 
+    _add_train_command(sub)
+    _add_evaluate_command(sub)
+
+    p = sub.add_parser("list", help="list datasets, models, methods, attacks and defenses")
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "datasets", "models", "methods", "attacks", "defenses",
+                            "recipes"])
+    p.set_defaults(func=cmd_list)
+
+    _add_experiment_commands(sub)
+    return parser
+
+
+def _add_train_command(sub: Any) -> None:
     p = sub.add_parser("train", help="train a model (any method) and write a run folder")
     p.add_argument("--config", help="TOML or YAML file of TrainConfig fields; flags override it")
     for flag, (fname, ftype) in _TRAIN_FLAGS.items():
@@ -110,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train with N processes (DistributedDataParallel, launched via torchrun)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_evaluate_command(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="evaluate trained runs (clean and under attack)")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s) written by train")
     p.add_argument("--attacks", default="", help="comma-separated attack names, e.g. fgsm,pgd")
@@ -128,15 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, default=1,
                    help="attack with N processes (torchrun); results equal one process's")
     p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("list", help="list datasets, models, methods, attacks and defenses")
-    p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "datasets", "models", "methods", "attacks", "defenses",
-                            "recipes"])
-    p.set_defaults(func=cmd_list)
-
-    _add_experiment_commands(sub)
-    return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:

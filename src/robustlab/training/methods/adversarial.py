@@ -26,13 +26,12 @@ from robustlab.common.errors import ConfigError
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput
 from robustlab.training.methods.options import (
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-    resolve_options,
+    Option,
+    generator_options,
+    guard_options,
+    with_defaults,
 )
-from robustlab.training.methods.perturb import GENERATORS, generate
+from robustlab.training.methods.perturb import generate
 from robustlab.training.methods.validation import OverfitGuard, ValProbe
 
 
@@ -40,36 +39,26 @@ from robustlab.training.methods.validation import OverfitGuard, ValProbe
 class AdversarialTraining(AdversarialMethod):
     """Train on `generator` examples at eps only (see the module docstring)."""
 
-    DEFAULTS: ClassVar[dict[str, Any]] = {
-        "generator": "pgd", "k": 10, "step_size": None, "random_start": True,
-        "noise_mult": 2.0, "guard": False, "val_samples": 1000, "val_steps": 10,
-        "val_batch": 500, "co_drop": 0.3, "co_floor": 0.05, "co_fgsm_high": 0.5,
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        **generator_options(k=10),
+        "random_start": Option(True, "bool", "PGD starts at a random point of the ball"),
+        "guard": Option(False, "bool", "measure validation accuracy each epoch and flag "
+                        "catastrophic overfitting (on for fgsm-rs and n-fgsm)"),
+        **guard_options(),
     }
 
     def __init__(self, **options: Any) -> None:
-        o = resolve_options(self.name, self.DEFAULTS, options)
-        self.generator = check_choice("generator", o["generator"], GENERATORS)
-        self.k = check_int("k", o["k"], 1)
-        self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
-                                     allow_none=True)
+        super().__init__(**options)
         if self.step_size is not None and self.generator == "fgsm":
             raise ConfigError("method_options.step_size: generator 'fgsm' always steps by eps")
-        self.random_start = check_bool("random_start", o["random_start"])
-        self.noise_mult = check_float("noise_mult", o["noise_mult"], 0.0)
-        self.use_guard = check_bool("guard", o["guard"])
-        self.val_samples = check_int("val_samples", o["val_samples"], 1)
-        self.val_steps = check_int("val_steps", o["val_steps"], 1)
-        self.val_batch = check_int("val_batch", o["val_batch"], 1)
-        self.guard = OverfitGuard(check_float("co_drop", o["co_drop"], 0.0, 1.0),
-                                  check_float("co_floor", o["co_floor"], 0.0, 1.0),
-                                  check_float("co_fgsm_high", o["co_fgsm_high"], 0.0, 1.0))
+        self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high)
 
     def setup(self, ctx) -> None:
         super().setup(ctx)
         self.method_name = ctx.cfg.method
         self.probe = (ValProbe.from_split(ctx.val, self.val_samples, norm=self.norm,
                                           steps=self.val_steps, batch=self.val_batch,
-                                          seed=ctx.cfg.seed) if self.use_guard else None)
+                                          seed=ctx.cfg.seed) if self.guard else None)
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
         x_adv = generate(self.generator, model, x, y, self.budget(ctx), self.norm, steps=self.k,
@@ -85,21 +74,21 @@ class AdversarialTraining(AdversarialMethod):
         model = ctx.model
         adv = self.probe.pgd_acc(model, self.eps)
         logs.update({"val_clean_acc": self.probe.clean_acc(model), "val_adv_acc": adv})
-        logs.update(self.guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
+        logs.update(self.co_guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
                                      method=self.method_name, epoch=ctx.epoch,
                                      at_target=self.at_target(ctx)))
         return logs
 
     def state_dict(self) -> dict[str, Any]:
-        return {"guard": self.guard.state_dict()}
+        return {"guard": self.co_guard.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.guard.load_state_dict(state["guard"])
+        self.co_guard.load_state_dict(state["guard"])
 
 
 def _variant(name: str, doc: str, **defaults: Any) -> type[AdversarialTraining]:
     cls = type(name.title().replace("-", ""), (AdversarialTraining,),
-               {"DEFAULTS": {**AdversarialTraining.DEFAULTS, **defaults},
+               {"OPTIONS": with_defaults(AdversarialTraining.OPTIONS, **defaults),
                 "__doc__": doc, "__module__": __name__})
     return METHODS.register(name)(cls)
 

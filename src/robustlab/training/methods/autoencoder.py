@@ -14,9 +14,8 @@ validation reconstruction error (`val_mse_clean`, `val_mse_noisy`) from `end_epo
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +27,7 @@ from robustlab.common.errors import ConfigError
 from robustlab.models.autoencoder import AUTOENCODER_MODEL
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import BatchOutput, TrainContext, TrainingMethod
+from robustlab.training.methods.options import Option
 
 _VAL_BATCH = 512
 _VAL_NOISE_SEED = 12345  # the same noisy validation images at every epoch
@@ -46,29 +46,29 @@ class Autoencoder(TrainingMethod):
 
     reports_accuracy = False
 
-    def __init__(self, *, noise_sigma: float = 0.1, adversarial_run: str | None = None,
-                 attack: str = "pgd", attack_options: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        ok = isinstance(noise_sigma, (int, float)) and not isinstance(noise_sigma, bool)
-        if not ok or not math.isfinite(noise_sigma) or noise_sigma < 0:
-            raise ConfigError(f"method_options.noise_sigma: expected a finite number >= 0, "
-                              f"got {noise_sigma!r}")
-        self.noise_sigma = float(noise_sigma)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "noise_sigma": Option(0.1, "float", "std of the noisy view's Gaussian noise (0: none)",
+                              low=0.0),
+        "adversarial_run": Option(None, "str", "classifier run folder whose adversarial "
+                                  "examples form a third view", allow_none=True),
+        "attack": Option("pgd", "str", "attack of the adversarial view"),
+        "attack_options": Option(None, "table", "options of that attack", allow_none=True),
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        adversarial_run, noise_sigma = self.adversarial_run, self.noise_sigma
         if adversarial_run is not None:
             folder = Path(adversarial_run)
             needed = (folder / "config.json", folder / "model.safetensors")
             if not all(f.is_file() for f in needed):
                 raise ConfigError(f"method_options.adversarial_run: {folder} is not a finished "
                                   "robustlab run folder (needs config.json and model.safetensors)")
-        if attack_options is not None and not isinstance(attack_options, dict):
-            raise ConfigError(f"method_options.attack_options: expected a table of attack "
-                              f"options, got {attack_options!r}")
         if noise_sigma == 0 and adversarial_run is None:
             raise ConfigError("method_options: with noise_sigma = 0 and no adversarial_run the "
                               "autoencoder would only learn the identity; give one of them")
-        self.adversarial_run = adversarial_run
-        self.attack_name = attack
-        self.attack_options = dict(attack_options or {})
+        self.attack_name = self.attack
+        self.attack_options = dict(self.attack_options or {})
         self._classifier = None
 
     def setup(self, ctx: TrainContext) -> None:

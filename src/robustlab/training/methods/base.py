@@ -10,7 +10,7 @@ returned dicts are written to `metrics.jsonl`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from torch import nn
 from robustlab.data import ArraySplit
 from robustlab.runs.config import TrainConfig
 from robustlab.training.methods.eps_schedule import EpsWarmup
+from robustlab.training.methods.options import Option, resolve_options
 
 
 @dataclass
@@ -60,9 +61,12 @@ class TrainingMethod:
     #: then logs no train/val/test accuracy (null in metrics.jsonl and summary.json).
     reports_accuracy: bool = True
 
+    #: The method's options, declared once (`robustlab.training.methods.options.Option`):
+    #: `__init__` checks the given values against them and sets each as an attribute.
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+
     def __init__(self, **options: Any) -> None:
-        if options:
-            raise TypeError(f"unknown option(s) {', '.join(sorted(options))}")
+        vars(self).update(resolve_options(self.name, self.OPTIONS, options))
 
     def setup(self, ctx: TrainContext) -> None:
         """Called once before training (and again on resume, before `load_state_dict`)."""

@@ -23,19 +23,20 @@ import torch.nn.functional as F
 from robustlab.attacks.norms import steepest_direction
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput
-from robustlab.training.methods.options import check_float, check_int, resolve_options
+from robustlab.training.methods.options import Option
 from robustlab.training.methods.perturb import ball_project, differentiable_forward
 
 
 @METHODS.register("free-at")
 class FreeAT(AdversarialMethod):
-    DEFAULTS: ClassVar[dict[str, Any]] = {"m": 4, "step_size": None}
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "m": Option(4, "int", "minibatch replays", low=1),
+        "step_size": Option(None, "float", "perturbation step (null: eps)", low=0.0,
+                            low_open=True, allow_none=True),
+    }
 
     def __init__(self, **options: Any) -> None:
-        o = resolve_options("free-at", self.DEFAULTS, options)
-        self.m = check_int("m", o["m"], 1)
-        self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
-                                     allow_none=True)
+        super().__init__(**options)
         self.delta: torch.Tensor | None = None
 
     def train_step(self, model, optimizer, x, y, ctx) -> BatchOutput:

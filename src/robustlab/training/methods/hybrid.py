@@ -45,13 +45,13 @@ from robustlab.training.methods.eps_schedule import (
     scheduled_eps,
 )
 from robustlab.training.methods.options import (
-    check_bool,
-    check_choice,
+    Option,
     check_float,
-    check_int,
-    resolve_options,
+    generator_options,
+    guard_options,
+    with_defaults,
 )
-from robustlab.training.methods.perturb import GENERATORS, differentiable_forward, fgsm, generate
+from robustlab.training.methods.perturb import differentiable_forward, fgsm, generate
 from robustlab.training.methods.validation import OverfitGuard, ValProbe, adaptive_alpha
 
 
@@ -61,64 +61,56 @@ class Hybrid(TrainingMethod):
 
     needs_eps = True
     needs_val = True
-    DEFAULTS: ClassVar[dict[str, Any]] = {
+    OPTIONS: ClassVar[dict[str, Option]] = {
         # budget schedule
-        "schedule": "linear", "ramp_epochs": None, "eps_start_frac": None, "per_step": False,
-        "step_levels": 4, "adaptive_factor": 2.0, "adaptive_threshold": 0.5,
+        "schedule": Option("linear", "choice", "how eps ramps from eps_start_frac x eps to eps",
+                           choices=SCHEDULES),
+        "ramp_epochs": Option(None, "float", "epochs of the ramp (null: the config's "
+                              "eps_warmup, else half the epochs)", low=0.0, low_open=True,
+                              allow_none=True),
+        "eps_start_frac": Option(None, "float", "first eps as a fraction of eps (null: the "
+                                 "config's eps_warmup_start)", low=0.0, high=1.0,
+                                 low_open=True, allow_none=True),
+        "per_step": Option(False, "bool", "change eps every step (smooth schedules only)"),
+        "step_levels": Option(4, "int", "levels of the step schedule", low=1),
+        "adaptive_factor": Option(2.0, "float", "adaptive schedule: eps multiplier",
+                                  low=1.0, low_open=True),
+        "adaptive_threshold": Option(0.5, "float", "adaptive schedule: validation adversarial "
+                                     "accuracy that raises eps", low=0.0, high=1.0),
         # adversarial copies: PGD-2, since the paper's FGSM overfits catastrophically on
         # MNIST/LeNet-5 at eps 0.3 (0 % PGD-40, docs/methods.md); `hybrid-fgsm` keeps FGSM
-        "generator": "pgd", "k": 2, "step_size": None, "noise_mult": 2.0,
+        **generator_options(k=2),
         # loss weight
-        "alpha": "adaptive", "alpha_init": 0.5, "alpha_ema": 0.0, "alpha_min": 0.0,
-        "alpha_max": 1.0, "update_every": None,
+        "alpha": Option("adaptive", "float", "weight of the clean loss: adaptive (the paper's "
+                        "acc_adv / (acc_adv + acc_clean)) or fixed", low=0.0, high=1.0,
+                        also=("adaptive",)),
+        "alpha_init": Option(0.5, "float", "alpha before the first measurement",
+                             low=0.0, high=1.0),
+        "alpha_ema": Option(0.0, "float", "exponential smoothing of alpha (< 1)",
+                            low=0.0, high=1.0),
+        "alpha_min": Option(0.0, "float", "lower clip of alpha", low=0.0, high=1.0),
+        "alpha_max": Option(1.0, "float", "upper clip of alpha (>= alpha_min)",
+                            low=0.0, high=1.0),
+        "update_every": Option(None, "int", "steps between alpha updates (null: once an "
+                               "epoch)", low=1, allow_none=True),
         # validation measurements and the catastrophic-overfitting guard
-        "val_samples": 1000, "val_steps": 10, "val_batch": 500,
-        "co_drop": 0.3, "co_floor": 0.05, "co_fgsm_high": 0.5,
+        **guard_options(),
     }
 
     def __init__(self, **options: Any) -> None:
-        name = self.name
-        o = resolve_options(name, self.DEFAULTS, options)
-        self.schedule = check_choice("schedule", o["schedule"], SCHEDULES)
-        self.ramp_epochs = check_float("ramp_epochs", o["ramp_epochs"], 0.0, low_open=True,
-                                       allow_none=True)
-        self.eps_start_frac = check_float("eps_start_frac", o["eps_start_frac"], 0.0, 1.0,
-                                          low_open=True, allow_none=True)
-        self.per_step = check_bool("per_step", o["per_step"])
+        super().__init__(**options)
         if self.per_step and self.schedule not in SMOOTH:
             raise ConfigError(f"method_options.per_step: only smooth schedules "
                               f"({', '.join(SMOOTH)}) can change per step, got schedule "
                               f"{self.schedule!r}")
-        self.step_levels = check_int("step_levels", o["step_levels"], 1)
-        self.adaptive_factor = check_float("adaptive_factor", o["adaptive_factor"], 1.0,
-                                           low_open=True)
-        self.adaptive_threshold = check_float("adaptive_threshold", o["adaptive_threshold"],
-                                              0.0, 1.0)
-        self.generator = check_choice("generator", o["generator"], GENERATORS)
-        self.k = check_int("k", o["k"], 1)
-        self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
-                                     allow_none=True)
         if self.step_size is not None and self.generator == "fgsm":
             raise ConfigError("method_options.step_size: generator 'fgsm' always steps by eps; "
                               "use generator=fgsm-rs, n-fgsm or pgd for another step size")
-        self.noise_mult = check_float("noise_mult", o["noise_mult"], 0.0)
-        if o["alpha"] == "adaptive":
-            self.fixed_alpha = None
-        else:
-            self.fixed_alpha = check_float("alpha", o["alpha"], 0.0, 1.0)
-        self.alpha_init = check_float("alpha_init", o["alpha_init"], 0.0, 1.0)
-        self.alpha_ema = check_float("alpha_ema", o["alpha_ema"], 0.0, 1.0)
+        self.fixed_alpha = None if self.alpha == "adaptive" else self.alpha
         if self.alpha_ema == 1.0:
             raise ConfigError("method_options.alpha_ema: 1.0 would freeze alpha; expected < 1")
-        self.alpha_min = check_float("alpha_min", o["alpha_min"], 0.0, 1.0)
-        self.alpha_max = check_float("alpha_max", o["alpha_max"], self.alpha_min, 1.0)
-        self.update_every = check_int("update_every", o["update_every"], 1, allow_none=True)
-        self.val_samples = check_int("val_samples", o["val_samples"], 1)
-        self.val_steps = check_int("val_steps", o["val_steps"], 1)
-        self.val_batch = check_int("val_batch", o["val_batch"], 1)
-        self.guard = OverfitGuard(check_float("co_drop", o["co_drop"], 0.0, 1.0),
-                                  check_float("co_floor", o["co_floor"], 0.0, 1.0),
-                                  check_float("co_fgsm_high", o["co_fgsm_high"], 0.0, 1.0))
+        check_float("alpha_max", self.alpha_max, self.alpha_min, 1.0)
+        self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high)
         self.alpha = self.fixed_alpha if self.fixed_alpha is not None else self.alpha_init
         self._eps_now = 0.0
 
@@ -192,7 +184,7 @@ class Hybrid(TrainingMethod):
         logs: dict[str, Any] = {"val_clean_acc": clean, "val_adv_acc": adv}
         if self.per_step:
             logs["eps"] = self._eps_now
-        logs.update(self.guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
+        logs.update(self.co_guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
                                      method=self.method_name, epoch=ctx.epoch,
                                      at_target=self._eps_now >= self.eps))
         if self.adaptive_eps is not None:
@@ -215,12 +207,12 @@ class Hybrid(TrainingMethod):
 
     # --------------------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
-        return {"alpha": self.alpha, "guard": self.guard.state_dict(),
+        return {"alpha": self.alpha, "guard": self.co_guard.state_dict(),
                 "eps_t": None if self.adaptive_eps is None else self.adaptive_eps.value}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.alpha = state["alpha"]
-        self.guard.load_state_dict(state["guard"])
+        self.co_guard.load_state_dict(state["guard"])
         if self.adaptive_eps is not None:
             self.adaptive_eps.value = state["eps_t"]
 
@@ -228,7 +220,7 @@ class Hybrid(TrainingMethod):
 def _variant(name: str, doc: str, **defaults: Any) -> type[Hybrid]:
     """A `Hybrid` registered as `name` whose only difference is its default options."""
     cls = type(name.title().replace("-", ""), (Hybrid,),
-               {"DEFAULTS": {**Hybrid.DEFAULTS, **defaults},
+               {"OPTIONS": with_defaults(Hybrid.OPTIONS, **defaults),
                 "__doc__": doc, "__module__": __name__})
     return METHODS.register(name)(cls)
 

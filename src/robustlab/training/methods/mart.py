@@ -9,14 +9,14 @@ strongest wrong class. `beta` defaults to 6. The budget follows `eps_warmup`
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput
-from robustlab.training.methods.options import check_float, check_int, resolve_options
+from robustlab.training.methods.options import Option
 from robustlab.training.methods.perturb import pgd
 
 _TINY = 1e-12
@@ -24,14 +24,12 @@ _TINY = 1e-12
 
 @METHODS.register("mart")
 class Mart(AdversarialMethod):
-    DEFAULTS: ClassVar[dict[str, Any]] = {"beta": 6.0, "k": 10, "step_size": None}
-
-    def __init__(self, **options: Any) -> None:
-        o = resolve_options("mart", self.DEFAULTS, options)
-        self.beta = check_float("beta", o["beta"], 0.0)
-        self.k = check_int("k", o["k"], 1)
-        self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
-                                     allow_none=True)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "beta": Option(6.0, "float", "weight of the misclassification-aware KL term", low=0.0),
+        "k": Option(10, "int", "PGD steps", low=1),
+        "step_size": Option(None, "float", "PGD step (null: 2.5 eps / k)", low=0.0,
+                            low_open=True, allow_none=True),
+    }
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
         eps = self.budget(ctx)

@@ -25,16 +25,14 @@ from torch import nn
 
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput, TrainingMethod
-from robustlab.training.methods.options import check_float, check_int, resolve_options
+from robustlab.training.methods.options import Option
 
 
 @METHODS.register("gradient-reg")
 class GradientReg(AdversarialMethod):
-    DEFAULTS: ClassVar[dict[str, Any]] = {"lam": 1.0}
-
-    def __init__(self, **options: Any) -> None:
-        o = resolve_options("gradient-reg", self.DEFAULTS, options)
-        self.lam = check_float("lam", o["lam"], 0.0)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "lam": Option(1.0, "float", "weight of eps x the input gradient's dual norm", low=0.0),
+    }
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
         eps = self.budget(ctx)
@@ -50,13 +48,15 @@ class GradientReg(AdversarialMethod):
 
 @METHODS.register("lipschitz")
 class Lipschitz(TrainingMethod):
-    DEFAULTS: ClassVar[dict[str, Any]] = {"lam": 0.01, "target": 1.0, "power_iters": 1}
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "lam": Option(0.01, "float", "weight of the spectral-norm penalty", low=0.0),
+        "target": Option(1.0, "float", "spectral norm each layer may reach unpenalised",
+                         low=0.0),
+        "power_iters": Option(1, "int", "power iterations per step", low=1),
+    }
 
     def __init__(self, **options: Any) -> None:
-        o = resolve_options("lipschitz", self.DEFAULTS, options)
-        self.lam = check_float("lam", o["lam"], 0.0)
-        self.target = check_float("target", o["target"], 0.0)
-        self.power_iters = check_int("power_iters", o["power_iters"], 1)
+        super().__init__(**options)
         self.u: list[torch.Tensor] = []
 
     def setup(self, ctx) -> None:

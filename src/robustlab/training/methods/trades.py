@@ -11,14 +11,14 @@ Per-epoch log: `eps`.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput
-from robustlab.training.methods.options import check_float, check_int, resolve_options
+from robustlab.training.methods.options import Option
 from robustlab.training.methods.perturb import (
     differentiable_forward,
     input_gradient_mode,
@@ -29,16 +29,13 @@ from robustlab.training.methods.perturb import (
 
 @METHODS.register("trades")
 class Trades(AdversarialMethod):
-    DEFAULTS: ClassVar[dict[str, Any]] = {"beta": 6.0, "k": 10, "step_size": None,
-                                          "init_std": 0.001}
-
-    def __init__(self, **options: Any) -> None:
-        o = resolve_options("trades", self.DEFAULTS, options)
-        self.beta = check_float("beta", o["beta"], 0.0)
-        self.k = check_int("k", o["k"], 1)
-        self.step_size = check_float("step_size", o["step_size"], 0.0, low_open=True,
-                                     allow_none=True)
-        self.init_std = check_float("init_std", o["init_std"], 0.0)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "beta": Option(6.0, "float", "weight of the KL robustness term", low=0.0),
+        "k": Option(10, "int", "KL-PGD steps", low=1),
+        "step_size": Option(None, "float", "KL-PGD step (null: 2.5 eps / k)", low=0.0,
+                            low_open=True, allow_none=True),
+        "init_std": Option(0.001, "float", "std of the Gaussian start around x", low=0.0),
+    }
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
         eps = self.budget(ctx)
