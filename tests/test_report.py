@@ -199,3 +199,29 @@ def test_collapsed_runs_are_listed_apart_and_protocols_split_the_table(tmp_path)
     assert "did not learn" in md and "NOT COMPARED (collapsed)" in md
     table_lines = [ln for ln in md.splitlines() if ln.startswith("| pgd-at |")]
     assert len(table_lines) == 1  # only the recipe block's row; the collapsed one is apart
+
+
+def test_figures_keep_legends_off_the_data_and_styles_apart(report_dir, monkeypatch):
+    """Every figure has one legend below its panels (none inside an axes), panels wrap at two
+    a row, and every method of METHOD_ORDER keeps its own colour-marker pair."""
+    import matplotlib.pyplot as plt
+
+    from robustlab.reporting import figures
+    from robustlab.reporting.collect import METHOD_ORDER
+
+    root, _ = report_dir
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    from robustlab.reporting.report import write_report
+
+    write_report(root)
+    assert len(saved) == 4
+    for fig in saved:
+        visible = [ax for ax in fig.axes if ax.get_visible()]
+        assert all(ax.get_legend() is None for ax in visible)
+        assert len(fig.legends) == 1
+        assert max(ax.get_subplotspec().colspan.stop for ax in visible) <= figures.PANELS_PER_ROW
+        plt.close(fig)
+    styles = {(tuple(figures.method_style(m)["color"]), figures.method_style(m)["marker"])
+              for m in METHOD_ORDER}
+    assert len(styles) == len(METHOD_ORDER)
