@@ -13,6 +13,7 @@ processes of `reproduce` and `torchrun`), and every module advertised in the
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Iterable
@@ -36,14 +37,22 @@ class PluginError(ImportError):
 def load_plugins(modules: Iterable[str] = ()) -> None:
     """Import the built-in plugin packages, the `robustlab.plugins` entry points, the modules
     of `ROBUSTLAB_PLUGINS` and `modules` (idempotent: Python imports each module once)."""
+    _load_installed(os.environ.get(ENV_VAR, ""))
+    for name in modules:
+        _import_user(name, "--plugin")
+
+
+@functools.cache
+def _load_installed(env_value: str) -> None:
+    """Built-ins, entry points and `ROBUSTLAB_PLUGINS`, once per process and value of the
+    variable (scanning the installed packages' metadata takes milliseconds, and every
+    `TrainConfig.validate` asks). A failed import is not cached: it raises again."""
     for name in BUILTIN_PLUGINS:
         importlib.import_module(name)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _import_user(ep.value.split(":")[0], f"entry point {ep.name!r} of {ENTRY_POINT_GROUP}")
-    for name in filter(None, (m.strip() for m in os.environ.get(ENV_VAR, "").split(","))):
+    for name in filter(None, (m.strip() for m in env_value.split(","))):
         _import_user(name, ENV_VAR)
-    for name in modules:
-        _import_user(name, "--plugin")
 
 
 def _import_user(name: str, source: str) -> None:

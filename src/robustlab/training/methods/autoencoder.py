@@ -67,7 +67,6 @@ class Autoencoder(TrainingMethod):
         if noise_sigma == 0 and adversarial_run is None:
             raise ConfigError("method_options: with noise_sigma = 0 and no adversarial_run the "
                               "autoencoder would only learn the identity; give one of them")
-        self.attack_name = self.attack
         self.attack_options = dict(self.attack_options or {})
         self._classifier = None
 
@@ -94,7 +93,7 @@ class Autoencoder(TrainingMethod):
             raise ConfigError(f"method_options.adversarial_run: classifier was trained on "
                               f"{loaded.cfg.dataset!r}, this run uses {ctx.cfg.dataset!r}")
         self._classifier = loaded.model.requires_grad_(False)
-        create_attack(self.attack_name, eps=ctx.cfg.eps, norm=ctx.cfg.norm,
+        create_attack(self.attack, eps=ctx.cfg.eps, norm=ctx.cfg.norm,
                       **self.attack_options)  # validate the attack's options before training
 
     def views(self, x: torch.Tensor, y: torch.Tensor, ctx: TrainContext) -> torch.Tensor:
@@ -105,7 +104,7 @@ class Autoencoder(TrainingMethod):
         if self._classifier is not None:
             from robustlab.attacks import create_attack
 
-            attack = create_attack(self.attack_name, eps=ctx.cfg.eps, norm=ctx.cfg.norm,
+            attack = create_attack(self.attack, eps=ctx.cfg.eps, norm=ctx.cfg.norm,
                                    seed=ctx.step, **self.attack_options)
             views.append(attack(self._classifier, x, y).detach())
         return torch.cat(views)

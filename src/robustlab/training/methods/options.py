@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robustlab.common.errors import ConfigError
+from robustlab.training.methods.perturb import GENERATORS
 
 KINDS = ("int", "float", "bool", "choice", "str", "table")
 
@@ -86,8 +87,6 @@ class Option:
 def generator_options(k: int) -> dict[str, Option]:
     """The options of the training-time perturbation (`methods/perturb.py`), shared by pgd-at
     and the hybrid family; `k` is the default number of PGD steps."""
-    from robustlab.training.methods.perturb import GENERATORS
-
     return {
         "generator": Option("pgd", "choice", "how the adversarial examples are made",
                             choices=GENERATORS),
