@@ -264,5 +264,5 @@ def test_data_errors_pass_through_unchanged(tmp_path, monkeypatch):
         load_run_data(cfg, CPU)
     assert not isinstance(exc.value, ConfigError) and str(tmp_path / "missing") in str(exc.value)
     bad = TrainConfig(dataset="mnist", data_dir=str(tmp_path), dataset_options={"verify": "no"})
-    with pytest.raises(DataError, match=r"mnist verify: expected true or false, found 'no'"):
+    with pytest.raises(DataError, match=r"mnist verify: expected true or false, got 'no'"):
         load_run_data(bad, CPU)

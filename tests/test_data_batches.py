@@ -44,7 +44,7 @@ def test_shuffled_epoch_visits_every_index_once_and_is_seeded():
 
 
 def test_batch_size_validation_and_augment_hook():
-    with pytest.raises(DataError, match=r"batch_size: expected an int >= 1, found 0"):
+    with pytest.raises(DataError, match=r"batch_size: expected an integer >= 1, got 0"):
         next(iterate_batches(_split(), 0))
     calls = []
 
@@ -86,7 +86,7 @@ def test_random_crop_flip_shape_content_and_determinism():
     flipped = sum(torch.equal(no_pad_flip[i], x[i].flip(-1)) for i in range(16))
     assert 2 <= flipped <= 14  # both outcomes occur with 16 coin flips (seeded)
     assert torch.equal(random_crop_flip(0, flip=False)(x, torch.Generator()), x)
-    with pytest.raises(DataError, match="padding: expected an int >= 0, found -1"):
+    with pytest.raises(DataError, match="padding: expected an integer >= 0, got -1"):
         random_crop_flip(-1)
 
 

@@ -177,5 +177,5 @@ def test_autoencoder_with_adversarial_inputs(clf_run, test_batch, mnist_root, tm
         train(cfg.replace(eps=None, out_dir=str(tmp_path / "no-eps")))
     with pytest.raises(ConfigError, match="model: method 'autoencoder' trains an image-to-image"):
         train(cfg.replace(model="lenet5", out_dir=str(tmp_path / "lenet")))
-    with pytest.raises(ConfigError, match="noise_sigma: expected a number >= 0"):
+    with pytest.raises(ConfigError, match="noise_sigma: expected a finite number >= 0"):
         train(cfg.replace(method_options={"noise_sigma": -1}, out_dir=str(tmp_path / "neg")))

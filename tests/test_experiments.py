@@ -121,7 +121,7 @@ def test_reproduce_validates_everything_before_compute(tmp_path):
     smoke = get_preset("smoke")
     bad = smoke.replace(eval=dataclasses.replace(smoke.eval,
                                                  attack_options={"pgd": {"steps": 0}}))
-    with pytest.raises(ConfigError, match="steps: expected an int >= 1, got 0"):
+    with pytest.raises(ConfigError, match="steps: expected an integer >= 1, got 0"):
         reproduce(bad, tmp_path / "a")
     assert not (tmp_path / "a").exists()
     (tmp_path / "b").mkdir()

@@ -175,17 +175,17 @@ def test_efficientnet_backbone_is_4_0m_and_count_trainable_only():
 
 
 BAD_ARGS = [
-    ({"num_classes": 1}, "num_classes must be >= 2, got 1"),
-    ({"num_classes": True}, "num_classes must be an integer"),
-    ({"num_classes": 10.0}, "num_classes must be an integer"),
-    ({"in_channels": 0, "mean": [], "std": []}, "in_channels must be >= 1, got 0"),
+    ({"num_classes": 1}, "num_classes: expected an integer >= 2, got 1"),
+    ({"num_classes": True}, "num_classes: expected an integer"),
+    ({"num_classes": 10.0}, "num_classes: expected an integer"),
+    ({"in_channels": 0, "mean": [], "std": []}, "in_channels: expected an integer >= 1, got 0"),
     ({"mean": [0.5, 0.5]}, "mean has 2 values but in_channels=1"),
     ({"std": [0.5, 0.5, 0.5]}, "std has 3 values but in_channels=1"),
     ({"mean": 0.5}, "mean must be a sequence"),
     ({"std": [0.0]}, "std must be > 0"),
     ({"mean": [float("nan")]}, "mean must be finite"),
-    ({"image_size": 0}, "image_size must be >= 1, got 0"),
-    ({"image_size": -28}, "image_size must be >= 1"),
+    ({"image_size": 0}, "image_size: expected an integer >= 1, got 0"),
+    ({"image_size": -28}, "image_size: expected an integer >= 1"),
     ({"image_size": (28, 28, 1)}, "image_size must be an int or a"),
     ({"image_size": 8}, r"image_size=\(8, 8\) is too small for lenet5"),
     ({"dropout": 0.1}, r"unknown option\(s\) \['dropout'\]"),
@@ -203,9 +203,9 @@ def test_bad_arguments_name_the_field(override, message):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"dropout": 1.5}, r"dropout must be a number in \[0, 1\), got 1.5"),
-        ({"drop_path_rate": -0.1}, "drop_path_rate must be a number in"),
-        ({"use_timm": "yes"}, "use_timm must be True or False"),
+        ({"dropout": 1.5}, r"dropout: expected a number in \[0, 1\), got 1.5"),
+        ({"drop_path_rate": -0.1}, "drop_path_rate: expected a number in"),
+        ({"use_timm": "yes"}, "use_timm: expected true or false"),
         ({"image_size": 4}, "too small for efficientnet_b0"),
     ],
 )

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from robustlab.common.checks import check_int
 from robustlab.common.yaml_io import load_yaml
 
 # Options of `train` that map one-to-one onto TrainConfig fields: flag -> (field, type).
@@ -151,8 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from robustlab.training.distributed import launched_by_torchrun
     from robustlab.training.recipes import AUTO, configure
 
-    if args.nproc < 1:
-        raise CLIError(f"--nproc: expected an integer >= 1, got {args.nproc}")
+    check_int("--nproc", args.nproc, 1, error=CLIError)
 
     data: dict[str, Any] = load_config_file(args.config) if args.config else {}
     for fname, _ in _TRAIN_FLAGS.values():
@@ -217,8 +217,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from robustlab.experiments.evaluate_runs import evaluate_runs
     from robustlab.training.distributed import launched_by_torchrun
 
-    if args.nproc < 1:
-        raise CLIError(f"--nproc: expected an integer >= 1, got {args.nproc}")
+    check_int("--nproc", args.nproc, 1, error=CLIError)
     if args.nproc > 1 and not launched_by_torchrun():
         return launch_torchrun(args.nproc, args.argv)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]

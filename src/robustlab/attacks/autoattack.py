@@ -21,6 +21,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import Attack, AttackError
 from robustlab.attacks.norms import eps_view, project_and_clip
+from robustlab.common.checks import check_choice
 from robustlab.registry import ATTACKS
 
 VERSIONS = ("standard",)
@@ -80,9 +81,7 @@ class AutoAttack(Attack):
         **common: Any,
     ) -> None:
         super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        if version not in VERSIONS:
-            raise AttackError(f"version: expected one of {', '.join(VERSIONS)}, got {version!r}")
-        self.version = version
+        self.version = check_choice("version", version, VERSIONS, error=AttackError)
         if components is None:
             components = standard_components(
                 eps, norm, seed, common, steps=self.check_positive_int("steps", steps),

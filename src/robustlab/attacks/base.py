@@ -85,6 +85,7 @@ from robustlab.attacks.execution import (
 from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
 from robustlab.attacks.losses import LossFn, is_adversarial
 from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
+from robustlab.common.checks import check_choice, check_int, check_number
 from robustlab.common.modes import eval_mode
 
 __all__ = ["Attack", "AttackError", "AttackModel", "BestIterate", "Gradient", "input_gradient",
@@ -170,6 +171,8 @@ class Attack:
     gradient_based: ClassVar[bool] = True
     min_classes: ClassVar[int] = 2
     supports_target: ClassVar[bool] = True
+    # Options a base class takes but this attack fixes (rejected when passed, left out of the docs).
+    fixed_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -185,18 +188,13 @@ class Attack:
         if self.needs_eps and eps is None:
             raise AttackError(f"eps: {type(self).__name__} needs eps (the threat-model radius)")
         self.eps = None if eps is None else self.check_eps(eps, self.norm)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise AttackError(f"seed: expected an int, got {seed!r}")
-        self.seed = seed
+        self.seed = check_int("seed", seed, error=AttackError)
         self.adaptive = bool(adaptive)
         if eot_iter is not None:
             self.check_positive_int("eot_iter", eot_iter)
         self.eot_iter = eot_iter
-        if memory_format not in MEMORY_FORMATS:
-            raise AttackError(
-                f"memory_format: expected one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}"
-            )
-        self.memory_format = memory_format
+        self.memory_format = check_choice("memory_format", memory_format, MEMORY_FORMATS,
+                                          error=AttackError)
         self._class_counts = ClassCounts()
 
     # ----------------------------------------------------------------- validation helpers
@@ -214,11 +212,8 @@ class Attack:
                 )
             top, eps = (float(eps.max()) if eps.numel() else 0.0), eps.detach()
         else:
-            if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-                raise AttackError(f"eps: expected a float or a tensor, got {eps!r}")
-            if not math.isfinite(eps) or eps < 0:
-                raise AttackError(f"eps: expected a finite value >= 0, got {eps}")
-            top = eps = float(eps)
+            top = eps = check_number("eps", eps, 0.0, error=AttackError,
+                                     expected="a number >= 0 or a tensor")
         if norm == "linf" and top > 1.0:
             raise AttackError(
                 f"eps: {top:g} exceeds 1, the whole pixel range; eps is in pixel units of "
@@ -228,21 +223,11 @@ class Attack:
 
     @staticmethod
     def check_positive_int(field: str, value: Any, minimum: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise AttackError(f"{field}: expected an int >= {minimum}, got {value!r}")
-        return value
+        return check_int(field, value, minimum, error=AttackError)
 
     @staticmethod
     def check_nonneg_float(field: str, value: Any, *, positive: bool = False) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok:
-            value = float(value)
-            ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
-        if not ok:
-            raise AttackError(
-                f"{field}: expected a finite float {'> 0' if positive else '>= 0'}, got {value!r}"
-            )
-        return value
+        return check_number(field, value, 0.0, low_open=positive, error=AttackError)
 
     def check_step(self, field: str, value: Any) -> float:
         """A step size (absolute, in the norm's units): a finite float >= 0, and > 0 unless

@@ -187,6 +187,7 @@ class CWLinf(PGD):
     default inf = uncapped). Default norm is Linf; `norm="l2"` gives CW-L2-style PGD.
     """
 
+    fixed_options = ("loss",)
 
     def __init__(
         self, *, eps: float | Tensor | None = None, kappa: float = float("inf"), **kw

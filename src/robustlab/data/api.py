@@ -6,6 +6,7 @@ import inspect
 import os
 from typing import Any
 
+from robustlab.common.checks import check_int
 from robustlab.data.containers import DatasetSplits
 from robustlab.data.errors import DataError
 from robustlab.registry import DATASETS
@@ -43,6 +44,5 @@ def load_dataset(name: str, root: str | os.PathLike[str] | None = None, *,
         raise DataError(f"unknown option{'s' if len(unknown) > 1 else ''} "
                         f"{', '.join(map(repr, unknown))} for dataset {name!r}; accepted: "
                         f"{', '.join(accepted) or '(none)'}")
-    if isinstance(split_seed, bool) or not isinstance(split_seed, int):
-        raise DataError(f"split_seed: expected an int, found {split_seed!r}")
+    check_int("split_seed", split_seed, error=DataError)
     return factory(root, val_size=val_size, split_seed=split_seed, download=download, **options)

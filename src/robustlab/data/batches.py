@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from robustlab.common.checks import check_int
 from robustlab.data.containers import ArraySplit
 from robustlab.data.errors import DataError
 
@@ -32,8 +33,7 @@ def iterate_batches(split: ArraySplit, batch_size: int, *, shuffle: bool = False
         drop_last: skip the final incomplete batch.
         augment: optional `augment(x, generator) -> x`, applied to each batch.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DataError(f"batch_size: expected an int >= 1, found {batch_size!r}")
+    check_int("batch_size", batch_size, 1, error=DataError)
     n = len(split)
     order = None
     if shuffle:
@@ -60,8 +60,7 @@ def random_crop_flip(padding: int = 4, *, flip: bool = True) -> Augment:
     Implemented as one gather over the batch (no per-image Python loop). Deterministic given
     the generator state.
     """
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise DataError(f"random_crop_flip padding: expected an int >= 0, found {padding!r}")
+    check_int("random_crop_flip padding", padding, 0, error=DataError)
 
     def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.dim() != 4:

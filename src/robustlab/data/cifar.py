@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from robustlab.common.checks import check_bool
 from robustlab.data import checksums, roots
 from robustlab.data import download as downloader
 from robustlab.data.containers import DatasetInfo, DatasetSplits
@@ -52,8 +53,7 @@ def load_cifar10(root: str | os.PathLike[str] | None = None, *,
     per-file checksums; downloads are verified against the archive's published MD5);
     `verify=False` accepts any whole number of records, e.g. a reduced copy.
     """
-    if not isinstance(verify, bool):
-        raise DataError(f"cifar10 verify: expected true or false, found {verify!r}")
+    check_bool("cifar10 verify", verify, error=DataError)
     names = TRAIN_FILES + TEST_FILES
     folder, searched = roots.locate(
         "cifar10", root, subdirs=(f"cifar10/{FOLDER}", FOLDER, "cifar10", "cifar-10"),

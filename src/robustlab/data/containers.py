@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from robustlab.common.checks import check_choice
 from robustlab.data.errors import DataError
 
 # Training augmentations a dataset can ask for by default (`DatasetInfo.augment`).
@@ -45,9 +46,7 @@ class DatasetInfo:
     augment: str = "none"
 
     def __post_init__(self) -> None:
-        if self.augment not in AUGMENTATIONS:
-            raise DataError(f"DatasetInfo.augment: expected one of {', '.join(AUGMENTATIONS)}, "
-                            f"found {self.augment!r}")
+        check_choice("DatasetInfo.augment", self.augment, AUGMENTATIONS, error=DataError)
         for fname in ("mean", "std"):
             value = getattr(self, fname)
             if len(value) != self.channels:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from robustlab.common.checks import check_int, is_integer
 from robustlab.data import roots
 from robustlab.data.containers import DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
@@ -61,9 +62,7 @@ def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
         workers: decoding threads (default min(8, CPU count)); the result does not depend on it.
     """
     size = _check_size(image_size)
-    if max_per_class is not None and (isinstance(max_per_class, bool)
-                                      or not isinstance(max_per_class, int) or max_per_class < 1):
-        raise DataError(f"imagefolder max_per_class: expected an int >= 1, found {max_per_class!r}")
+    check_int("imagefolder max_per_class", max_per_class, 1, allow_none=True, error=DataError)
     if download:
         raise DataError("imagefolder: download=True is not supported (there is no official "
                         "mirror for an arbitrary image folder); place the files locally")
@@ -75,8 +74,7 @@ def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
                        class_names=tuple(class_names), augment="crop-flip")
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise DataError(f"imagefolder workers: expected an int >= 1, found {workers!r}")
+    check_int("imagefolder workers", workers, 1, error=DataError)
     arrays = {split: _decode_all(items, size, workers) for split, items in files.items()}
     layout = "single folder" if single else "+".join(sorted(split_dirs))
     source: dict[str, Any] = {
@@ -123,10 +121,9 @@ def _list_layout(base: Path, classes: Any, max_per_class: int | None
 
 def _check_size(image_size: Any) -> tuple[int, int]:
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
-                             for s in size):
+    if len(size) != 2 or not all(is_integer(s) and s >= 1 for s in size):
         raise DataError(f"imagefolder image_size: expected an int >= 1 or (H, W), "
-                        f"found {image_size!r}")
+                        f"got {image_size!r}")
     return size  # type: ignore[return-value]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from robustlab.common.checks import check_bool
 from robustlab.data import checksums, idx, roots
 from robustlab.data import download as downloader
 from robustlab.data.containers import DatasetInfo, DatasetSplits
@@ -65,8 +66,7 @@ def _load_idx_dataset(info: DatasetInfo, subdirs: tuple[str, ...], mirrors: tupl
                       table: dict[str, tuple[str, str | None]], root: Any, *,
                       val_size: int | float | None, split_seed: int, download: bool,
                       verify: bool) -> DatasetSplits:
-    if not isinstance(verify, bool):
-        raise DataError(f"{info.name} verify: expected true or false, found {verify!r}")
+    check_bool(f"{info.name} verify", verify, error=DataError)
     stems = [s for pair in FILES.values() for s in pair]
     folder, searched = roots.locate(
         info.name, root, subdirs=subdirs,

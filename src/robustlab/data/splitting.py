@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustlab.common.checks import is_real
 from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
 
@@ -21,7 +22,7 @@ def resolve_val_size(val_size: int | float | None, default: int | float, n_train
                      name: str, *, field: str = "val_size") -> int:
     """An absolute count from `val_size` (int count, float fraction in [0, 1), None = default)."""
     value = default if val_size is None else val_size
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise DataError(f"{field} for {name!r}: expected an int count or a fraction in "
                         f"[0, 1), found {value!r}")
     if isinstance(value, float):

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from robustlab.common.checks import check_int, check_number
 from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
 from robustlab.data.splitting import make_splits
@@ -39,10 +40,8 @@ def load_synthetic(root: Any = None, *, val_size: int | float | None = None, spl
     for fname, value, low in (("n_train", n_train, 1), ("n_test", n_test, 1),
                               ("num_classes", num_classes, 2), ("channels", channels, 1),
                               ("image height", h, 1), ("image width", w, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise DataError(f"synthetic {fname}: expected an int >= {low}, found {value!r}")
-    if not isinstance(noise, (int, float)) or noise < 0:
-        raise DataError(f"synthetic noise: expected a number >= 0, found {noise!r}")
+        check_int(f"synthetic {fname}", value, low, error=DataError)
+    check_number("synthetic noise", noise, 0.0, error=DataError)
     gen = torch.Generator().manual_seed(int(seed))
     patterns = (torch.rand(num_classes, channels, h, w, generator=gen) > 0.5).float()
     train = _sample(patterns, n_train, float(noise), gen)

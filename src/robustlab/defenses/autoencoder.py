@@ -13,7 +13,12 @@ from pathlib import Path
 from safetensors import safe_open
 from torch import Tensor, nn
 
-from robustlab.defenses.base import DefenseError, PreprocessingDefense, check_image_batch
+from robustlab.defenses.base import (
+    DefenseError,
+    PreprocessingDefense,
+    check_flag,
+    check_image_batch,
+)
 from robustlab.models.autoencoder import AUTOENCODER_MODEL, DenoisingAutoencoder
 from robustlab.registry import DEFENSES
 from robustlab.runs.checkpoint import load_weights
@@ -70,8 +75,7 @@ class AutoencoderDefense(PreprocessingDefense):
             raise DefenseError(
                 f"autoencoder: expected an nn.Module, got {type(autoencoder).__name__}"
             )
-        if not isinstance(freeze, bool):
-            raise DefenseError(f"freeze: expected true or false, got {freeze!r}")
+        check_flag("freeze", freeze)
         ae = load_autoencoder(autoencoder_run) if autoencoder is None else autoencoder
         super().__init__(model)
         self.autoencoder = ae

@@ -16,10 +16,12 @@ The classifier is the submodule `classifier`, so the wrapper's `state_dict` hold
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from torch import Tensor, nn
+
+from robustlab.common.checks import check_bool, check_number
+from robustlab.common.checks import check_int as _check_int
 
 
 class DefenseError(ValueError):
@@ -90,20 +92,17 @@ class PreprocessingDefense(nn.Module):
 
 def check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
     """`value` as an int in [low, high]; raise `DefenseError` naming `field` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-        high is not None and value > high
-    ):
-        allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise DefenseError(f"{field}: expected an integer {allowed}, got {value!r}")
-    return value
+    return _check_int(field, value, low, high, error=DefenseError)
 
 
 def check_positive_float(field: str, value: Any) -> float:
     """`value` as a finite float > 0; raise `DefenseError` naming `field` otherwise."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(float(value)) or float(value) <= 0:
-        raise DefenseError(f"{field}: expected a finite number > 0, got {value!r}")
-    return float(value)
+    return check_number(field, value, 0.0, low_open=True, error=DefenseError)
+
+
+def check_flag(field: str, value: Any) -> bool:
+    """`value` if it is True or False; raise `DefenseError` naming `field` otherwise."""
+    return check_bool(field, value, error=DefenseError)
 
 
 def check_image_batch(defense: str, x: Tensor) -> None:

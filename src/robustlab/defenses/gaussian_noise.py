@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.defenses.base import (
-    DefenseError,
     PreprocessingDefense,
+    check_flag,
     check_image_batch,
     check_positive_float,
 )
@@ -28,9 +28,7 @@ class GaussianNoise(PreprocessingDefense):
 
     def __init__(self, *, model: nn.Module, sigma: float, clip: bool = True) -> None:
         self.sigma = check_positive_float("sigma", sigma)
-        if not isinstance(clip, bool):
-            raise DefenseError(f"clip: expected true or false, got {clip!r}")
-        self.clip = clip
+        self.clip = check_flag("clip", clip)
         super().__init__(model)
 
     def transform(self, x: Tensor) -> Tensor:

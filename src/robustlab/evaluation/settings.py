@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from robustlab.common.checks import check_choice, check_int, check_number
 
 NORMS = ("linf", "l2")
 
@@ -77,25 +78,17 @@ class EvalSettings:
         if self.mixed_attack is not None and self.mixed_attack not in self.attacks:
             raise EvalSettingsError(f"mixed_attack: {self.mixed_attack!r} is not among the "
                                     f"evaluated attacks {list(self.attacks)}")
-        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) \
-                or not math.isfinite(self.eps) or self.eps < 0:
-            raise EvalSettingsError(f"eps: expected a finite number >= 0, got {self.eps!r}")
-        if self.norm not in NORMS:
-            raise EvalSettingsError(f"norm: expected one of {', '.join(NORMS)}, got {self.norm!r}")
+        check_number("eps", self.eps, 0.0, error=EvalSettingsError)
+        check_choice("norm", self.norm, NORMS, error=EvalSettingsError)
         if self.norm == "linf" and self.eps > 1:
             raise EvalSettingsError(f"eps: {self.eps:g} exceeds 1, the whole pixel range of "
                                     "[0, 1] images (write 8/255 = 0.031, not 8)")
         for fname in ("n", "curve_n", "audit_n"):
-            value = getattr(self, fname)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):
-                raise EvalSettingsError(f"{fname}: expected an integer >= 1 or None, got {value!r}")
+            check_int(fname, getattr(self, fname), 1, allow_none=True, error=EvalSettingsError)
         for fname, low in (("batch_size", 1), ("seed", 0), ("ece_bins", 1),
                            ("audit_square_queries", 1), ("audit_steps_factor", 1),
                            ("audit_restarts", 1)):
-            value = getattr(self, fname)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise EvalSettingsError(f"{fname}: expected an integer >= {low}, got {value!r}")
+            check_int(fname, getattr(self, fname), low, error=EvalSettingsError)
         if any(not isinstance(f, (int, float)) or f < 0 for f in self.curve_factors):
             raise EvalSettingsError(f"curve_factors: expected numbers >= 0, "
                                     f"got {list(self.curve_factors)}")

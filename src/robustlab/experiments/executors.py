@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any
 
+from robustlab.common.checks import check_choice
 from robustlab.common.errors import ConfigError
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
@@ -33,8 +34,7 @@ class ExecutorError(ConfigError):
 
 def check_executor(name: str) -> None:
     """Fail fast: unknown name, or Ray requested but not installed."""
-    if name not in EXECUTORS:
-        raise ExecutorError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {name!r}")
+    check_choice("--executor", name, EXECUTORS, error=ExecutorError)
     if name == "ray":
         try:
             import ray  # noqa: F401

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from robustlab.attacks import AttackError
+from robustlab.common.checks import check_int
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
 from robustlab.evaluation.attack_runner import build_attacks
@@ -37,8 +38,7 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
     from robustlab.training import TrainConfig
 
     out = Path(out)
-    if workers < 1:
-        raise RunFolderError(f"--workers: expected an integer >= 1, got {workers}")
+    check_int("--workers", workers, 1, error=RunFolderError)
     check_executor(executor)
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     jobs = plan_jobs(preset, out, model=model, data_dir=data_dir, device=device,

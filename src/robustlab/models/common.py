@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor, nn
+
+from robustlab.common.checks import check_int
 
 from .normalize import Normalize
 
@@ -24,8 +25,8 @@ def check_model_args(
     Raises `ValueError` naming the field, the value and what was expected, before any
     module is built.
     """
-    _check_int(num_classes, "num_classes", minimum=2)
-    _check_int(in_channels, "in_channels", minimum=1)
+    check_int("num_classes", num_classes, 2)
+    check_int("in_channels", in_channels, 1)
     for field, values in (("mean", mean), ("std", std)):
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | Tensor):
             raise ValueError(
@@ -48,10 +49,10 @@ def image_hw(image_size: Any) -> tuple[int, int]:
                 f"image_size must be an int or a (height, width) pair, got {image_size!r}"
             )
         h, w = image_size
-        _check_int(h, "image_size[0] (height)", minimum=1)
-        _check_int(w, "image_size[1] (width)", minimum=1)
+        check_int("image_size[0] (height)", h, 1)
+        check_int("image_size[1] (width)", w, 1)
         return int(h), int(w)
-    _check_int(image_size, "image_size", minimum=1)
+    check_int("image_size", image_size, 1)
     return int(image_size), int(image_size)
 
 
@@ -61,13 +62,6 @@ def check_min_size(name: str, hw: tuple[int, int], minimum: int) -> None:
         raise ValueError(
             f"image_size={hw} is too small for {name}: height and width must be >= {minimum}"
         )
-
-
-def _check_int(value: Any, field: str, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{field} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{field} must be >= {minimum}, got {value}")
 
 
 class NormalizedClassifier(nn.Module):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from ..common.checks import check_bool, is_real
 from ..registry import MODELS
 from .common import NormalizedClassifier, build_classifier, init_relu_convs
 from .drop_path import DropPath
@@ -141,10 +142,9 @@ def efficientnet_b0(
     `timm.create_model("efficientnet_b0")` (random init) instead; needs timm installed.
     """
     for field, value in (("dropout", dropout), ("drop_path_rate", drop_path_rate)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-            raise ValueError(f"{field} must be a number in [0, 1), got {value!r}")
-    if not isinstance(use_timm, bool):
-        raise ValueError(f"use_timm must be True or False, got {use_timm!r}")
+        if not (is_real(value) and 0 <= value < 1):
+            raise ValueError(f"{field}: expected a number in [0, 1), got {value!r}")
+    check_bool("use_timm", use_timm)
 
     def make_body(hw: tuple[int, int]) -> nn.Module:
         if use_timm:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustlab.common.checks import check_bool, check_choice, check_int, check_number
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
 from robustlab.common.yaml_io import load_yaml
@@ -99,10 +99,9 @@ class TrainConfig:
             _check_int(self, "train_size", 1)
         if self.threads is not None:
             _check_int(self, "threads", 1)
-        for fname in ("lr", "momentum", "weight_decay"):
-            _check_number(self, fname, "a finite number >= 0", low=0.0)
-        if self.lr <= 0:
-            raise ConfigError(f"lr: expected a number > 0, got {self.lr!r}")
+        _check_number(self, "lr", low=0.0, low_open=True)
+        for fname in ("momentum", "weight_decay"):
+            _check_number(self, fname, low=0.0)
         if self.eps is not None:
             _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
         self._validate_warmup(method_is_adversarial=bool(
@@ -110,9 +109,7 @@ class TrainConfig:
         for fname, allowed in (("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
                                ("norm", NORMS), ("augment", AUGMENTS),
                                ("memory_format", MEMORY_FORMATS), ("amp", AMP_MODES)):
-            if getattr(self, fname) not in allowed:
-                raise ConfigError(f"{fname}: expected one of {', '.join(allowed)}, "
-                                  f"got {getattr(self, fname)!r}")
+            check_choice(fname, getattr(self, fname), allowed, error=ConfigError)
         _check_device(self.device)
         method_cls = METHODS.get(self.method)
         if getattr(method_cls, "needs_eps", False) and self.eps is None:
@@ -132,10 +129,8 @@ class TrainConfig:
             raise ConfigError(f"eps_warmup: method {self.method!r} trains without a budget, so "
                               f"it has nothing to warm up; got {w:g}, expected 0")
         _check_number(self, "eps_warmup_start", "a fraction of eps in [0, 1]", low=0.0, high=1.0)
-        if self.eps_warmup_schedule not in EPS_WARMUP_SCHEDULES:
-            raise ConfigError(f"eps_warmup_schedule: expected one of "
-                              f"{', '.join(EPS_WARMUP_SCHEDULES)}, got "
-                              f"{self.eps_warmup_schedule!r}")
+        check_choice("eps_warmup_schedule", self.eps_warmup_schedule, EPS_WARMUP_SCHEDULES,
+                     error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -216,9 +211,7 @@ def _short(value: Any) -> str:
 
 
 def _check_int(cfg: TrainConfig, fname: str, low: int) -> None:
-    value = getattr(cfg, fname)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{fname}: expected an integer >= {low}, got {value!r}")
+    check_int(fname, getattr(cfg, fname), low, error=ConfigError)
 
 
 # Field types checked first by `validate` (numbers and integers by `_check_number` /
@@ -240,8 +233,7 @@ def _check_types(cfg: TrainConfig) -> None:
                               f"{type(value).__name__} {_short(value)}")
     for fname in _BOOL_FIELDS:
         value = getattr(cfg, fname)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{fname}: expected true or false, got {_short(value)}")
+        check_bool(fname, value, error=ConfigError)
     for fname in _DICT_FIELDS:
         value = getattr(cfg, fname)
         if not isinstance(value, dict):
@@ -253,19 +245,12 @@ def _check_types(cfg: TrainConfig) -> None:
                               f"{_short(value)}")
 
 
-def _check_number(cfg: TrainConfig, fname: str, expected: str, *, low: float,
-                  high: float | None = None) -> float:
+def _check_number(cfg: TrainConfig, fname: str, expected: str | None = None, *, low: float,
+                  high: float | None = None, low_open: bool = False) -> float:
     """The field as a finite real number in [low, high] (not a bool, nan or inf); else a
-    `ConfigError` saying `expected`."""
-    value = getattr(cfg, fname)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    try:
-        ok = ok and math.isfinite(float(value))
-    except OverflowError:  # an int too large for a float
-        ok = False
-    if not ok or value < low or (high is not None and value > high):
-        raise ConfigError(f"{fname}: expected {expected}, got {_short(value)}")
-    return value
+    `ConfigError` saying `expected` (default: the bounds)."""
+    return check_number(fname, getattr(cfg, fname), low, high, low_open=low_open,
+                        expected=expected, error=ConfigError)
 
 
 def _check_device(name: str) -> None:

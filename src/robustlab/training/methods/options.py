@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from robustlab.common import checks
 from robustlab.common.errors import ConfigError
 from robustlab.training.methods.perturb import GENERATORS
 
@@ -137,38 +138,20 @@ def resolve_options(method: str, spec: dict[str, Option], options: dict[str, Any
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"method_options.{name}: expected one of {', '.join(choices)}, "
-                          f"got {value!r}")
-    return value
+    return checks.check_choice(f"method_options.{name}", value, choices, error=ConfigError)
 
 
 def check_int(name: str, value: Any, low: int, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"method_options.{name}: expected an integer >= {low}"
-                          f"{' or null' if allow_none else ''}, got {value!r}")
-    return value
+    return checks.check_int(f"method_options.{name}", value, low, allow_none=allow_none,
+                            error=ConfigError)
 
 
 def check_float(name: str, value: Any, low: float, high: float = math.inf, *,
                 low_open: bool = False, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}"
-                                                           if high != math.inf else "")
-        raise ConfigError(f"method_options.{name}: expected a number {bound}"
-                          f"{' or null' if allow_none else ''}, got {value!r}")
-    return float(value)
+    return checks.check_number(f"method_options.{name}", value, low,
+                               None if high == math.inf else high, low_open=low_open,
+                               allow_none=allow_none, error=ConfigError)
 
 
 def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"method_options.{name}: expected true or false, got {value!r}")
-    return value
+    return checks.check_bool(f"method_options.{name}", value, error=ConfigError)
