@@ -1,3 +1,31 @@
-"""robustlab: train adversarially robust image classifiers and evaluate them honestly."""
+"""robustlab: train adversarially robust image classifiers and evaluate them honestly.
+
+`robustlab.evaluate(model, x, y, eps=...)` attacks any `nn.Module` in one call
+(`robustlab.evaluation.api`); `robustlab.load_user_model("net.py:make_net", weights=...)`
+builds a model robustlab did not train (`robustlab.models.user`);
+`robustlab.load_model(run_folder)` a trained run's model from its folder alone. All are
+imported on first use, so `import robustlab` stays light (reporting reads result files
+without torch).
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "evaluate": ("robustlab.evaluation.api", "evaluate"),
+    "RobustnessResult": ("robustlab.evaluation.api", "RobustnessResult"),
+    "load_user_model": ("robustlab.models.user", "load_user_model"),
+    "load_model": ("robustlab.runs.load", "load_model"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'robustlab' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    return getattr(importlib.import_module(module), attr)

@@ -6,6 +6,7 @@ See `robustlab.attacks.base` for the contract and for how to write a new attack.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from robustlab.attacks import (  # noqa: F401  (importing registers the attacks)
@@ -25,8 +26,17 @@ from robustlab.registry import ATTACKS
 
 
 def create_attack(name: str, **kwargs: Any) -> Attack:
-    """Build the attack registered as `name` with its hyper-parameters (validated here)."""
-    return ATTACKS.create(name, **kwargs)
+    """Build the attack registered as `name` with its hyper-parameters (validated here; an
+    option the attack does not take is an `AttackError` listing the ones it does)."""
+    try:
+        return ATTACKS.create(name, **kwargs)
+    except TypeError as err:  # an option no __init__ along the way takes
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        factory = ATTACKS.get(name)
+        if bad is None or not (isinstance(factory, type) and issubclass(factory, Attack)):
+            raise
+        raise AttackError(f"{name}: unknown option {bad.group(1)!r}; {name} takes "
+                          f"{', '.join(factory.options())} (docs/attack-options.md)") from None
 
 
 create = create_attack

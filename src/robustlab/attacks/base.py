@@ -64,6 +64,7 @@ Composite attacks (AutoAttack) call their parts' `perturb` directly with the sam
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, ClassVar
 
@@ -85,7 +86,7 @@ from robustlab.attacks.execution import (
 from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
 from robustlab.attacks.losses import LossFn, is_adversarial
 from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
-from robustlab.common.checks import check_choice, check_int, check_number
+from robustlab.common.checks import check_bool, check_choice, check_int, check_number
 from robustlab.common.modes import eval_mode
 
 __all__ = ["Attack", "AttackError", "AttackModel", "BestIterate", "Gradient", "input_gradient",
@@ -162,7 +163,10 @@ class Attack:
     the same output), `adaptive` (use BPDA / EOT when the model declares them), `eot_iter`
     (EOT passes for randomized models; default 10), `memory_format` ("auto" | "channels_last"
     | "contiguous": the layout inputs are converted to for the model's conv layers; "auto"
-    picks channels_last for multi-channel 4-D inputs (CPU and CUDA) of models with Conv2d layers).
+    picks channels_last for multi-channel 4-D inputs (CPU and CUDA) of models with Conv2d layers),
+    `cpu_kernels` (True: on the CPU, faster kernels with PyTorch's values replace 1-channel
+    convolutions, 2x2 max-pools and ReLUs while attacking; False keeps PyTorch's own, e.g. for
+    an audit of the kernels themselves).
     """
 
     name: ClassVar[str] = ""  # set by the registry decorator (`ATTACKS.register(name)`)
@@ -183,6 +187,7 @@ class Attack:
         adaptive: bool = True,
         eot_iter: int | None = None,
         memory_format: str = "auto",
+        cpu_kernels: bool = True,
     ) -> None:
         self.norm = check_norm(norm)
         if self.needs_eps and eps is None:
@@ -195,7 +200,24 @@ class Attack:
         self.eot_iter = eot_iter
         self.memory_format = check_choice("memory_format", memory_format, MEMORY_FORMATS,
                                           error=AttackError)
+        self.cpu_kernels = check_bool("cpu_kernels", cpu_kernels, error=AttackError)
         self._class_counts = ClassCounts()
+
+    @classmethod
+    def options(cls) -> dict[str, inspect.Parameter]:
+        """Keyword options of this attack by name, its own first, then those its `**kwargs`
+        pass to its bases (without `fixed_options`)."""
+        seen: dict[str, inspect.Parameter] = {}
+        for klass in cls.__mro__:
+            if "__init__" not in vars(klass):
+                continue
+            params = inspect.signature(klass.__init__).parameters.values()
+            for p in params:
+                if p.kind is p.KEYWORD_ONLY and p.name not in cls.fixed_options:
+                    seen.setdefault(p.name, p)
+            if klass is Attack or not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return seen
 
     # ----------------------------------------------------------------- validation helpers
     @staticmethod
@@ -334,7 +356,8 @@ class Attack:
         """The `AttackModel` for `model` given this attack's adaptive / layout settings."""
         bpda, eot = adaptive_settings(model, self.adaptive, self.eot_iter)
         compiled = hasattr(model, "_orig_mod")  # torch.compile'd: keep dynamo's graph intact
-        kernels = x.device.type == "cpu" and not compiled and CPUKernels.may_apply(model)
+        kernels = (self.cpu_kernels and x.device.type == "cpu" and not compiled
+                   and CPUKernels.may_apply(model))
         return AttackModel(model, bpda=bpda, eot_iter=eot,
                            layout=input_layout(self.memory_format, model, x),
                            bucket_batches=x.is_cuda, cpu_kernels=kernels)

@@ -35,6 +35,8 @@ is the input's (the pool's pre-masked gradient is exact for everything behind th
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from contextlib import AbstractContextManager, nullcontext
 from types import ModuleType
 from typing import Any
@@ -58,6 +60,13 @@ POOL_MIN_NUMEL = 1 << 16
 # half as many output channels as kernel taps on (bench/kernel_speed.py).
 CONV_MIN_NUMEL = 1 << 14
 CONV_GEMM_MIN_CHANNELS_PER_TAP = 0.5
+
+
+@functools.cache
+def numba_available() -> bool:
+    """Whether numba is installed (an optional extra, `robustlab[fast-cpu]`): without it the
+    2x2 max-pool keeps PyTorch's kernel and every other kernel here still applies."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def _compiled() -> ModuleType:
@@ -246,6 +255,7 @@ def _max_pool_2x2(args: tuple, kwargs: dict) -> Tensor | None:
         and _pair(a["padding"]) == (0, 0) and _pair(a["dilation"]) == (1, 1)
         and not a["ceil_mode"] and not a["return_indices"]
         and x.shape[-2] >= 2 and x.shape[-1] >= 2 and x.numel() >= POOL_MIN_NUMEL
+        and numba_available()
     ):
         return None
     if x.requires_grad and torch.is_grad_enabled():

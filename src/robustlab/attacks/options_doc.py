@@ -30,18 +30,7 @@ def _value(v: Any) -> str:
 
 
 def _options(cls: type) -> list[inspect.Parameter]:
-    """Keyword options of `cls`, its own first, then those its `**kwargs` pass to its bases."""
-    seen: dict[str, inspect.Parameter] = {}
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        for p in params:
-            if p.kind is p.KEYWORD_ONLY and p.name not in cls.fixed_options:
-                seen.setdefault(p.name, p)
-        if klass is Attack or not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return list(seen.values())
+    return list(cls.options().values())
 
 
 def _table(params: list[inspect.Parameter], skip: set[str] = frozenset()) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,18 +78,25 @@ def build_attacks(settings: Any) -> dict[str, Any]:
 
 
 def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
-               eps: float, norm: str, batch_size: int, shard: Shard | None = None) -> AttackOutcome:
+               eps: float, norm: str, batch_size: int, shard: Shard | None = None,
+               progress: Callable[[int], None] | None = None) -> AttackOutcome:
     """Run `attack` on `x` `[N, C, H, W]` / `y` `[N]` in batches; see `AttackOutcome`.
 
     `clean_correct` `[N]` bool (CPU) are the clean predictions' correctness. With `shard`, this
     process attacks only its batches and gathers the others' (`robustlab.common.sharding`);
-    every process returns the full outcome.
+    every process returns the full outcome. `progress(k)` (optional) is told each finished
+    batch's size.
     """
     t0 = time.perf_counter()
     shard = shard or Shard()
-    done = [(i, _attack_batch(attack, model, x[i:i + batch_size], y[i:i + batch_size],
-                              eps=eps, norm=norm, batch_size=batch_size))
-            for j, i in enumerate(range(0, len(x), batch_size)) if shard.owns(j)]
+    done = []
+    for j, i in enumerate(range(0, len(x), batch_size)):
+        if shard.owns(j):
+            done.append((i, _attack_batch(attack, model, x[i:i + batch_size],
+                                          y[i:i + batch_size], eps=eps, norm=norm,
+                                          batch_size=batch_size)))
+            if progress is not None:
+                progress(len(x[i:i + batch_size]))
     batches = [b for _, b in sorted(shard.gather(done), key=lambda item: item[0])]
     keys = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled")
     cat = {k: torch.cat([b[k] for b in batches]) if batches else torch.empty(0) for k in keys}

@@ -21,6 +21,7 @@ from robustlab.evaluation.attack_runner import (
     summarize_outcome,
 )
 from robustlab.evaluation.audit import run_audit
+from robustlab.evaluation.progress import Progress
 from robustlab.evaluation.schema import SCHEMA_VERSION
 from robustlab.evaluation.settings import EvalSettings
 
@@ -43,14 +44,16 @@ class Measured:
 
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings, *,
                    surrogate: nn.Module | None = None,
-                   num_classes: int | None = None, shard: Shard | None = None) -> dict[str, Any]:
+                   num_classes: int | None = None, shard: Shard | None = None,
+                   progress: bool = False) -> dict[str, Any]:
     """Evaluate `model` on the first `settings.n` of `x` `[N, C, H, W]` (in [0, 1]) / `y` `[N]`.
 
     `surrogate` (optional) is an independently trained model used by the audit's transfer
     attack. Returns the eval dict of schema `SCHEMA_VERSION` (see docs/evaluation.md); the
     caller adds `run` / `training` and writes the file. `shard` (under torchrun): this process
     attacks its share of the batches and gathers the rest; every process returns the full,
-    identical result (`robustlab.common.sharding`).
+    identical result (`robustlab.common.sharding`). `progress`: report each attack, the
+    curve and the audit on stderr as they run (`evaluation.progress`).
     """
     settings.validate()
     built = build_attacks(settings)
@@ -61,13 +64,14 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
     x, y = x[:n], y[:n]
     with eval_mode(model):
         measured = _measure(model, x, y, settings, built, surrogate=surrogate,
-                            num_classes=num_classes, shard=shard)
+                            num_classes=num_classes, shard=shard,
+                            progress=Progress(progress and (shard is None or shard.rank == 0)))
     return _result(model, y, settings, measured, total_s=time.perf_counter() - t_start)
 
 
 def _measure(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings,
              built: dict[str, Any], *, surrogate: nn.Module | None, num_classes: int | None,
-             shard: Shard | None) -> Measured:
+             shard: Shard | None, progress: Progress) -> Measured:
     t0 = time.perf_counter()
     logits = predict_logits(model, x, settings.batch_size)
     clean_pred = logits.argmax(1)
@@ -75,18 +79,27 @@ def _measure(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings,
     clean_conf = M.confidence(logits).cpu()
     k = num_classes or int(logits.shape[1])
     seconds = {"clean_s": time.perf_counter() - t0}
-    outcomes = {name: run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
-                                 norm=settings.norm, batch_size=settings.batch_size, shard=shard)
-                for name, attack in built.items()}
+    outcomes = {}
+    for name, attack in built.items():
+        with progress.stage(name, len(x)) as update:
+            outcomes[name] = run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
+                                        norm=settings.norm, batch_size=settings.batch_size,
+                                        shard=shard, progress=update)
     t0 = time.perf_counter()
-    curve = _curve(model, x, y, clean_correct, settings, outcomes, shard)
+    curve = []
+    if settings.curve_attack and settings.curve_factors:
+        with progress.stage(f"eps curve ({settings.curve_attack})",
+                            min(settings.curve_n or len(x), len(x)), bar=False):
+            curve = _curve(model, x, y, clean_correct, settings, outcomes, shard)
     seconds["curve_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    audit = (run_audit(model, x, y, clean_correct, clean_pred=clean_pred.cpu(),
-                       settings=settings, outcomes=outcomes,
-                       curve=curve, num_classes=k, surrogate=surrogate, shard=shard)
-             if settings.audit else {"flagged": False, "flags": [], "checks": [],
-                                     "skipped": True})
+    audit: dict[str, Any] = {"flagged": False, "flags": [], "checks": [], "skipped": True}
+    if settings.audit:
+        with progress.stage("gradient-masking audit",
+                            min(settings.audit_n or len(x), len(x)), bar=False):
+            audit = run_audit(model, x, y, clean_correct, clean_pred=clean_pred.cpu(),
+                              settings=settings, outcomes=outcomes, curve=curve,
+                              num_classes=k, surrogate=surrogate, shard=shard)
     seconds["audit_s"] = time.perf_counter() - t0
     return Measured(clean_pred, clean_correct, clean_conf, k, outcomes, curve, audit, seconds)
 

@@ -29,8 +29,10 @@ DEFAULT_ATTACKS = ("fgsm", "pgd")
 
 def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, norm: str | None,
                   n: int | None, batch_size: int, seed: int, device: str, data_dir: str | None,
-                  out: str | None, overwrite: bool, non_adaptive: bool) -> list[dict]:
-    """Evaluate each run folder (the CLI hook); returns the written eval dicts.
+                  out: str | None, overwrite: bool, non_adaptive: bool,
+                  progress: bool = False, **settings: Any) -> list[dict]:
+    """Evaluate each run folder (the CLI hook); returns the written eval dicts. `settings` are
+    further `EvalSettings` fields (audit, curve_attack, attack_options, ...).
 
     Every check happens before any compute: the run folders exist, the settings are valid, and
     no output file would be overwritten without `overwrite`.
@@ -51,7 +53,7 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
         try:
             settings = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS,
                                     eps=float(run_eps), norm=norm or cfg.get("norm", "linf"), n=n,
-                                    batch_size=batch_size, seed=seed).validate()
+                                    batch_size=batch_size, seed=seed, **settings).validate()
             build_attacks(settings)
         except (EvalSettingsError, AttackError) as err:
             raise ConfigError(str(err)) from None
@@ -72,13 +74,14 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
     try:
         return _evaluate_plans(plans, runs, device=str(rank_device(dev, dist)),
                                data_dir=data_dir, non_adaptive=non_adaptive,
-                               shard=Shard(dist.rank, dist.world_size))
+                               shard=Shard(dist.rank, dist.world_size), progress=progress)
     finally:
         shutdown(dist)
 
 
 def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path]], runs: list[str], *, device: str,
-                    data_dir: str | None, non_adaptive: bool, shard: Shard) -> list[dict]:
+                    data_dir: str | None, non_adaptive: bool, shard: Shard,
+                    progress: bool = False) -> list[dict]:
     from robustlab.runs.load import load_run
 
     results = []
@@ -86,8 +89,10 @@ def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path]], runs: list[str]
         loaded = load_run(run, device=device, data_dir=data_dir)
         _check_against_data(settings, loaded.data.test, run)
         surrogate = _surrogate_for(loaded, runs, device, data_dir)
+        if progress and shard.rank == 0:
+            print(f"evaluating {run}", file=sys.stderr, flush=True)
         result = evaluate_loaded_run(loaded, settings, surrogate=surrogate,
-                                     non_adaptive=non_adaptive, shard=shard)
+                                     non_adaptive=non_adaptive, shard=shard, progress=progress)
         result["world_size"] = shard.world_size
         results.append(result)
         if shard.rank != 0:
@@ -131,15 +136,17 @@ def _check_against_data(settings: EvalSettings, test: Any, run: str) -> None:
 
 
 def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any = None,
-                        non_adaptive: bool = False, shard: Shard | None = None) -> dict[str, Any]:
+                        non_adaptive: bool = False, shard: Shard | None = None,
+                        progress: bool = False) -> dict[str, Any]:
     """Evaluate a `LoadedRun` (see `robustlab.runs.load`) and attach run facts."""
     test = loaded.data.test
     k = loaded.data.info.num_classes
     result = evaluate_model(loaded.model, test.x, test.y, settings, surrogate=surrogate,
-                            num_classes=k, shard=shard)
+                            num_classes=k, shard=shard, progress=progress)
     if non_adaptive:
         plain = evaluate_model(loaded.model, test.x, test.y, _replace(settings, adaptive=False),
-                               surrogate=surrogate, num_classes=k, shard=shard)
+                               surrogate=surrogate, num_classes=k, shard=shard,
+                               progress=progress)
         plain.pop("per_sample")
         result["non_adaptive"] = plain
     result["run"] = run_facts(loaded.folder.path, loaded.cfg.to_dict())

@@ -112,7 +112,14 @@ def load_run_data(cfg: TrainConfig, device: torch.device) -> RunData:
 
 
 def build_model(cfg: TrainConfig, info, device: torch.device) -> nn.Module:
-    model = create_model(cfg.model, **info.model_kwargs())
+    return build_model_from_kwargs(cfg, info.model_kwargs(), device)
+
+
+def build_model_from_kwargs(cfg: TrainConfig, model_kwargs: dict[str, Any],
+                            device: torch.device) -> nn.Module:
+    """The run's model (and its preprocessing defense) from the dataset facts it needs:
+    `model_kwargs` (num_classes, in_channels, mean, std, image_size)."""
+    model = create_model(cfg.model, **model_kwargs)
     if cfg.defense is not None:
         try:
             model = create_defense(cfg.defense, model=model, **cfg.defense_options)

@@ -97,9 +97,24 @@ class RunFolder:
             raise RunFolderError(f"{self.file(SUMMARY)}: expected a JSON object")
         return data
 
-    def write_config(self, config: dict[str, Any]) -> None:
+    def write_config(self, config: dict[str, Any],
+                     model_kwargs: dict[str, Any] | None = None) -> None:
+        """config.json: the `train` table, the environment and (when given) the keyword
+        arguments the model was built with, so `load_model` needs no dataset on disk."""
         self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.file(CONFIG), {"train": config, "environment": environment_info()})
+        data: dict[str, Any] = {"train": config, "environment": environment_info()}
+        if model_kwargs is not None:
+            data["model_kwargs"] = model_kwargs
+        atomic_write_json(self.file(CONFIG), data)
+
+    def read_model_kwargs(self) -> dict[str, Any] | None:
+        """The `model_kwargs` object of config.json (None for runs written before it was)."""
+        self.read_config()  # the same checks and messages for a missing or damaged file
+        kwargs = _read_json_file(self.file(CONFIG)).get("model_kwargs")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise RunFolderError(f"{self.file(CONFIG)}: model_kwargs: expected an object, got "
+                                 f"{type(kwargs).__name__}")
+        return kwargs
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         atomic_write_jsonl(self.file(METRICS), rows)

@@ -9,7 +9,7 @@ from torch import nn
 
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
-from robustlab.runs.build import RunData, build_model, load_run_data
+from robustlab.runs.build import RunData, build_model, build_model_from_kwargs, load_run_data
 from robustlab.runs.checkpoint import DIGEST_KEY, WeightsError, load_weights
 from robustlab.runs.config import TrainConfig
 from robustlab.runs.folder import CONFIG, WEIGHTS, RunFolder, RunFolderError
@@ -38,6 +38,25 @@ def load_run(path: str | Path, *, device: str = "auto", data_dir: str | None = N
     _check_summary_digest(folder, metadata)
     model.eval()
     return LoadedRun(folder, cfg, model, data)
+
+
+def load_model(path: str | Path, *, device: str = "auto") -> nn.Module:
+    """The run's trained model in eval mode, rebuilt from config.json alone (no dataset on
+    disk), with the final weights checked against summary.json's digest. Runs written before
+    config.json recorded `model_kwargs` fall back to `load_run` (which reads the dataset)."""
+    folder = RunFolder(Path(path))
+    if not folder.path.is_dir():
+        raise RunFolderError(f"run folder {folder.path} does not exist")
+    cfg = read_run_config(folder)
+    kwargs = folder.read_model_kwargs()
+    if kwargs is None:
+        return load_run(path, device=device).model
+    if not folder.file(WEIGHTS).is_file():
+        raise RunFolderError(f"run {folder.path} has no {WEIGHTS}: it has not finished an epoch")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}  # JSON lists
+    model = build_model_from_kwargs(cfg.replace(compile=False), kwargs, resolve_device(device))
+    _check_summary_digest(folder, load_weights(folder.file(WEIGHTS), model))
+    return model.eval()
 
 
 def _check_summary_digest(folder: RunFolder, metadata: dict) -> None:

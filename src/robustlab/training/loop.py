@@ -94,7 +94,7 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
     parts = build_components(cfg, device)  # data, model, method, optimizer; raises before compute
     dist.barrier()  # every rank has checked the folder before rank 0 writes to it
     if not resuming and dist.is_main:
-        run.write_config(cfg.to_dict())
+        run.write_config(cfg.to_dict(), model_kwargs=parts.data.info.model_kwargs())
     model, method, data = parts.model, parts.method, parts.data
     ctx = TrainContext(cfg=cfg, model=model, device=device, train=data.train, val=data.val,
                        num_classes=data.info.num_classes,

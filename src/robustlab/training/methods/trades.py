@@ -5,7 +5,8 @@ crafted to maximise the KL term: start `x + 0.001 * N(0, 1)`, `k` (10) projected
 of `step_size` (default 2.5 eps / k, i.e. the paper's 0.01 for eps 0.031 scaled with eps).
 The clean forward pass is made once, before the attack, and its graph is reused for the loss
 (its detached probabilities are the attack's target), so a step costs k input-gradient passes
-plus 2 forwards and 1 backward. The budget follows `eps_warmup` (`AdversarialMethod`).
+plus 2 forwards and 1 backward. The budget follows `eps_warmup` (`AdversarialMethod`). The
+loss itself is `losses.trades_loss`, usable in any training loop.
 Per-epoch log: `eps`.
 """
 
@@ -13,18 +14,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-import torch.nn.functional as F
-
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput
+from robustlab.training.methods.losses import trades_loss
 from robustlab.training.methods.options import Option
-from robustlab.training.methods.perturb import (
-    differentiable_forward,
-    input_gradient_mode,
-    step_from,
-    unwrap,
-)
 
 
 @METHODS.register("trades")
@@ -38,18 +31,7 @@ class Trades(AdversarialMethod):
     }
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
-        eps = self.budget(ctx)
-        step = self.step_size if self.step_size is not None else 2.5 * eps / self.k
-        logits = model(x)
-        p_clean = F.softmax(logits.detach(), dim=1)
-        x_adv = (x + self.init_std * torch.randn_like(x)).clamp(0.0, 1.0)
-        net = differentiable_forward(unwrap(model))  # no gradient synchronisation needed
-        with input_gradient_mode(model, x):
-            for _ in range(self.k):
-                xr = x_adv.detach().requires_grad_(True)
-                kl = F.kl_div(F.log_softmax(net(xr), dim=1), p_clean, reduction="sum")
-                (grad,) = torch.autograd.grad(kl, xr)
-                x_adv = step_from(x, xr.detach(), grad, step, eps, self.norm)
-        robust = F.kl_div(F.log_softmax(model(x_adv.detach()), dim=1), F.softmax(logits, dim=1),
-                          reduction="batchmean")
-        return BatchOutput(F.cross_entropy(logits, y) + self.beta * robust, logits.detach())
+        loss, logits = trades_loss(model, x, y, eps=self.budget(ctx), norm=self.norm,
+                                   beta=self.beta, steps=self.k, step_size=self.step_size,
+                                   init_std=self.init_std, return_logits=True)
+        return BatchOutput(loss, logits)
