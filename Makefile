@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The small CPU build of torch first, so nothing later pulls a CUDA build or torchvision.
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dev,reference,fast-cpu]"
+	$(PIP) install -e ".[dev,reference,fast-cpu,tensorboard]"
 	# torchattacks declares torchvision as a dependency it does not need for its attacks.
 	$(PIP) install --no-deps "torchattacks==3.5.1"
 	touch $@

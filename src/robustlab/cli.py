@@ -126,6 +126,10 @@ def _add_train_command(sub: Any) -> None:
                    help="download the dataset (checksummed) if it is not found locally")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also log every metrics.jsonl field per epoch and the loss every 50 "
+                        "steps to TensorBoard event files in DIR (needs the tensorboard "
+                        "package: pip install 'robustlab[tensorboard]')")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--nproc", type=int, default=1,
@@ -217,7 +221,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"recipe: {_recipe_line(cfg, recipe)}")
     if args.nproc > 1 and not launched_by_torchrun():
         return launch_torchrun(args.nproc, args.argv)
-    result = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    callbacks = []
+    if args.tensorboard and int(os.environ.get("RANK", "0")) == 0:
+        from robustlab.training.callbacks import TensorBoardLogger
+
+        try:
+            callbacks.append(TensorBoardLogger(args.tensorboard))
+        except ImportError as err:
+            raise CLIError(str(err)) from None
+    result = train(cfg, resume=args.resume, overwrite=args.overwrite, callbacks=callbacks)
+    for cb in callbacks:
+        cb.close()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if result.summary["test_acc"] is not None:

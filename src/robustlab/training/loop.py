@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from robustlab.common.seeding import epoch_seed, seed_everything
 from robustlab.runs.checkpoint import load_state, save_state, save_weights
 from robustlab.runs.config import TrainConfig
 from robustlab.runs.folder import CHECKPOINT, WEIGHTS, RunFolder, claim_run_folder
+from robustlab.training.callbacks import Callback
 from robustlab.training.distributed import (
     DistContext,
     init_distributed,
@@ -46,22 +48,26 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.dataset}-{cfg.model}-{cfg.method}{eps}-s{cfg.seed}"
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> RunResult:
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          callbacks: Sequence[Callback] = ()) -> RunResult:
     """Train as `cfg` says, writing the run folder; returns its summary and per-epoch metrics.
 
-    Under torchrun (WORLD_SIZE > 1) every rank calls this; see `distributed.py`.
+    `callbacks` (see `callbacks.py`) are told every step's loss and every epoch's metrics row
+    on the main process. Under torchrun (WORLD_SIZE > 1) every rank calls this; see
+    `distributed.py`.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
     dist = init_distributed(device)
     try:
-        return _train(cfg, rank_device(device, dist), dist, resume=resume, overwrite=overwrite)
+        return _train(cfg, rank_device(device, dist), dist, resume=resume, overwrite=overwrite,
+                      callbacks=tuple(callbacks) if dist.is_main else ())
     finally:
         shutdown(dist)
 
 
 def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume: bool,
-           overwrite: bool) -> RunResult:
+           overwrite: bool, callbacks: tuple[Callback, ...]) -> RunResult:
     target = Path(cfg.out_dir or default_run_dir(cfg))
     # rank 0 holds the folder's lock for the whole run; the other ranks only check it
     with claim_run_folder(target, cfg.to_dict(), resume=resume, overwrite=overwrite,
@@ -71,7 +77,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
             if dist.is_main:
                 run.finish()  # a kill after the summary may have left the checkpoint
             return RunResult(run.path, run.read_summary(), run.read_metrics())
-        return _run_epochs(cfg, device, dist, run, resuming)
+        return _run_epochs(cfg, device, dist, run, resuming, callbacks)
 
 
 @contextlib.contextmanager
@@ -89,7 +95,7 @@ def torch_threads(n: int | None):
 
 
 def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: RunFolder,
-                resuming: bool) -> RunResult:
+                resuming: bool, callbacks: tuple[Callback, ...]) -> RunResult:
     seed_everything(cfg.seed)
     parts = build_components(cfg, device)  # data, model, method, optimizer; raises before compute
     dist.barrier()  # every rank has checked the folder before rank 0 writes to it
@@ -113,10 +119,14 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
     for epoch in range(start_epoch, cfg.epochs):
         if metrics and metrics[-1].get("non_finite_loss"):
             break  # the loss diverged: more epochs cannot bring it back
-        metrics.append(_train_epoch(cfg, ctx, parts, train_model, epoch))
+        on_step = [cb.on_step for cb in callbacks if hasattr(cb, "on_step")]
+        metrics.append(_train_epoch(cfg, ctx, parts, train_model, epoch, on_step))
         if dist.is_main:
             _print_epoch(metrics[-1], cfg)
             digest = _checkpoint(run, model, parts.optimizer, method, metrics, epoch + 1, cfg)
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch"):
+                    cb.on_epoch(dict(metrics[-1]))
 
     reports_accuracy = getattr(method, "reports_accuracy", True)
     test_acc = accuracy(model, data.test.x, data.test.y) if reports_accuracy else None
@@ -139,7 +149,8 @@ def _restore(path: Path, parts: Components) -> tuple[list[dict[str, Any]], int]:
 
 
 def _train_epoch(cfg: TrainConfig, ctx: TrainContext, parts: Components,
-                 train_model: torch.nn.Module, epoch: int) -> dict[str, Any]:
+                 train_model: torch.nn.Module, epoch: int,
+                 on_step: list[Callable[[int, torch.Tensor], None]]) -> dict[str, Any]:
     """One epoch over the training split; returns its metrics.jsonl row."""
     model, method, optimizer, data, dist = (parts.model, parts.method, parts.optimizer,
                                             parts.data, ctx.dist)
@@ -166,6 +177,8 @@ def _train_epoch(cfg: TrainConfig, ctx: TrainContext, parts: Components,
         with autocast:
             out = method.train_step(train_model, optimizer, x, y, ctx)
         loss_sum += out.loss.detach().float() * len(y)
+        for hook in on_step:
+            hook(ctx.step, out.loss.detach())
         if reports_accuracy:
             correct += (out.logits.argmax(1) == y).sum()
         if i % 25 == 0 and cfg.progress:
