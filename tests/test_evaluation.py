@@ -187,3 +187,21 @@ def test_evaluate_runs_writes_json_and_refuses_overwrite(tmp_path, capsys):
         evaluate_runs([str(run)], **{**kw, "attacks": ["bogus"], "overwrite": True})
     with pytest.raises(RunFolderError, match="trained without eps"):
         evaluate_runs([str(run)], **{**kw, "eps": None, "overwrite": True})
+
+
+def test_evaluate_runs_save_adv_one_folder_per_run(tmp_path, capsys):
+    from robustlab.experiments.evaluate_runs import evaluate_runs
+    from robustlab.training import TrainConfig, train
+
+    runs = []
+    for name in ("a", "b"):
+        train(TrainConfig(dataset="synthetic", epochs=1, batch_size=50, progress=False,
+                          out_dir=str(tmp_path / name), threads=1, lr=0.05, seed=len(runs)))
+        runs.append(str(tmp_path / name))
+    kw = dict(attacks=["fgsm"], eps=0.1, norm=None, n=10, batch_size=10, seed=0, device="cpu",
+              data_dir=None, out=None, overwrite=False, non_adaptive=False,
+              save_adv=str(tmp_path / "adv"), audit=False, curve_attack=None)
+    evaluate_runs(runs, **kw)
+    assert sorted(p.relative_to(tmp_path / "adv").as_posix()
+                  for p in (tmp_path / "adv").rglob("*.safetensors")) == \
+        ["a/fgsm.safetensors", "b/fgsm.safetensors"]

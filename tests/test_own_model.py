@@ -364,3 +364,34 @@ def test_progress_bar_on_a_terminal():
     with Progress(enabled=False, stream=silent).stage("pgd", 8) as update:
         update(8)
     assert silent.getvalue() == ""
+
+
+# ---------------------------------------------------------------------------- --save-adv
+def test_save_adv_writes_the_examples_the_numbers_were_measured_on(model_files, trained,
+                                                                   capsys):
+    from safetensors import safe_open
+
+    result = _cli_eval("--model", "net.py:make_net", "--weights", "net.pt",
+                       "--save-adv", "adv", out="s.json")
+    for attack in ("fgsm", "pgd"):
+        path = model_files / "adv" / f"{attack}.safetensors"
+        with safe_open(str(path), framework="pt") as f:
+            x_adv, labels, robust = (f.get_tensor(k) for k in ("x_adv", "labels", "robust"))
+            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        assert x_adv.shape == (64, 1, 28, 28) and x_adv.dtype == torch.float32
+        assert meta["attack"] == attack and meta["eps"] == EPS and meta["norm"] == "linf"
+        with torch.no_grad():
+            still_right = trained(x_adv).argmax(1) == labels
+        clean = torch.tensor([c == "1" for c in result["per_sample"]["correct"]["clean"]])
+        # the saved points reproduce the reported per-sample results exactly
+        assert torch.equal(robust.bool(), still_right & clean)
+        assert "".join("1" if v else "0" for v in robust.tolist()) == \
+            result["per_sample"]["correct"][attack]
+    capsys.readouterr()
+    argv = ["evaluate", "--model", "net.py:make_net", "--dataset", "mnist", "--eps", "0.1",
+            "--attacks", "fgsm", "--n", "8", "--out", "t.json", "--save-adv", "adv"]
+    assert main(argv) == 2  # adv/fgsm.safetensors is there: refused before any compute
+    assert "already exist" in capsys.readouterr().err and not Path("t.json").exists()
+    Path("afile").write_text("x")
+    assert main([*argv[:-1], "afile"]) == 2
+    assert "is not a folder" in capsys.readouterr().err

@@ -125,6 +125,9 @@ def _add_train_command(sub: Any) -> None:
     p.add_argument("--download", action="store_true", default=None,
                    help="download the dataset (checksummed) if it is not found locally")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--save-adv", default=None, metavar="DIR",
+                   help="write each attack's adversarial examples to DIR/ATTACK.safetensors "
+                        "(x_adv, labels, robust; with several runs DIR/RUN_NAME/...)")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also log every metrics.jsonl field per epoch and the loss every 50 "
@@ -179,6 +182,9 @@ def _add_evaluate_command(sub: Any) -> None:
                    help="skip the gradient-masking audit (default: run it)")
     p.add_argument("--no-curve", dest="curve", action="store_false",
                    help="skip the accuracy-vs-eps curve (default: PGD at 0-2x eps)")
+    p.add_argument("--save-adv", default=None, metavar="DIR",
+                   help="write each attack's adversarial examples to DIR/ATTACK.safetensors "
+                        "(x_adv, labels, robust; with several runs DIR/RUN_NAME/...)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="print no progress on stderr (default: a bar per attack on a "
                         "terminal, one line per attack otherwise)")
@@ -283,7 +289,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   batch_size=args.batch_size, seed=args.seed, device=args.device,
                   data_dir=args.data_dir, out=args.out, overwrite=args.overwrite,
                   attack_options=parse_attack_options(args.attack_opt), audit=args.audit,
-                  progress=args.progress,
+                  progress=args.progress, save_adv=args.save_adv,
                   **({} if args.curve else {"curve_attack": None}))
     if args.model:
         from robustlab.experiments.evaluate_own import evaluate_user_model

@@ -41,6 +41,7 @@ class AttackOutcome:
     raw_l2: Tensor
     raw_fooled: Tensor
     seconds: float
+    x_adv: Tensor | None = None
 
 
 def accepted_kwargs(factory: Any) -> set[str]:
@@ -79,7 +80,8 @@ def build_attacks(settings: Any) -> dict[str, Any]:
 
 def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
                eps: float, norm: str, batch_size: int, shard: Shard | None = None,
-               progress: Callable[[int], None] | None = None) -> AttackOutcome:
+               progress: Callable[[int], None] | None = None,
+               keep_adv: bool = False) -> AttackOutcome:
     """Run `attack` on `x` `[N, C, H, W]` / `y` `[N]` in batches; see `AttackOutcome`.
 
     `clean_correct` `[N]` bool (CPU) are the clean predictions' correctness. With `shard`, this
@@ -94,21 +96,22 @@ def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correc
         if shard.owns(j):
             done.append((i, _attack_batch(attack, model, x[i:i + batch_size],
                                           y[i:i + batch_size], eps=eps, norm=norm,
-                                          batch_size=batch_size)))
+                                          batch_size=batch_size, keep_adv=keep_adv)))
             if progress is not None:
                 progress(len(x[i:i + batch_size]))
     batches = [b for _, b in sorted(shard.gather(done), key=lambda item: item[0])]
-    keys = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled")
+    keys = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled") + (("x_adv",) if keep_adv
+                                                                        else ())
     cat = {k: torch.cat([b[k] for b in batches]) if batches else torch.empty(0) for k in keys}
     correct = cat["correct"].bool()
     return AttackOutcome(robust=clean_correct & correct, correct_adv=correct, conf=cat["conf"],
                          l2=cat["l2"], linf=cat["linf"], raw_l2=cat["raw_l2"],
                          raw_fooled=cat["raw_fooled"].bool(),
-                         seconds=time.perf_counter() - t0)
+                         seconds=time.perf_counter() - t0, x_adv=cat.get("x_adv"))
 
 
 def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps: float,
-                  norm: str, batch_size: int) -> dict[str, Tensor]:
+                  norm: str, batch_size: int, keep_adv: bool = False) -> dict[str, Tensor]:
     """Per-sample results (CPU tensors `[B]`) of one batch; see `AttackOutcome`."""
     x_adv = attack(model, xb, yb).detach()
     raw_logits = predict_logits(model, x_adv, batch_size)
@@ -117,7 +120,8 @@ def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps:
     x_eff = torch.where(within.view(-1, *[1] * (xb.dim() - 1)).to(xb.device), x_adv, xb)
     logits = raw_logits if bool(within.all()) else predict_logits(model, x_eff, batch_size)
     norms = M.lp_norms(x_eff - xb)
-    return {"correct": (logits.argmax(1) == yb).cpu(),
+    kept = {"x_adv": x_eff.detach().float().cpu()} if keep_adv else {}
+    return {**kept, "correct": (logits.argmax(1) == yb).cpu(),
             "conf": M.confidence(logits).cpu(),
             "l2": norms["l2"].cpu(), "linf": norms["linf"].cpu(),
             "raw_l2": M.lp_norms(delta)["l2"].cpu(),

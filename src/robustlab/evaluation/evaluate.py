@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from robustlab.common.inference import predict_logits
 from robustlab.common.modes import eval_mode
 from robustlab.common.sharding import Shard
 from robustlab.evaluation import metrics as M
+from robustlab.evaluation.adv_examples import save_adversarial
 from robustlab.evaluation.attack_runner import (
     AttackOutcome,
     build_attack,
@@ -45,7 +47,8 @@ class Measured:
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings, *,
                    surrogate: nn.Module | None = None,
                    num_classes: int | None = None, shard: Shard | None = None,
-                   progress: bool = False) -> dict[str, Any]:
+                   progress: bool = False, save_adv: str | Path | None = None
+                   ) -> dict[str, Any]:
     """Evaluate `model` on the first `settings.n` of `x` `[N, C, H, W]` (in [0, 1]) / `y` `[N]`.
 
     `surrogate` (optional) is an independently trained model used by the audit's transfer
@@ -53,7 +56,9 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
     caller adds `run` / `training` and writes the file. `shard` (under torchrun): this process
     attacks its share of the batches and gathers the rest; every process returns the full,
     identical result (`robustlab.common.sharding`). `progress`: report each attack, the
-    curve and the audit on stderr as they run (`evaluation.progress`).
+    curve and the audit on stderr as they run (`evaluation.progress`). `save_adv`: write each
+    attack's adversarial examples there (`evaluation.adv_examples`; check the folder first
+    with `check_adv_folder`).
     """
     settings.validate()
     built = build_attacks(settings)
@@ -65,13 +70,19 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
     with eval_mode(model):
         measured = _measure(model, x, y, settings, built, surrogate=surrogate,
                             num_classes=num_classes, shard=shard,
-                            progress=Progress(progress and (shard is None or shard.rank == 0)))
+                            progress=Progress(progress and (shard is None or shard.rank == 0)),
+                            keep_adv=save_adv is not None)
+    if save_adv is not None and (shard is None or shard.rank == 0):
+        for name, out in measured.outcomes.items():
+            save_adversarial(save_adv, name, out.x_adv, y, out.robust,
+                             {"eps": settings.eps, "norm": settings.norm, "n": n,
+                              "settings_key": settings.key()})
     return _result(model, y, settings, measured, total_s=time.perf_counter() - t_start)
 
 
 def _measure(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings,
              built: dict[str, Any], *, surrogate: nn.Module | None, num_classes: int | None,
-             shard: Shard | None, progress: Progress) -> Measured:
+             shard: Shard | None, progress: Progress, keep_adv: bool = False) -> Measured:
     t0 = time.perf_counter()
     logits = predict_logits(model, x, settings.batch_size)
     clean_pred = logits.argmax(1)
@@ -84,7 +95,7 @@ def _measure(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings,
         with progress.stage(name, len(x)) as update:
             outcomes[name] = run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
                                         norm=settings.norm, batch_size=settings.batch_size,
-                                        shard=shard, progress=update)
+                                        shard=shard, progress=update, keep_adv=keep_adv)
     t0 = time.perf_counter()
     curve = []
     if settings.curve_attack and settings.curve_factors:

@@ -16,6 +16,7 @@ from robustlab.evaluation import (
     evaluate_model,
     format_result_table,
 )
+from robustlab.evaluation.adv_examples import check_adv_folder
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.experiments.evaluate_runs import DEFAULT_ATTACKS, check_writable
 from robustlab.models.user import UserModelError, load_user_model
@@ -26,7 +27,8 @@ def evaluate_user_model(spec: str, *, dataset: str | None, weights: str | None,
                         normalize: tuple[list[float], list[float]] | None,
                         eps: float | None, norm: str | None, attacks: list[str],
                         out: str | None, overwrite: bool, data_dir: str | None, device: str,
-                        progress: bool = False, **settings: Any) -> dict[str, Any]:
+                        progress: bool = False, save_adv: str | None = None,
+                        **settings: Any) -> dict[str, Any]:
     """Evaluate the model `spec` names on `dataset`'s test split; returns the written eval
     dict. `settings` are further `EvalSettings` fields (n, batch_size, seed, audit, ...).
     Every check runs before any compute: the budget, the settings, the output path, the model
@@ -48,6 +50,8 @@ def evaluate_user_model(spec: str, *, dataset: str | None, weights: str | None,
     if path.exists() and not overwrite:
         raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
                              "(results are never overwritten silently)")
+    if save_adv is not None:
+        check_adv_folder(save_adv, evs.attacks, overwrite=overwrite)
     dev = resolve_device(device)
     try:
         model = load_user_model(spec, weights=weights, normalize=normalize, device=dev)
@@ -58,7 +62,8 @@ def evaluate_user_model(spec: str, *, dataset: str | None, weights: str | None,
     test = load_dataset(dataset, data_dir).test
     if evs.n is not None and evs.n > len(test):
         raise ConfigError(f"--n: {evs.n} exceeds the {len(test)} test images of {dataset}")
-    result = evaluate_model(model, test.x.to(dev), test.y.to(dev), evs, progress=progress)
+    result = evaluate_model(model, test.x.to(dev), test.y.to(dev), evs, progress=progress,
+                            save_adv=save_adv)
     result["run"] = {"path": None, "model_spec": spec, "weights": weights, "dataset": dataset,
                      "model": type(model).__name__, "method": "user", "eps": None,
                      "norm": evs.norm, "defense": None, "seed": None}

@@ -18,6 +18,7 @@ from robustlab.evaluation import (
     evaluate_model,
     format_result_table,
 )
+from robustlab.evaluation.adv_examples import check_adv_folder
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.schema import EvalFileError, check_eval_dict
 from robustlab.runs.folder import RunFolderError
@@ -30,8 +31,9 @@ DEFAULT_ATTACKS = ("fgsm", "pgd")
 def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, norm: str | None,
                   n: int | None, batch_size: int, seed: int, device: str, data_dir: str | None,
                   out: str | None, overwrite: bool, non_adaptive: bool,
-                  progress: bool = False, **settings: Any) -> list[dict]:
-    """Evaluate each run folder (the CLI hook); returns the written eval dicts. `settings` are
+                  progress: bool = False, save_adv: str | None = None,
+                  **extra: Any) -> list[dict]:
+    """Evaluate each run folder (the CLI hook); returns the written eval dicts. `extra` are
     further `EvalSettings` fields (audit, curve_attack, attack_options, ...).
 
     Every check happens before any compute: the run folders exist, the settings are valid, and
@@ -53,7 +55,7 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
         try:
             settings = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS,
                                     eps=float(run_eps), norm=norm or cfg.get("norm", "linf"), n=n,
-                                    batch_size=batch_size, seed=seed, **settings).validate()
+                                    batch_size=batch_size, seed=seed, **extra).validate()
             build_attacks(settings)
         except (EvalSettingsError, AttackError) as err:
             raise ConfigError(str(err)) from None
@@ -67,7 +69,11 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
                   f"of its last finished epoch ({len(folder.read_metrics())} of "
                   f"{cfg.get('epochs')}); the result is marked unfinished and the report shows "
                   "it apart", file=sys.stderr)
-        plans.append((run, settings, path))
+        adv_dir = None
+        if save_adv is not None:
+            adv_dir = Path(save_adv) / folder.path.name if len(runs) > 1 else Path(save_adv)
+            check_adv_folder(adv_dir, settings.attacks, overwrite=overwrite)
+        plans.append((run, settings, path, adv_dir))
 
     dev = resolve_device(device)
     dist = init_distributed(dev)  # under torchrun: every rank attacks its share of batches
@@ -79,20 +85,21 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
         shutdown(dist)
 
 
-def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path]], runs: list[str], *, device: str,
-                    data_dir: str | None, non_adaptive: bool, shard: Shard,
+def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path, Path | None]], runs: list[str], *,
+                    device: str, data_dir: str | None, non_adaptive: bool, shard: Shard,
                     progress: bool = False) -> list[dict]:
     from robustlab.runs.load import load_run
 
     results = []
-    for run, settings, path in plans:
+    for run, settings, path, adv_dir in plans:
         loaded = load_run(run, device=device, data_dir=data_dir)
         _check_against_data(settings, loaded.data.test, run)
         surrogate = _surrogate_for(loaded, runs, device, data_dir)
         if progress and shard.rank == 0:
             print(f"evaluating {run}", file=sys.stderr, flush=True)
         result = evaluate_loaded_run(loaded, settings, surrogate=surrogate,
-                                     non_adaptive=non_adaptive, shard=shard, progress=progress)
+                                     non_adaptive=non_adaptive, shard=shard, progress=progress,
+                                     save_adv=adv_dir)
         result["world_size"] = shard.world_size
         results.append(result)
         if shard.rank != 0:
@@ -137,12 +144,12 @@ def _check_against_data(settings: EvalSettings, test: Any, run: str) -> None:
 
 def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any = None,
                         non_adaptive: bool = False, shard: Shard | None = None,
-                        progress: bool = False) -> dict[str, Any]:
+                        progress: bool = False, save_adv: Path | None = None) -> dict[str, Any]:
     """Evaluate a `LoadedRun` (see `robustlab.runs.load`) and attach run facts."""
     test = loaded.data.test
     k = loaded.data.info.num_classes
     result = evaluate_model(loaded.model, test.x, test.y, settings, surrogate=surrogate,
-                            num_classes=k, shard=shard, progress=progress)
+                            num_classes=k, shard=shard, progress=progress, save_adv=save_adv)
     if non_adaptive:
         plain = evaluate_model(loaded.model, test.x, test.y, _replace(settings, adaptive=False),
                                surrogate=surrogate, num_classes=k, shard=shard,

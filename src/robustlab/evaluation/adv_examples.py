@@ -1,0 +1,48 @@
+"""Adversarial examples on disk (`robustlab evaluate --save-adv DIR`): one safetensors file per
+attack, `DIR/<attack>.safetensors`, holding `x_adv` `[N, C, H, W]` float32 (the effective
+inputs the numbers were measured on: an output outside the budget is replaced by the clean
+image, as in the metrics), `labels` `[N]` int64 and `robust` `[N]` uint8 (1 = the model stayed
+right), with the attack, eps, norm and settings key as metadata. Written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+from torch import Tensor
+
+from robustlab.common.errors import ConfigError
+from robustlab.common.files import atomic_write
+
+
+def adv_path(folder: str | Path, attack: str) -> Path:
+    return Path(folder) / f"{attack}.safetensors"
+
+
+def check_adv_folder(folder: str | Path, attacks: list[str] | tuple[str, ...], *,
+                     overwrite: bool) -> None:
+    """Before any compute: `folder` can be created and written, and no file of these attacks
+    is there already unless `overwrite`."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--save-adv {folder}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--save-adv {folder}: cannot create it ({err.strerror})") from None
+    taken = [str(adv_path(path, a)) for a in attacks if adv_path(path, a).exists()]
+    if taken and not overwrite:
+        raise ConfigError(f"--save-adv: {', '.join(taken)} already exist(s); pass --overwrite "
+                          "to replace them (results are never overwritten silently)")
+
+
+def save_adversarial(folder: str | Path, attack: str, x_adv: Tensor, labels: Tensor,
+                     robust: Tensor, meta: dict[str, Any]) -> Path:
+    tensors = {"x_adv": x_adv.contiguous(), "labels": labels.long().cpu().contiguous(),
+               "robust": robust.to("cpu").byte().contiguous()}
+    metadata = {k: json.dumps(v) for k, v in {"attack": attack, **meta}.items()}
+    path = adv_path(folder, attack)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return path
