@@ -72,6 +72,10 @@ class RunFolder:
 
     def read_config(self) -> dict[str, Any]:
         """The `train` table of config.json; RunFolderError if missing or damaged."""
+        return self._config_file()["train"]
+
+    def _config_file(self) -> dict[str, Any]:
+        """config.json as a whole, with its `train` object checked."""
         path = self.file(CONFIG)
         if not path.is_file():
             raise RunFolderError(f"{self.path} is not a robustlab run folder (no {CONFIG})")
@@ -79,7 +83,7 @@ class RunFolder:
         if not isinstance(data, dict) or not isinstance(data.get("train"), dict):
             raise RunFolderError(f"{path}: expected an object with a 'train' object, as "
                                  "robustlab train writes it")
-        return data["train"]
+        return data
 
     def read_metrics(self) -> list[dict[str, Any]]:
         try:
@@ -109,8 +113,7 @@ class RunFolder:
 
     def read_model_kwargs(self) -> dict[str, Any] | None:
         """The `model_kwargs` object of config.json (None for runs written before it was)."""
-        self.read_config()  # the same checks and messages for a missing or damaged file
-        kwargs = _read_json_file(self.file(CONFIG)).get("model_kwargs")
+        kwargs = self._config_file().get("model_kwargs")  # one read, the same checks
         if kwargs is not None and not isinstance(kwargs, dict):
             raise RunFolderError(f"{self.file(CONFIG)}: model_kwargs: expected an object, got "
                                  f"{type(kwargs).__name__}")
