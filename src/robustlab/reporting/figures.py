@@ -222,3 +222,19 @@ def hybrid_schedule_figure(records: list[dict], path: Path) -> Path | None:
     _figure_legend(fig, list(axes.flat), ncol=6)
     fig.suptitle("Figure 4: the hybrid's schedule per epoch")
     return _save(fig, path)
+
+
+def draw_all(records: list[dict], figdir: Path, headline: str | None
+             ) -> list[tuple[Path | None, str]]:
+    """Every report figure as (path or None when there is nothing to draw, caption)."""
+    return [
+        (confidence_figure(records, figdir / "fig1_confidence_pgd.png", headline),
+         "Figure 1: confidence (max softmax) of predictions on PGD examples, per method; green: "
+         "still correct, red: fooled."),
+        (pgd_comparison_figure(records, figdir / "fig2_methods_pgd.png", headline),
+         f"Figure 2: clean, PGD and worst-case accuracy per method on {headline}."),
+        (curve_figure(records, figdir / "fig3_accuracy_vs_eps.png"),
+         "Figure 3: PGD accuracy versus eps (the dotted line is the budget)."),
+        (hybrid_schedule_figure(records, figdir / "fig4_hybrid_schedule.png"),
+         "Figure 4: the hybrid's budget eps_t and weight a per epoch."),
+    ]

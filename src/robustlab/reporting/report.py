@@ -45,17 +45,7 @@ def write_report(root: str | Path) -> dict[str, Path]:
     over = overhead(records)
     claims = check_claims(blocks, over, headline)
     figdir = root / "figures"
-    figs = [
-        (figures.confidence_figure(records, figdir / "fig1_confidence_pgd.png", headline),
-         "Figure 1: confidence (max softmax) of predictions on PGD examples, per method; green: "
-         "still correct, red: fooled."),
-        (figures.pgd_comparison_figure(records, figdir / "fig2_methods_pgd.png", headline),
-         f"Figure 2: clean, PGD and worst-case accuracy per method on {headline}."),
-        (figures.curve_figure(records, figdir / "fig3_accuracy_vs_eps.png"),
-         "Figure 3: PGD accuracy versus eps (the dotted line is the budget)."),
-        (figures.hybrid_schedule_figure(records, figdir / "fig4_hybrid_schedule.png"),
-         "Figure 4: the hybrid's budget eps_t and weight a per epoch."),
-    ]
+    figs = figures.draw_all(records, figdir, headline)
     doc = _document(records, preset, blocks, over, claims, figs)
     paths = {
         "md": atomic_write_text(root / "report.md", to_markdown(doc, root)),
