@@ -83,7 +83,7 @@ def test_docs_page_runs_as_written(tmp_path, monkeypatch, mnist_root):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ROBUSTLAB_DATA", str(mnist_root))
     blocks = _blocks(DOC.read_text())
-    assert [b[0] for b in blocks] == ["python file=net.py", "sh", "python"]
+    assert [b[0] for b in blocks] == ["python file=net.py", "sh", "python", "python train"]
     (tmp_path / "net.py").write_text(blocks[0][1])
     for line in blocks[1][1].strip().splitlines():
         words = shlex.split(line)
@@ -104,6 +104,14 @@ def test_docs_page_runs_as_written(tmp_path, monkeypatch, mnist_root):
     assert py.clean_acc == result["clean"]["acc"]
     assert py.robust_acc == {k: v["acc"] for k, v in result["attacks"].items()}
     assert py.worst_case_acc == result["worst_case"]["acc"]
+    # your own model trained with an adversarial method, reloaded into your class
+    exec(compile(blocks[3][1], "own-model.md", "exec"), namespace)  # noqa: S102
+    run = namespace["run"]
+    assert run.summary["health"] == "ok" and run.summary["test_acc"] > 0.8
+    again = namespace["again"]
+    x_test = namespace["test"][0]
+    with torch.no_grad():
+        assert torch.equal(again(x_test), run.model(x_test))
 
 
 # ------------------------------------------------------------------------ evaluate --model

@@ -3,7 +3,9 @@
 `robustlab.evaluate(model, x, y, eps=...)` attacks any `nn.Module` in one call
 (`robustlab.evaluation.api`); `robustlab.load_user_model("net.py:make_net", weights=...)`
 builds a model robustlab did not train (`robustlab.models.user`);
-`robustlab.load_model(run_folder)` a trained run's model from its folder alone. All are
+`robustlab.load_model(run_folder)` a trained run's model from its folder alone;
+`robustlab.train(model, (x, y), method=..., eps=...)` trains your own `nn.Module` on your own
+tensors or DataLoader (`robustlab.training.api`). All are
 imported on first use, so `import robustlab` stays light (reporting reads result files
 without torch).
 """
@@ -17,6 +19,7 @@ _LAZY = {
     "RobustnessResult": ("robustlab.evaluation.api", "RobustnessResult"),
     "load_user_model": ("robustlab.models.user", "load_user_model"),
     "load_model": ("robustlab.runs.load", "load_model"),
+    "train": ("robustlab.training.api", "train"),
 }
 
 __all__ = ["__version__", *_LAZY]

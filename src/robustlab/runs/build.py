@@ -22,6 +22,7 @@ from robustlab.data import (
     load_dataset,
     random_crop_flip,
 )
+from robustlab.data.in_memory import CUSTOM
 from robustlab.defenses import create_defense
 from robustlab.models import create_model
 from robustlab.runs.config import TrainConfig
@@ -79,6 +80,11 @@ def load_splits(cfg: TrainConfig) -> DatasetSplits:
     """The dataset's splits. A `TypeError` / `ValueError` from a bad `dataset_options` value
     becomes a `ConfigError` naming `dataset_options`; a `DataError` (missing or bad files, or
     an option the loader itself rejects) passes through unchanged."""
+    if cfg.dataset == CUSTOM:
+        raise ConfigError("dataset: 'custom' is the name recorded for data passed from Python "
+                          "(robustlab.train); it is not on disk to reload. Rebuild the model "
+                          "with robustlab.load_model(RUN[, model=...]) and evaluate it on your "
+                          "data with robustlab.evaluate(model, x, y, eps=...)")
     try:
         return load_dataset(cfg.dataset, root=cfg.data_dir, val_size=cfg.val_size,
                             split_seed=SPLIT_SEED, download=cfg.download,
@@ -92,8 +98,10 @@ def load_splits(cfg: TrainConfig) -> DatasetSplits:
                           f"{cfg.dataset_options!r})") from None
 
 
-def load_run_data(cfg: TrainConfig, device: torch.device) -> RunData:
-    splits = load_splits(cfg)
+def load_run_data(cfg: TrainConfig, device: torch.device,
+                  splits: DatasetSplits | None = None) -> RunData:
+    """The run's splits on `device` (`splits`: data given from Python, else the dataset's)."""
+    splits = load_splits(cfg) if splits is None else splits
     train = splits.train
     if cfg.train_size is not None:
         if cfg.train_size > len(train):
@@ -119,7 +127,12 @@ def build_model_from_kwargs(cfg: TrainConfig, model_kwargs: dict[str, Any],
                             device: torch.device) -> nn.Module:
     """The run's model (and its preprocessing defense) from the dataset facts it needs:
     `model_kwargs` (num_classes, in_channels, mean, std, image_size)."""
-    model = create_model(cfg.model, **model_kwargs)
+    return prepare_model(cfg, create_model(cfg.model, **model_kwargs), device)
+
+
+def prepare_model(cfg: TrainConfig, model: nn.Module, device: torch.device) -> nn.Module:
+    """`model` wrapped in the run's preprocessing defense (if any), on `device`, in the run's
+    memory format: the same for a registered model and one passed from Python."""
     if cfg.defense is not None:
         try:
             model = create_defense(cfg.defense, model=model, **cfg.defense_options)

@@ -12,6 +12,7 @@ from robustlab.common.checks import check_bool, check_choice, check_int, check_n
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
 from robustlab.common.yaml_io import load_yaml
+from robustlab.data.in_memory import CUSTOM
 
 LR_SCHEDULES = ("constant", "cosine", "step", "piecewise", "onecycle")
 # Budget warm-up schedules: the smooth ones of methods/eps_schedule.py (they change every step).
@@ -84,6 +85,8 @@ class TrainConfig:
         _check_types(self)
         for fname, registry in (("dataset", DATASETS), ("model", MODELS), ("method", METHODS)):
             value = getattr(self, fname)
+            if value == CUSTOM and fname != "method":
+                continue  # a model / data passed from Python (`robustlab.train`); checked there
             if value not in registry:
                 raise ConfigError(f"{fname}: unknown {registry.kind} {value!r}; "
                                   f"available: {', '.join(registry.list())}")

@@ -9,7 +9,14 @@ from torch import nn
 
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
-from robustlab.runs.build import RunData, build_model, build_model_from_kwargs, load_run_data
+from robustlab.data.in_memory import CUSTOM
+from robustlab.runs.build import (
+    RunData,
+    build_model,
+    build_model_from_kwargs,
+    load_run_data,
+    prepare_model,
+)
 from robustlab.runs.checkpoint import DIGEST_KEY, WeightsError, load_weights
 from robustlab.runs.config import TrainConfig
 from robustlab.runs.folder import CONFIG, WEIGHTS, RunFolder, RunFolderError
@@ -31,6 +38,11 @@ def load_run(path: str | Path, *, device: str = "auto", data_dir: str | None = N
     cfg = read_run_config(folder, data_dir=data_dir)
     if not folder.file(WEIGHTS).is_file():
         raise RunFolderError(f"run {folder.path} has no {WEIGHTS}: it has not finished an epoch")
+    if CUSTOM in (cfg.dataset, cfg.model):
+        raise RunFolderError(f"run {folder.path} trained on a model or data passed from Python "
+                             "(recorded as 'custom'), which cannot be rebuilt from the folder: "
+                             "use robustlab.load_model(RUN[, model=MyNet()]) and evaluate on "
+                             "your data with robustlab.evaluate(model, x, y, eps=...)")
     dev = resolve_device(device)
     data = load_run_data(cfg.replace(compile=False), dev)
     model = build_model(cfg.replace(compile=False), data.info, dev)
@@ -40,23 +52,44 @@ def load_run(path: str | Path, *, device: str = "auto", data_dir: str | None = N
     return LoadedRun(folder, cfg, model, data)
 
 
-def load_model(path: str | Path, *, device: str = "auto") -> nn.Module:
+def load_model(path: str | Path, *, model: nn.Module | None = None,
+               device: str = "auto") -> nn.Module:
     """The run's trained model in eval mode, rebuilt from config.json alone (no dataset on
-    disk), with the final weights checked against summary.json's digest. Runs written before
-    config.json recorded `model_kwargs` fall back to `load_run` (which reads the dataset)."""
+    disk), with the final weights checked against summary.json's digest. A run that trained a
+    model of your own (`robustlab.train(net, ...)`, recorded as "custom") needs `model`: a
+    fresh instance of the same class, into which the weights are loaded (keys and shapes must
+    match). Runs written before config.json recorded `model_kwargs` fall back to `load_run`
+    (which reads the dataset)."""
     folder = RunFolder(Path(path))
     if not folder.path.is_dir():
         raise RunFolderError(f"run folder {folder.path} does not exist")
     cfg = read_run_config(folder)
-    kwargs = folder.read_model_kwargs()
-    if kwargs is None:
-        return load_run(path, device=device).model
     if not folder.file(WEIGHTS).is_file():
         raise RunFolderError(f"run {folder.path} has no {WEIGHTS}: it has not finished an epoch")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}  # JSON lists
-    model = build_model_from_kwargs(cfg.replace(compile=False), kwargs, resolve_device(device))
+    dev = resolve_device(device)
+    if model is not None or cfg.model == CUSTOM:
+        model = _own_model(folder, cfg, model, dev)
+    else:
+        kwargs = folder.read_model_kwargs()
+        if kwargs is None:
+            return load_run(path, device=device).model
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+        model = build_model_from_kwargs(cfg.replace(compile=False), kwargs, dev)
     _check_summary_digest(folder, load_weights(folder.file(WEIGHTS), model))
     return model.eval()
+
+
+def _own_model(folder: RunFolder, cfg: TrainConfig, model: nn.Module | None,
+               device) -> nn.Module:
+    if cfg.model != CUSTOM:
+        raise ConfigError(f"model: run {folder.path} trained the registered model "
+                          f"{cfg.model!r}; call load_model without model=")
+    if model is None:
+        raise ConfigError(f"model: run {folder.path} trained a model of your own (recorded as "
+                          "'custom'); pass a fresh instance: load_model(RUN, model=MyNet())")
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: expected a torch nn.Module, got a {type(model).__name__}")
+    return prepare_model(cfg.replace(compile=False), model, device)
 
 
 def _check_summary_digest(folder: RunFolder, metadata: dict) -> None:

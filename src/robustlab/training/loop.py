@@ -19,6 +19,8 @@ from tqdm import tqdm
 from robustlab.common.device import peak_memory_mb, resolve_device
 from robustlab.common.inference import accuracy
 from robustlab.common.seeding import epoch_seed, seed_everything
+from robustlab.data import DatasetSplits
+from robustlab.data.in_memory import CUSTOM
 from robustlab.runs.checkpoint import load_state, save_state, save_weights
 from robustlab.runs.config import TrainConfig
 from robustlab.runs.folder import CHECKPOINT, WEIGHTS, RunFolder, claim_run_folder
@@ -38,9 +40,13 @@ from robustlab.training.setup import Components, build_components
 
 @dataclass
 class RunResult:
+    """The run folder, its summary.json and metrics.jsonl rows, and (when the run trained in
+    this process) the trained model, in eval mode."""
+
     run_dir: Path
     summary: dict[str, Any]
     metrics: list[dict[str, Any]]
+    model: torch.nn.Module | None = None
 
 
 def default_run_dir(cfg: TrainConfig) -> Path:
@@ -49,11 +55,14 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
-          callbacks: Sequence[Callback] = ()) -> RunResult:
+          callbacks: Sequence[Callback] = (), model: torch.nn.Module | None = None,
+          data: DatasetSplits | None = None) -> RunResult:
     """Train as `cfg` says, writing the run folder; returns its summary and per-epoch metrics.
 
     `callbacks` (see `callbacks.py`) are told every step's loss and every epoch's metrics row
-    on the main process. Under torchrun (WORLD_SIZE > 1) every rank calls this; see
+    on the main process. `model` / `data`: a model and splits passed from Python instead of
+    registered names (`cfg.model` / `cfg.dataset` = "custom"; `robustlab.train` builds both);
+    `model` is trained in place. Under torchrun (WORLD_SIZE > 1) every rank calls this; see
     `distributed.py`.
     """
     cfg.validate()
@@ -61,13 +70,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     dist = init_distributed(device)
     try:
         return _train(cfg, rank_device(device, dist), dist, resume=resume, overwrite=overwrite,
-                      callbacks=tuple(callbacks) if dist.is_main else ())
+                      callbacks=tuple(callbacks) if dist.is_main else (),
+                      injected=(model, data))
     finally:
         shutdown(dist)
 
 
 def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume: bool,
-           overwrite: bool, callbacks: tuple[Callback, ...]) -> RunResult:
+           overwrite: bool, callbacks: tuple[Callback, ...], injected: tuple) -> RunResult:
     target = Path(cfg.out_dir or default_run_dir(cfg))
     # rank 0 holds the folder's lock for the whole run; the other ranks only check it
     with claim_run_folder(target, cfg.to_dict(), resume=resume, overwrite=overwrite,
@@ -77,7 +87,7 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
             if dist.is_main:
                 run.finish()  # a kill after the summary may have left the checkpoint
             return RunResult(run.path, run.read_summary(), run.read_metrics())
-        return _run_epochs(cfg, device, dist, run, resuming, callbacks)
+        return _run_epochs(cfg, device, dist, run, resuming, callbacks, injected)
 
 
 @contextlib.contextmanager
@@ -95,12 +105,14 @@ def torch_threads(n: int | None):
 
 
 def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: RunFolder,
-                resuming: bool, callbacks: tuple[Callback, ...]) -> RunResult:
+                resuming: bool, callbacks: tuple[Callback, ...], injected: tuple) -> RunResult:
     seed_everything(cfg.seed)
-    parts = build_components(cfg, device)  # data, model, method, optimizer; raises before compute
+    # data, model, method, optimizer; raises before compute
+    parts = build_components(cfg, device, model=injected[0], splits=injected[1])
     dist.barrier()  # every rank has checked the folder before rank 0 writes to it
-    if not resuming and dist.is_main:
-        run.write_config(cfg.to_dict(), model_kwargs=parts.data.info.model_kwargs())
+    if not resuming and dist.is_main:  # a model of the user's own is rebuilt by the user
+        kwargs = None if cfg.model == CUSTOM else parts.data.info.model_kwargs()
+        run.write_config(cfg.to_dict(), model_kwargs=kwargs)
     model, method, data = parts.model, parts.method, parts.data
     ctx = TrainContext(cfg=cfg, model=model, device=device, train=data.train, val=data.val,
                        num_classes=data.info.num_classes,
@@ -129,14 +141,15 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
                     cb.on_epoch(dict(metrics[-1]))
 
     reports_accuracy = getattr(method, "reports_accuracy", True)
-    test_acc = accuracy(model, data.test.x, data.test.y) if reports_accuracy else None
+    test_acc = (accuracy(model, data.test.x, data.test.y)
+                if reports_accuracy and len(data.test) else None)
     summary = {**_summary(cfg, metrics, test_acc, data, model, dist.world_size),
                "weights_sha256": digest}
     if dist.is_main:
         run.write_summary(summary)
         run.finish()  # drops the checkpoint; an --overwrite run takes the old one's place
     dist.barrier()
-    return RunResult(run.path, summary, metrics)
+    return RunResult(run.path, summary, metrics, model.eval())
 
 
 def _restore(path: Path, parts: Components) -> tuple[list[dict[str, Any]], int]:

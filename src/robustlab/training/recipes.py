@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robustlab.common.errors import ConfigError
+from robustlab.data.in_memory import CUSTOM
 from robustlab.runs.config import TrainConfig
 
 AUTO, PAPER, NONE = "auto", "paper", "none"
@@ -96,13 +97,16 @@ def find_recipe(name: str, dataset: str, norm: str, eps: float | None) -> Recipe
     if name == NONE:
         return None
     if name == AUTO:
+        if dataset == CUSTOM:  # no recipe was measured on data robustlab has never seen
+            return None
         return next((r for r in RECIPES.values() if r.name != PAPER and r.dataset is not None
                      and r.matches(dataset, norm, eps)), None)
     if name not in RECIPES:
         raise ConfigError(f"recipe: unknown recipe {name!r}; available: "
                           f"{', '.join([AUTO, NONE, *RECIPES])}")
     recipe = RECIPES[name]
-    if not recipe.matches(dataset, norm, eps):
+    # named for data of your own: applied as written (you say your data is like its dataset)
+    if not recipe.matches(recipe.dataset if dataset == CUSTOM else dataset, norm, eps):
         wants = ", ".join(f"{k} {v}" for k, v in (("dataset", recipe.dataset),
                                                   ("norm", recipe.norm),
                                                   ("eps in", recipe.eps_range)) if v)
