@@ -125,8 +125,9 @@ def test_evaluate_model_is_consistent_per_sample(toy_result):
 def test_audit_and_table(toy_result):
     r, _ = toy_result
     names = [c["name"] for c in r["audit"]["checks"]]
-    assert names == ["large_eps", "curve_monotone", "iterative_vs_single", "more_steps",
-                     "black_box", "gradients", "randomness", "bpda"]
+    assert names == ["finite_logits", "collapse", "large_eps", "curve_monotone",
+                     "iterative_vs_single", "more_steps", "black_box", "gradients",
+                     "randomness", "bpda"]
     assert all(c["status"] in ("pass", "flag", "skipped") and c["reason"]
                for c in r["audit"]["checks"])
     by = {c["name"]: c for c in r["audit"]["checks"]}
@@ -205,3 +206,16 @@ def test_evaluate_runs_save_adv_one_folder_per_run(tmp_path, capsys):
     assert sorted(p.relative_to(tmp_path / "adv").as_posix()
                   for p in (tmp_path / "adv").rglob("*.safetensors")) == \
         ["a/fgsm.safetensors", "b/fgsm.safetensors"]
+
+
+def test_linf_curve_stops_at_the_pixel_range():
+    """At eps 0.8 the curve's 1.5x and 2x points would exceed linf 1 (any image is reachable
+    at 1): they are left out instead of failing the evaluation."""
+    import robustlab
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 3, (12,))
+    result = robustlab.evaluate(model, x, y, eps=0.8, attacks=["fgsm"], curve=True)
+    eps_points = [p["eps"] for p in result.details["curve"]["points"]]
+    assert eps_points and max(eps_points) <= 1.0 and 0.8 in eps_points

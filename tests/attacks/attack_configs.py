@@ -28,6 +28,8 @@ FAST: dict[str, dict[str, Any]] = {
     "fgsm": {},
     "fgsm-rs": {},
     "pgd": {"steps": 5, "restarts": 2},
+    "patch-local": {"size": 3, "steps": 5, "restarts": 2},
+    "patch-universal": {"size": 3, "steps": 5, "batch_size": 6},
     "cw-linf": {"steps": 5},
     "mifgsm": {"steps": 5},
     "apgd-ce": {"steps": 8},

@@ -16,6 +16,7 @@ from robustlab.attacks import (  # noqa: F401  (importing registers the attacks)
     fab,
     fgsm,
     mifgsm,
+    patch,
     pgd,
     square,
     transfer,

@@ -40,7 +40,9 @@ def _table(params: list[inspect.Parameter], skip: set[str] = frozenset()) -> str
 
 def _flags(cls: type) -> str:
     facts = ["gradient-based" if cls.gradient_based else "gradient-free",
-             "needs eps" if cls.needs_eps else "no eps (minimum-norm)",
+             "needs eps" if cls.needs_eps else (
+                 "eps ignored (its own threat model)" if hasattr(cls, "within_threat_model")
+                 else "no eps (minimum-norm)"),
              "accepts `target`" if cls.supports_target else "no `target` argument"]
     if cls.min_classes > 2:
         facts.append(f"needs >= {cls.min_classes} classes")

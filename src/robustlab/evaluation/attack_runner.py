@@ -116,7 +116,10 @@ def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps:
     x_adv = attack(model, xb, yb).detach()
     raw_logits = predict_logits(model, x_adv, batch_size)
     delta = x_adv - xb
-    within = M.within_budget(delta, eps, norm)
+    # An attack with a threat model of its own (a patch) says what counts; else the eps-ball.
+    own = getattr(attack, "within_threat_model", None)
+    within = (own(xb, x_adv).to(delta.device) if own is not None
+              else M.within_budget(delta, eps, norm))
     x_eff = torch.where(within.view(-1, *[1] * (xb.dim() - 1)).to(xb.device), x_adv, xb)
     logits = raw_logits if bool(within.all()) else predict_logits(model, x_eff, batch_size)
     norms = M.lp_norms(x_eff - xb)

@@ -3,12 +3,21 @@
 Each check returns {"name", "status": "pass" | "flag" | "skipped", "reason", "values"}; a
 model is flagged when any check flags. Thresholds (documented in docs/evaluation.md):
 
+- finite_logits: the model's logits on the audit's clean inputs must be finite (no NaN / inf),
+  and so must every evaluated attack's confidences on its adversarial examples (a NaN or
+  +inf logit makes the softmax confidence NaN);
+- collapse: on all evaluated clean inputs, accuracy must be above chance (1 / K) and no class
+  may be predicted for more than `COLLAPSE_SHARE` (90%) of the inputs unless the labels
+  themselves are that concentrated (predicted share <= that class's label share + the
+  tolerance): a collapsed or below-chance model's small robustness gap is not robustness;
 - large_eps: PGD at the largest meaningful budget (linf 1.0; l2 sqrt(d)) must drive accuracy to
   at most half of chance (0.5 / K);
 - curve_monotone: accuracy must not rise with eps along the accuracy-versus-eps curve;
 - iterative_vs_single: PGD must not be weaker than FGSM;
-- more_steps: PGD with `audit_steps_factor` x the steps and
-  `audit_restarts` restarts must not be weaker than PGD;
+- more_steps (two-sided): PGD with `audit_steps_factor` x the steps and `audit_restarts`
+  restarts (at least the evaluated PGD's) must neither be weaker than the evaluated PGD (an
+  unstable attack) nor lower its accuracy (the evaluated PGD had not converged, Carlini et al.
+  2019: its numbers are upper bounds), each beyond the tolerance;
 - black_box: Square (query-based) and a transfer attack must not be stronger than the best
   white-box attack;
 - gradients: input gradients of the margin loss must be finite and non-zero (<= 10% of samples
@@ -17,8 +26,8 @@ model is flagged when any check flags. Thresholds (documented in docs/evaluation
   (`randomized = True`) and attacked with EOT;
 - bpda: non-differentiable preprocessing (`nondifferentiable = True`) must be attacked with BPDA.
 
-"Weaker / stronger" comparisons are paired (same samples) and allow a tolerance of
-max(1 percentage point, 2 samples).
+"Weaker / stronger / lower" comparisons are paired (same samples) and allow a tolerance of
+max(1 percentage point, 2 samples) of the samples compared.
 """
 
 from __future__ import annotations
@@ -26,12 +35,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from robustlab.common.inference import predict_logits
 from robustlab.common.modes import eval_mode
 from robustlab.common.sharding import Shard
 from robustlab.evaluation.attack_runner import (
@@ -44,7 +54,8 @@ from robustlab.evaluation.attack_runner import (
 # Thresholds, each named where its check's text is written.
 ZERO_GRAD_FRACTION = 0.10  # gradients: at most this share of samples with an all-zero gradient
 LARGE_EPS_CHANCE_SHARE = 0.5  # large_eps: accuracy at most this share of chance (1 / K)
-COLLAPSE_SHARE = 0.9  # large_eps note: one class predicted for more than this share
+COLLAPSE_SHARE = 0.9  # collapse (and the large_eps note): one class predicted for more than
+# this share of the clean inputs
 PGD_STEPS_FALLBACK = 10  # more_steps: the steps of a curve attack that does not declare them
 
 
@@ -67,7 +78,11 @@ class AuditInputs:
     """What every check reads: the first `n` samples (`x`, `y`, `clean_correct`,
     `clean_pred`), the main evaluation's per-sample robust masks `base` (attack name -> `[n]`
     bool), the accuracy-versus-eps `curve`, and `attack_acc(name, eps, options)`, which runs
-    one more attack on those samples and returns its robust mask."""
+    one more attack on those samples and returns its robust mask. The `all_*` fields cover
+    every evaluated sample (free to read, no attack runs on them): `all_y`, `all_clean_pred`,
+    `all_clean_correct` `[N]` and each attack's max-softmax confidences `adv_conf` (attack
+    name -> `[N]`) on its effective adversarial examples. `refused` (check name -> message) is
+    filled as checks run: the checks whose attack refused the model for non-finite logits."""
 
     model: nn.Module
     x: Tensor
@@ -81,6 +96,11 @@ class AuditInputs:
     pgd_name: str | None
     tol: float
     attack_acc: Callable[[str, float, dict[str, Any] | None], Tensor]
+    all_y: Tensor | None = None
+    all_clean_pred: Tensor | None = None
+    all_clean_correct: Tensor | None = None
+    adv_conf: dict[str, Tensor] | None = None
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
@@ -107,11 +127,102 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
         model=model, x=xa, y=ya, clean_pred=clean_pred[:n], settings=settings,
         base={k: v.robust[:n] for k, v in outcomes.items()}, curve=curve,
         num_classes=num_classes, surrogate=surrogate, tol=tolerance(n), attack_acc=attack_acc,
-        pgd_name="pgd" if "pgd" in ATTACKS else (settings.curve_attack or None))
-    checks = [run_check(inputs) for run_check in CHECKS]
+        pgd_name="pgd" if "pgd" in ATTACKS else (settings.curve_attack or None),
+        all_y=y.detach().cpu(), all_clean_pred=clean_pred.detach().cpu(),
+        all_clean_correct=clean_correct.detach().cpu(),
+        adv_conf={k: v.conf for k, v in outcomes.items()})
+    checks = _run_checks(inputs)
     flagged = [c["name"] for c in checks if c["status"] == "flag"]
     return {"flagged": bool(flagged), "flags": flagged, "n": n, "tolerance": inputs.tol,
             "checks": checks}
+
+
+def _run_checks(inputs: AuditInputs) -> list[dict[str, Any]]:
+    """Every check of `CHECKS`, reported in order. A check whose attack refuses the model
+    because its logits turned non-finite (`AttackError` "... nan/inf ...", e.g. PGD at the
+    large budget leaving the region where the model is finite) is recorded as skipped with the
+    attack's message, and `finite_logits` (run last, listed first) flags, naming it; any other
+    error is raised as ever."""
+    from robustlab.attacks.errors import AttackError
+
+    results: dict[int, dict[str, Any]] = {}
+    last = [i for i, c in enumerate(CHECKS) if c is finite_logits_check]
+    for i, run_check in enumerate(CHECKS):
+        if i in last:
+            continue
+        name = run_check.__name__.removesuffix("_check")
+        try:
+            results[i] = run_check(inputs)
+        except AttackError as err:
+            if "nan/inf" not in str(err):  # check_logits_health's message
+                raise
+            inputs.refused[name] = str(err)
+            results[i] = check(name, None, f"not run: its attack met non-finite logits ({err})")
+    for i in last:
+        results[i] = CHECKS[i](inputs)
+    return [results[i] for i in range(len(CHECKS))]
+
+
+def finite_logits_check(a: AuditInputs) -> dict[str, Any]:
+    """The model's logits on the audit's clean inputs are finite, and so are the evaluated
+    attacks' confidences on their adversarial examples (NaN / +inf logits make them NaN)."""
+    with eval_mode(a.model):
+        logits = predict_logits(a.model, a.x, a.settings.batch_size)
+    rows = logits.reshape(len(logits), -1)
+    bad_clean = int((~torch.isfinite(rows).all(1)).sum()) if rows.numel() else 0
+    kinds = [k for k, present in (("NaN", bool(torch.isnan(rows).any())),
+                                  ("+inf", bool(torch.isposinf(rows).any())),
+                                  ("-inf", bool(torch.isneginf(rows).any()))) if present]
+    bad_adv = {name: int((~torch.isfinite(conf.float())).sum())
+               for name, conf in (a.adv_conf or {}).items() if conf.numel()}
+    bad_adv = {k: v for k, v in bad_adv.items() if v}
+    parts = []
+    if bad_clean:
+        parts.append(f"{bad_clean} of {len(a.x)} clean inputs give non-finite logits "
+                     f"({', '.join(kinds)})")
+    if bad_adv:
+        parts.append("non-finite confidences (NaN or +inf logits) on the adversarial examples "
+                     "of " + ", ".join(f"{k} ({v} samples)" for k, v in bad_adv.items()))
+    if a.refused:
+        parts.append("the attacks of " + ", ".join(a.refused) + " met non-finite logits "
+                     "(those checks did not run)")
+    reason = ("; ".join(parts) + ": accuracies and gradients of such outputs mean nothing"
+              if parts else f"logits finite on {len(a.x)} clean inputs"
+              + (" and the adversarial examples of " + ", ".join(a.adv_conf)
+                 if a.adv_conf else ""))
+    return check("finite_logits", not parts, reason, nonfinite_clean=bad_clean,
+                 n_clean=len(a.x), kinds=kinds, nonfinite_adv=bad_adv,
+                 nonfinite_in_checks=list(a.refused))
+
+
+def collapse_check(a: AuditInputs) -> dict[str, Any]:
+    """On every evaluated clean input: accuracy above chance (1 / K), and no class predicted
+    for more than `COLLAPSE_SHARE` of the inputs (unless the labels are as concentrated)."""
+    pred = a.all_clean_pred if a.all_clean_pred is not None else a.clean_pred
+    labels = (a.all_y if a.all_y is not None else a.y).cpu()
+    correct = (a.all_clean_correct if a.all_clean_correct is not None
+               else (pred == labels.to(pred.device)))
+    n = len(pred)
+    if n == 0:
+        return check("collapse", None, "no clean predictions")
+    acc = _acc(correct)
+    chance = 1.0 / max(a.num_classes, 1)
+    share, top = _dominant_class(pred)
+    label_share = _acc(labels == top)
+    tol = tolerance(n)
+    below = acc <= chance + 1e-12
+    dominant = share > COLLAPSE_SHARE and share > label_share + tol
+    what = [w for w, on in (("below chance" if acc < chance - 1e-12 else "at chance", below),
+                            ("collapsed onto one class", dominant)) if on]
+    reason = (f"clean accuracy {acc:.3f} (chance 1/{a.num_classes} = {chance:.3f}); class {top} "
+              f"predicted for {share:.1%} of {n} clean inputs (limit {COLLAPSE_SHARE:.0%}; "
+              f"{label_share:.1%} of the labels)")
+    if what:
+        reason = (" and ".join(what) + ": " + reason + "; a small robustness gap of such a model "
+                  "is not robustness")
+    return check("collapse", not what, reason, clean_acc=acc, chance=chance,
+                 dominant_class=top, dominant_class_share=share, label_share=label_share,
+                 limit=COLLAPSE_SHARE, n=n)
 
 
 def large_eps_check(a: AuditInputs) -> dict[str, Any]:
@@ -156,25 +267,45 @@ def iterative_vs_single_check(a: AuditInputs) -> dict[str, Any]:
 
 
 def more_steps_check(a: AuditInputs) -> dict[str, Any]:
-    """PGD with `audit_steps_factor` x the steps and `audit_restarts` restarts is not weaker
-    than the evaluated PGD."""
+    """Two-sided: PGD with `audit_steps_factor` x the steps and `audit_restarts` restarts is
+    neither weaker than the evaluated PGD (an unstable attack) nor stronger (the evaluated PGD
+    had not converged: its accuracy is an upper bound), each beyond the tolerance."""
     from robustlab.registry import ATTACKS
 
     if not a.pgd_name or a.pgd_name not in a.base:
         return check("more_steps", None, "PGD not among the evaluated attacks")
     factory = ATTACKS.get(a.pgd_name)
-    options = dict(a.settings.attack_options.get(a.pgd_name, {}))
+    base_options = dict(a.settings.attack_options.get(a.pgd_name, {}))
+    options = dict(base_options)
     allowed = accepted_kwargs(factory)
+    base_shown: dict[str, Any] = {}  # the evaluated PGD's steps / restarts, for the reason
     if "steps" in allowed:
         steps = int(options.get("steps", _default(factory, "steps", PGD_STEPS_FALLBACK)))
+        base_shown["steps"] = steps
         options["steps"] = a.settings.audit_steps_factor * steps
     if "restarts" in allowed:
-        options["restarts"] = a.settings.audit_restarts
+        base_shown["restarts"] = int(options.get("restarts", _default(factory, "restarts", 1)))
+        # never fewer restarts than the evaluated PGD's own
+        options["restarts"] = max(a.settings.audit_restarts, base_shown["restarts"])
     strong = _acc(a.attack_acc(a.pgd_name, a.settings.eps, options))
     a_b = _acc(a.base[a.pgd_name])
-    return check("more_steps", strong <= a_b + a.tol,
-                 f"PGD {options} accuracy {strong:.3f} vs PGD {a_b:.3f}",
-                 strong=strong, base=a_b, options=options)
+    strong_name, base_name = _pgd_label(a.pgd_name, options), _pgd_label(a.pgd_name, base_shown)
+    values = dict(strong=strong, base=a_b, options=options, tolerance=a.tol)
+    compared = (f"{strong_name} accuracy {strong:.3f} vs the evaluated {base_name} {a_b:.3f} "
+                f"(tolerance {a.tol:.3f})")
+    slack = a.tol + 1e-9  # accuracies are sample counts / n: a difference of exactly tol passes
+    if strong < a_b - slack:
+        return check("more_steps", False,
+                     "attack not converged — numbers are upper bounds: " + compared
+                     + f"; the stronger PGD lowers accuracy by {a_b - strong:.3f}",
+                     direction="not_converged", **values)
+    if strong > a_b + slack:
+        return check("more_steps", False,
+                     "stronger attack weaker: " + compared + f"; the stronger PGD leaves "
+                     f"{strong - a_b:.3f} more accuracy (unstable attack: randomness or "
+                     "masked gradients)", direction="weaker", **values)
+    return check("more_steps", True, compared + ": within the tolerance both ways",
+                 direction=None, **values)
 
 
 def black_box_check(a: AuditInputs) -> dict[str, Any]:
@@ -213,17 +344,27 @@ def bpda_check(a: AuditInputs) -> dict[str, Any]:
     return _bpda_check(a.model, a.settings.adaptive)
 
 
-# In the order they run and are reported.
+# In the order they are reported and run (finite_logits runs last; see `_run_checks`).
 CHECKS: tuple[Callable[[AuditInputs], dict[str, Any]], ...] = (
-    large_eps_check, curve_monotone_check, iterative_vs_single_check, more_steps_check,
-    black_box_check, gradients_check, randomness_check, bpda_check,
+    finite_logits_check, collapse_check, large_eps_check, curve_monotone_check,
+    iterative_vs_single_check, more_steps_check, black_box_check, gradients_check,
+    randomness_check, bpda_check,
 )
 
 
 def _dominant_class(pred: Tensor) -> tuple[float, int]:
     """(share of the most predicted class, that class) among clean predictions `pred`."""
-    counts = torch.bincount(pred)
-    return counts.max().item() / max(len(pred), 1), int(counts.argmax())
+    if not pred.numel():
+        return 0.0, 0
+    counts = torch.bincount(pred.cpu().long().clamp(min=0))
+    return counts.max().item() / len(pred), int(counts.argmax())
+
+
+def _pgd_label(name: str, options: dict[str, Any]) -> str:
+    """'pgd-50 x 3 restarts' from an attack's steps / restarts options."""
+    steps, restarts = options.get("steps"), options.get("restarts")
+    label = name + (f"-{steps}" if steps else "")
+    return label + (f" x {restarts} restarts" if restarts and restarts > 1 else "")
 
 
 def _acc(mask: Tensor) -> float:
@@ -265,7 +406,9 @@ def _gradient_check(model: nn.Module, x: Tensor, y: Tensor, adaptive: bool) -> d
 def _randomness_check(model: nn.Module, x: Tensor, adaptive: bool) -> dict[str, Any]:
     with eval_mode(model):
         a, b = model(x[:64]), model(x[:64])
-    varies = not torch.equal(a, b)
+    # NaN != NaN: equal NaNs (a finite_logits matter) are not randomness
+    varies = a.shape != b.shape or not bool(torch.isclose(a, b, rtol=0.0, atol=0.0,
+                                                          equal_nan=True).all())
     declared = bool(getattr(model, "randomized", False))
     if varies and not declared:
         return check("randomness", False, "outputs change between identical forward passes but "

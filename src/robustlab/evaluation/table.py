@@ -54,6 +54,7 @@ def format_result_table(result: dict[str, Any], title: str = "") -> str:
     for chk in audit.get("checks", []):
         lines.append(f"  audit {chk['status'].upper():<7} {chk['name']}: {chk['reason']}")
     if flag:
-        lines.append(f"  WARNING: gradient masking suspected; the numbers above overstate "
-                     f"robustness{flag}")
+        lines.append(f"  WARNING: the audit flagged these numbers (a flagged check means "
+                     f"masked gradients, an unconverged attack or a model that did not learn: "
+                     f"the robust accuracies above are upper bounds){flag}")
     return "\n".join(lines)
