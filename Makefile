@@ -6,13 +6,13 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # Tests read real MNIST from the shared data folder when it is there (see README, "Data").
 export ROBUSTLAB_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 
-.PHONY: demo test test-slow bench lint clean-venv
+.PHONY: demo test test-slow bench lint clean-venv chromium
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The small CPU build of torch first, so nothing later pulls a CUDA build or torchvision.
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[dev,reference,fast-cpu,tensorboard]"
+	$(PIP) install -e ".[dev,reference,fast-cpu,tensorboard,export]"
 	# torchattacks declares torchvision as a dependency it does not need for its attacks.
 	$(PIP) install --no-deps "torchattacks==3.5.1"
 	touch $@
@@ -26,7 +26,12 @@ $(VENV)/.installed-ray: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/robustlab reproduce --preset quick --workers 2 --download
 
-test: $(VENV)/.installed-ray
+# Headless Chromium for the test that renders report.html (installed only when absent and
+# this user can install packages; otherwise that test skips, or fails in CI).
+chromium:
+	sh scripts/install-chromium.sh
+
+test: $(VENV)/.installed-ray chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed

@@ -23,8 +23,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("robustlab.runs", "robustlab.runs.folder", "robustlab.runs.checkpoint"),
     ("robustlab.data", "robustlab.models", "robustlab.attacks", "robustlab.defenses"),
     # a run rebuilt from its config: data, model (+ defense), weights
-    ("robustlab.runs.config", "robustlab.runs.build", "robustlab.runs.load"),
-    ("robustlab.training", "robustlab.evaluation"),
+    ("robustlab.runs.config", "robustlab.runs.build", "robustlab.runs.load",
+     "robustlab.runs.export"),
+    ("robustlab.training", "robustlab.evaluation", "robustlab.certification"),
     ("robustlab.reporting", "robustlab.experiments"),
     ("robustlab.catalog", "robustlab.cli", "robustlab.__main__"),
 )

@@ -12,6 +12,7 @@ import torch
 
 from robustlab.experiments.presets import get_preset
 from robustlab.experiments.runner import reproduce
+from robustlab.reporting.figures import FILES as FIGURE_FILES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -31,18 +32,19 @@ def test_smoke_writes_every_report_file(smoke):
     for name in ("report.md", "report.html", "results.json", "results.csv", "experiment.json"):
         assert (out / name).is_file(), name
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
-    assert figs == ["fig1_confidence_pgd.png", "fig2_methods_pgd.png",
-                    "fig3_accuracy_vs_eps.png", "fig4_hybrid_schedule.png"]
+    assert figs == sorted(FIGURE_FILES)
     for f in (out / "figures").glob("*.png"):
         assert f.read_bytes()[:8] == PNG_MAGIC and f.stat().st_size > 10_000
-    assert html.read_text().count("data:image/png;base64,") == 4
+    assert html.read_text().count("data:image/png;base64,") == len(FIGURE_FILES)
 
 
 def test_smoke_tables_match_results_and_eval_files(smoke):
     out, _ = smoke
     results = json.loads((out / "results.json").read_text())
     md = (out / "report.md").read_text()
-    assert "## Table 1" in md and "## Claims check" in md and "## Overhead" in md
+    # smoke is not a paper preset: no claims section, and the summary says so
+    assert "## Table 1" in md and "## Overhead" in md
+    assert "## Claims check" not in md and "No claims check" in md
     assert "One seed only" in md
     assert {(b["protocol"], b["label"], b["eps"]) for b in results["table1"]} == {
         ("paper", "paper", 0.03), ("recipe", "standard", 0.3)}

@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_command(sub)
     _add_evaluate_command(sub)
+    _add_certify_command(sub)
+    _add_export_command(sub)
 
     p = sub.add_parser("list", help="list datasets, models, methods, attacks and defenses")
     p.add_argument("what", nargs="?", default="all",
@@ -194,6 +196,63 @@ def _add_evaluate_command(sub: Any) -> None:
                    help="attack with N processes (torchrun); results equal one process's "
                         "(default 1)")
     p.set_defaults(func=cmd_evaluate)
+
+
+def _add_certify_command(sub: Any) -> None:
+    p = sub.add_parser("certify", help="certified L2 radius per test image by randomized "
+                                       "smoothing (Cohen et al. 2019; docs/certification.md)")
+    p.add_argument("run", metavar="RUN", help="run folder written by train")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="noise std in [0, 1] pixel units (default: a gaussian-aug run's own)")
+    p.add_argument("--n0", type=int, default=100, help="samples that pick the class (100)")
+    p.add_argument("--n", type=int, default=10_000, help="samples that bound its probability "
+                                                        "(10000)")
+    p.add_argument("--alpha", type=float, default=0.001, help="failure probability (0.001)")
+    p.add_argument("--images", type=int, default=500,
+                   help="certify the first N test images (default 500)")
+    p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--data-dir", default=None, help="dataset folder (default $ROBUSTLAB_DATA)")
+    p.add_argument("--out", default=None, help="JSON file (default RUN/certify-sigmaS.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-figure", dest="figure", action="store_false",
+                   help="skip the PNG curve beside the JSON file")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=cmd_certify)
+
+
+def cmd_certify(args: argparse.Namespace) -> int:
+    from robustlab.experiments.certify import certify_run
+
+    certify_run(args.run, sigma=args.sigma, images=args.images, device=args.device,
+                data_dir=args.data_dir, out=args.out, overwrite=args.overwrite,
+                progress=args.progress, figure=args.figure, n0=args.n0, n=args.n,
+                alpha=args.alpha, batch_size=args.batch_size, seed=args.seed)
+    return 0
+
+
+def _add_export_command(sub: Any) -> None:
+    p = sub.add_parser("export", help="export a run's model as TorchScript or ONNX, checked "
+                                      "against the model's logits (docs/own-model.md)")
+    p.add_argument("run", metavar="RUN", help="run folder written by train")
+    p.add_argument("--format", default="torchscript", choices=["torchscript", "onnx"],
+                   help="torchscript (default) or onnx (needs the `export` extra)")
+    p.add_argument("--out", required=True, help="file to write (.pt / .onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from robustlab.runs.export import export_model
+
+    try:
+        path = export_model(args.run, args.out, format=args.format, overwrite=args.overwrite)
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -13,7 +13,19 @@ from typing import Any
 
 SUPPORTED, NOT_SUPPORTED, NOT_MEASURED = "supported", "not supported", "not measured here"
 BASELINES = ("pgd-at", "trades")
-ATTACK_COLS = ("fgsm", "pgd", "cw", "autoattack")
+# The presets made to reproduce the paper's comparison; only their reports check its claims
+# (a user's runs, the CI `smoke` check and the README's `quick` job get no claims section).
+PAPER_PRESETS = ("paper", "paper-cpu")
+
+
+def claims_apply(preset_name: str | None) -> bool:
+    """Whether a report of this preset (None: no experiment.json) has a claims section."""
+    return preset_name in PAPER_PRESETS
+
+
+def _attack_keys(block: dict[str, Any]) -> list[str]:
+    """The block's attack columns (every attack its evaluations ran)."""
+    return [c["key"] for c in block["columns"] if c["kind"] == "attack"]
 
 
 def _means(block: dict[str, Any]) -> dict[str, dict[str, float | None]]:
@@ -75,7 +87,7 @@ def adv_accuracy_claim(a: ClaimInputs) -> dict[str, str]:
     for b in a.have:
         m = _means(b)
         for base in (x for x in BASELINES if x in m):
-            diffs = [m["hybrid"][c] - m[base][c] for c in ATTACK_COLS
+            diffs = [m["hybrid"][c] - m[base][c] for c in _attack_keys(b)
                      if m["hybrid"].get(c) is not None and m[base].get(c) is not None]
             if diffs:
                 d = sum(diffs) / len(diffs)
@@ -140,8 +152,8 @@ def pgd_best_claim(a: ClaimInputs) -> dict[str, str]:
     parts, ok, any_cmp = [], True, False
     for b in head:
         m = _means(b)
-        others = [x for x in BASELINES if x in m]
-        if not others or m["hybrid"]["pgd"] is None:
+        others = [x for x in BASELINES if x in m and m[x].get("pgd") is not None]
+        if not others or m["hybrid"].get("pgd") is None:
             continue
         any_cmp = True
         best = all(m["hybrid"]["pgd"] > m[x]["pgd"] for x in others)

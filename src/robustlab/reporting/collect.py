@@ -132,6 +132,14 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "train_time_s": tr.get("train_time_s"), "epoch_time_s": tr.get("epoch_time_s_mean"),
         "peak_mem_mb": tr.get("peak_mem_mb"), "epochs": tr.get("epochs"),
         "n_train": tr.get("n_train"),
+        # every evaluated attack, in the evaluation's order, and its accuracy (Table 1's
+        # columns), the images the eps curve and the audit used, AutoAttack's counts
+        "attacks": _attack_order(attacks, s),
+        "attack_acc": {k: attacks[k].get("acc") for k in _attack_order(attacks, s)},
+        "curve_n": _curve_n(data, s), "audit_n": data["audit"].get("n") or s.get("audit_n"),
+        "autoattack_version": _autoattack_version(s) if "autoattack" in attacks else None,
+        "num_classes": data.get("model", {}).get("num_classes"),
+        "mixed_attack": data.get("mixed", {}).get("attack"),
         # not written to results.csv:
         "_curve": data.get("curve", {}).get("points", []),
         "_pgd_confidence": per.get("confidence", {}).get("pgd"),
@@ -140,6 +148,27 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "_audit": data["audit"].get("checks", []),
     }
     return rec
+
+
+def _attack_order(attacks: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    """The evaluated attacks in the order the evaluation ran them (settings `attacks`; the
+    eval file's `attacks` object has its keys sorted)."""
+    ran = [a for a in settings.get("attacks") or () if a in attacks]
+    return ran + [a for a in attacks if a not in ran]
+
+
+def _curve_n(data: dict[str, Any], settings: dict[str, Any]) -> int | None:
+    """How many test images the eps curve used (its points say; else the settings)."""
+    points = data.get("curve", {}).get("points") or []
+    return points[0].get("n") if points else settings.get("curve_n")
+
+
+def _autoattack_version(settings: dict[str, Any]) -> str:
+    """`standard` (AutoAttack's own counts) or the counts the evaluation set instead."""
+    counts = (settings.get("attack_options") or {}).get("autoattack") or {}
+    if not counts:
+        return "standard"
+    return "custom counts: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -1,9 +1,11 @@
 """The report's figures as PNG files (matplotlib, Agg backend; nothing is shown on screen).
 
-Figure 1: confidence on PGD examples per method; Figure 2: methods under PGD on the headline
-dataset; Figure 3: accuracy versus eps; Figure 4: the hybrid's eps_t and weight a per epoch.
-Each function returns the written path, or None when the results hold nothing to plot.
-Figures 1-3 show only models that learned (`tables.learned`); the report lists the others.
+Figure 1: confidence on PGD examples per method; Figure 2: accuracy under every attack per
+method on the headline dataset; Figure 3: accuracy versus eps; Figure 4: training curves;
+Figure 5: clean versus robust accuracy. The drawing is in `fig_accuracy.py` and
+`fig_training.py`, the shared look in `plot_style.py`; this module saves each figure and writes
+its caption, which states the number of test images, the seeds and the budgets.
+Figures show only models that learned (`tables.learned`); the report lists the others.
 """
 
 from __future__ import annotations
@@ -12,229 +14,186 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from robustlab.reporting import fig_accuracy, fig_training
+from robustlab.reporting.fig_accuracy import Group, by_method, panel_title
+from robustlab.reporting.plot_style import (
+    RC,
+    finish,
+    flag_label,
+    method_style,
+    panels,
+    save,
+    style_map,
+)
+from robustlab.reporting.tables import groups, learned
 
-from robustlab.reporting.collect import METHOD_ORDER, method_rank  # noqa: E402
-from robustlab.reporting.stats import summarize  # noqa: E402
-from robustlab.reporting.tables import groups, learned  # noqa: E402
+__all__ = ["confidence_figure", "draw_all", "method_style"]
 
-DPI = 110
-PANELS_PER_ROW = 2
-# tab20's 10 dark shades, then its 10 light ones; with 5 markers every method of METHOD_ORDER
-# keeps one style in every figure, and a light shade never shares a marker with its dark twin.
-_COLORS = plt.get_cmap("tab20").colors[0::2] + plt.get_cmap("tab20").colors[1::2]
-_MARKERS = ("o", "s", "^", "D", "v")
-
-
-def method_style(method: str) -> dict[str, Any]:
-    """The colour and marker of `method`, the same in every figure."""
-    i = (METHOD_ORDER.index(method) if method in METHOD_ORDER
-         else len(METHOD_ORDER) + sum(map(ord, method)) % 20)
-    return {"color": _COLORS[i % 20], "marker": _MARKERS[(i + i // 10) % len(_MARKERS)]}
+FILES = ("fig1_confidence_pgd.png", "fig2_attacks.png", "fig3_accuracy_vs_eps.png",
+         "fig4_training.png", "fig5_tradeoff.png")
 
 
-def _panels(n: int, width: float = 5.5, height: float = 4.0):
-    """A grid of `n` panels, at most `PANELS_PER_ROW` a row; returns (figure, axes list)."""
-    cols = min(n, PANELS_PER_ROW)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-    flat = list(axes.flat)
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def _figure_legend(fig: Any, axes: list[Any], ncol: int = 5) -> None:
-    """One legend for the whole figure, below the panels (never over data); entries are
-    de-duplicated by label, in the order they were drawn."""
-    seen: dict[str, Any] = {}
-    for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, handle)
-    if seen:
-        fig.legend(list(seen.values()), list(seen), loc="upper center", ncol=min(ncol, len(seen)),
-                   bbox_to_anchor=(0.5, 0.0), fontsize=9, frameon=False)
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-def _label(method: str, flagged: bool) -> str:
-    return f"{method} ⚠" if flagged else method
-
-
-def _headline_groups(records: list[dict], headline: str | None):
+def headline_groups(records: list[dict], headline: str | None) -> dict[Group, list[dict]]:
+    """The groups (dataset, protocol, budget) of the learned models of the headline dataset
+    (every dataset when it has none)."""
     gs = groups(learned(records))
     return {k: v for k, v in gs.items() if k[0] == headline} or gs
 
 
-def confidence_figure(records: list[dict], path: Path, headline: str | None) -> Path | None:
-    """Box plots of the max-softmax confidence on PGD examples, per method, split into
-    predictions that stay correct and ones that are fooled."""
-    gs = {k: v for k, v in _headline_groups(records, headline).items()
+def _boxes(ax: Any, methods: dict[str, list[dict]]) -> None:
+    """Two boxes per method: confidence of PGD predictions that stay correct / are fooled."""
+    data: dict[str, list[list[float]]] = {"1": [], "0": []}
+    for rs in methods.values():
+        vals: dict[str, list[float]] = defaultdict(list)
+        for r in rs:
+            for c, bit in zip(r["_pgd_confidence"] or [], r["_pgd_correct"] or "", strict=False):
+                vals[bit].append(c)
+        for bit in data:
+            data[bit].append(vals[bit] or [float("nan")])
+    for bit, shift, color, name in (("1", -0.19, "#66CCEE", "still correct"),
+                                    ("0", 0.19, "#EE6677", "fooled")):
+        b = ax.boxplot(data[bit], positions=[i + shift for i in range(len(methods))],
+                       widths=0.34, patch_artist=True, showfliers=False,
+                       medianprops={"color": "black"})
+        for box in b["boxes"]:
+            box.set_facecolor(color)
+        b["boxes"][0].set_label(name)
+
+
+def confidence_figure(records: list[dict], headline: str | None) -> Any:
+    """Figure 1: box plots of the max-softmax confidence on PGD examples, per method, split
+    into predictions that stay correct and ones that are fooled; None without per-sample
+    confidences."""
+    gs = {k: v for k, v in headline_groups(records, headline).items()
           if any(r["_pgd_confidence"] for r in v)}
     if not gs:
         return None
-    fig, axes = _panels(len(gs))
-    for ax, ((dataset, protocol, label, eps), recs) in zip(axes, gs.items(), strict=True):
-        by: dict[str, list[dict]] = defaultdict(list)
-        for r in recs:
-            if r["_pgd_confidence"]:
-                by[r["method"]].append(r)
-        methods = sorted(by, key=method_rank)
-        ok_data, bad_data = [], []
-        for m in methods:
-            ok, bad = [], []
-            for r in by[m]:
-                for c, bit in zip(r["_pgd_confidence"], r["_pgd_correct"] or "", strict=False):
-                    (ok if bit == "1" else bad).append(c)
-            ok_data.append(ok or [float("nan")])
-            bad_data.append(bad or [float("nan")])
-        pos = range(len(methods))
-        b1 = ax.boxplot(ok_data, positions=[p - 0.18 for p in pos], widths=0.3,
-                        patch_artist=True, showfliers=False)
-        b2 = ax.boxplot(bad_data, positions=[p + 0.18 for p in pos], widths=0.3,
-                        patch_artist=True, showfliers=False)
-        for box in b1["boxes"]:
-            box.set_facecolor("#7fc97f")
-        for box in b2["boxes"]:
-            box.set_facecolor("#f0827d")
-        ax.set_xticks(list(pos))
-        ax.set_xticklabels([_label(m, any(r["flagged"] for r in by[m])) for m in methods],
-                           rotation=30, ha="right")
-        ax.set_ylim(0, 1.02)
-        ax.set_ylabel("confidence (max softmax probability)")
-        ax.set_title(f"{dataset}, PGD eps={eps:.3g} ({label}, {protocol})")
-        b1["boxes"][0].set_label("still correct")
-        b2["boxes"][0].set_label("fooled")
-        ax.grid(axis="y", alpha=0.3)
-    _figure_legend(fig, axes)
-    fig.suptitle("Figure 1: confidence of predictions on PGD adversarial examples")
-    return _save(fig, path)
-
-
-def pgd_comparison_figure(records: list[dict], path: Path, headline: str | None) -> Path | None:
-    """Grouped bars: clean and PGD accuracy per method (mean ± std over seeds)."""
-    gs = _headline_groups(records, headline)
-    gs = {k: v for k, v in gs.items() if any(r["pgd"] is not None for r in v)}
-    if not gs:
-        return None
-    fig, axes = _panels(len(gs))
-    seeds = sorted({r["seed"] for recs in gs.values() for r in recs})
-    for ax, ((dataset, protocol, label, eps), recs) in zip(axes, gs.items(), strict=True):
-        methods = sorted({r["method"] for r in recs}, key=method_rank)
-        for j, (col, name, color) in enumerate((("clean", "clean", "#8da0cb"),
-                                                ("pgd", "PGD", "#e78ac3"),
-                                                ("worst", "worst case", "#66c2a5"))):
-            stats = [summarize([100 * r[col] for r in recs
-                                if r["method"] == m and r[col] is not None]) for m in methods]
-            xs = [i + (j - 1) * 0.27 for i in range(len(methods))]
-            errors = [s.std or 0 for s in stats] if any(s.std for s in stats) else None
-            ax.bar(xs, [s.mean or 0 for s in stats], width=0.27, color=color, label=name,
-                   yerr=errors, capsize=3)
+    n_methods = max(len({r["method"] for r in v}) for v in gs.values())
+    fig, axes = panels(len(gs), cols=1 if n_methods > 6 else 2,
+                       width=max(5.6, min(11.5, 2.0 + 0.75 * n_methods)), height=3.8)
+    for ax, (key, recs) in zip(axes, gs.items(), strict=True):
+        methods = by_method([r for r in recs if r["_pgd_confidence"]])
+        _boxes(ax, methods)
         ax.set_xticks(range(len(methods)))
-        ax.set_xticklabels([_label(m, any(r["flagged"] for r in recs if r["method"] == m))
-                            for m in methods], rotation=30, ha="right")
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{dataset}, eps={eps:.3g} ({label}, {protocol})")
+        ax.set_xticklabels([flag_label(m, any(r["flagged"] for r in rs))
+                            for m, rs in methods.items()], rotation=25, ha="right")
+        ax.set_xlim(-0.6, len(methods) - 0.4)
+        ax.set_ylim(0, 1.02)
+        ax.set_ylabel("confidence (max softmax)")
+        ax.set_title(panel_title(key))
         ax.grid(axis="y", alpha=0.3)
-    _figure_legend(fig, axes)
-    bars = ("error bars: std over seeds" if len(seeds) > 1
-            else "one seed: single measurements, no error bars")
-    fig.suptitle(f"Figure 2: methods compared under PGD ({bars})")
-    return _save(fig, path)
+    finish(fig, axes, "Figure 1: confidence of predictions on PGD adversarial examples")
+    return fig
 
 
-def curve_figure(records: list[dict], path: Path) -> Path | None:
-    """Accuracy versus eps per method (mean over seeds), one panel per dataset/budget."""
-    gs = {k: v for k, v in groups(learned(records)).items() if any(r["_curve"] for r in v)}
-    if not gs:
-        return None
-    fig, axes = _panels(len(gs))
-    for ax, ((dataset, protocol, label, eps), recs) in zip(axes, gs.items(), strict=True):
-        for m in sorted({r["method"] for r in recs}, key=method_rank):
-            pts: dict[float, list[float]] = defaultdict(list)
-            flagged = False
-            for r in recs:
-                if r["method"] == m:
-                    flagged |= r["flagged"]
-                    for p in r["_curve"]:
-                        if p["acc"] is not None:
-                            pts[p["eps"]].append(100 * p["acc"])
-            xs = sorted(pts)
-            ax.plot(xs, [sum(pts[x]) / len(pts[x]) for x in xs], label=_label(m, flagged),
-                    linestyle="--" if flagged else "-", **method_style(m))
-        ax.axvline(eps, color="grey", linestyle=":", linewidth=1)
-        ax.set_xlabel(f"eps ({recs[0]['norm']}, pixel scale [0, 1])")
-        ax.set_ylabel("PGD accuracy (%)")
-        ax.set_ylim(0, 100)
-        ax.set_title(f"{dataset}, {label} eps={eps:.3g} (dotted), {protocol}")
-        ax.grid(alpha=0.3)
-    _figure_legend(fig, axes)
-    fig.suptitle("Figure 3: accuracy versus perturbation budget")
-    return _save(fig, path)
+def _count(values: set, noun: str) -> str:
+    return ", ".join(str(v) for v in sorted(values)) + f" {noun}"
 
 
-def hybrid_schedule_figure(records: list[dict], path: Path) -> Path | None:
-    """The hybrid's (and its ablations') eps_t and adaptive weight a per epoch."""
-    runs = {r["run_dir"]: r for r in records if r["method"].startswith("hybrid")
-            or r["method"] == "mix"}
-    runs = {k: v for k, v in runs.items() if any("eps" in m or "alpha" in m
-                                                 for m in v["_metrics"])}
-    if not runs:
-        return None
-    rows: dict[tuple, list[dict]] = defaultdict(list)
-    for r in runs.values():
-        rows[(r["dataset"], r["train_eps"] or 0.0, r.get("protocol", "paper"))].append(r)
-    fig, axes = plt.subplots(len(rows), 2, figsize=(11, 3.2 * len(rows)), squeeze=False)
-    for (ax1, ax2), ((dataset, eps, protocol), recs) in zip(axes, sorted(rows.items()),
-                                                           strict=True):
-        for r in sorted(recs, key=lambda r: (method_rank(r["method"]), r["seed"])):
-            ms, style = r["_metrics"], method_style(r["method"])
-            ep = [m["epoch"] for m in ms]
-            name = r["method"] + (f" s{r['seed']}" if len(recs) > len(
-                {x["method"] for x in recs}) else "")
-            if any(m.get("eps") is not None for m in ms):
-                ax1.plot(ep, [m.get("eps") for m in ms], label=name, **style)
-            if any(m.get("alpha") is not None for m in ms):
-                ax2.plot(ep, [m.get("alpha") for m in ms], label=name, **style)
-        ax1.set_ylabel("eps_t (pixel scale [0, 1])")
-        ax1.set_title(f"{dataset}, eps={eps:.3g} ({protocol}): budget eps_t", fontsize=10)
-        ax2.set_ylabel("weight a of the clean loss")
-        ax2.set_ylim(0, 1)
-        ax2.set_title(f"{dataset}, eps={eps:.3g} ({protocol}): a = acc_adv / "
-                      "(acc_adv + acc_clean)", fontsize=10)
-        for ax in (ax1, ax2):
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    _figure_legend(fig, list(axes.flat), ncol=6)
-    fig.suptitle("Figure 4: the hybrid's schedule per epoch")
-    return _save(fig, path)
+def seeds_text(records: list[dict]) -> str:
+    """`3 seeds (0, 1, 2)` or `1 seed (0)`."""
+    seeds = sorted({r["seed"] for r in records if r.get("seed") is not None})
+    return (f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
+            f"({', '.join(map(str, seeds)) or 'unknown'})")
+
+
+def describe(records: list[dict]) -> str:
+    """`n = 1000 test images per model, 1 seed (0): single measurements, no error bars`."""
+    n = {r["n"] for r in records if r.get("n") is not None}
+    several = len({r["seed"] for r in records if r.get("seed") is not None}) > 1
+    spread = "mean ± one std" if several else "single measurements, no error bars"
+    return f"n = {_count(n, 'test images')} per model, {seeds_text(records)}: {spread}"
+
+
+def budgets(gs: dict[Group, list[dict]]) -> str:
+    """`mnist eps 0.03 (paper), 0.3 (recipe)`: the budgets of the groups, per dataset."""
+    per: dict[str, list[str]] = defaultdict(list)
+    for dataset, protocol, _, eps in gs:
+        per[dataset].append(f"{eps:g} ({protocol})")
+    norms = {r["norm"] for recs in gs.values() for r in recs if r.get("norm")}
+    norm = f"{'/'.join(sorted(norms))} " if norms else ""
+    return "; ".join(f"{d} {norm}eps {', '.join(v)}" for d, v in per.items())
+
+
+def curve_note(gs: dict[Group, list[dict]]) -> str:
+    """Says on how many images the curves were measured, and why their eps = 0 point can
+    differ from Table 1's clean accuracy."""
+    pairs = {(r.get("curve_n") or next((p.get("n") for p in r["_curve"]), None), r["n"])
+             for recs in gs.values() for r in recs if r["_curve"]}
+    pairs = {(c, n) for c, n in pairs if c is not None and n is not None}
+    if not pairs:
+        return ""
+    curve_n, n = _count({c for c, _ in pairs}, ""), _count({n for _, n in pairs}, "")
+    if not any(c < n for c, n in pairs):
+        return f" Curves on all {n.strip()} test images."
+    return (f" Curves measured on the first {curve_n.strip()} of the {n.strip()} test images "
+            "(curve_n), so their eps = 0 point (clean accuracy) can differ from Table 1's "
+            "clean column.")
+
+
+def notes(records: list[dict]) -> str:
+    """What the figures leave out or mark: models that did not learn, audit flags."""
+    out = []
+    dropped = len({r["run_dir"] for r in records} - {r["run_dir"] for r in learned(records)})
+    if dropped:
+        out.append(f" {dropped} run{'s' if dropped != 1 else ''} that did not learn "
+                   "(see Table 1, 'Not compared') left out.")
+    if any(r.get("flagged") for r in learned(records)):
+        out.append(" ⚠: an evaluation of the method flagged by the gradient-masking audit.")
+    return "".join(out)
+
+
+def captions(records: list[dict], headline: str | None) -> list[str]:
+    """The caption of each figure, in the order of `FILES`: what is drawn, the budgets, the
+    number of test images and the seeds."""
+    good = learned(records)
+    head, every = headline_groups(records, headline), groups(good)
+    where = ", ".join(dict.fromkeys(k[0] for k in head)) or str(headline)
+    facts_head, facts = describe([r for v in head.values() for r in v]), describe(good)
+    tail = notes(records)
+    return [
+        f"Figure 1: confidence (max softmax) of PGD predictions per method on {where}; blue: "
+        f"still correct, red: fooled. {budgets(head)}; {facts_head}.{tail}",
+        f"Figure 2: clean accuracy, accuracy under each evaluated attack and worst-case "
+        f"accuracy (an image counts only if every attack fails on it) per method on {where}. "
+        f"{budgets(head)}; {facts_head}.{tail}",
+        f"Figure 3: accuracy versus eps, one line per method (the dotted line is the "
+        f"evaluation budget); {budgets(every)}; {facts}.{curve_note(every)}{tail}",
+        "Figure 4: training curves per epoch from metrics.jsonl: clean validation accuracy, "
+        "the training budget eps_t (methods that keep it constant drawn once, dotted) and the "
+        f"hybrid's weight a; one line per method, mean over {seeds_text(good)}.{tail}",
+        f"Figure 5: clean versus worst-case robust accuracy, one point per method (up and right "
+        f"is better); {budgets(every)}; {facts}.{tail}",
+    ]
 
 
 def draw_all(records: list[dict], figdir: Path, headline: str | None
              ) -> list[tuple[Path | None, str]]:
     """Every report figure as (path or None when there is nothing to draw, caption)."""
-    return [
-        (confidence_figure(records, figdir / "fig1_confidence_pgd.png", headline),
-         "Figure 1: confidence (max softmax) of predictions on PGD examples, per method; green: "
-         "still correct, red: fooled."),
-        (pgd_comparison_figure(records, figdir / "fig2_methods_pgd.png", headline),
-         f"Figure 2: clean, PGD and worst-case accuracy per method on {headline}."),
-        (curve_figure(records, figdir / "fig3_accuracy_vs_eps.png"),
-         "Figure 3: PGD accuracy versus eps (the dotted line is the budget)."),
-        (hybrid_schedule_figure(records, figdir / "fig4_hybrid_schedule.png"),
-         "Figure 4: the hybrid's budget eps_t and weight a per epoch."),
-    ]
+    styles = style_map(r["method"] for r in records)
+    good = learned(records)
+    head, every = headline_groups(records, headline), groups(good)
+    drawers = (lambda: confidence_figure(records, headline),
+               lambda: fig_accuracy.attack_bars_figure(head, styles),
+               lambda: fig_accuracy.curve_figure(every, styles),
+               lambda: fig_training.training_figure(good, styles),
+               lambda: fig_accuracy.tradeoff_figure(every, styles))
+    out = []
+    with plt.rc_context(RC):
+        for name, draw, caption in zip(FILES, drawers, captions(records, headline),
+                                       strict=True):
+            fig = draw()
+            out.append((save(fig, figdir / name) if fig is not None else None, caption))
+    remove_stale(figdir, {p.name for p, _ in out if p is not None})
+    return out
+
+
+def remove_stale(figdir: Path, keep: set[str]) -> None:
+    """Delete report figures (`figN_*.png`) in `figdir` that this report did not draw: left
+    by an earlier report (other names, or a figure with nothing to draw now)."""
+    if figdir.is_dir():
+        for old in figdir.glob("fig[0-9]*_*.png"):
+            if old.name not in keep:
+                old.unlink()

@@ -11,15 +11,19 @@ from typing import Any
 
 from robustlab.common.files import atomic_write_text
 from robustlab.reporting import figures
-from robustlab.reporting.claims import check_claims
+from robustlab.reporting.claims import PAPER_PRESETS, check_claims, claims_apply
 from robustlab.reporting.collect import load_records
 from robustlab.reporting.render import to_html, to_markdown
 from robustlab.reporting.tables import (
     FLAG,
     PROTOCOL_NAMES,
-    TABLE1_COLUMNS,
+    SPREAD_RULE,
+    attack_label,
+    audit_check_names,
     audit_rows,
+    groups,
     overhead,
+    setup_of,
     table1,
 )
 
@@ -43,75 +47,161 @@ def write_report(root: str | Path) -> dict[str, Path]:
     headline = preset.get("headline") or records[0]["dataset"]
     blocks = table1(records)
     over = overhead(records)
-    claims = check_claims(blocks, over, headline)
+    with_claims = claims_apply(preset.get("name"))
+    claims = check_claims(blocks, over, headline) if with_claims else []
     figdir = root / "figures"
     figs = figures.draw_all(records, figdir, headline)
     doc = _document(records, preset, blocks, over, claims, figs)
     paths = {
         "md": atomic_write_text(root / "report.md", to_markdown(doc, root)),
-        "html": atomic_write_text(root / "report.html", to_html(doc, "robustlab report")),
+        "html": atomic_write_text(root / "report.html", to_html(doc, _title(preset))),
         "json": atomic_write_text(root / "results.json", json.dumps(
             {"schema": RESULTS_SCHEMA, "preset": preset.get("name"), "headline": headline,
              "records": [_public(r) for r in records], "table1": blocks, "overhead": over,
-             "claims": claims, "figures": [str(p.relative_to(root)) for p, _ in figs if p]},
+             "claims_checked": with_claims, "claims": claims,
+             "figures": [str(p.relative_to(root)) for p, _ in figs if p]},
             indent=2, sort_keys=True) + "\n"),
-        "csv": atomic_write_text(root / "results.csv", _csv(records)),
+        "csv": atomic_write_text(root / "results.csv", results_csv(records, blocks)),
     }
     paths["figures"] = figdir
     return paths
+
+
+def _title(preset: dict[str, Any]) -> str:
+    return f"robustlab report{': ' + preset['name'] if preset else ''}"
 
 
 def _public(r: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in r.items() if not k.startswith("_")}
 
 
-def _csv(records: list[dict[str, Any]]) -> str:
-    rows = [_public(r) for r in records]
+def _csv_row(r: dict[str, Any], row: dict[str, Any] | None) -> dict[str, Any]:
+    """One record as CSV cells: lists joined by `;`, each attack's accuracy as `acc_NAME`,
+    and the 95% interval over seeds of the record's Table 1 row (`ci95_low_COLUMN`, ...)."""
+    out: dict[str, Any] = {}
+    for k, v in _public(r).items():
+        if k == "attack_acc":
+            out.update({f"acc_{name}": acc for name, acc in v.items()})
+        elif isinstance(v, dict):
+            out[k] = json.dumps(v, sort_keys=True)
+        else:
+            out[k] = ";".join(map(str, v)) if isinstance(v, list) else v
+    for key, cell in (row or {}).get("cells", {}).items():
+        low, high = cell["ci95"] or (None, None)
+        out[f"ci95_low_{key}"], out[f"ci95_high_{key}"] = low, high
+    return out
+
+
+def results_csv(records: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> str:
+    """results.csv: one row per evaluated model and budget; a column per attack any of them
+    ran (empty where not run)."""
+    rows_of = {(b["dataset"], b["protocol"], b["label"], b["eps"], row["method"]): row
+               for b in blocks for row in b["rows"]}
+    rows = [_csv_row(r, rows_of.get((r["dataset"], r.get("protocol", "paper"), r["label"],
+                                     r["eps"], r["method"])) if r["health"] == "ok" else None)
+            for r in records]
+    fields: list[str] = []
+    for row in rows:
+        fields += [k for k in row if k not in fields]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ";".join(v) if isinstance(v, list) else v for k, v in r.items()})
+    writer.writerows(rows)
     return buf.getvalue()
 
 
 def _document(records, preset, blocks, over, claims, figs) -> list[tuple]:
-    """The report as a list of blocks (`("h1", text)`, `("p", text)`, `("table", headers,
-    rows)`, `("img", path, caption)`, `("list", items)`), section by section."""
-    return (_intro(records, preset) + _table1(blocks) + _claims_section(claims)
+    """The report as a list of blocks (render.py), section by section: the summary first."""
+    return ([("h1", _title(preset))] + _summary(records, preset, blocks, claims)
+            + [("toc",)] + _table1(records, blocks) + _claims_section(claims)
             + _figures(figs) + _overhead(over) + _audit(records) + _defenses(records)
             + _files())
 
 
-def _intro(records, preset) -> list[tuple]:
-    """Title, what was run, how to read the cells, failures and flags."""
-    doc: list[tuple] = [("h1", f"robustlab report{': ' + preset['name'] if preset else ''}")]
+def _ran(records, preset) -> str:
+    """One sentence: what was evaluated, how many models and seeds."""
     seeds = sorted({r["seed"] for r in records})
-    intro = [f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {len(records)} "
-             f"evaluations of {len({r['run_dir'] for r in records})} trained models "
-             f"(seeds: {', '.join(map(str, seeds))})."]
+    models = sorted({f"{r['dataset']} / {r['model']}" for r in records})
+    what = (f"Preset `{preset['name']}`" if preset
+            else "User runs (no experiment.json, so no preset)")
+    return (f"{what}: {len(records)} evaluations of {len({r['run_dir'] for r in records})} "
+            f"trained models ({len({r['method'] for r in records})} methods; "
+            f"{', '.join(models)}; seeds {', '.join(map(str, seeds))}), generated "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.")
+
+
+def _summary(records, preset, blocks, claims) -> list[tuple]:
+    """What a reader sees first: the protocol, the best method per block, every claim's
+    verdict, runs that failed or were flagged."""
+    doc: list[tuple] = [("h2", "Summary"), ("p", _ran(records, preset))]
     if preset:
-        intro.append(f"Preset `{preset['name']}`: {preset.get('description', '')}")
-        intro.append(f"Sizes used: {preset.get('budget_note') or 'see experiment.json'}; "
-                     f"epochs={preset.get('epochs')}, "
-                     f"train_size={preset.get('train_size') or 'full'}; paper protocol: "
-                     f"batch={preset.get('batch_size')}, lr={preset.get('lr')}.")
-        recipes = sorted({r["recipe"] for r in records if r["protocol"] == "recipe"})
-        if recipes:
-            intro.append(f"Best-recipe runs used the recipe(s) {', '.join(recipes)} "
-                         "(docs/methods.md, 'Recipes'; each run's config.json has every "
-                         "value).")
-    doc.append(("p", " ".join(intro)))
-    if len(seeds) == 1:
-        doc.append(("p", "**One seed only: cells are single measurements, so no standard "
-                         "deviation or confidence interval can be given.**"))
+        doc.append(("note", f"{preset.get('description', '')} Sizes: "
+                         f"{preset.get('budget_note') or 'see experiment.json'}."))
+    doc.append(("list", [protocol_line(p, s) for p, s in _protocols(records)]))
+    doc.append(("p", "**Best method per dataset and budget** (highest worst-case accuracy "
+                     "among the models the audit did not flag; more than the seeds' spread "
+                     f"when {SPREAD_RULE}):"))
+    doc.append(("list", [best_line(b) for b in blocks]))
+    if claims:
+        doc.append(("p", "**The paper's claims** (details in the claims section):"))
+        doc.append(("list", [f"**{c['verdict']}**: {c['claim']} ({c['section']})"
+                             for c in claims]))
     else:
-        doc.append(("p", "Cells: mean ± sample std [95% confidence interval, t-distribution] "
-                         "over seeds, in %."))
-    protocols = sorted({r["protocol"] for r in records})
-    doc.append(("p", "Protocols: " + "; ".join(f"**{p}** = {PROTOCOL_NAMES.get(p, p)}"
-                                              for p in protocols)
-                + ". Every table block and figure panel names the protocol its runs used."))
+        doc.append(("p", "No claims check: it is part of the reports of the paper presets ("
+                         + ", ".join(f"`{p}`" for p in PAPER_PRESETS) + ") only."))
+    return doc + _warnings(records)
+
+
+def _protocols(records) -> list[tuple[str, dict[str, list]]]:
+    """Each protocol with the setup of all its runs (every block states its own again)."""
+    names = sorted({r.get("protocol", "paper") for r in records})
+    return [(p, setup_of([r for r in records if r.get("protocol", "paper") == p]))
+            for p in names]
+
+
+def _join(values: list, unit: str = "") -> str:
+    return " / ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in values) + unit
+
+
+def protocol_line(protocol: str, s: dict[str, list]) -> str:
+    """A protocol as the runs used it (`setup_of`): its name, epochs, training-set size,
+    test images (and the eps curve's and the audit's subsets), AutoAttack's version."""
+    parts = [f"**{PROTOCOL_NAMES.get(protocol, protocol)}**"]
+    if s["recipe"] and protocol == "recipe":
+        parts.append(f"recipe {_join(s['recipe'])}")
+    parts.append(f"{_join(s['epochs'])} epoch{'' if s['epochs'] == [1] else 's'}"
+                 if s["epochs"] else "epochs not recorded")
+    parts.append(f"training set {_join(s['n_train'], ' images')}" if s["n_train"]
+                 else "training-set size not recorded")
+    sub = [f"Figure 3's eps curve on the first {_join(s['curve_n'])}" if s["curve_n"]
+           and s["curve_n"] != s["n"] else "",
+           f"the audit on the first {_join(s['audit_n'])}" if s["audit_n"] else ""]
+    sub = [x for x in sub if x]
+    parts.append(f"{_join(s['n'])} test images" + (f" ({', '.join(sub)})" if sub else ""))
+    if s["autoattack_version"]:
+        parts.append(f"AutoAttack {_join(s['autoattack_version'])}")
+    return "; ".join(parts)
+
+
+def best_line(b: dict[str, Any]) -> str:
+    """One block's best method, its margin and whether it exceeds the seeds' spread."""
+    where = f"{b['dataset']} / {b['model']}, {b['protocol']} protocol, eps {b['eps']:.4g}"
+    best = b["best"]
+    if best is None:
+        return f"{where}: no compared, unflagged model"
+    text = f"{where}: **{best['method']}**, worst case {best['worst']:.1f} %"
+    if best["runner_up"] is None:
+        return text + " (the only compared method)"
+    text += f", {best['margin']:.1f} pp above {best['runner_up']}"
+    if best["exceeds_spread"] is None:
+        return text + " (one seed: the seeds' spread is unknown)"
+    return text + (" — more than the seeds' spread" if best["exceeds_spread"]
+                   else " — within the seeds' spread")
+
+
+def _warnings(records) -> list[tuple]:
+    """Runs that did not learn and models the audit flagged."""
+    doc: list[tuple] = []
     failed = [r for r in records if r["health"] != "ok"]
     if failed:
         doc.append(("p", f"**{len({r['run'] for r in failed})} trained model(s) did not learn** "
@@ -125,38 +215,71 @@ def _intro(records, preset) -> list[tuple]:
     return doc
 
 
-def _table1(blocks) -> list[tuple]:
-    """Table 1, one block per dataset / model / protocol / budget."""
-    doc: list[tuple] = []
-    doc.append(("h2", "Table 1: clean and adversarial accuracy"))
+def _cells_legend(records) -> tuple:
+    if len({r["seed"] for r in records}) == 1:
+        return ("p", "**One seed only: cells are single measurements, so no standard "
+                     "deviation or confidence interval can be given.** Accuracy in %.")
+    return ("p", "Cells: accuracy in %, mean ± sample std over seeds; the 95% confidence "
+                 "interval (t-distribution) is the cell's tooltip in report.html and in "
+                 "results.csv (`ci95_low_*`, `ci95_high_*`) and results.json.")
+
+
+def _table1(records, blocks) -> list[tuple]:
+    """Table 1, one block per dataset / model / protocol / budget, with the columns its
+    evaluations ran."""
+    doc: list[tuple] = [("h2", "Table 1: clean and adversarial accuracy"),
+                        _cells_legend(records)]
     for b in blocks:
-        cw = f" CW = `{b['cw_attack']}`." if b["cw_attack"] else ""
-        doc.append(("p", f"**{b['dataset']} / {b['model']}, {b['protocol']} protocol, budget "
-                         f"`{b['label']}`: eps = {b['eps']:.4g} ({b['norm']})**, {b['n']} test "
-                         f"images.{cw} Worst case: a sample counts only if it survives every "
-                         "attack; gap = clean - worst case; mixed = clean/PGD halves."))
-        headers = ["Method", "Seeds"] + [name + " (%)" for _, name in TABLE1_COLUMNS]
+        doc.append(("h3", f"{b['dataset']} / {b['model']}, {b['protocol']} protocol, budget "
+                          f"`{b['label']}`: eps = {b['eps']:.4g} ({b['norm']})"))
+        doc.append(("note", "Protocol: " + protocol_line(b["protocol"], b["setup"]) + "."))
+        headers = ["Method", "Seeds"] + [c["label"] + " (%)" for c in b["columns"]]
         rows = [[row["method"], str(len(row["seeds"]))]
-                + [row["cells"][c]["text"] for c, _ in TABLE1_COLUMNS] for row in b["rows"]]
+                + [row["cells"][c["key"]] for c in b["columns"]] for row in b["rows"]]
         doc.append(("table", headers, rows))
-        if b["failed"]:
-            doc.append(("p", "Not compared — these runs did not learn (their numbers are not "
-                             "robustness results):"))
-            doc.append(("table", ["Run", "Method", "Seed", "Training verdict", "Clean (%)",
-                                  "Worst case (%)"],
-                        [[f["run"], f["method"], str(f["seed"]), f["health"], _pct(f["clean"]),
-                          _pct(f["worst"])] for f in b["failed"]]))
+        doc.append(("note", _block_note(b)))
+        doc += _failed(b)
     return doc
+
+
+def _block_note(b: dict[str, Any]) -> str:
+    """How to read a block: worst case, gap, mixed, and why worst case may be below every
+    attack column."""
+    attacks = [c["label"] for c in b["columns"] if c["kind"] == "attack"]
+    mixed = " / ".join(attack_label(a) for a in b["setup"]["mixed_attack"]) or "adversarial"
+    text = (f"Worst case: an image counts only if it survives every attack ("
+            f"{', '.join(attacks)}), so it is at most each attack's column. Gap = clean - "
+            f"worst case; mixed = accuracy on a test set of clean and {mixed} halves.")
+    if b["worst_below_all"]:
+        text += (f" For {', '.join(b['worst_below_all'])} it is below every attack column: "
+                 "different attacks fool different images, so the per-image worst case over "
+                 "attacks is lower than any one attack alone.")
+    if b["below_chance"]:
+        text += (f" **{', '.join(b['below_chance'])}: clean accuracy below chance** — the "
+                 "model did not learn, whatever its training verdict and audit say; its gap "
+                 "and robustness numbers are no result.")
+    return text
+
+
+def _failed(b: dict[str, Any]) -> list[tuple]:
+    if not b["failed"]:
+        return []
+    return [("p", "Not compared — these runs did not learn (their numbers are not "
+                  "robustness results):"),
+            ("table", ["Run", "Method", "Seed", "Training verdict", "Clean (%)",
+                       "Worst case (%)"],
+             [[f["run"], f["method"], str(f["seed"]), f["health"], _pct(f["clean"]),
+               _pct(f["worst"])] for f in b["failed"]])]
 
 
 def _claims_section(claims) -> list[tuple]:
-    """The paper's claims next to the measured numbers."""
-    doc: list[tuple] = []
-    doc.append(("h2", "Claims check (paper sections 5 and 6.1)"))
-    doc.append(("table", ["Claim", "Section", "Criterion used here", "Measured", "Verdict"],
-                [[c["claim"], c["section"], c["criterion"], c["measured"],
-                  f"**{c['verdict']}**"] for c in claims]))
-    return doc
+    """The paper's claims next to the measured numbers (paper presets only: none else)."""
+    if not claims:
+        return []
+    return [("h2", "Claims check (paper sections 5 and 6.1)"),
+            ("table", ["Claim", "Section", "Verdict", "Criterion used here", "Measured"],
+             [[c["claim"], c["section"], f"**{c['verdict']}**", c["criterion"], c["measured"]]
+              for c in claims])]
 
 
 def _figures(figs) -> list[tuple]:
@@ -186,20 +309,49 @@ def _overhead(over) -> list[tuple]:
     return doc
 
 
+AUDIT_MARKS = {"pass": "✓", "flag": f"{FLAG} flag", "skipped": "not run"}
+
+
 def _audit(records) -> list[tuple]:
-    """The gradient-masking audit's verdict per run and budget."""
-    doc: list[tuple] = []
-    doc.append(("h2", "Gradient-masking audit"))
-    doc.append(("p", "Checks after Carlini et al. (2019) and Athalye et al. (2018): accuracy "
-                     "falls to ~0 at a huge budget, accuracy does not rise with eps, PGD is at "
-                     "least as strong as FGSM, more PGD steps/restarts do not help the model, "
-                     "black-box attacks (Square, transfer) are not stronger than white-box "
-                     "ones, gradients are finite and non-zero, randomness and non-differentiable"
-                     " preprocessing are attacked with EOT / BPDA."))
-    doc.append(("table", ["Run", "Budget", "eps", "Verdict", "Flagged checks", "Not run"],
-                [[a["run"], a["label"], f"{a['eps']:.4g}", a["verdict"], a["reasons"] or "-",
-                  a["skipped"] or "-"] for a in audit_rows(records)]))
-    return doc
+    """The gradient-masking audit, one table per dataset / protocol / budget: every check of
+    every model (whatever checks the eval files hold), its reason as the cell's tooltip,
+    then the flagged checks' reasons."""
+    names = audit_check_names(records)
+    doc: list[tuple] = [("h2", "Gradient-masking audit")]
+    doc.append(("p", "Checks after Carlini et al. (2019) and Athalye et al. (2018), run by "
+                     "`robustlab evaluate` on the first test images (docs/evaluation.md "
+                     "lists each check and its threshold). One column per check: ✓ passed, "
+                     f"{FLAG} flagged, not run; in report.html each cell's tooltip is the "
+                     "check's reason with its numbers and each method's is its run folder. "
+                     "A model that did not learn is NOT COMPARED."))
+    rows = []
+    for (dataset, protocol, label, eps), recs in groups(records).items():
+        doc.append(("p", f"**{dataset}, {protocol} protocol, budget `{label}` (eps = "
+                         f"{eps:.4g})**"))
+        block = audit_rows(recs)
+        rows += block
+        doc.append(("table", ["Method", "Seed", "Verdict"] + [n.replace("_", " ")
+                                                              for n in names],
+                    [[{"text": a["method"], "hover": a["run"]}, str(a["seed"]), a["verdict"]]
+                     + [_audit_cell(a["checks"].get(n)) for n in names] for a in block]))
+    return doc + _audit_flags(rows)
+
+
+def _audit_cell(check: dict[str, str] | None) -> dict[str, str] | str:
+    if check is None:
+        return "-"
+    return {"text": AUDIT_MARKS.get(check["status"], check["status"]),
+            "hover": check["reason"]}
+
+
+def _audit_flags(rows: list[dict[str, Any]]) -> list[tuple]:
+    flagged = [a for a in rows if a["verdict"] == "FLAGGED" or any(
+        c["status"] == "flag" for c in a["checks"].values())]
+    if not flagged:
+        return [("p", "No compared model was flagged by any check that ran.")]
+    return [("p", "Flagged checks:"),
+            ("table", ["Run", "Budget", "Reasons"],
+             [[a["run"], a["label"], a["reasons"]] for a in flagged])]
 
 
 def _defenses(records) -> list[tuple]:
@@ -226,7 +378,9 @@ def _files() -> list[tuple]:
     doc: list[tuple] = []
     doc.append(("h2", "Files"))
     doc.append(("list", ["`results.json`: every number above (schema " + RESULTS_SCHEMA + ")",
-                         "`results.csv`: one row per evaluated model and budget",
+                         "`results.csv`: one row per evaluated model and budget (an "
+                         "`acc_NAME` column per attack, the 95% intervals over seeds as "
+                         "`ci95_low_*` / `ci95_high_*`)",
                          "`runs/*/eval/*.json`: per-sample evaluation results "
                          "(schema robustlab.eval/1, docs/evaluation.md)"]))
     return doc

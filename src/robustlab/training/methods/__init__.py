@@ -8,6 +8,7 @@ from robustlab.training.methods import (  # noqa: F401
     adversarial,
     autoencoder,
     free_at,
+    gaussian_aug,
     hybrid,
     mart,
     regularization,

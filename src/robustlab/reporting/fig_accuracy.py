@@ -1,0 +1,204 @@
+"""Accuracy figures: every attack per method (bars), clean versus robust accuracy (one point
+per method) and accuracy versus eps (one line per method). Seeds are aggregated: the mean,
+with error bars / a band of one sample std when there is more than one seed.
+
+Each function takes the records of one report and returns a matplotlib figure, or None when
+they hold nothing to draw; `figures.py` saves it and writes the caption.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from robustlab.reporting.collect import method_rank
+from robustlab.reporting.plot_style import (
+    ATTACK_COLORS,
+    CLEAN_COLOR,
+    WORST_COLOR,
+    finish,
+    flag_label,
+    method_style,
+    panels,
+)
+from robustlab.reporting.stats import summarize
+
+# record columns that hold one attack's accuracy, in the order the bars are drawn
+ATTACK_COLUMNS = (("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("autoattack", "AutoAttack"))
+# how an attack's registry name is shown (others are shown as they are spelled)
+ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "PGD", "cw-l2": "CW-L2", "cw-linf": "CW-Linf",
+                "autoattack": "AutoAttack", "square": "Square", "apgd-ce": "APGD-CE",
+                "apgd-dlr": "APGD-DLR", "fab": "FAB", "deepfool": "DeepFool"}
+
+Group = tuple[str, str, str, float]  # (dataset, protocol, budget label, eps)
+
+
+def attack_accuracies(record: dict[str, Any]) -> dict[str, float]:
+    """{attack name: accuracy} of the attacks this record was evaluated with, in the
+    evaluation's order: the record's `attack_acc` mapping (collect), else its per-attack
+    columns (records written before it existed)."""
+    given = record.get("attack_acc")
+    if isinstance(given, dict):
+        return {ATTACK_NAMES.get(k, k): v for k, v in given.items() if v is not None}
+    out = {}
+    for col, name in ATTACK_COLUMNS:
+        if record.get(col) is not None:
+            raw = record.get("cw_attack") if col == "cw" else None
+            out[ATTACK_NAMES.get(raw, raw) if raw else name] = record[col]
+    return out
+
+
+def by_method(recs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Records by method, methods in report order."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in recs:
+        out[r["method"]].append(r)
+    return {m: out[m] for m in sorted(out, key=method_rank)}
+
+
+def panel_title(key: Group, with_dataset: bool = True) -> str:
+    """`mnist, eps=0.3 (recipe)`: the dataset, the budget and the protocol of a panel."""
+    dataset, protocol, label, eps = key
+    budget = "" if label in (protocol, f"eps={eps:g}") else f", budget '{label}'"
+    return (f"{dataset}, " if with_dataset else "") + f"eps={eps:.3g} ({protocol} protocol{budget})"
+
+
+def _pct(recs: list[dict], value) -> tuple[float | None, float]:
+    """(mean, std or 0) over seeds of `value(record)` in %, ignoring missing values."""
+    s = summarize([None if (v := value(r)) is None else 100 * v for r in recs])
+    return s.mean, s.std or 0.0
+
+
+def _mark_low(ax: Any, xs: list[float], means: list[float | None]) -> None:
+    """Write the value over bars too short to see (under 3 %), and n/a where there is none."""
+    for x, m in zip(xs, means, strict=True):
+        if m is None or m < 3:
+            ax.text(x, (m or 0) + 1, "n/a" if m is None else f"{m:.0f}", ha="center",
+                    va="bottom", fontsize=7, color="#444444")
+
+
+def attack_bars_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
+    """Figure 2: one bar group per method, one bar for clean accuracy, one per evaluated
+    attack and one for the worst case; one full-width panel per protocol / budget."""
+    gs = {k: v for k, v in gs.items() if any(attack_accuracies(r) for r in v)}
+    if not gs:
+        return None
+    n_methods = max(len({r["method"] for r in v}) for v in gs.values())
+    fig, axes = panels(len(gs), cols=1 if n_methods > 6 else 2,
+                       width=max(5.6, min(11.5, 2.0 + 0.8 * n_methods)), height=4.2)
+    for ax, (key, recs) in zip(axes, gs.items(), strict=True):
+        methods = by_method(recs)
+        attacks = list(dict.fromkeys(a for r in recs for a in attack_accuracies(r)))
+        bars = ([("clean", lambda r: r["clean"], CLEAN_COLOR)]
+                + [(a, lambda r, a=a: attack_accuracies(r).get(a), ATTACK_COLORS[i % 6])
+                   for i, a in enumerate(attacks)]
+                + [("worst case", lambda r: r["worst"], WORST_COLOR)])
+        width = 0.84 / len(bars)
+        for j, (name, value, color) in enumerate(bars):
+            stats = [_pct(rs, value) for rs in methods.values()]
+            xs = [i + (j - (len(bars) - 1) / 2) * width for i in range(len(methods))]
+            errors = [s for _, s in stats] if any(s for _, s in stats) else None
+            ax.bar(xs, [m or 0 for m, _ in stats], width=width, color=color, label=name,
+                   yerr=errors, capsize=2, edgecolor="white", linewidth=0.4)
+            _mark_low(ax, xs, [m for m, _ in stats])
+        ax.set_xticks(range(len(methods)))
+        ax.set_xticklabels([flag_label(m, any(r["flagged"] for r in rs))
+                            for m, rs in methods.items()], rotation=25, ha="right")
+        ax.set_xlim(-0.55, len(methods) - 0.45)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(panel_title(key))
+        ax.grid(axis="y", alpha=0.3)
+    finish(fig, axes, "Figure 2: accuracy under every attack, per method", ncol=len(bars))
+    return fig
+
+
+def widen(ax: Any, span: float, lo: float = -1.0, hi: float = 101.0) -> None:
+    """Make both axes show at least `span` (percentage points) and stay inside [lo, hi]: one
+    point, or points that all but coincide, are not blown up to fill the panel."""
+    for get, set_ in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
+        a, b = get()
+        if b - a < span:
+            a, b = (a + b - span) / 2, (a + b + span) / 2
+        if b > hi:
+            a, b = a - (b - hi), hi
+        if a < lo:
+            a, b = lo, min(hi, b + (lo - a))
+        set_(a, b)
+
+
+def tradeoff_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
+    """Figure 5: clean versus worst-case accuracy, one point per method (mean over seeds,
+    error bars one std in both directions when there are several seeds)."""
+    gs = {k: v for k, v in gs.items() if any(r["worst"] is not None for r in v)}
+    if not gs:
+        return None
+    fig, axes = panels(len(gs), width=5.4, height=4.4)
+    for ax, (key, recs) in zip(axes, gs.items(), strict=True):
+        for m, rs in by_method(recs).items():
+            (cx, sx), (cy, sy) = _pct(rs, lambda r: r["clean"]), _pct(rs, lambda r: r["worst"])
+            if cx is None or cy is None:
+                continue
+            st = method_style(m, styles)
+            ax.errorbar([cx], [cy], xerr=[sx] if sx else None, yerr=[sy] if sy else None,
+                        label=flag_label(m, any(r["flagged"] for r in rs)), markersize=8,
+                        color=st["color"], marker=st["marker"], linestyle="none",
+                        markerfacecolor=st["markerfacecolor"], markeredgecolor=st["color"],
+                        capsize=3, alpha=0.9)
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel("worst-case robust accuracy (%)")
+        ax.set_title(panel_title(key))
+        ax.margins(0.08)
+        widen(ax, span=2.0)
+        ax.grid(alpha=0.3)
+    finish(fig, axes, "Figure 5: clean versus robust accuracy, one point per method", ncol=5)
+    return fig
+
+
+def _curve_points(rs: list[dict]) -> dict[float, list[float]]:
+    """{eps: [accuracy in % of each seed]} of the records' accuracy-versus-eps curves."""
+    pts: dict[float, list[float]] = defaultdict(list)
+    for r in rs:
+        for p in r["_curve"]:
+            if p.get("acc") is not None:
+                pts[p["eps"]].append(100 * p["acc"])
+    return pts
+
+
+def curve_attack(recs: list[dict]) -> str:
+    """The curve's attack as the records name it (`curve_attack`), PGD when they do not."""
+    names = {r.get("curve_attack") for r in recs} - {None}
+    return str(names.pop()).upper() if len(names) == 1 else "PGD"
+
+
+def curve_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
+    """Figure 3: accuracy versus eps, one line per method (mean over seeds, a band of one std
+    when there are several), one panel per dataset / protocol / budget; the dotted line is
+    the budget."""
+    gs = {k: v for k, v in gs.items() if any(r["_curve"] for r in v)}
+    if not gs:
+        return None
+    fig, axes = panels(len(gs), width=5.6, height=4.0)
+    for ax, (key, recs) in zip(axes, gs.items(), strict=True):
+        for m, rs in by_method(recs).items():
+            pts = _curve_points(rs)
+            if not pts:
+                continue
+            xs = sorted(pts)
+            mean = [summarize(pts[x]).mean for x in xs]
+            std = [summarize(pts[x]).std or 0.0 for x in xs]
+            st = method_style(m, styles)
+            ax.plot(xs, mean, label=flag_label(m, any(r["flagged"] for r in rs)),
+                    markersize=6, linewidth=1.6, **st)
+            if any(std):
+                ax.fill_between(xs, [a - s for a, s in zip(mean, std, strict=True)],
+                                [a + s for a, s in zip(mean, std, strict=True)],
+                                color=st["color"], alpha=0.15, linewidth=0)
+        ax.axvline(key[3], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(f"eps ({recs[0]['norm']}, pixel scale [0, 1])")
+        ax.set_ylabel(f"{curve_attack(recs)} accuracy (%)")
+        ax.set_ylim(-2, 102)
+        ax.set_title(panel_title(key))
+        ax.grid(alpha=0.3)
+    finish(fig, axes, "Figure 3: accuracy versus perturbation budget", ncol=5)
+    return fig

@@ -1,0 +1,121 @@
+"""The look shared by every report figure: the method style cycle, panel grids, the legend
+below the panels, integer epoch axes and saving (matplotlib, Agg backend).
+
+Styles: 7 colour-blind-safe colours (Okabe-Ito without its yellow, which is unreadable on
+white), then the cycle repeats with hollow markers, a different marker and a dashed line, then
+again dotted; so the first 49 methods each get their own (colour, marker) pair and two methods
+that share a colour never share a marker, fill or line style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from robustlab.reporting.collect import METHOD_ORDER, method_rank  # noqa: E402
+
+DPI = 110
+PANELS_PER_ROW = 2
+COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LINESTYLES = ("-", "--", ":")
+# the attack bars of Figure 2: clean and worst case in greys, attacks in Paul Tol's "bright"
+CLEAN_COLOR, WORST_COLOR = "#BBBBBB", "#333333"
+ATTACK_COLORS = ("#4477AA", "#66CCEE", "#228833", "#CCBB44", "#EE6677", "#AA3377")
+RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
+      "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12}
+
+
+def style_at(i: int) -> dict[str, Any]:
+    """The i-th style of the cycle: color, marker, linestyle, markerfacecolor."""
+    cycle, k = divmod(i, len(COLORS))
+    color = COLORS[k]
+    return {"color": color, "marker": MARKERS[(k + 3 * cycle) % len(MARKERS)],
+            "linestyle": LINESTYLES[cycle % len(LINESTYLES)],
+            "markerfacecolor": color if cycle % 2 == 0 else "white", "markeredgecolor": color}
+
+
+def style_map(methods: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """One style per method, methods in report order (`METHOD_ORDER`, then by name); the
+    report builds it once from every record so a method looks the same in every figure."""
+    return {m: style_at(i) for i, m in enumerate(sorted(set(methods), key=method_rank))}
+
+
+def method_style(method: str, styles: dict[str, dict[str, Any]] | None = None
+                 ) -> dict[str, Any]:
+    """The style of `method`: from `styles` (a `style_map`) when it is there, otherwise its
+    place in `METHOD_ORDER` (names outside it follow, by a stable hash of the name)."""
+    if styles and method in styles:
+        return styles[method]
+    i = (METHOD_ORDER.index(method) if method in METHOD_ORDER
+         else len(METHOD_ORDER) + sum(map(ord, method)) % 34)
+    return style_at(i)
+
+
+def panels(n: int, *, cols: int = PANELS_PER_ROW, width: float = 5.6, height: float = 4.0):
+    """A grid of `n` panels that wraps after `cols` a row; returns (figure, axes list)."""
+    cols = max(1, min(n, cols))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.remove()
+    return fig, flat[:n]
+
+
+def finish(fig: Any, axes: list[Any], title: str, ncol: int = 5) -> Any:
+    """Give `fig` its title, lay it out and put one legend for the whole figure below every
+    panel (never over data); legend entries are de-duplicated by label, in the order they
+    were drawn. Returns the legend (None when nothing is labelled)."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if not label.startswith("_"):
+                seen.setdefault(label, handle)
+    if not seen:
+        return None
+    bottom = min(ax.get_tightbbox(fig.canvas.get_renderer()).y0 for ax in axes)
+    return fig.legend(list(seen.values()), list(seen), loc="upper center",
+                      ncol=min(ncol, len(seen)), bbox_to_anchor=(0.5, bottom / fig.bbox.height),
+                      bbox_transform=fig.transFigure, frameon=False)
+
+
+def epoch_axis(ax: Any, epochs: Iterable[int]) -> None:
+    """Whole-number epoch ticks (every epoch when there are at most 12), padded so one epoch
+    sits in the middle of the panel."""
+    eps = sorted({int(e) for e in epochs})
+    ax.set_xlabel("epoch")
+    if not eps:
+        return
+    if len(eps) <= 12:
+        ax.set_xticks(eps)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lo, hi = eps[0], eps[-1]
+    pad = 0.5 if lo == hi else 0.04 * (hi - lo)
+    ax.set_xlim(lo - pad, hi + pad)
+
+
+def save(fig: Any, path: Path) -> Path:
+    """Write `fig` to `path` (atomically: a temporary file, then a rename) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def flag_label(method: str, flagged: bool) -> str:
+    """The method's name, with the audit's warning sign when one of its evaluations was
+    flagged."""
+    return f"{method} ⚠" if flagged else method
