@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def _require_data() -> bool:
@@ -33,3 +34,12 @@ def fashion_root() -> Path:
     if _require_data():
         pytest.fail(f"Fashion-MNIST not found in {root} (apt-get install dataset-fashion-mnist)")
     pytest.skip("Fashion-MNIST not available")
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A test that changes torch's thread count must not change the numerics of the tests
+    after it (a resumed run compared bit for bit with a subprocess's epochs): restored here."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

@@ -222,7 +222,6 @@ def gauss_run(mnist_root, tmp_path_factory):
     from robustlab.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("cert") / "gauss"
-    torch.set_num_threads(1)
     result = train(TrainConfig(dataset="mnist", model="lenet5", method="gaussian-aug",
                                method_options={"sigma": 0.25}, epochs=1, train_size=3000,
                                val_size=500, lr=0.05, data_dir=str(mnist_root),
