@@ -43,3 +43,10 @@ def _restore_torch_threads():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is much faster (and fair to a shared 2-core machine);
+    `_restore_torch_threads` puts the count back afterwards."""
+    torch.set_num_threads(1)

@@ -26,12 +26,7 @@ from robustlab.evaluation.table import format_result_table
 NEW_CHECKS = ("finite_logits", "collapse")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class Chunks(nn.Module):

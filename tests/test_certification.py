@@ -29,12 +29,7 @@ from robustlab.common.errors import ConfigError
 PHI_INV = NormalDist().inv_cdf
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------- the bound

@@ -13,14 +13,7 @@ from robustlab.evaluation import metrics as M
 from robustlab.evaluation.schema import SCHEMA_VERSION, check_eval_dict
 from robustlab.evaluation.table import format_result_table
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread is much faster (and fair to a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_ece_hand_computed():
