@@ -278,5 +278,5 @@ def test_certify_needs_sigma_for_a_run_not_trained_with_noise(mnist_root, tmp_pa
     train(TrainConfig(dataset="mnist", model="lenet5", epochs=1, train_size=500, val_size=100,
                       data_dir=str(mnist_root), out_dir=str(run), progress=False, device="cpu",
                       threads=1))
-    with pytest.raises(ConfigError, match="--sigma: run .* was not trained with gaussian-aug"):
+    with pytest.raises(ConfigError, match="--sigma: run .* was not trained with noise"):
         certify_run(str(run), images=2, data_dir=str(mnist_root), device="cpu")

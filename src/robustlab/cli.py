@@ -26,6 +26,7 @@ _TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--weight-decay": ("weight_decay", float), "--lr-schedule": ("lr_schedule", str),
     "--eps-warmup": ("eps_warmup", float), "--eps-warmup-start": ("eps_warmup_start", float),
     "--eps-warmup-schedule": ("eps_warmup_schedule", str),
+    "--noise-sigma": ("noise_sigma", float),
     "--seed": ("seed", int), "--val-size": ("val_size", int), "--train-size": ("train_size", int),
     "--augment": ("augment", str), "--data-dir": ("data_dir", str), "--device": ("device", str),
     "--memory-format": ("memory_format", str), "--amp": ("amp", str),
@@ -401,9 +402,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _add_experiment_commands(sub) -> None:
     try:
         from robustlab.experiments.cli_commands import add_commands
+        from robustlab.experiments.transfer_cli import add_command as add_transfer_command
     except ImportError:  # the experiment layer is optional while it is being built
         return
     add_commands(sub)
+    add_transfer_command(sub)
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:

@@ -3,7 +3,8 @@
 `g <- mu * g + grad / ||grad||_1` (per sample), then a step of size `step_size` (default
 `eps / steps`) along `sign(g)` (Linf) or `g / ||g||_2` (L2), projected onto the eps-ball ∩
 [0, 1]. No random start. Returns per sample the first adversarial iterate, else the one with
-the highest loss; adversarial samples are frozen.
+the highest loss; adversarial samples are frozen. `stop_on_success=False` never freezes: every
+sample takes every step and the highest-loss iterate is returned (for transfer, as `pgd`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from robustlab.registry import ATTACKS
 @ATTACKS.register("mifgsm")
 class MIFGSM(Attack):
     """Parameters: `eps`, `norm`, `steps` (default 10), `step_size` (absolute; default
-    `eps / steps`), `decay` (momentum mu, default 1.0), `loss`, plus the common ones."""
+    `eps / steps`), `decay` (momentum mu, default 1.0), `loss`, `stop_on_success` (default
+    True; False: the highest-loss iterate, for transfer), plus the common ones."""
 
 
     def __init__(
@@ -32,6 +34,7 @@ class MIFGSM(Attack):
         step_size: float | None = None,
         decay: float = 1.0,
         loss: str = "ce",
+        stop_on_success: bool = True,
         seed: int = 0,
         **common,
     ) -> None:
@@ -42,6 +45,7 @@ class MIFGSM(Attack):
         )
         self.decay = self.check_nonneg_float("decay", decay)
         self.loss = loss
+        self.stop_on_success = bool(stop_on_success)
         self._loss_fn = get_loss(loss)
         if loss == "dlr":
             self.min_classes = 3
@@ -52,7 +56,8 @@ class MIFGSM(Attack):
         s_all = (
             e_all / self.steps if self.step_size is None else torch.full_like(e_all, self.step_size)
         )
-        best = BestIterate.from_clean(model, x, y, loss_fn, target)
+        stop = self.stop_on_success
+        best = BestIterate.from_clean(model, x, y, loss_fn, target) if stop else BestIterate(x)
         idx = best.remaining()
         x0, y0, e0, s0 = x[idx], y[idx], e_all[idx], s_all[idx]
         t0 = target[idx] if target is not None else None
@@ -61,7 +66,7 @@ class MIFGSM(Attack):
             if idx.numel() == 0:
                 break
             g = model.gradient(xa, y0, loss_fn, t0)
-            success = is_adversarial(g.logits, y0, t0)
+            success = is_adversarial(g.logits, y0, t0) & stop
             best.update(idx, xa, g.loss, success)
             grad = g.grad
             if bool(success.any()):
@@ -76,5 +81,7 @@ class MIFGSM(Attack):
             xa = project_and_clip(x0, xa + s0 * steepest_direction(mom, self.norm), e0, self.norm)
         if idx.numel():
             logits = model.logits(xa)
-            best.update(idx, xa, loss_fn(logits, y0, t0), is_adversarial(logits, y0, t0))
+            best.update(idx, xa, loss_fn(logits, y0, t0), is_adversarial(logits, y0, t0) & stop)
+        if not stop:
+            best.offer_clean(model, x, y, loss_fn, target)
         return best.x

@@ -40,9 +40,10 @@ def default_out(run: str | Path, sigma: float) -> Path:
 
 
 def training_sigma(cfg: dict[str, Any]) -> float | None:
-    """The noise std a gaussian-aug run was trained with (its option or the default)."""
+    """The noise std a run was trained with: a gaussian-aug run's option sigma (or its
+    default), any other run's `noise_sigma` if > 0; None for a run trained without noise."""
     if cfg.get("method") != GAUSSIAN_METHOD:
-        return None
+        return float(cfg["noise_sigma"]) if cfg.get("noise_sigma") else None
     from robustlab.registry import METHODS
 
     options = cfg.get("method_options") or {}
@@ -52,13 +53,14 @@ def training_sigma(cfg: dict[str, Any]) -> float | None:
 def plan_certify(run: str, *, sigma: float | None, images: int | None, out: str | None,
                  overwrite: bool, **settings: Any) -> tuple[CertifySettings, Path, float | None]:
     """(settings, output path, training sigma) after every check; no compute yet. `sigma`
-    None: the run's gaussian-aug sigma."""
+    None: the sigma the run was trained with."""
     folder = RunFolder(Path(run))
     if not folder.path.is_dir():
         raise RunFolderError(f"run folder {folder.path} does not exist")
     trained = training_sigma(folder.read_config())
     if sigma is None and trained is None:
-        raise ConfigError(f"--sigma: run {run} was not trained with gaussian-aug; pass the "
+        raise ConfigError(f"--sigma: run {run} was not trained with noise (gaussian-aug or "
+                          "noise_sigma); pass the "
                           "noise std to certify with, e.g. --sigma 0.25")
     chosen = CertifySettings(sigma=trained if sigma is None else sigma, **settings).validate()
     check_int("--images", images, 1, allow_none=True, error=ConfigError)

@@ -77,12 +77,54 @@ def plan_jobs(preset: Preset, out: Path, *, model: str | None = None,
                                       run_dir, machine)
                 job = RunJob(name, train, run_dir, mp.role,
                              surrogate=std_dir if mp.method != "standard" else None)
-                job.evals = _eval_jobs(preset.eval, ds, run_dir,
-                                       budgets if eps is None else ((label, eps),))
+                job_budgets = budgets if eps is None else ((label, eps),)
+                job.evals = (_eval_jobs(preset.eval, ds, run_dir, job_budgets)
+                             + _patch_jobs(preset, ds, run_dir, job_budgets))
                 if mp.method == "standard":
                     std_dir = run_dir
                 jobs.append(job)
+        if preset.studies.certify and seed == preset.seeds[0] and protocol == _noise_protocol(
+                preset):
+            jobs.append(_certify_run(preset, ds, arch, seed, protocol, out, machine))
     return jobs
+
+
+CERTIFY_ROLE = "certification"  # the extra gaussian-aug run of the certify study (no evals)
+PATCH_LABEL = "patch"  # the budget label of the patch study's evaluations
+
+
+def _noise_protocol(preset: Preset) -> str:
+    """The protocol the certify study's noise-trained run uses: `recipe` if the preset has it
+    (a run that learns), else its first."""
+    return "recipe" if "recipe" in preset.protocols else preset.protocols[0]
+
+
+def _certify_run(preset: Preset, ds, arch: str, seed: int, protocol: str, out: Path,
+                 machine: dict[str, Any]) -> RunJob:
+    from robustlab.experiments.presets import MethodPlan
+
+    sigma = preset.studies.certify_sigma
+    suffix = "" if protocol == "paper" else f"-{protocol}"
+    name = f"{ds.dataset}-{arch}-gaussian-aug-sigma{sigma:g}{suffix}-s{seed}"
+    run_dir = out / "runs" / name
+    mp = MethodPlan("gaussian-aug", {"sigma": sigma})
+    train = _train_config(preset, ds, arch, mp, None, seed, protocol, name, run_dir, machine)
+    return RunJob(name, train, run_dir, CERTIFY_ROLE)
+
+
+def _patch_jobs(preset: Preset, ds, run_dir: Path, budgets) -> list[EvalJob]:
+    """The patch study's evaluation of one run (empty unless `studies.patch` and the run is
+    evaluated at one of `studies.patch_budgets`): unrestricted patch values (linf eps 1), no
+    eps curve or audit (a patch's threat model is its window, not an eps-ball)."""
+    st = preset.studies
+    if not st.patch or not any(label in st.patch_budgets for label, _ in budgets):
+        return []
+    settings = EvalSettings(
+        attacks=tuple(st.patch_attacks), eps=1.0, norm="linf", n=st.patch_n,
+        batch_size=preset.eval.batch_size, seed=0, curve_attack=None, curve_factors=(),
+        audit=False, attack_options={a: {"size": st.patch_size} for a in st.patch_attacks},
+        label=PATCH_LABEL)
+    return [EvalJob(PATCH_LABEL, settings, eval_file(run_dir, PATCH_LABEL, settings))]
 
 
 def _train_config(preset: Preset, ds, arch: str, mp, eps: float | None, seed: int,

@@ -68,12 +68,49 @@ class EvalPlan:
 
 
 @dataclass(frozen=True)
+class StudyPlan:
+    """The optional studies beyond the paper (its section 6.4; issue #18), run by `reproduce`
+    after every evaluation, each reported in its own section (all off by default).
+
+    - `transfer`: per dataset, protocol and budget, the transfer matrix of the runs evaluated
+      there (seed 0, runs that learned): every source x target pair under `transfer_attacks`
+      crafted with `transfer_steps` steps on the first `transfer_n` test images, plus a
+      leave-one-out ensemble source (experiments/transfer_study.py).
+    - `certify`: per dataset, one extra run trained with Gaussian noise (`gaussian-aug`,
+      sigma `certify_sigma`, the protocol's recipe) and certified by randomized smoothing on
+      the first `certify_images` test images with `certify_n` samples (experiments/certify.py).
+    - `patch`: every run evaluated at a budget label of `patch_budgets` is also evaluated
+      under the patch attacks (`patch_attacks`, a `patch_size` square window, unrestricted
+      values: eps 1) on the first `patch_n` test images, as its own budget label "patch".
+    """
+
+    transfer: bool = False
+    transfer_attacks: tuple[str, ...] = ("pgd", "mifgsm")
+    transfer_steps: int = 20
+    transfer_n: int = 500
+    certify: bool = False
+    certify_sigma: float = 0.25
+    certify_images: int = 200
+    certify_n: int = 10000
+    patch: bool = False
+    patch_attacks: tuple[str, ...] = ("patch-local", "patch-universal")
+    patch_size: int = 6
+    patch_n: int = 200
+    patch_budgets: tuple[str, ...] = ("standard",)
+
+    @property
+    def any(self) -> bool:
+        return self.transfer or self.certify or self.patch
+
+
+@dataclass(frozen=True)
 class Preset:
     """Everything `reproduce` runs. `train_size` / `val_size` None = the dataset's defaults;
     `headline` is the dataset of Figure 2 and the claims check. `protocols` (keys of
     `PROTOCOL_RECIPES`): `batch_size` and `lr` are the `paper` protocol's; the `recipe`
     protocol takes them from the dataset's recipe. `protocol_budgets` names the budget labels
-    a protocol trains at (absent: all of the dataset's budgets)."""
+    a protocol trains at (absent: all of the dataset's budgets). `studies`: the optional
+    studies beyond the paper (`StudyPlan`)."""
 
     name: str
     description: str
@@ -90,6 +127,7 @@ class Preset:
     budget_note: str = ""
     protocols: tuple[str, ...] = ("paper",)
     protocol_budgets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    studies: StudyPlan = field(default_factory=StudyPlan)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -181,7 +219,9 @@ PRESETS: dict[str, Preset] = {
         budget_note="full training sets, 4 epochs, PGD-5 during training, one seed (the "
                     "2-hour budget does not hold three), 1,000 test images, AutoAttack with "
                     "20 iterations / 3 target classes / 500 Square queries; the eps curve on "
-                    "100 and the audit on 50 of those images",
+                    "100 and the audit on 50 of those images; studies: transfer on 500, "
+                    "patches on 200, certification on 200 test images",
+        studies=StudyPlan(transfer=True, certify=True, patch=True),
     ),
     "paper": Preset(
         name="paper",

@@ -2,14 +2,15 @@
 
 Resumable by construction: `train(..., resume=True)` returns a complete run's summary at once
 and continues an interrupted one from its last finished epoch; an evaluation whose file for
-the same settings exists is skipped. Runs execute in `workers` local processes, each with
-`cores // workers` torch threads, or as Ray tasks (`executor="ray"`, see `executors.py`).
+the same settings exists is skipped. Runs execute in `workers` local processes per device of
+`device` (a comma list), each pinned to its device and with `cores // total workers` torch
+threads (at most 2 on CUDA), or as Ray tasks (`executor="ray"`); see `devices.py` and
+`executors.py`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import time
 from pathlib import Path
@@ -20,9 +21,16 @@ from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.settings import EvalSettingsError
-from robustlab.experiments.executors import check_executor, run_jobs
+from robustlab.experiments.devices import (
+    Worker,
+    executor_workers,
+    placed_train,
+    record_placement,
+)
+from robustlab.experiments.executors import check_executor, run_on_workers
 from robustlab.experiments.plan import EvalJob, RunJob, describe_jobs, plan_jobs
 from robustlab.experiments.presets import Preset
+from robustlab.experiments.studies import check_studies, run_studies
 from robustlab.runs.folder import RunFolderError
 
 EXPERIMENT_FILE = "experiment.json"
@@ -33,24 +41,17 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
               report: bool = True, threads: int | None = None,
               executor: str = "local") -> Path:
     """Run `preset` into folder `out` (resuming what is there); returns the report's path
-    (report.html) or `out` when `report` is False. `threads` (torch threads per worker)
-    defaults to cores // workers; `executor` is "local" (processes) or "ray"."""
-    from robustlab.training import TrainConfig
-
+    (report.html) or `out` when `report` is False. `device`: one device or a comma list;
+    `workers`: processes per device; `threads` (torch threads per worker) defaults to
+    cores // total workers (at most 2 on CUDA); `executor` is "local" (processes) or "ray"."""
     out = Path(out)
     check_int("--workers", workers, 1, error=RunFolderError)
     check_executor(executor)
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    jobs = plan_jobs(preset, out, model=model, data_dir=data_dir, device=device,
-                     threads=threads)
-    for job in jobs:  # validate every config before any compute
-        TrainConfig.from_dict(job.train, source=job.name).validate()
-        for e in job.evals:
-            try:
-                build_attacks(e.settings.validate())
-            except (EvalSettingsError, AttackError) as err:
-                raise ConfigError(f"preset {preset.name}: evaluation of {job.name}: "
-                                  f"{err}") from None
+    devices, pool = executor_workers(device, workers, threads=threads, executor=executor)
+    threads = pool[0].threads
+    jobs = plan_jobs(preset, out, model=model, data_dir=data_dir,
+                     device=pool[0].config_device, threads=threads)
+    _validate(preset, jobs, data_dir)
     exp_file = out / EXPERIMENT_FILE
     if exp_file.exists() and not overwrite:
         old = read_json(exp_file)
@@ -61,16 +62,21 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
         shutil.rmtree(out / "runs", ignore_errors=True)
     atomic_write_json(exp_file, {"schema": "robustlab.experiment/1", "preset": preset.to_dict(),
                                  "model_override": model, "workers": workers,
+                                 "devices": list(devices), "threads": threads,
                                  "jobs": describe_jobs(jobs, out)})
     t0 = time.perf_counter()
     print(f"reproduce {preset.name}: {len(jobs)} training runs, "
-          f"{sum(len(j.evals) for j in jobs)} evaluations, {workers} worker(s) x {threads} "
-          f"thread(s), executor {executor} -> {out}")
-    gpu = str(device).startswith("cuda")
+          f"{sum(len(j.evals) for j in jobs)} evaluations, {len(pool)} worker(s) "
+          f"({workers} per device on {','.join(devices)}) x {threads} thread(s), executor "
+          f"{executor} -> {out}")
+    gpu = devices[0].startswith("cuda")
     for fn, verb in ((_train_job, "trained"), (_eval_job, "evaluated")):
-        run_jobs(executor, jobs, fn, functools.partial(_print_done, verb, len(jobs)),
-                 workers=workers, threads=threads, gpu=gpu)
+        run_on_workers(executor, jobs, fn,
+                       functools.partial(_job_done, verb, len(jobs), exp_file), pool, gpu=gpu)
     print(f"all runs done in {time.perf_counter() - t0:.0f}s")
+    if preset.studies.any:
+        run_studies(preset, jobs, out, device=devices[0], data_dir=data_dir)
+        print(f"studies done in {time.perf_counter() - t0:.0f}s")
     if not report:
         return out
     from robustlab.reporting import write_report
@@ -79,14 +85,33 @@ def reproduce(preset: Preset, out: str | Path, *, workers: int = 1, data_dir: st
     return paths["html"]
 
 
-def _print_done(verb: str, total: int, i: int, job: RunJob, line: str) -> None:
-    print(f"[{i}/{total}] {verb} {job.name}: {line}", flush=True)
+def _validate(preset: Preset, jobs: list[RunJob], data_dir: str | None) -> None:
+    """Every training config, evaluation and study setting, before any compute."""
+    from robustlab.training import TrainConfig
+
+    for job in jobs:
+        TrainConfig.from_dict(job.train, source=job.name).validate()
+        for e in job.evals:
+            try:
+                build_attacks(e.settings.validate())
+            except (EvalSettingsError, AttackError) as err:
+                raise ConfigError(f"preset {preset.name}: evaluation of {job.name}: "
+                                  f"{err}") from None
+    check_studies(preset, data_dir)
 
 
-def _train_job(job: RunJob) -> str:
+def _job_done(verb: str, total: int, exp_file: Path, i: int, job: RunJob, line: str,
+              worker: Worker) -> None:
+    """A finished job's line (with the worker and device that ran it), and its placement in
+    experiment.json."""
+    print(f"[{i}/{total}] {verb} {job.name} on {worker.label}: {line}", flush=True)
+    record_placement(exp_file, verb, job.name, worker)
+
+
+def _train_job(job: RunJob, worker: Worker | None = None) -> str:
     from robustlab.training import TrainConfig, train
 
-    cfg = TrainConfig.from_dict(job.train, source=job.name)
+    cfg = TrainConfig.from_dict(placed_train(job.train, worker), source=job.name)
     t0 = time.perf_counter()
     complete = (job.run_dir / "summary.json").is_file()
     result = train(cfg, resume=True)
@@ -94,18 +119,19 @@ def _train_job(job: RunJob) -> str:
     return f"test acc {result.summary['test_acc']:.4f} ({how})"
 
 
-def _eval_job(job: RunJob) -> str:
+def _eval_job(job: RunJob, worker: Worker | None = None) -> str:
     import torch
 
     from robustlab.experiments.evaluate_runs import evaluate_loaded_run, read_cached
     from robustlab.runs.load import load_run
 
-    if job.train.get("threads"):
-        torch.set_num_threads(job.train["threads"])
+    train = placed_train(job.train, worker)
+    if train.get("threads"):
+        torch.set_num_threads(train["threads"])
     todo: list[EvalJob] = [e for e in job.evals if read_cached(e.path, e.settings) is None]
     if not todo:
         return "cached"
-    device, data_dir = job.train["device"], job.train["data_dir"]
+    device, data_dir = train["device"], train["data_dir"]
     loaded = load_run(job.run_dir, device=device, data_dir=data_dir)
     surrogate = (load_run(job.surrogate, device=device, data_dir=data_dir).model
                  if job.surrogate is not None else None)

@@ -13,7 +13,9 @@ from robustlab.common.files import atomic_write_text
 from robustlab.reporting import figures
 from robustlab.reporting.claims import PAPER_PRESETS, check_claims, claims_apply
 from robustlab.reporting.collect import load_records
+from robustlab.reporting.patches import patch_section, split_patch_records
 from robustlab.reporting.render import to_html, to_markdown
+from robustlab.reporting.studies import study_sections
 from robustlab.reporting.tables import (
     FLAG,
     PROTOCOL_NAMES,
@@ -43,6 +45,7 @@ def write_report(root: str | Path) -> dict[str, Path]:
     (keys md, html, json, csv, figures)."""
     root = Path(root)
     records, experiment = load_records(root)
+    records, patch_records = split_patch_records(records)  # shown apart: another threat model
     preset = (experiment or {}).get("preset") or {}
     headline = preset.get("headline") or records[0]["dataset"]
     blocks = table1(records)
@@ -51,15 +54,19 @@ def write_report(root: str | Path) -> dict[str, Path]:
     claims = check_claims(blocks, over, headline) if with_claims else []
     figdir = root / "figures"
     figs = figures.draw_all(records, figdir, headline)
-    doc = _document(records, preset, blocks, over, claims, figs)
+    studies, study_figs = study_sections(root, experiment, figdir)  # transfer, certification
+    studies = patch_section(patch_records, root) + studies
+    doc = _document(records, preset, blocks, over, claims, figs, studies)
     paths = {
         "md": atomic_write_text(root / "report.md", to_markdown(doc, root)),
         "html": atomic_write_text(root / "report.html", to_html(doc, _title(preset))),
         "json": atomic_write_text(root / "results.json", json.dumps(
             {"schema": RESULTS_SCHEMA, "preset": preset.get("name"), "headline": headline,
-             "records": [_public(r) for r in records], "table1": blocks, "overhead": over,
+             "records": [_public(r) for r in records],
+             "patch_records": [_public(r) for r in patch_records], "table1": blocks,
+             "overhead": over,
              "claims_checked": with_claims, "claims": claims,
-             "figures": [str(p.relative_to(root)) for p, _ in figs if p]},
+             "figures": [str(p.relative_to(root)) for p, _ in figs + study_figs if p]},
             indent=2, sort_keys=True) + "\n"),
         "csv": atomic_write_text(root / "results.csv", results_csv(records, blocks)),
     }
@@ -110,12 +117,13 @@ def results_csv(records: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> 
     return buf.getvalue()
 
 
-def _document(records, preset, blocks, over, claims, figs) -> list[tuple]:
-    """The report as a list of blocks (render.py), section by section: the summary first."""
+def _document(records, preset, blocks, over, claims, figs, studies=()) -> list[tuple]:
+    """The report as a list of blocks (render.py), section by section: the summary first;
+    `studies`: the transferability and certification sections (reporting/studies.py)."""
     return ([("h1", _title(preset))] + _summary(records, preset, blocks, claims)
             + [("toc",)] + _table1(records, blocks) + _claims_section(claims)
             + _figures(figs) + _overhead(over) + _audit(records) + _defenses(records)
-            + _files())
+            + list(studies) + _files())
 
 
 def _ran(records, preset) -> str:

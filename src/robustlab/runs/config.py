@@ -37,6 +37,9 @@ class TrainConfig:
     subsamples the training set (for quick runs). `eps_warmup` is the budget warm-up of every
     adversarial method, in epochs (fractional allowed; 0 = none): eps_t rises per step from
     `eps_warmup_start * eps` to eps by `eps_warmup_schedule` (methods/eps_schedule.py).
+    `noise_sigma` (pixel units, 0 = off) adds Gaussian noise N(0, noise_sigma^2 I) to every
+    training batch before the method sees it, for any method: the noise randomized smoothing
+    certifies with (`robustlab certify`, docs/certification.md).
     """
 
     dataset: str = "mnist"
@@ -49,6 +52,7 @@ class TrainConfig:
     eps_warmup: float = 0.0
     eps_warmup_start: float = 0.1
     eps_warmup_schedule: str = "linear"
+    noise_sigma: float = 0.0
     recipe: str | None = None
     defense: str | None = None
     defense_options: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +111,7 @@ class TrainConfig:
             _check_number(self, fname, low=0.0)
         if self.eps is not None:
             _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
+        self._validate_noise()
         self._validate_warmup(method_is_adversarial=bool(
             getattr(METHODS.get(self.method), "needs_eps", False)))
         for fname, allowed in (("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
@@ -122,6 +127,13 @@ class TrainConfig:
             raise ConfigError(f"val_size: method {self.method!r} measures validation accuracy "
                               "every epoch and needs a validation split; got 0")
         return self
+
+    def _validate_noise(self) -> None:
+        sigma = _check_number(self, "noise_sigma", "a noise std >= 0 in pixel units", low=0.0)
+        if sigma > 0 and self.method == "gaussian-aug":
+            raise ConfigError(f"noise_sigma: method 'gaussian-aug' adds its own noise (its "
+                              f"option sigma); got noise_sigma {sigma:g} too, expected 0 -- "
+                              "use one of them")
 
     def _validate_warmup(self, *, method_is_adversarial: bool) -> None:
         w = _check_number(self, "eps_warmup", "a number of epochs >= 0", low=0.0)

@@ -187,6 +187,8 @@ def _train_epoch(cfg: TrainConfig, ctx: TrainContext, parts: Components,
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(cfg.lr_schedule, ctx.step / total_steps)
         x, y = dist.shard(x, y)
+        if cfg.noise_sigma:  # randomized-smoothing noise, for any method (drawn from the
+            x = x + cfg.noise_sigma * torch.randn_like(x)  # global RNG the epoch reseeds)
         with autocast:
             out = method.train_step(train_model, optimizer, x, y, ctx)
         loss_sum += out.loss.detach().float() * len(y)
