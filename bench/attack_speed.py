@@ -8,7 +8,9 @@ Two workloads per model, printed apart (a ratio is only worth quoting with its w
   break in the first steps, so per-sample early stopping removes most of the work;
 - robust: trained with FGSM-RS (robustlab's mnist-linf recipe, eps 0.3) and attacked at its
   budget eps 0.3, step eps/4; few samples break, so every step is paid in full. The run
-  folders are kept under --cache (a complete run is reused, not retrained).
+  folders are kept under --cache (a complete run is reused, not retrained); `--robust-run
+  smallcnn=RUN` takes a robust model trained elsewhere (2 FGSM-RS epochs do not make SmallCNN
+  robust; a PGD-AT one does).
 Models are seeded. Every timing is the median over `--repeats` rounds; within a round the contenders
 run back to back in a fixed order, so background load hits them alike. Printed ratios > 1
 mean robustlab is faster. The machine is shared: quote medians, and rerun when loaded.
@@ -107,10 +109,22 @@ def train_robust(name: str, args) -> nn.Module:
     return robustlab.load_model(run.run_dir, device="cpu")
 
 
+def robust_model(name: str, args) -> nn.Module:
+    """`--robust-run NAME=RUN` (e.g. a PGD-AT SmallCNN trained on a GPU or overnight) if given,
+    else the FGSM-RS model `train_robust` caches."""
+    import robustlab
+
+    given = dict(item.split("=", 1) for item in args.robust_run)
+    if name in given:
+        print(f"robust {name}: the run {given[name]}")
+        return robustlab.load_model(given[name], device="cpu")
+    return train_robust(name, args)
+
+
 def workload(name: str, splits, kind: str, args) -> tuple[nn.Module, float]:
     """The model and attack budget of workload `kind` ("easy" / "robust")."""
     if kind == "robust":
-        return train_robust(name, args), ROBUST_EPS
+        return robust_model(name, args), ROBUST_EPS
     n_train = args.train_samples if name == "lenet5" else args.train_samples // 3
     return train_briefly(name, splits, n_train), args.eps
 
@@ -233,6 +247,9 @@ def main() -> None:
                    choices=["easy", "robust"])
     p.add_argument("--cache", default="bench/.cache",
                    help="run folders of the robust workload's models (reused when complete)")
+    p.add_argument("--robust-run", nargs="*", default=[], metavar="MODEL=RUN",
+                   help="the robust workload's model from a run folder instead of the cached "
+                        "FGSM-RS one, e.g. smallcnn=runs/smallcnn-pgd-at (MNIST, eps 0.3)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--train-samples", type=int, default=30_000)
     p.add_argument("--autoattack", action="store_true", help="also time AutoAttack (slow)")

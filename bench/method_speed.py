@@ -26,7 +26,7 @@ from robustlab.training.methods import perturb
 
 
 def epoch_time(method: str, train_size: int | None, eps: float, val_size: int, *,
-               kernels: bool = True) -> float:
+               kernels: bool = True, threads: int | None = None) -> float:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         if not kernels:  # the perturbation passes as they were: plain autograd, no freeze
             stack.enter_context(mock.patch.object(perturb.CPUKernels, "may_apply",
@@ -35,7 +35,8 @@ def epoch_time(method: str, train_size: int | None, eps: float, val_size: int, *
                                                   lambda m: nullcontext()))
         cfg = TrainConfig(dataset="mnist", model="lenet5", method=method, train_size=train_size,
                           epochs=1, val_size=val_size, progress=False, device="cpu",
-                          eps=None if method == "standard" else eps, out_dir=f"{tmp}/run")
+                          eps=None if method == "standard" else eps, out_dir=f"{tmp}/run",
+                          threads=threads)
         return train(cfg).metrics[0]["epoch_time_s"]
 
 
@@ -50,10 +51,13 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=1000,
                         help="validation images (the hybrid measures its alpha on these)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's; 1 on a shared machine)")
     args = parser.parse_args()
     methods = args.methods.split(",")
     modes = (True,) if args.no_compare else (True, False)
-    times = {(m, k): min(epoch_time(m, args.train_size, args.eps, args.val_size, kernels=k)
+    times = {(m, k): min(epoch_time(m, args.train_size, args.eps, args.val_size, kernels=k,
+                                    threads=args.threads)
                          for _ in range(args.repeats)) for m in methods for k in modes}
     print(f"LeNet-5 / MNIST, {args.train_size or 'all'} training images, eps {args.eps}, "
           f"best of {args.repeats}; ratio = epoch time / standard's")

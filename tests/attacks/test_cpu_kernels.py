@@ -163,13 +163,11 @@ def test_calls_that_do_not_match_run_pytorch_unchanged():
     x = torch.rand(2, 1, 9, 9, requires_grad=True)
     x3 = torch.rand(2, 3, 9, 9, requires_grad=True)
     frozen = torch.randn(4, 1, 3, 3)
-    trained = torch.randn(4, 1, 3, 3, requires_grad=True)
     rgb_weight = torch.randn(4, 3, 3, 3)
     cases = [
         lambda: F.conv2d(x, frozen, stride=2),
         lambda: F.conv2d(x, frozen, dilation=2),
         lambda: F.conv2d(x, frozen, padding="same"),
-        lambda: F.conv2d(x, trained),  # weights need their gradient: not ours to drop
         lambda: F.conv2d(x3, rgb_weight),
         lambda: F.max_pool2d(x3, 3),
         lambda: F.max_pool2d(x3, 2, stride=1),
@@ -200,6 +198,42 @@ def _lenet_like() -> nn.Module:
         nn.Conv2d(6, 8, 3), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(8 * 2 * 2, 10),
     ).eval()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_training_pass_under_the_kernels_gives_the_same_parameter_and_input_gradients(dtype):
+    """The FGSM hybrid's shared clean pass (parameters trainable, input gradient wanted): the
+    convolution rule takes the weight and bias gradients from ATen, so they equal PyTorch's;
+    the input gradient equals it to the summation order."""
+    x, y = torch.rand(16, 1, 12, 12, dtype=dtype), torch.randint(0, 10, (16,))
+    grads = []
+    for fast in (False, True):
+        model = _lenet_like().train().to(dtype)
+        xr = x.clone().requires_grad_(True)
+        with CPUKernels.when(fast):
+            out = model(xr)
+        F.cross_entropy(out, y).backward()
+        grads.append((out.detach(), xr.grad, [p.grad for p in model.parameters()]))
+        if fast:  # the fast rules took the pass
+            assert any("OneChannelConv" in type(node).__name__
+                       for node, _ in _graph_nodes(out.grad_fn))
+    (out, gx, gp), (out_f, gx_f, gp_f) = grads
+    assert torch.equal(out, out_f)
+    tol = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(gx_f, gx, rtol=tol, atol=tol)
+    for a, b in zip(gp_f, gp, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def _graph_nodes(fn, seen=None):
+    """Every (node, index) reachable from autograd node `fn`."""
+    seen = set() if seen is None else seen
+    out = []
+    for nxt in (fn.next_functions if fn is not None else ()):
+        if nxt[0] is not None and nxt[0] not in seen:
+            seen.add(nxt[0])
+            out += [nxt, *_graph_nodes(nxt[0], seen)]
+    return out
 
 
 def test_input_gradient_with_cpu_kernels_matches_and_leaves_parameters_alone():

@@ -86,6 +86,7 @@ from robustlab.attacks.execution import (
 from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
 from robustlab.attacks.losses import LossFn, is_adversarial
 from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
+from robustlab.common.allocator import tune_malloc
 from robustlab.common.checks import check_bool, check_choice, check_int, check_number
 from robustlab.common.modes import eval_mode
 
@@ -290,6 +291,8 @@ class Attack:
         self._check_inputs(x, y, target)
         if x.shape[0] == 0:
             return x.clone()
+        if x.device.type == "cpu":
+            tune_malloc()  # common/allocator.py: no page faults per step
         y, target = y.long(), None if target is None else target.long()
         xc = x.detach().to(compute_dtype(model, x))
         eps = self.eps_tensor(xc)

@@ -28,9 +28,13 @@ PyTorch's kernels in that pass are far off the machine's speed (measured by
 change and are never modified. Forward values are bit-identical (so an attack's success checks
 agree with the plain model), gradients too except the convolution's, equal to ~1e-7 relative
 (a different summation order); tests compare all against PyTorch over random shapes. The
-mode is entered only around CPU forward passes of an attack, where the parameters are frozen
-(the convolution rule needs that: it returns no weight gradient) and the only gradient taken
-is the input's (the pool's pre-masked gradient is exact for everything behind the ReLU).
+mode is entered around CPU forward passes that need the INPUT's gradient: an attack's and the
+training perturbations' (parameters frozen), and the FGSM hybrid's shared clean pass, whose
+backward gives the parameters' gradient and the input's at once (the convolution rule then
+takes the weight and bias gradients from ATen and only the input gradient from the faster
+form; the pool's pre-masked gradient is exact for everything behind the ReLU, parameters
+included). A pass that needs no input gradient keeps PyTorch's kernels (the rules check
+`x.requires_grad`).
 """
 
 from __future__ import annotations
@@ -94,25 +98,43 @@ def _pair(v: Any) -> tuple[int, int] | None:
 
 
 class _OneChannelConvInputGrad(torch.autograd.Function):
-    """conv2d (stride 1, 1 input channel) whose backward is `_taps_gradient` or depthwise."""
+    """conv2d (stride 1, 1 input channel) whose input gradient is `_taps_gradient` or
+    depthwise; a weight / bias that requires grad gets ATen's own gradient (the input gradient
+    masked out of ATen's backward), so a training pass that also needs the input's gradient
+    (the FGSM hybrid's shared backward) pays the fast input gradient only."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]):
-        ctx.save_for_backward(weight)
+        ctx.params_grad = (weight.requires_grad, bias is not None and bias.requires_grad)
+        ctx.save_for_backward(weight, x if any(ctx.params_grad) else None)
         ctx.padding = padding
         return F.conv2d(x, weight, bias, padding=padding)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        (weight,) = ctx.saved_tensors
-        c, _, kh, kw = weight.shape
-        if c >= CONV_GEMM_MIN_CHANNELS_PER_TAP * kh * kw:
-            return _taps_gradient(grad_out, weight, ctx.padding), None, None, None
-        ph, pw = ctx.padding
-        flipped = weight.flip(2, 3)  # [C, 1, kh, kw]: one kernel per output channel
-        per_channel = F.conv2d(grad_out, flipped, padding=(kh - 1 - ph, kw - 1 - pw), groups=c)
-        return per_channel.sum(1, keepdim=True), None, None, None
+        weight, x = ctx.saved_tensors
+        grad_w = grad_b = None
+        if any(ctx.params_grad):
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, [weight.shape[0]] if ctx.params_grad[1] else None,
+                [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
+                [False, ctx.params_grad[0], ctx.params_grad[1]])
+        grad_x = _one_channel_input_grad(grad_out, weight, ctx.padding) \
+            if ctx.needs_input_grad[0] else None
+        return grad_x, grad_w, grad_b, None
+
+
+def _one_channel_input_grad(grad_out: Tensor, weight: Tensor, padding: tuple[int, int]
+                            ) -> Tensor:
+    """Input gradient `[N, 1, H, W]` of a stride-1 1-channel conv: taps or depthwise."""
+    c, _, kh, kw = weight.shape
+    if c >= CONV_GEMM_MIN_CHANNELS_PER_TAP * kh * kw:
+        return _taps_gradient(grad_out, weight, padding)
+    ph, pw = padding
+    flipped = weight.flip(2, 3)  # [C, 1, kh, kw]: one kernel per output channel
+    per_channel = F.conv2d(grad_out, flipped, padding=(kh - 1 - ph, kw - 1 - pw), groups=c)
+    return per_channel.sum(1, keepdim=True)
 
 
 def _taps_gradient(grad_out: Tensor, weight: Tensor, padding: tuple[int, int]) -> Tensor:
@@ -235,7 +257,6 @@ def _one_channel_conv(args: tuple, kwargs: dict) -> Tensor | None:
     if not (
         isinstance(x, Tensor) and x.dim() == 4 and x.device.type == "cpu" and x.requires_grad
         and isinstance(weight, Tensor) and weight.dim() == 4 and weight.shape[1] == 1
-        and not weight.requires_grad and (bias is None or not bias.requires_grad)
         and a["groups"] == 1 and _pair(a["stride"]) == (1, 1)
         and _pair(a["dilation"]) == (1, 1) and padding is not None
         and 0 <= padding[0] < weight.shape[2] and 0 <= padding[1] < weight.shape[3]

@@ -22,6 +22,7 @@ from robustlab.certification import (
     summarize,
 )
 from robustlab.certification.smoothing import print_progress
+from robustlab.common.allocator import tune_malloc
 from robustlab.common.checks import check_int
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
@@ -90,6 +91,8 @@ def certify_run(run: str, *, sigma: float | None = None, images: int | None = 50
     count = len(test) if images is None else images
     dev = resolve_device(device)
     start = time.perf_counter()
+    if dev.type == "cpu":
+        tune_malloc()  # common/allocator.py
     rows = certify_images(loaded.model, test.x[:count].to(dev), test.y[:count], chosen,
                           num_classes=loaded.data.info.num_classes,
                           progress=print_progress() if progress else None)

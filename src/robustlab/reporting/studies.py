@@ -183,12 +183,15 @@ def _values(files: list[tuple[Path, dict[str, Any]]], key: str) -> str:
 def certify_figure(files: list[tuple[Path, dict[str, Any]]], path: Path) -> Path:
     """Certified accuracy vs L2 radius, one line per file, legend outside the axes."""
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(7.6, 3.9))
+        fig, ax = plt.subplots(figsize=(7.6, 4.2 + 0.2 * len(files)))
         for i, (p, d) in enumerate(files):
             method = (d.get("run") or {}).get("method") or "?"
             style = dict(method_style(method))
             style["linestyle"] = ("-", "--", ":", "-.")[i % 4]
-            label = f"{_run_name(p, d)} ({method}, sigma={d['settings']['sigma']:g})"
+            run = d.get("run") or {}
+            where = (f"{run['dataset']} / {run['model']}" if run.get("dataset")
+                     else _run_name(p, d))
+            label = f"{where}, {method} (sigma {d['settings']['sigma']:g})"
             curve = d["curve"]
             ax.plot(curve["radius"], [100 * v for v in curve["certified_accuracy"]],
                     label=label, color=style["color"], linestyle=style["linestyle"], lw=1.6)
@@ -198,7 +201,9 @@ def certify_figure(files: list[tuple[Path, dict[str, Any]]], path: Path) -> Path
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
         ax.set_title("Randomized smoothing: certified accuracy vs radius")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        # below the axes: run labels are long, and a legend at the side squeezes the axes
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False,
+                  ncol=1 if len(files) > 4 else 2)
         fig.tight_layout()
         return save(fig, path)
 

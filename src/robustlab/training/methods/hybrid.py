@@ -51,7 +51,12 @@ from robustlab.training.methods.options import (
     guard_options,
     with_defaults,
 )
-from robustlab.training.methods.perturb import differentiable_forward, fgsm, generate
+from robustlab.training.methods.perturb import (
+    differentiable_forward,
+    fgsm,
+    generate,
+    shared_pass_kernels,
+)
 from robustlab.training.methods.validation import OverfitGuard, ValProbe, adaptive_alpha
 
 
@@ -154,7 +159,8 @@ class Hybrid(TrainingMethod):
         if self.generator == "fgsm":
             # One backward gives both the clean parameter gradient and the FGSM input gradient.
             xr = x.detach().requires_grad_(True)
-            logits = differentiable_forward(model)(xr)
+            with shared_pass_kernels(model, x):  # the input gradient's CPU kernels
+                logits = differentiable_forward(model)(xr)
             ce_clean = F.cross_entropy(logits, y)
             ce_clean.backward()
             for group in optimizer.param_groups:

@@ -16,7 +16,7 @@ detached, same shape as `x`, in [0, 1]; all but `n_fgsm` also stay in the eps-ba
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,15 @@ def input_gradient_mode(model: nn.Module, x: Tensor) -> ExitStack:
     if x.device.type == "cpu" and not hasattr(net, "_orig_mod") and CPUKernels.may_apply(net):
         stack.enter_context(CPUKernels())
     return stack
+
+
+def shared_pass_kernels(model: nn.Module, x: Tensor) -> AbstractContextManager:
+    """Context for a TRAINING forward whose backward also gives the input's gradient (the
+    FGSM hybrid's shared clean pass): `CPUKernels` on CPU inputs of models it can speed up,
+    parameters left trainable (the convolution rule then takes their gradients from ATen)."""
+    net = unwrap(model)
+    return CPUKernels.when(x.device.type == "cpu" and not hasattr(net, "_orig_mod")
+                           and CPUKernels.may_apply(net))
 
 
 def input_grad(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
