@@ -10,6 +10,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from robustlab.common.errors import ConfigError
 from robustlab.experiments.plan import CERTIFY_ROLE, PATCH_LABEL, plan_jobs
@@ -86,8 +87,11 @@ def studied(tmp_path_factory):
         studies=TINY_STUDIES, train_size=600, val_size=100,
         eval=dataclasses.replace(smoke.eval, n=60, curve_n=30, audit=False))
     out = tmp_path_factory.mktemp("studied")
+    before = torch.get_num_threads()
     with contextlib.redirect_stdout(io.StringIO()) as log:
         reproduce(preset, out, workers=1, threads=1)
+    # in-process jobs restore the thread count (a leak broke a later bit-identical test)
+    assert torch.get_num_threads() == before
     return preset, out, log.getvalue()
 
 

@@ -290,7 +290,10 @@ def calls(draw):
     good_eps = st.one_of(st.floats(0.0, 0.3), st.sampled_from([0.0, 1.0] + ([] if linf else big)))
     bad_eps = st.sampled_from(BAD_EPS + (big if linf else []))
     eps = draw(bad_eps if broken == "eps" else good_eps)
-    kw = {"name": name, "norm": norm, "eps": eps, "n": draw(st.integers(0, 3))}
+    # an unfitted universal patch cross-fits on the batch's two halves: one image is an error
+    # of its own (tests/attacks/test_patch.py), not a bad argument of this call
+    n = draw(st.integers(0, 3).filter(lambda v: name != "patch-universal" or v != 1))
+    kw = {"name": name, "norm": norm, "eps": eps, "n": n}
     for field, good, bad in (("x_dtype", X_DTYPES, BAD_X_DTYPES),
                              ("x_values", ["unit"], BAD_X_VALUES),
                              ("y_dtype", Y_DTYPES, BAD_Y_DTYPES),

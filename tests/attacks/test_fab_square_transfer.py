@@ -190,6 +190,22 @@ def test_pgd_transfer_crafts_highest_loss_points(mnist_small, surrogate):
     assert acc_deep <= 0.4, acc_deep
 
 
+def test_mifgsm_transfer_also_crafts_highest_loss_points(mnist_small, surrogate):
+    """MI-FGSM inside `transfer` gets the same default as PGD: every step, highest loss."""
+    model, x, y = mnist_small
+    eps = 0.3
+    attack = create("transfer", surrogate=surrogate, attack="mifgsm", eps=eps, steps=10)
+    assert attack.attack.stop_on_success is False
+    deep = attack(model, x, y)
+    shallow = create("transfer", surrogate=surrogate, attack="mifgsm", eps=eps, steps=10,
+                     stop_on_success=True)(model, x, y)
+    assert_in_threat_model(deep, x, eps, "linf")
+    acc_deep, acc_shallow = accuracy(model, deep, y), accuracy(model, shallow, y)
+    print(f"\ntransfer MI-FGSM-10: highest-loss {acc_deep:.3f}, first-adversarial "
+          f"{acc_shallow:.3f}")
+    assert acc_deep <= acc_shallow - 0.2, (acc_deep, acc_shallow)
+
+
 def test_transfer_never_queries_the_target(mnist_small, surrogate):
     model, x, y = mnist_small
     calls = []

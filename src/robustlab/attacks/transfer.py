@@ -7,10 +7,11 @@ is never queried while crafting (black-box transfer): the generic `Attack.__call
 width of its logits once, to validate the labels, and after crafting one forward pass on the
 clean inputs keeps the clean input of every sample the target already misclassifies.
 
-With the inner attacks that stop at a sample's first adversarial iterate (`pgd`, `cw-linf`),
-the transfer attack asks for the highest-loss iterate instead (`stop_on_success=False`, unless
-given): a point just across the surrogate's boundary rarely crosses the target's, one pushed
-to high loss does (measured on MNIST LeNet-5s in tests/attacks/test_fab_square_transfer.py).
+With the inner attacks that stop at a sample's first adversarial iterate (`pgd`, `cw-linf`,
+`mifgsm`), the transfer attack asks for the highest-loss iterate instead
+(`stop_on_success=False`, unless given): a point just across the surrogate's boundary rarely
+crosses the target's, one pushed to high loss does (measured on MNIST LeNet-5s in
+tests/attacks/test_fab_square_transfer.py).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Transfer(Attack):
                 f"attack: expected the name of a registered attack other than 'transfer', "
                 f"got {attack!r}"
             )
-        if attack in ("pgd", "cw-linf"):
+        if attack in ("pgd", "cw-linf", "mifgsm"):
             attack_kw.setdefault("stop_on_success", False)
         inner = ATTACKS.create(attack, eps=eps, norm=norm, seed=seed, **attack_kw)
         self.needs_eps = inner.needs_eps

@@ -120,17 +120,24 @@ def _train_job(job: RunJob, worker: Worker | None = None) -> str:
 
 
 def _eval_job(job: RunJob, worker: Worker | None = None) -> str:
-    import torch
-
-    from robustlab.experiments.evaluate_runs import evaluate_loaded_run, read_cached
-    from robustlab.runs.load import load_run
+    """Evaluate what the job's eval files lack, at the job's torch threads (restored after:
+    an in-process job must not change the thread count, hence the numerics, of what the
+    process computes next)."""
+    from robustlab.experiments.evaluate_runs import read_cached
+    from robustlab.training.loop import torch_threads
 
     train = placed_train(job.train, worker)
-    if train.get("threads"):
-        torch.set_num_threads(train["threads"])
     todo: list[EvalJob] = [e for e in job.evals if read_cached(e.path, e.settings) is None]
     if not todo:
         return "cached"
+    with torch_threads(train.get("threads")):
+        return _evaluate(job, train, todo)
+
+
+def _evaluate(job: RunJob, train: dict, todo: list[EvalJob]) -> str:
+    from robustlab.experiments.evaluate_runs import evaluate_loaded_run
+    from robustlab.runs.load import load_run
+
     device, data_dir = train["device"], train["data_dir"]
     loaded = load_run(job.run_dir, device=device, data_dir=data_dir)
     surrogate = (load_run(job.surrogate, device=device, data_dir=data_dir).model
