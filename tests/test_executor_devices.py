@@ -22,7 +22,7 @@ from robustlab.experiments.devices import (
     placed_train,
     plan_workers,
 )
-from robustlab.experiments.executors import WorkerDiedError, run_jobs, run_on_workers
+from robustlab.experiments.executors import WorkerDiedError, run_on_workers
 
 # --- device lists -------------------------------------------------------------------------
 
@@ -159,13 +159,9 @@ def test_a_free_worker_takes_the_next_job():
     assert done[-1][1][0] == "long"  # the short jobs all finished while it ran
 
 
-def test_one_worker_runs_in_this_process_and_old_api_still_works():
+def test_one_worker_runs_in_this_process():
     done = _run([("a", 0.0)], _sleep_job, [Worker(0, "cpu", None)])
     assert json.loads(done[0][2])["pid"] == os.getpid()
-    lines = []
-    run_jobs("local", ["x", "y"], str.upper, lambda i, job, line: lines.append(line),
-             workers=1, threads=1)
-    assert lines == ["X", "Y"]
 
 
 def test_a_jobs_error_and_a_dead_worker_stop_the_grid():

@@ -16,6 +16,7 @@ import yaml
 
 from robustlab.common.checks import check_int
 from robustlab.common.yaml_io import load_yaml
+from robustlab.experiments.cli_options import add_study_options
 
 # Options of `train` that map one-to-one onto TrainConfig fields: flag -> (field, type).
 _TRAIN_FLAGS: dict[str, tuple[str, type]] = {
@@ -212,14 +213,8 @@ def _add_certify_command(sub: Any) -> None:
     p.add_argument("--images", type=int, default=500,
                    help="certify the first N test images (default 500)")
     p.add_argument("--batch-size", type=int, default=1000, help="noisy copies per forward pass")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    p.add_argument("--data-dir", default=None, help="dataset folder (default $ROBUSTLAB_DATA)")
-    p.add_argument("--out", default=None, help="JSON file (default RUN/certify-sigmaS.json)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--no-figure", dest="figure", action="store_false",
-                   help="skip the PNG curve beside the JSON file")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_study_options(p, out_help="JSON file (default RUN/certify-sigmaS.json)",
+                      figure_help="skip the PNG curve beside the JSON file")
     p.set_defaults(func=cmd_certify)
 
 

@@ -5,10 +5,11 @@ blocked-layout copies of an activation, e.g. 128 x 6 x 28 x 28 padded to 16 chan
 every step. glibc serves blocks above its mmap threshold with a fresh `mmap` and returns them
 on free, and trims the heap top above its trim threshold, so each step touches new pages:
 page faults, not arithmetic, dominated such a pass (LeNet-5, batch 128, one thread, a fresh
-process: 16.3-19.1 ms per input-gradient pass with glibc's defaults, 10.9-11.8 ms with both
-thresholds raised). glibc raises its mmap threshold by itself after a large block is freed,
-so the cost came and went with what a process had run before (the training loop, after its
-data loading, measured the same either way; docs/performance.md).
+process: 62,751 minor page faults in 20 passes with glibc's defaults, 22 with both thresholds
+raised, and about 1.8x the time per pass; bench/malloc_faults.py). glibc raises its mmap
+threshold by itself after a large block is freed, so the cost came and went with what a
+process had run before (the training loop, after its data loading, measured the same either
+way; docs/performance.md).
 
 `tune_malloc()` fixes both thresholds at `THRESHOLD_BYTES` through `mallopt`, once per
 process: blocks below it come from the heap and freed memory below it stays mapped (at most

@@ -23,7 +23,6 @@ import os
 import pickle
 import traceback
 from collections.abc import Callable, Sequence
-from functools import partial
 from multiprocessing import get_context
 from multiprocessing.connection import wait
 from typing import Any
@@ -34,10 +33,9 @@ from robustlab.experiments.devices import Worker, pinned
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 
-JobFn = Callable[[Any], str]
-Report = Callable[[int, Any, str], None]  # (number done, job, the job's one-line result)
 WorkerJobFn = Callable[[Any, Worker], str]  # (job, the worker running it) -> one-line result
-WorkerReport = Callable[[int, Any, str, Worker], None]  # Report + the worker that ran the job
+# (number done, job, the job's one-line result, the worker that ran it)
+WorkerReport = Callable[[int, Any, str, Worker], None]
 
 
 class ExecutorError(ConfigError):
@@ -57,23 +55,6 @@ def check_executor(name: str) -> None:
         except ImportError:
             raise ExecutorError("--executor ray: Ray is not installed; install the optional "
                                 "extra: pip install 'robustlab[ray]'") from None
-
-
-def run_jobs(executor: str, jobs: Sequence[Any], fn: JobFn, report: Report, *, workers: int,
-             threads: int, gpu: bool = False) -> None:
-    """Run `fn(job)` for every job in `workers` unpinned processes (each job keeps its own
-    device); `report` is called in the parent as each one finishes."""
-    pool = [Worker(i, None, threads) for i in range(workers)]
-    run_on_workers(executor, jobs, partial(_call_plain, fn), partial(_report_plain, report),
-                   pool, gpu=gpu)
-
-
-def _call_plain(fn: JobFn, job: Any, worker: Worker) -> str:
-    return fn(job)
-
-
-def _report_plain(report: Report, i: int, job: Any, line: str, worker: Worker) -> None:
-    report(i, job, line)
 
 
 def run_on_workers(executor: str, jobs: Sequence[Any], fn: WorkerJobFn, report: WorkerReport,

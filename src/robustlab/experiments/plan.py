@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.evaluation.settings import EvalSettings
-from robustlab.experiments.presets import PROTOCOL_RECIPES, Preset
+from robustlab.experiments.presets import PROTOCOL_RECIPES, MethodPlan, Preset
 from robustlab.training.recipes import configure
 
 
@@ -43,6 +43,7 @@ class RunJob:
     role: str
     evals: list[EvalJob] = field(default_factory=list)
     surrogate: Path | None = None  # a standard run of the same dataset/model/seed (transfer)
+    protocol: str = "paper"  # the preset protocol it trains under (PROTOCOL_RECIPES' keys)
 
 
 def eval_file(run_dir: Path, label: str, settings: EvalSettings) -> Path:
@@ -76,7 +77,8 @@ def plan_jobs(preset: Preset, out: Path, *, model: str | None = None,
                 train = _train_config(preset, ds, arch, mp, eps, seed, protocol, name,
                                       run_dir, machine)
                 job = RunJob(name, train, run_dir, mp.role,
-                             surrogate=std_dir if mp.method != "standard" else None)
+                             surrogate=std_dir if mp.method != "standard" else None,
+                             protocol=protocol)
                 job_budgets = budgets if eps is None else ((label, eps),)
                 job.evals = (_eval_jobs(preset.eval, ds, run_dir, job_budgets)
                              + _patch_jobs(preset, ds, run_dir, job_budgets))
@@ -101,15 +103,13 @@ def _noise_protocol(preset: Preset) -> str:
 
 def _certify_run(preset: Preset, ds, arch: str, seed: int, protocol: str, out: Path,
                  machine: dict[str, Any]) -> RunJob:
-    from robustlab.experiments.presets import MethodPlan
-
     sigma = preset.studies.certify_sigma
     suffix = "" if protocol == "paper" else f"-{protocol}"
     name = f"{ds.dataset}-{arch}-gaussian-aug-sigma{sigma:g}{suffix}-s{seed}"
     run_dir = out / "runs" / name
     mp = MethodPlan("gaussian-aug", {"sigma": sigma})
     train = _train_config(preset, ds, arch, mp, None, seed, protocol, name, run_dir, machine)
-    return RunJob(name, train, run_dir, CERTIFY_ROLE)
+    return RunJob(name, train, run_dir, CERTIFY_ROLE, protocol=protocol)
 
 
 def _patch_jobs(preset: Preset, ds, run_dir: Path, budgets) -> list[EvalJob]:

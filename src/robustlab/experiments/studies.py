@@ -69,11 +69,10 @@ def transfer_groups(jobs: list[RunJob], out: Path) -> dict[Path, tuple[float, li
     for job in jobs:
         if job.role == CERTIFY_ROLE or job.train["seed"] != first_seed:
             continue
-        protocol = "paper" if job.train.get("recipe") in (None, "paper") else "recipe"
         for e in job.evals:
             if e.label == PATCH_LABEL:
                 continue
-            name = f"transfer-{job.train['dataset']}-{protocol}-{e.label}.json"
+            name = f"transfer-{job.train['dataset']}-{job.protocol}-{e.label}.json"
             eps, runs = groups.setdefault(out / STUDIES_DIR / name, (e.settings.eps, []))
             runs.append(job.run_dir)
     return {path: g for path, g in groups.items() if len(g[1]) >= 2}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from robustlab.experiments.cli_options import add_study_options
+
 # = robustlab.evaluation.transfer_matrix.TRANSFER_ATTACKS (not imported: parsing needs no torch)
 TRANSFER_ATTACKS = ("pgd", "mifgsm")
 
@@ -25,17 +27,10 @@ def add_command(subparsers) -> None:
     p.add_argument("--images", type=int, default=1000,
                    help="the first N test images (default 1000)")
     p.add_argument("--batch-size", type=int, default=500, help="default 500")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
-    p.add_argument("--data-dir", default=None, help="dataset folder (default $ROBUSTLAB_DATA)")
-    p.add_argument("--out", default=None,
-                   help="JSON file (default transfer-<dataset>-eps<E>.json here)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--no-ensemble", dest="ensemble", action="store_false",
                    help="skip the leave-one-out ensemble source row")
-    p.add_argument("--no-figure", dest="figure", action="store_false",
-                   help="skip the heat map PNG beside the JSON file")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_study_options(p, out_help="JSON file (default transfer-<dataset>-eps<E>.json here)",
+                      figure_help="skip the heat map PNG beside the JSON file")
     p.set_defaults(func=cmd_transfer)
 
 

@@ -146,6 +146,7 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "_pgd_correct": per.get("correct", {}).get("pgd"),
         "_metrics": metrics,
         "_audit": data["audit"].get("checks", []),
+        "_attack_options": s.get("attack_options") or {},
     }
     return rec
 

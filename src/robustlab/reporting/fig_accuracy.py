@@ -63,6 +63,20 @@ def panel_title(key: Group, with_dataset: bool = True) -> str:
     return (f"{dataset}, " if with_dataset else "") + f"eps={eps:.3g} ({protocol} protocol{budget})"
 
 
+def method_axis(ax: Any, methods: dict[str, list[dict]], key: Group, *, ylabel: str,
+                ylim: tuple[float, float], pad: float) -> None:
+    """A panel with one x position per method (flagged ones marked), `pad` positions of
+    margin each side, the y label and range, the panel's title and a y grid."""
+    ax.set_xticks(range(len(methods)))
+    ax.set_xticklabels([flag_label(m, any(r["flagged"] for r in rs))
+                        for m, rs in methods.items()], rotation=25, ha="right")
+    ax.set_xlim(-pad, len(methods) - 1 + pad)
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(panel_title(key))
+    ax.grid(axis="y", alpha=0.3)
+
+
 def _pct(recs: list[dict], value) -> tuple[float | None, float]:
     """(mean, std or 0) over seeds of `value(record)` in %, ignoring missing values."""
     s = summarize([None if (v := value(r)) is None else 100 * v for r in recs])
@@ -101,14 +115,7 @@ def attack_bars_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
             ax.bar(xs, [m or 0 for m, _ in stats], width=width, color=color, label=name,
                    yerr=errors, capsize=2, edgecolor="white", linewidth=0.4)
             _mark_low(ax, xs, [m for m, _ in stats])
-        ax.set_xticks(range(len(methods)))
-        ax.set_xticklabels([flag_label(m, any(r["flagged"] for r in rs))
-                            for m, rs in methods.items()], rotation=25, ha="right")
-        ax.set_xlim(-0.55, len(methods) - 0.45)
-        ax.set_ylim(0, 100)
-        ax.set_ylabel("accuracy (%)")
-        ax.set_title(panel_title(key))
-        ax.grid(axis="y", alpha=0.3)
+        method_axis(ax, methods, key, ylabel="accuracy (%)", ylim=(0, 100), pad=0.55)
     finish(fig, axes, "Figure 2: accuracy under every attack, per method", ncol=len(bars))
     return fig
 

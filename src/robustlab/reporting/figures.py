@@ -17,11 +17,10 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from robustlab.reporting import fig_accuracy, fig_training
-from robustlab.reporting.fig_accuracy import Group, by_method, panel_title
+from robustlab.reporting.fig_accuracy import Group, by_method, method_axis
 from robustlab.reporting.plot_style import (
     RC,
     finish,
-    flag_label,
     method_style,
     panels,
     save,
@@ -76,14 +75,8 @@ def confidence_figure(records: list[dict], headline: str | None) -> Any:
     for ax, (key, recs) in zip(axes, gs.items(), strict=True):
         methods = by_method([r for r in recs if r["_pgd_confidence"]])
         _boxes(ax, methods)
-        ax.set_xticks(range(len(methods)))
-        ax.set_xticklabels([flag_label(m, any(r["flagged"] for r in rs))
-                            for m, rs in methods.items()], rotation=25, ha="right")
-        ax.set_xlim(-0.6, len(methods) - 0.4)
-        ax.set_ylim(0, 1.02)
-        ax.set_ylabel("confidence (max softmax)")
-        ax.set_title(panel_title(key))
-        ax.grid(axis="y", alpha=0.3)
+        method_axis(ax, methods, key, ylabel="confidence (max softmax)", ylim=(0, 1.02),
+                    pad=0.6)
     finish(fig, axes, "Figure 1: confidence of predictions on PGD adversarial examples")
     return fig
 

@@ -9,10 +9,8 @@ protocol, a row per model that learned.
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-from robustlab.common.files import read_json
 from robustlab.reporting.collect import method_rank
 
 PATCH_LABEL = "patch"  # = robustlab.experiments.plan.PATCH_LABEL (no torch import here)
@@ -31,16 +29,13 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def _patch_sizes(records: list[dict[str, Any]], root: Path) -> str:
-    """The window sides the evaluations used, read from their eval files' settings."""
-    sizes = set()
-    for r in records:
-        options = read_json(root / r["eval_file"])["settings"].get("attack_options") or {}
-        sizes |= {o["size"] for o in options.values() if "size" in o}
+def _patch_sizes(records: list[dict[str, Any]]) -> str:
+    """The window sides the evaluations used (their settings' attack options)."""
+    sizes = {o["size"] for r in records for o in r["_attack_options"].values() if "size" in o}
     return " / ".join(f"{s}x{s}" for s in sorted(sizes)) or "the attacks' default"
 
 
-def patch_section(records: list[dict[str, Any]], root: Path) -> list[Block]:
+def patch_section(records: list[dict[str, Any]]) -> list[Block]:
     """The section (empty without patch records)."""
     if not records:
         return []
@@ -48,7 +43,7 @@ def patch_section(records: list[dict[str, Any]], root: Path) -> list[Block]:
     doc: list[Block] = [
         ("h2", "Adversarial patches"),
         ("p", f"Accuracy (%) under patch attacks (docs/patches.md): `patch-local` is PGD on "
-              f"one {_patch_sizes(records, root)} window per image at a searched location "
+              f"one {_patch_sizes(records)} window per image at a searched location "
               "(LaVAN setting), `patch-universal` one patch for all images (Brown et al. "
               "2017), cross-fitted on the other half of the batch so no image is attacked "
               "with a patch fitted on itself. Values inside the window are unrestricted "

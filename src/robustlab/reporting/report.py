@@ -55,7 +55,7 @@ def write_report(root: str | Path) -> dict[str, Path]:
     figdir = root / "figures"
     figs = figures.draw_all(records, figdir, headline)
     studies, study_figs = study_sections(root, experiment, figdir)  # transfer, certification
-    studies = patch_section(patch_records, root) + studies
+    studies = patch_section(patch_records) + studies
     doc = _document(records, preset, blocks, over, claims, figs, studies)
     paths = {
         "md": atomic_write_text(root / "report.md", to_markdown(doc, root)),
