@@ -12,14 +12,18 @@ method's end-of-epoch work (the hybrid's validation measurement of its weight al
 training time) and the loop's plain validation pass, which every method pays alike.
 
     python bench/method_speed.py [--train-size 55000] [--methods standard,hybrid,pgd-at]
+        [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from contextlib import ExitStack, nullcontext
 from unittest import mock
+
+import torch
 
 from robustlab.training import TrainConfig, train
 from robustlab.training.methods import perturb
@@ -50,26 +54,35 @@ def main() -> None:
     parser.add_argument("--eps", type=float, default=0.3)
     parser.add_argument("--val-size", type=int, default=1000,
                         help="validation images (the hybrid measures its alpha on these)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds: every method once per round, ratios taken "
+                             "within a round (the machine's drift cancels), median reported")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's; 1 on a shared machine)")
     args = parser.parse_args()
     methods = args.methods.split(",")
+    if methods[0] != "standard":
+        methods = ["standard"] + [m for m in methods if m != "standard"]
     modes = (True,) if args.no_compare else (True, False)
-    times = {(m, k): min(epoch_time(m, args.train_size, args.eps, args.val_size, kernels=k,
-                                    threads=args.threads)
-                         for _ in range(args.repeats)) for m in methods for k in modes}
+    rounds = [{(m, k): epoch_time(m, args.train_size, args.eps, args.val_size, kernels=k,
+                                  threads=args.threads) for k in modes for m in methods}
+              for _ in range(args.rounds)]
     print(f"LeNet-5 / MNIST, {args.train_size or 'all'} training images, eps {args.eps}, "
-          f"best of {args.repeats}; ratio = epoch time / standard's")
+          f"threads {args.threads or torch.get_num_threads()}, {args.rounds} interleaved "
+          "rounds; ratio = epoch time / the same round's standard epoch, median [min-max]")
     targets = {"hybrid-fgsm": "(target <= 2.2, floor 2)", "hybrid": "(floor 4)",
                "pgd-at": "(target <= 9, floor 11)"}
     for m in methods:
-        ratio = times[m, True] / times["standard", True]
-        line = f"{m:14s} epoch {times[m, True]:7.2f}s  ratio {ratio:5.2f}"
-        if not args.no_compare:
-            line += (f"   without the kernels {times[m, False]:7.2f}s  ratio "
-                     f"{times[m, False] / times['standard', False]:5.2f}")
+        line = f"{m:14s}" + "".join(_summary(rounds, m, k) for k in modes)
         print(f"{line}  {targets.get(m, '')}")
+
+
+def _summary(rounds: list[dict], method: str, kernels: bool) -> str:
+    times = [r[method, kernels] for r in rounds]
+    ratios = sorted(r[method, kernels] / r["standard", kernels] for r in rounds)
+    label = "" if kernels else "   without the kernels"
+    return (f"{label} epoch {statistics.median(times):7.2f}s  ratio "
+            f"{statistics.median(ratios):5.2f} [{ratios[0]:.2f}-{ratios[-1]:.2f}]")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -113,9 +114,10 @@ def test_adaptive_alpha_formula():
 
 def test_overfit_guard_flags_drop_and_floor_with_warning():
     g = OverfitGuard(drop=0.3, floor=0.05, fgsm_high=0.5)
-    assert g.check(0.6, lambda: 1.0, method="m", epoch=0) == {"catastrophic_overfitting": False}
+    assert g.check(0.6, lambda: 0.7, method="m", epoch=0) == {
+        "val_fgsm_acc": 0.7, "catastrophic_overfitting": False}
     with pytest.warns(RuntimeWarning, match="catastrophic overfitting"):
-        assert g.check(0.2, lambda: 1.0, method="m", epoch=1)["catastrophic_overfitting"]
+        assert g.check(0.2, lambda: 0.3, method="m", epoch=1)["catastrophic_overfitting"]
     g = OverfitGuard()
     with pytest.warns(RuntimeWarning):
         logs = g.check(0.01, lambda: 0.9, method="m", epoch=0)
@@ -126,6 +128,27 @@ def test_overfit_guard_flags_drop_and_floor_with_warning():
     # Still ramping the budget: the floor test is skipped (FGSM is not measured).
     assert OverfitGuard().check(0.01, lambda: 1 / 0, method="m", epoch=0, at_target=False) == {
         "catastrophic_overfitting": False}
+
+
+@pytest.mark.parametrize(("pgd", "fgsm", "flagged"), [
+    (0.688, 0.922, True),    # the quick demo's FGSM hybrid (validation PGD-5, 500 images)
+    (0.698, 0.892, True),    # paper-cpu's FGSM hybrid
+    (0.878, 0.930, False),   # paper-cpu's fgsm-rs (healthy, the largest guarded gap: 0.052)
+    (0.900, 0.938, False),   # pgd-at
+    (0.700, 0.840, False),   # a gap just under co_gap
+])
+def test_overfit_guard_flags_a_fgsm_pgd_gap_at_the_target_budget(pgd, fgsm, flagged):
+    """The signature of catastrophic overfitting even while PGD accuracy itself stays high
+    (the quick demo's FGSM hybrid kept validation PGD at 0.69 and fell to 18.9 % AutoAttack)."""
+    g = OverfitGuard(gap=0.15)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logs = g.check(pgd, lambda: fgsm, method="m", epoch=3)
+    assert logs == {"val_fgsm_acc": fgsm, "catastrophic_overfitting": flagged}
+    assert bool(caught) == flagged
+    # below the target budget the gap is legitimate (trained at a smaller eps): not flagged
+    assert not OverfitGuard(gap=0.15).check(pgd, lambda: fgsm, method="m", epoch=0,
+                                            at_target=False)["catastrophic_overfitting"]
 
 
 # ---------------------------------------------------------------------------- hybrid step

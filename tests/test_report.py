@@ -217,3 +217,34 @@ def test_collapsed_runs_are_listed_apart_and_protocols_split_the_table(tmp_path)
     table1 = md.split("## Table 1")[1].split("\n## ")[0]
     table_lines = [ln for ln in table1.splitlines() if ln.startswith("| pgd-at |")]
     assert len(table_lines) == 1  # only the recipe block's row; the collapsed one is apart
+
+
+def test_a_run_whose_test_fgsm_beats_pgd_by_far_is_listed_apart_as_overfit(tmp_path):
+    """Catastrophic overfitting read off the evaluation (reporting/overfit.py): the quick
+    demo's FGSM hybrid trained with `health` ok (its guard kept quiet) yet scores 90.8 % under
+    FGSM and 49.8 % under PGD at its own eps. It must not be a row; a healthy gap (pgd-at:
+    4 points) and a gap at another budget than the training eps are left alone."""
+    _write_run(tmp_path, "hybrid-fgsm", "hybrid-fgsm", 0.98, 0.40, recipe="mnist-linf",
+               health="ok")
+    ev = json.loads((tmp_path / "runs/hybrid-fgsm/eval.json").read_text())
+    ev["attacks"]["fgsm"]["acc"], ev["attacks"]["pgd"]["acc"] = 0.908, 0.498
+    (tmp_path / "runs/hybrid-fgsm/eval.json").write_text(json.dumps(ev))
+    _write_run(tmp_path, "pgd-at", "pgd-at", 0.98, 0.85, recipe="mnist-linf", health="ok")
+    _write_run(tmp_path, "trades", "trades", 0.98, 0.80, recipe="mnist-linf", health="ok")
+    ev = json.loads((tmp_path / "runs/trades/eval.json").read_text())
+    ev["run"]["eps"] = 0.1  # trained at 0.1, evaluated at 0.3: a large gap is legitimate
+    ev["attacks"]["fgsm"]["acc"], ev["attacks"]["pgd"]["acc"] = 0.7, 0.3
+    (tmp_path / "runs/trades/eval.json").write_text(json.dumps(ev))
+    _as_experiment(tmp_path)
+    paths = write_report(tmp_path)
+    block = json.loads(paths["json"].read_text())["table1"][0]
+    assert [r["method"] for r in block["rows"]] == ["pgd-at", "trades"]
+    (failed,) = block["failed"]
+    assert failed["method"] == "hybrid-fgsm" and failed["health"] == "catastrophic overfitting"
+    assert failed["health_note"] == ("test FGSM 90.8 % vs PGD 49.8 % at eps 0.3 "
+                                     "(gap above 15 pp)")
+    md = paths["md"].read_text()
+    assert "catastrophic overfitting: test FGSM 90.8 % vs PGD 49.8 %" in md
+    rows = {r["run"]: r for r in csv.DictReader(paths["csv"].open())}
+    assert rows["hybrid-fgsm"]["health"] == "catastrophic overfitting"
+    assert rows["pgd-at"]["health"] == "ok" and rows["trades"]["health"] == "ok"

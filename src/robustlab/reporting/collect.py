@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.common.files import read_json, read_jsonl
+from robustlab.reporting.overfit import mark_test_overfitting
 
 EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
 CW_ATTACKS = ("cw-l2", "cw-linf")
@@ -83,6 +84,7 @@ def load_records(root: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
         if not isinstance(data, dict) or data.get("schema") != EVAL_SCHEMA:
             continue
         records.append(record_from_eval(data, path, run_dir, role, root))
+    mark_test_overfitting(records)
     if not records:
         raise FileNotFoundError(f"report: no evaluation results ({EVAL_SCHEMA} files) under "
                                 f"{root}; run `robustlab evaluate RUN` or `robustlab reproduce`")

@@ -13,6 +13,7 @@ from robustlab.common.files import atomic_write_text
 from robustlab.reporting import figures
 from robustlab.reporting.claims import PAPER_PRESETS, check_claims, claims_apply
 from robustlab.reporting.collect import load_records
+from robustlab.reporting.overfit import TEST_GAP
 from robustlab.reporting.patches import patch_section, split_patch_records
 from robustlab.reporting.render import to_html, to_markdown
 from robustlab.reporting.studies import study_sections
@@ -216,7 +217,11 @@ def _warnings(records) -> list[tuple]:
                          "(collapsed to near-chance accuracy, non-finite loss, or catastrophic "
                          "overfitting): they are listed under their block, left out of every "
                          "comparison, claim and figure, and are failures of the training "
-                         "recipe, not findings."))
+                         "recipe, not findings. Catastrophic overfitting is read from "
+                         "training's validation guard and, for every adversarially trained "
+                         "run, from its own evaluation: test FGSM accuracy more than "
+                         f"{100 * TEST_GAP:.0f} points above PGD accuracy at the training "
+                         "eps."))
     if any(r["flagged"] for r in records):
         doc.append(("p", f"{FLAG} marks numbers of models the gradient-masking audit flagged: "
                          "they likely overstate robustness (see the audit section)."))
@@ -274,10 +279,15 @@ def _failed(b: dict[str, Any]) -> list[tuple]:
         return []
     return [("p", "Not compared — these runs did not learn (their numbers are not "
                   "robustness results):"),
-            ("table", ["Run", "Method", "Seed", "Training verdict", "Clean (%)",
-                       "Worst case (%)"],
-             [[f["run"], f["method"], str(f["seed"]), f["health"], _pct(f["clean"]),
+            ("table", ["Run", "Method", "Seed", "Verdict", "Clean (%)", "Worst case (%)"],
+             [[f["run"], f["method"], str(f["seed"]), _verdict(f), _pct(f["clean"]),
                _pct(f["worst"])] for f in b["failed"]])]
+
+
+def _verdict(failed: dict[str, Any]) -> str:
+    """The training verdict, or the test-set finding that overrode it (reporting/overfit.py)."""
+    note = failed.get("health_note")
+    return f"{failed['health']}: {note}" if note else f"{failed['health']} (training)"
 
 
 def _claims_section(claims) -> list[tuple]:

@@ -107,7 +107,8 @@ def table1(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (dataset, protocol, label, eps), recs in groups(records).items():
         by_method: dict[str, list[dict]] = defaultdict(list)
         failed = [{"run": r["run"], "method": r["method"], "seed": r["seed"],
-                   "health": r["health"], "clean": r["clean"], "worst": r["worst"]}
+                   "health": r["health"], "health_note": r.get("health_note"),
+                   "clean": r["clean"], "worst": r["worst"]}
                   for r in recs if r.get("health", "ok") != "ok"]
         for r in learned(recs):
             by_method[r["method"]].append(r)

@@ -51,7 +51,7 @@ class AdversarialTraining(AdversarialMethod):
         super().__init__(**options)
         if self.step_size is not None and self.generator == "fgsm":
             raise ConfigError("method_options.step_size: generator 'fgsm' always steps by eps")
-        self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high)
+        self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high, self.co_gap)
 
     def setup(self, ctx) -> None:
         super().setup(ctx)

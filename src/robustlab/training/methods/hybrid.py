@@ -115,7 +115,7 @@ class Hybrid(TrainingMethod):
         if self.alpha_ema == 1.0:
             raise ConfigError("method_options.alpha_ema: 1.0 would freeze alpha; expected < 1")
         check_float("alpha_max", self.alpha_max, self.alpha_min, 1.0)
-        self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high)
+        self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high, self.co_gap)
         self.alpha = self.fixed_alpha if self.fixed_alpha is not None else self.alpha_init
         self._eps_now = 0.0
 

@@ -110,6 +110,8 @@ def guard_options() -> dict[str, Option]:
                            low=0.0, high=1.0),
         "co_fgsm_high": Option(0.5, "float", "guard: ... while FGSM accuracy stays above this",
                                low=0.0, high=1.0),
+        "co_gap": Option(0.15, "float", "guard: validation FGSM accuracy above PGD accuracy by "
+                         "more than this (at the target eps) flags it", low=0.0, high=1.0),
     }
 
 
