@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.common.files import read_json, read_jsonl
-from robustlab.reporting.overfit import mark_test_overfitting
+from robustlab.reporting.overfit import OVERFIT, mark_test_overfitting
 
 EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
 CW_ATTACKS = ("cw-l2", "cw-linf")
@@ -39,7 +39,7 @@ def run_health(run_dir: Path, metrics: list[dict[str, Any]]) -> str:
     last = metrics[-1] if metrics else {}
     return ("non-finite loss" if any(m.get("non_finite_loss") for m in metrics)
             else "collapsed" if last.get("collapsed")
-            else "catastrophic overfitting" if last.get("catastrophic_overfitting") else "ok")
+            else OVERFIT if last.get("catastrophic_overfitting") else "ok")
 
 
 def protocol_of(recipe: str | None) -> str:
@@ -84,10 +84,10 @@ def load_records(root: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
         if not isinstance(data, dict) or data.get("schema") != EVAL_SCHEMA:
             continue
         records.append(record_from_eval(data, path, run_dir, role, root))
-    mark_test_overfitting(records)
     if not records:
         raise FileNotFoundError(f"report: no evaluation results ({EVAL_SCHEMA} files) under "
                                 f"{root}; run `robustlab evaluate RUN` or `robustlab reproduce`")
+    mark_test_overfitting(records)
     records.sort(key=lambda r: (r["dataset"], r["protocol"], r["eps"], method_rank(r["method"]),
                                 r["seed"]))
     return records, experiment

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 TEST_GAP = 0.15  # = the training guard's `co_gap` default
-OVERFIT = "catastrophic overfitting"
+OVERFIT = "catastrophic overfitting"  # = training/health.py OVERFIT (no training import here)
 
 
 def overfit_note(rec: dict[str, Any]) -> str | None:
