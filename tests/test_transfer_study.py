@@ -28,13 +28,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def runs(mnist_root, tmp_path_factory):
-    """Three runs on 2,000 MNIST images, 3 epochs (about 12 s on one thread): standard seeds
-    0 and 1, PGD-AT at eps 0.1 (measured: 89 / 92 / 79 % clean)."""
+    """Three runs on 2,000 MNIST images, 3 epochs (about 17 s on one thread): standard seeds
+    0 and 1, PGD-AT (PGD-5) at eps 0.1 (measured: 91 / 93 / 79.5 % clean on the study's images).
+    PGD-3 left the PGD-AT model too close to the standard ones under MI-FGSM (30.5 pp lost
+    against 40): k 5 loses 24 pp."""
     from robustlab.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("transfer")
     specs = {"std0": dict(seed=0), "std1": dict(seed=1),
-             "pgd": dict(method="pgd-at", eps=EPS, method_options={"k": 3})}
+             "pgd": dict(method="pgd-at", eps=EPS, method_options={"k": 5})}
     for name, kw in specs.items():
         result = train(TrainConfig(dataset="mnist", model="lenet5", epochs=3, train_size=2000,
                                    val_size=200, optimizer="adam", lr=2e-3,
@@ -147,8 +149,8 @@ def test_white_box_diagonal_is_the_strongest_and_the_pgd_at_model_resists(study)
             assert m[t][t] + 0.05 < min(m[s][t] for s in range(3) if s != t), (attack, m)
         # transfer between the standard models does lower accuracy below clean
         assert m[0][1] < clean[1] and m[1][0] < clean[0]
-        # the PGD-AT model loses the least accuracy to its own white-box attack (measured with
-        # PGD-10 on 200 images: 27 pp against 55 and 46 pp for the standard models)
+        # the PGD-AT model loses the least accuracy to its own white-box attack (measured on
+        # 200 images: PGD-10 25.5 pp against 55 and 46.5, MI-FGSM 24 against 51.5 and 40)
         lost = [clean[t] - m[t][t] for t in range(3)]
         assert lost[2] + 0.1 < min(lost[0], lost[1]), (attack, lost)
 
