@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from robustlab.data import load_dataset
 from robustlab.models import create_model
 from robustlab.training.methods import create_method
-from robustlab.training.methods.perturb import differentiable_forward, shared_pass_kernels
+from robustlab.training.methods.perturb import differentiable_forward, training_pass_kernels
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
     def shared_pass(x, y):
         opt.zero_grad(set_to_none=True)
         xr = x.detach().requires_grad_(True)
-        with shared_pass_kernels(model, x):
+        with training_pass_kernels(model, x):
             F.cross_entropy(differentiable_forward(model)(xr), y).backward()
 
     steps = {"standard step": standard, "hybrid-fgsm step": lambda x, y: hybrid.train_step(

@@ -120,3 +120,20 @@ def test_batches_and_augment_on_cuda_match_cpu():
     ys = torch.cat([y for _, y in iterate_batches(gpu, 10, shuffle=True, generator=cuda_gen,
                                                   augment=random_crop_flip(2))])
     assert ys.is_cuda and torch.equal(ys.sort().values.cpu(), d.train.y.sort().values)
+
+
+def test_every_split_and_augmented_batch_has_standard_nchw_strides():
+    """With one channel, channels_last strides pass `is_contiguous()`; the convolution then
+    outputs channels_last and the CPU pool kernels never run (robustlab.data.layout)."""
+    from robustlab.data import ArraySplit
+    from robustlab.data.batches import random_crop_flip
+    from robustlab.data.layout import standard_strides
+
+    x = torch.empty_strided((8, 1, 6, 6), (36, 1, 6, 1)).uniform_()
+    assert x.is_contiguous() and x.stride() != standard_strides(x.shape)
+    split = ArraySplit(x, torch.zeros(8, dtype=torch.long))
+    assert split.x.stride() == (36, 36, 6, 1) and torch.equal(split.x, x)
+    out = random_crop_flip(2)(split.x, torch.Generator().manual_seed(0))
+    assert out.stride() == (36, 36, 6, 1)
+    conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+    assert conv(split.x).is_contiguous()  # NCHW activations: the pool kernels apply

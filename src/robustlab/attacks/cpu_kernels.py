@@ -228,9 +228,14 @@ class CPUKernels(TorchFunctionMode):
                    for m in model.modules())
 
     @staticmethod
+    def active() -> bool:
+        """Whether a `CPUKernels` mode is on (a second one would dispatch every op twice)."""
+        return any(isinstance(m, CPUKernels) for m in _function_mode_stack())
+
+    @staticmethod
     def when(on: bool) -> AbstractContextManager:
-        """`CPUKernels()` if `on`, else a context that does nothing."""
-        return CPUKernels() if on else nullcontext()
+        """`CPUKernels()` if `on` and none is on yet, else a context that does nothing."""
+        return CPUKernels() if on and not CPUKernels.active() else nullcontext()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -247,6 +252,13 @@ class CPUKernels(TorchFunctionMode):
             if fast is not None:
                 return fast
         return func(*args, **kwargs)
+
+
+def _function_mode_stack() -> list:
+    # private in torch 2.x (no public accessor for the TorchFunctionMode stack)
+    from torch.overrides import _get_current_function_mode_stack
+
+    return _get_current_function_mode_stack()
 
 
 def _one_channel_conv(args: tuple, kwargs: dict) -> Tensor | None:

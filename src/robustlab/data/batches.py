@@ -15,6 +15,7 @@ import torch
 from robustlab.common.checks import check_int
 from robustlab.data.containers import ArraySplit
 from robustlab.data.errors import DataError
+from robustlab.data.layout import as_nchw
 
 Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
@@ -79,6 +80,6 @@ def random_crop_flip(padding: int = 4, *, flip: bool = True) -> Augment:
         cols = torch.where(flips[:, None], cols_fwd.flip(0), cols_fwd) + offsets[1, :, None]
         batch = torch.arange(b, device=x.device)[:, None, None]
         out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # [B,H,W,C]
-        return out.permute(0, 3, 1, 2).contiguous()
+        return as_nchw(out.permute(0, 3, 1, 2))
 
     return augment

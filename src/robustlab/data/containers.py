@@ -15,6 +15,7 @@ import torch
 
 from robustlab.common.checks import check_choice
 from robustlab.data.errors import DataError
+from robustlab.data.layout import as_nchw
 
 # Training augmentations a dataset can ask for by default (`DatasetInfo.augment`).
 AUGMENTATIONS = ("none", "crop-flip")
@@ -72,7 +73,8 @@ class ArraySplit:
     """One split held entirely in memory.
 
     Attributes:
-        x: float32 tensor [N, C, H, W], pixel values in [0, 1].
+        x: float32 tensor [N, C, H, W], pixel values in [0, 1], stored with standard NCHW
+            strides (`robustlab.data.layout`: a copy is made if they differ).
         y: int64 tensor [N], class indices.
     """
 
@@ -84,6 +86,7 @@ class ArraySplit:
                 or self.x.dim() != 4:
             raise DataError(f"ArraySplit.x: expected a float32 tensor [N, C, H, W], found "
                             f"{_describe(self.x)}")
+        object.__setattr__(self, "x", as_nchw(self.x))
         if not isinstance(self.y, torch.Tensor) or self.y.dtype != torch.int64 \
                 or self.y.dim() != 1:
             raise DataError(f"ArraySplit.y: expected an int64 tensor [N], found "

@@ -17,6 +17,7 @@ import torch
 from robustlab.common.checks import check_int
 from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
+from robustlab.data.layout import as_nchw
 from robustlab.data.splitting import carve_val, resolve_val_size
 
 CUSTOM = "custom"  # the dataset name recorded for data passed from Python
@@ -115,9 +116,9 @@ def _images(x: Any, field: str) -> torch.Tensor:
                         "0-255 images by 255")
     if x.dim() != 4:
         raise DataError(f"{field} x: expected images [N, C, H, W], got shape {tuple(x.shape)}")
-    # One stride layout whatever the source: with C = 1, NCHW and channels_last strides both
-    # count as contiguous, and conv kernels pick their algorithm (hence rounding) by them.
-    x = x.float().clone(memory_format=torch.contiguous_format)
+    # One stride layout whatever the source (robustlab.data.layout): conv kernels pick their
+    # algorithm, hence rounding, by it. A copy, so the caller's tensor is never aliased.
+    x = as_nchw(x.float().clone())
     if len(x) and (x.min() < 0 or x.max() > 1):
         raise DataError(f"{field} x: expected pixel values in [0, 1], found "
                         f"[{x.min():.3g}, {x.max():.3g}]; pass unnormalised images (put the "

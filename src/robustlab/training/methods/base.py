@@ -60,6 +60,11 @@ class TrainingMethod:
     #: False for methods whose model is not a classifier (the denoising autoencoder): the loop
     #: then logs no train/val/test accuracy (null in metrics.jsonl and summary.json).
     reports_accuracy: bool = True
+    #: True for methods whose training step may run under the CPU kernels of
+    #: `robustlab.attacks.cpu_kernels` (equal values, faster 2x2 max-pool / ReLU / 1-channel
+    #: convolution on CPU models that have them). Off by default, and for double
+    #: backpropagation (`gradient-reg`): the kernels' backward is once-differentiable.
+    cpu_kernels: bool = False
 
     #: The method's options, declared once (`robustlab.training.methods.options.Option`):
     #: `__init__` checks the given values against them and sets each as an attribute.
@@ -109,6 +114,7 @@ class AdversarialMethod(TrainingMethod):
     """
 
     needs_eps = True
+    cpu_kernels = True
 
     def setup(self, ctx: TrainContext) -> None:
         cfg = ctx.cfg

@@ -23,6 +23,8 @@ from robustlab.training.methods.options import Option
 class GaussianAugmentation(TrainingMethod):
     """Cross-entropy on Gaussian-noised inputs `x + sigma * N(0, I)` (`x` `[B, C, H, W]`)."""
 
+    cpu_kernels = True
+
     OPTIONS: ClassVar[dict[str, Option]] = {
         "sigma": Option(0.25, "float", "std of the Gaussian noise added to every training "
                         "image, pixel units (certify with the same sigma)", low=0.0,

@@ -55,7 +55,7 @@ from robustlab.training.methods.perturb import (
     differentiable_forward,
     fgsm,
     generate,
-    shared_pass_kernels,
+    training_pass_kernels,
 )
 from robustlab.training.methods.validation import OverfitGuard, ValProbe, adaptive_alpha
 
@@ -66,6 +66,7 @@ class Hybrid(TrainingMethod):
 
     needs_eps = True
     needs_val = True
+    cpu_kernels = True
     OPTIONS: ClassVar[dict[str, Option]] = {
         # budget schedule
         "schedule": Option("linear", "choice", "how eps ramps from eps_start_frac x eps to eps",
@@ -159,7 +160,7 @@ class Hybrid(TrainingMethod):
         if self.generator == "fgsm":
             # One backward gives both the clean parameter gradient and the FGSM input gradient.
             xr = x.detach().requires_grad_(True)
-            with shared_pass_kernels(model, x):  # the input gradient's CPU kernels
+            with training_pass_kernels(model, x):  # the input gradient's CPU kernels
                 logits = differentiable_forward(model)(xr)
             ce_clean = F.cross_entropy(logits, y)
             ce_clean.backward()

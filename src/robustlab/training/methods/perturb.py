@@ -42,18 +42,17 @@ def input_gradient_mode(model: nn.Module, x: Tensor) -> ExitStack:
     """Context for a pass that differentiates w.r.t. the input `x` only: the parameters of the
     (unwrapped) `model` frozen, and `CPUKernels` on for CPU inputs of models it can speed up
     (not `torch.compile`d ones). The parameters' `requires_grad` is restored on exit."""
-    net = unwrap(model)
     stack = ExitStack()
-    stack.enter_context(frozen_parameters(net))
-    if x.device.type == "cpu" and not hasattr(net, "_orig_mod") and CPUKernels.may_apply(net):
-        stack.enter_context(CPUKernels())
+    stack.enter_context(frozen_parameters(unwrap(model)))
+    stack.enter_context(training_pass_kernels(model, x))
     return stack
 
 
-def shared_pass_kernels(model: nn.Module, x: Tensor) -> AbstractContextManager:
-    """Context for a TRAINING forward whose backward also gives the input's gradient (the
-    FGSM hybrid's shared clean pass): `CPUKernels` on CPU inputs of models it can speed up,
-    parameters left trainable (the convolution rule then takes their gradients from ATen)."""
+def training_pass_kernels(model: nn.Module, x: Tensor) -> AbstractContextManager:
+    """Context for training passes on the batch `x` (the loop's whole step for methods with
+    `cpu_kernels`, the FGSM hybrid's shared clean pass): `CPUKernels` on CPU inputs of models
+    it can speed up (not `torch.compile`d ones), parameters left as they are (the convolution
+    rule takes their gradients from ATen); nothing if one is on already."""
     net = unwrap(model)
     return CPUKernels.when(x.device.type == "cpu" and not hasattr(net, "_orig_mod")
                            and CPUKernels.may_apply(net))

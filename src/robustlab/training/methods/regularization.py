@@ -30,6 +30,7 @@ from robustlab.training.methods.options import Option
 
 @METHODS.register("gradient-reg")
 class GradientReg(AdversarialMethod):
+    cpu_kernels = False  # double backpropagation (create_graph=True)
     OPTIONS: ClassVar[dict[str, Option]] = {
         "lam": Option(1.0, "float", "weight of eps x the input gradient's dual norm", low=0.0),
     }
@@ -48,6 +49,7 @@ class GradientReg(AdversarialMethod):
 
 @METHODS.register("lipschitz")
 class Lipschitz(TrainingMethod):
+    cpu_kernels = True
     OPTIONS: ClassVar[dict[str, Option]] = {
         "lam": Option(0.01, "float", "weight of the spectral-norm penalty", low=0.0),
         "target": Option(1.0, "float", "spectral norm each layer may reach unpenalised",

@@ -10,6 +10,8 @@ from robustlab.training.methods.base import BatchOutput, TrainingMethod
 
 @METHODS.register("standard")
 class Standard(TrainingMethod):
+    cpu_kernels = True
+
     def loss(self, model, x, y, ctx):
         logits = model(x)
         return BatchOutput(F.cross_entropy(logits, y), logits.detach())
