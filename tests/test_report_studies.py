@@ -69,6 +69,7 @@ def test_plain_folder_report_shows_both_sections_and_figures(results, tmp_path):
     assert f"| {100 * m[0][0]:.1f} |" in row
     assert "| ensemble of others |" in md and "| clean (no attack) |" in md
     assert "off-diagonal mean" in md and "white-box attack (diagonal)" in md
+    assert "Not a finding" not in md  # both models learned
     cert = json.loads(next(root.rglob("certify-sigma0.25.json")).read_text())
     at0 = 100 * cert["summary"]["certified_accuracy_at"]["0"]
     assert f"| a | standard | 0.25 | 200 | 10 | {at0:.1f} |" in md
@@ -83,6 +84,18 @@ def test_plain_folder_report_shows_both_sections_and_figures(results, tmp_path):
     assert "#transferability" in toc and "#certified-robustness-randomized-smoothing" in toc
     listed = json.loads(paths["json"].read_text())["figures"]
     assert "figures/fig7_certified_radius.png" in listed
+
+
+def test_a_study_model_that_did_not_learn_is_marked_not_a_finding(results, tmp_path):
+    root, transfer = results
+    dest = _copy(root, tmp_path, studies=True)
+    summary = dest / "runs" / "b" / "summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "health": "collapsed"}))
+    md = write_report(dest)["md"].read_text()
+    section = md.split("## Transferability")[1].split("\n## ")[0]
+    name = json.loads(transfer.read_text())["runs"][1]["name"]
+    assert f"**Not a finding:** {name} (collapsed) did not learn (Table 1, 'Not compared')" \
+        in section
 
 
 def test_experiment_folder_reads_studies_and_job_runs(results, tmp_path):

@@ -16,7 +16,7 @@ from robustlab.common.errors import ConfigError
 from robustlab.experiments.plan import CERTIFY_ROLE, PATCH_LABEL, plan_jobs
 from robustlab.experiments.presets import StudyPlan, get_preset
 from robustlab.experiments.runner import reproduce
-from robustlab.experiments.studies import check_studies, transfer_groups
+from robustlab.experiments.studies import check_studies, not_learned, transfer_groups
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,3 +129,25 @@ def test_a_rerun_reuses_every_study_file(studied, capsys):
     reproduce(preset, out, workers=1, threads=1, report=False)
     assert "cached" in capsys.readouterr().out
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+def _finished_run(root, *, health="ok", fgsm=0.9, pgd=0.85, eval_eps=0.3):
+    """A run folder as training and evaluation leave it: summary.json and one eval file."""
+    (root / "eval").mkdir(parents=True)
+    (root / "summary.json").write_text(json.dumps({"health": health}))
+    (root / "eval" / "standard-x.json").write_text(json.dumps({
+        "run": {"eps": 0.3}, "settings": {"eps": eval_eps},
+        "attacks": {"fgsm": {"acc": fgsm}, "pgd": {"acc": pgd}}}))
+    return root
+
+
+def test_transfer_study_leaves_out_what_the_report_does_not_compare(tmp_path):
+    assert not_learned(_finished_run(tmp_path / "ok")) is None
+    assert not_learned(tmp_path / "never-trained") == "unfinished"
+    assert not_learned(_finished_run(tmp_path / "c", health="collapsed")) == "collapsed"
+    # training's guard said ok, the test set shows the FGSM/PGD signature (reporting/overfit.py)
+    note = not_learned(_finished_run(tmp_path / "co", fgsm=0.901, pgd=0.0))
+    assert note == ("catastrophic overfitting: test FGSM 90.1 % vs PGD 0.0 % at eps 0.3 "
+                    "(gap above 15 pp)")
+    # the same gap at another budget than the training eps is not the signature
+    assert not_learned(_finished_run(tmp_path / "e", fgsm=0.901, pgd=0.0, eval_eps=0.1)) is None

@@ -78,11 +78,25 @@ def transfer_groups(jobs: list[RunJob], out: Path) -> dict[Path, tuple[float, li
     return {path: g for path, g in groups.items() if len(g[1]) >= 2}
 
 
-def learned(run_dir: Path) -> bool:
-    """Whether a finished run's training verdict is `ok` (collapsed or catastrophically
-    overfit models are left out of the transfer matrices, as they are out of Table 1)."""
+def not_learned(run_dir: Path) -> str | None:
+    """Why a finished run is left out of the transfer matrices, as it is out of Table 1, or
+    None when it learned: its training verdict (collapsed, non-finite loss, catastrophic
+    overfitting), or the report's test signature of catastrophic overfitting in one of its
+    evaluations (reporting/overfit.py: test FGSM above PGD by more than 15 points at the
+    training eps), which training's guard does not see for every method."""
+    from robustlab.reporting.overfit import eval_overfit_note
+
     summary = run_dir / "summary.json"
-    return summary.is_file() and read_json(summary).get("health", "ok") == "ok"
+    if not summary.is_file():
+        return "unfinished"
+    health = read_json(summary).get("health", "ok")
+    if health != "ok":
+        return health
+    for path in sorted((run_dir / "eval").glob("*.json")):
+        note = eval_overfit_note(read_json(path))
+        if note:
+            return f"catastrophic overfitting: {note}"
+    return None
 
 
 def run_studies(preset: Preset, jobs: list[RunJob], out: Path, *, device: str,
@@ -107,17 +121,18 @@ def _transfer(st, jobs, out: Path, *, device: str, data_dir: str | None, log) ->
             log(f"study transfer {path.name}: cached")
             files.append(path)
             continue
-        ok = [r for r in runs if learned(r)]
-        left_out = [r.name for r in runs if r not in ok]
+        why = {r: not_learned(r) for r in runs}
+        ok = [r for r in runs if why[r] is None]
+        left_out = [f"{r.name} ({why[r]})" for r in runs if why[r] is not None]
         if len(ok) < 2:
             log(f"study transfer {path.name}: skipped, fewer than two runs learned "
-                f"(left out: {', '.join(left_out)})")
+                f"(left out: {'; '.join(left_out)})")
             continue
         files.append(run_transfer_study(
             ok, out=path, attacks=tuple(st.transfer_attacks), eps=eps, steps=st.transfer_steps,
             images=st.transfer_n, device=device, data_dir=data_dir, progress=False))
         log(f"study transfer {path.name}: {len(ok)} models"
-            + (f" (left out, did not learn: {', '.join(left_out)})" if left_out else ""))
+            + (f" (left out, did not learn: {'; '.join(left_out)})" if left_out else ""))
     return files
 
 

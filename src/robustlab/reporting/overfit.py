@@ -33,6 +33,16 @@ def overfit_note(rec: dict[str, Any]) -> str | None:
             f"(gap above {100 * TEST_GAP:.0f} pp)")
 
 
+def eval_overfit_note(data: dict[str, Any]) -> str | None:
+    """`overfit_note` for one evaluation file's contents (the `robustlab.eval` schema), for
+    readers that have no report record: the transfer study's choice of models."""
+    attacks = data.get("attacks", {})
+    return overfit_note({"train_eps": data.get("run", {}).get("eps"),
+                         "eps": data.get("settings", {}).get("eps"),
+                         "fgsm": attacks.get("fgsm", {}).get("acc"),
+                         "pgd": attacks.get("pgd", {}).get("acc")})
+
+
 def mark_test_overfitting(records: list[dict[str, Any]]) -> None:
     """Set `health` to catastrophic overfitting, with `health_note` saying why, on every record
     of a run that trained without a verdict against it but whose evaluation at its training

@@ -55,7 +55,9 @@ def write_report(root: str | Path) -> dict[str, Path]:
     claims = check_claims(blocks, over, headline) if with_claims else []
     figdir = root / "figures"
     figs = figures.draw_all(records, figdir, headline)
-    studies, study_figs = study_sections(root, experiment, figdir)  # transfer, certification
+    not_compared = {r["run"]: r["health"] for r in records if r.get("health", "ok") != "ok"}
+    studies, study_figs = study_sections(root, experiment, figdir,  # transfer, certification
+                                         not_compared)
     studies = patch_section(patch_records) + studies
     doc = _document(records, preset, blocks, over, claims, figs, studies)
     paths = {

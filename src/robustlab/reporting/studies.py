@@ -120,9 +120,24 @@ def _transfer_caption(data: dict[str, Any], path: Path, root: Path) -> str:
             "mean logits of all other models. Darker = the attack transfers.")
 
 
-def transfer_section(files: list[tuple[Path, dict[str, Any]]], root: Path,
-                     figdir: Path) -> tuple[list[Block], list[Figure]]:
-    """The "Transferability" section and its heat maps (fig6_transfer_<file stem>.png)."""
+def _not_learned_in(data: dict[str, Any], not_compared: dict[str, str]) -> str | None:
+    """A warning naming the matrix's models that Table 1 does not compare (a file written
+    before `reproduce` left them out, or by `robustlab transfer` by hand), or None."""
+    bad = [f"{r['name']} ({not_compared[Path(r['path']).name]})" for r in data["runs"]
+           if Path(r["path"]).name in not_compared]
+    if not bad:
+        return None
+    return (f"**Not a finding:** {'; '.join(bad)} did not learn (Table 1, 'Not compared'). "
+            "Their rows and columns, and the ensemble row that includes them, are shown as "
+            "measured, not as findings on transferability; `reproduce` leaves such models out "
+            "of a study it writes (delete the file and rerun to redo it without them).")
+
+
+def transfer_section(files: list[tuple[Path, dict[str, Any]]], root: Path, figdir: Path,
+                     not_compared: dict[str, str] | None = None
+                     ) -> tuple[list[Block], list[Figure]]:
+    """The "Transferability" section and its heat maps (fig6_transfer_<file stem>.png);
+    `not_compared` = {run folder name: health} of the runs that did not learn."""
     if not files:
         return [], []
     doc: list[Block] = [("h2", "Transferability"),
@@ -130,12 +145,17 @@ def transfer_section(files: list[tuple[Path, dict[str, Any]]], root: Path,
                               "adversarial examples once on each source model and every "
                               "target is evaluated on them. An image counts as robust only "
                               "if the target gets it right clean and transferred, so no cell "
-                              "exceeds the clean row. Accuracy in %; lower = stronger.")]
+                              "exceeds the clean row. Models that did not learn (Table 1, "
+                              "'Not compared') are left out. Accuracy in %; lower = "
+                              "stronger.")]
     figs: list[Figure] = []
     for path, data in files:
         s = data["settings"]
         doc.append(("h3", f"{path.stem}: {data['runs'][0]['dataset']}, "
                           f"{s['norm']} eps = {s['eps']:g}"))
+        warning = _not_learned_in(data, not_compared or {})
+        if warning:
+            doc.append(("p", warning))
         for attack in attack_order(data):
             doc.append(("p", transfer_reading(data, attack)))
             headers, rows = transfer_table(data, attack)
@@ -236,12 +256,14 @@ def certify_section(files: list[tuple[Path, dict[str, Any]]], root: Path,
 
 
 # ---------------------------------------------------------------------------------- both
-def study_sections(root: Path, experiment: dict[str, Any] | None,
-                   figdir: Path) -> tuple[list[Block], list[Figure]]:
-    """Both sections (each left out without files) and their figures."""
+def study_sections(root: Path, experiment: dict[str, Any] | None, figdir: Path,
+                   not_compared: dict[str, str] | None = None
+                   ) -> tuple[list[Block], list[Figure]]:
+    """Both sections (each left out without files) and their figures; `not_compared` as in
+    `transfer_section`."""
     transfer = _load(transfer_files(root, experiment),
                      lambda d: d.get("schema") == TRANSFER_SCHEMA)
     certify = _load(certify_files(root, experiment), lambda d: d.get("kind") == CERTIFY_KIND)
-    t_doc, t_figs = transfer_section(transfer, root, figdir)
+    t_doc, t_figs = transfer_section(transfer, root, figdir, not_compared)
     c_doc, c_figs = certify_section(certify, root, figdir)
     return t_doc + c_doc, t_figs + c_figs
