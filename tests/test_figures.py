@@ -94,6 +94,18 @@ def test_legend_never_over_a_panel_with_13_methods(draw):
         plt.close(fig)
 
 
+def test_a_method_flagged_in_one_panel_only_has_one_legend_entry():
+    """Figures 3 and 5 of a report listed `fgsm-rs` and `fgsm-rs ⚠` when the audit flagged
+    the method in one block only."""
+    recs = [_rec(m, protocol=p, flagged=(m == "pgd-at" and p == "recipe"))
+            for p in ("paper", "recipe") for m in ("standard", "pgd-at")]
+    fig = fig_accuracy.tradeoff_figure(groups(recs))
+    try:
+        assert [t.get_text() for t in fig.legends[0].get_texts()] == ["standard", "pgd-at ⚠"]
+    finally:
+        plt.close(fig)
+
+
 def test_one_epoch_gets_one_integer_tick():
     fig = fig_training.training_figure([_rec("hybrid", epochs=1), _rec("standard", epochs=1)])
     try:

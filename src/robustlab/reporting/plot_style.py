@@ -73,16 +73,22 @@ def panels(n: int, *, cols: int = PANELS_PER_ROW, width: float = 5.6, height: fl
 def finish(fig: Any, axes: list[Any], title: str, ncol: int = 5) -> Any:
     """Give `fig` its title, lay it out and put one legend for the whole figure below every
     panel (never over data); legend entries are de-duplicated by label, in the order they
-    were drawn. Returns the legend (None when nothing is labelled)."""
+    were drawn, and a method flagged in one panel only gets one entry, with the audit's sign
+    (`flag_label`). Returns the legend (None when nothing is labelled)."""
     fig.suptitle(title)
     fig.tight_layout()
     seen: dict[str, Any] = {}
+    flagged: set[str] = set()
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             if not label.startswith("_"):
-                seen.setdefault(label, handle)
+                name = label.removesuffix(FLAG_SIGN)
+                seen.setdefault(name, handle)
+                if label.endswith(FLAG_SIGN):
+                    flagged.add(name)
     if not seen:
         return None
+    seen = {flag_label(name, name in flagged): h for name, h in seen.items()}
     bottom = min(ax.get_tightbbox(fig.canvas.get_renderer()).y0 for ax in axes)
     return fig.legend(list(seen.values()), list(seen), loc="upper center",
                       ncol=min(ncol, len(seen)), bbox_to_anchor=(0.5, bottom / fig.bbox.height),
@@ -115,7 +121,10 @@ def save(fig: Any, path: Path) -> Path:
     return path
 
 
+FLAG_SIGN = " ⚠"
+
+
 def flag_label(method: str, flagged: bool) -> str:
     """The method's name, with the audit's warning sign when one of its evaluations was
     flagged."""
-    return f"{method} ⚠" if flagged else method
+    return f"{method}{FLAG_SIGN}" if flagged else method
