@@ -22,6 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from robustlab.reporting.collect import METHOD_ORDER, method_rank  # noqa: E402
 
 DPI = 110
+FLAG_SIGN = " ⚠"  # appended to a method's name when the audit flagged it (flag_label)
 PANELS_PER_ROW = 2
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#000000")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -119,9 +120,6 @@ def save(fig: Any, path: Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
-
-
-FLAG_SIGN = " ⚠"
 
 
 def flag_label(method: str, flagged: bool) -> str:
