@@ -1,6 +1,6 @@
-"""Attack strength: robustlab vs independent implementations (torchattacks) on models robustlab
-did NOT train -- an adversarially trained MNIST CNN (where weak attacks show) and a
-standard-trained CNN with BatchNorm.
+"""Attack strength: robustlab vs independent implementations (torchattacks, and the original
+AutoAttack of PyPI `pyautoattack`) on models robustlab did NOT train -- an adversarially
+trained MNIST CNN (where weak attacks show) and a standard-trained CNN with BatchNorm.
 
     ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/strength_check.py \
         [--n 500] [--n-expensive 200] [--square-queries 1000] [--models at bn]
@@ -12,7 +12,8 @@ code, no robustlab model registry), normalisation inside the model:
   (a) `at`: a small CNN trained with PGD-AT (Linf eps 0.3, eps linearly warmed up over the
       first epochs, PGD-7 inner maximisation with a random start).
   (b) `bn`: a CNN with BatchNorm, standard training.
-For every attack the robustlab and the reference (torchattacks) hyper-parameters are printed
+For every attack the robustlab and the reference (torchattacks; for the two "AutoAttack (orig)"
+rows, Linf and L2, the authors' own code) hyper-parameters are printed
 and matched as closely as the two APIs allow; both run on the same test images. Verdict:
 robustlab is "no weaker" when its robust accuracy <= reference + 0.5 point. Every robustlab
 output is asserted to lie in [0, 1] and (bounded attacks) in the eps-ball.
@@ -32,7 +33,7 @@ from attack_speed import train_epoch  # the benches' one training loop
 from torch import nn
 
 from robustlab.attacks import create_attack
-from robustlab.attacks.reference import torchattacks_autoattack
+from robustlab.attacks.reference import original_autoattack, torchattacks_autoattack
 from robustlab.data import load_dataset
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -409,6 +410,16 @@ def run_suite(kind: str, model, x, y, args) -> list[Row]:
         row.extra["cw"] = f"robustlab breakdown {aa.last_breakdown}"
         print("   " + row.extra["cw"])
         rows.append(row)
+    for norm, eps in (("linf", linf), ("l2", l2)):
+        if f"autoattack-original-{norm}" in skip:
+            continue
+        rows.append(compare_seeded(
+            f"AutoAttack (orig) {norm}", model, xe, ye, eps, norm,
+            lambda s, norm=norm, eps=eps: (
+                create_attack("autoattack", eps=eps, norm=norm, version="standard", seed=s),
+                lambda: original_autoattack(model, eps, norm=norm, seed=s)(xe, ye)),
+            f"autoattack standard {norm} eps {eps}",
+            f"pyautoattack.AutoAttack(norm={norm!r}, eps={eps}, version='standard')", **rk))
     return rows
 
 
@@ -444,7 +455,8 @@ def main() -> None:
     p.add_argument("--models", nargs="*", default=["at", "bn"], choices=["at", "bn"])
     p.add_argument("--skip", nargs="*", default=[],
                    choices=["fgsm", "pgd", "mifgsm", "apgd-ce", "apgd-t", "fab-t", "square",
-                            "pgd-l2", "cw-l2", "autoattack"])
+                            "pgd-l2", "cw-l2", "autoattack", "autoattack-original-linf",
+                            "autoattack-original-l2"])
     p.add_argument("--square-queries", type=int, default=1000,
                    help="queries of the stand-alone Square (AutoAttack's always uses 5000)")
     p.add_argument("--n-expensive", type=int, default=200,

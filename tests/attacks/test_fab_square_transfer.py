@@ -87,9 +87,16 @@ def test_boundary_step_known_values():
     assert torch.allclose(d, torch.tensor([[0.25, 0.25, 0.1]]), atol=1e-6)
     d = boundary_step(x, w, torch.tensor([-0.6]), "l2")
     assert torch.allclose(d, torch.tensor([[0.25, 0.25, 0.1]]), atol=1e-6)
-    # infeasible in the box (w.d can reach at most 1.1): the unconstrained step
-    d = boundary_step(x, w, torch.tensor([-3.0]), "l2")
-    assert torch.allclose(d, torch.full((1, 3), 1.0), atol=1e-6)
+    # infeasible in the box (w.d can reach at most 1.1): every coordinate to its face, the
+    # box corner nearest to the hyperplane. The old unconstrained step [1, 1, 1] left the
+    # box, and its norm set FAB's weight alpha: L2 FAB-T was 15 points weaker than the
+    # authors' code on a Linf-trained CNN (docs/attacks.md)
+    for norm in ("l2", "linf"):
+        d = boundary_step(x, w, torch.tensor([-3.0]), norm)
+        assert torch.allclose(d, torch.tensor([[0.5, 0.5, 0.1]]), atol=1e-6)
+    w2 = torch.tensor([[-1.0, 0.0, 2.0]])  # the coordinate with w = 0 stays, w < 0 goes down
+    d = boundary_step(x, w2, torch.tensor([-5.0]), "l2")
+    assert torch.allclose(d, torch.tensor([[-0.5, 0.0, 0.1]]), atol=1e-6)
 
 
 # ------------------------------------------------------------------------ Square pieces

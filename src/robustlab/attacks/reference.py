@@ -21,3 +21,20 @@ def torchattacks_autoattack(model: nn.Module, eps: float, *, n_classes: int = 10
                          multi_targeted=True, n_classes=n_classes, seed=0),
         torchattacks.Square(model, eps=eps, norm="Linf", n_queries=5000, n_restarts=1, seed=0),
     ])
+
+
+def original_autoattack(model: nn.Module, eps: float, *, norm: str = "linf", seed: int = 0,
+                        batch_size: int = 500):
+    """The original AutoAttack of Croce & Hein (PyPI `pyautoattack`, the authors' code),
+    version "standard" (APGD-CE, APGD-T, FAB-T, Square at their original counts), seeded.
+    `norm`: "linf" | "l2". Call it as `suite(x, y) -> x_adv` (`x` `[N, C, H, W]` in [0, 1])."""
+    from pyautoattack import AutoAttack
+
+    suite = AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2"}[norm],
+                       version="standard", seed=seed, device=next(model.parameters()).device)
+    suite.verbose = False
+
+    def run(x, y):
+        return suite.run_standard_evaluation(x, y, batch_size=batch_size)[0]
+
+    return run
