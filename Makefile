@@ -8,10 +8,17 @@ export ROBUSTLAB_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shar
 
 .PHONY: demo test test-slow bench lint clean-venv chromium
 
-$(VENV)/.installed: pyproject.toml
+# What the demo needs: robustlab and its compiled CPU kernels (numba), nothing more.
+$(VENV)/.installed-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# The small CPU build of torch first, so nothing later pulls a CUDA build or torchvision.
 	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[fast-cpu]"
+	touch $@
+
+# What the tests, benches and export add: pytest, the reference implementations, TensorBoard,
+# ONNX (about 420 MB the demo does not need).
+$(VENV)/.installed: $(VENV)/.installed-base
 	$(PIP) install -e ".[dev,reference,fast-cpu,tensorboard,export]"
 	# torchattacks declares torchvision as a dependency it does not need for its attacks.
 	$(PIP) install --no-deps "torchattacks==3.5.1"
@@ -23,7 +30,7 @@ $(VENV)/.installed-ray: $(VENV)/.installed
 	$(PIP) install -e ".[ray]"
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-base
 	$(VENV)/bin/robustlab reproduce --preset quick --workers 2 --download
 
 # Headless Chromium for the test that renders report.html (installed only when absent and

@@ -26,13 +26,14 @@ import time
 import torch
 
 from robustlab.attacks import create_attack
+from robustlab.attacks.norms import lp_norm
 from robustlab.attacks.reference import original_autoattack, torchattacks_autoattack
 from robustlab.runs.load import load_run
 
 
 def robust_mask(model: torch.nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor,
                 eps: float, norm: str, who: str) -> torch.Tensor:
-    delta = (x_adv - x).flatten(1).norm(p=float("inf") if norm == "linf" else 2, dim=1)
+    delta = lp_norm(x_adv - x, norm)
     outside = (x_adv < 0) | (x_adv > 1)
     bad = int((delta > eps * (1 + 1e-5) + 1e-6).sum()) + int(outside.flatten(1).any(1).sum())
     if bad:

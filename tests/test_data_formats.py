@@ -63,6 +63,20 @@ def test_cifar_binary_read_back_exactly(tmp_path):
     assert d.info.model_kwargs()["mean"] == (0.4914, 0.4822, 0.4465)
 
 
+def test_cifar_pickle_version_is_named_not_just_missing(tmp_path):
+    """torchvision's layout (cifar-10-batches-py/ with pickled batches) is refused, and the
+    error says what was found, why it is not read and what to get instead."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in ("data_batch_1", "test_batch", "batches.meta"):
+        (folder / name).write_bytes(b"\x80\x04not read")
+    with pytest.raises(DataError) as exc:
+        load_dataset("cifar10", tmp_path)
+    msg = str(exc.value)
+    assert f"Found {folder}" in msg and "python-pickle version" in msg
+    assert "cifar-10-binary.tar.gz" in msg and "--download" in msg
+
+
 def test_cifar_verify_requires_official_counts(tmp_path):
     _write_cifar(tmp_path / "cifar-10-batches-bin")
     with pytest.raises(DataError) as exc:

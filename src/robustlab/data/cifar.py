@@ -60,8 +60,9 @@ def load_cifar10(root: str | os.PathLike[str] | None = None, *,
         is_complete=lambda d: all((d / n).is_file() for n in names))
     if folder is None:
         if not download:
-            raise roots.not_found("cifar10", f"the binary files {', '.join(names)} "
+            err = roots.not_found("cifar10", f"the binary files {', '.join(names)} "
                                   f"(the folder {FOLDER}/ from {ARCHIVE})", searched)
+            raise DataError(str(err) + _pickle_version_hint(root)) from None
         folder = _download(roots.download_dir("cifar10", root))
     train = _read_files([folder / n for n in TRAIN_FILES], verify)
     test = _read_files([folder / n for n in TEST_FILES], verify)
@@ -72,6 +73,22 @@ def load_cifar10(root: str | os.PathLike[str] | None = None, *,
                               "verified_record_counts": verify}
     return make_splits_uint8(train, test, info, source, val_size=val_size,
                              default_val_size=DEFAULT_VAL_SIZE, split_seed=split_seed)
+
+
+PICKLE_FOLDER = "cifar-10-batches-py"  # the python version, as torchvision downloads it
+
+
+def _pickle_version_hint(root: str | os.PathLike[str] | None) -> str:
+    """When a searched root holds the python-pickle version (torchvision's layout), say why it
+    is not read and what to fetch instead; '' otherwise."""
+    for _label, base in roots.candidate_roots("cifar10", root):
+        for folder in (base / PICKLE_FOLDER, base / "cifar10" / PICKLE_FOLDER):
+            if folder.is_dir():
+                return (f"\nFound {folder}: that is the python-pickle version (torchvision's "
+                        f"format), which robustlab does not read, because loading it means "
+                        f"unpickling, which can run code. Get the binary version ({ARCHIVE}, "
+                        f"the folder {FOLDER}/) from the same page, or pass --download")
+    return ""
 
 
 def read_cifar_binary(path: Path, *, verify: bool = False) -> tuple[np.ndarray, np.ndarray]:
