@@ -88,3 +88,17 @@ def test_reproduce_checks_every_dataset_before_any_run(capsys, tmp_path, mnist_r
     assert code == 2
     assert "fashion-mnist" in err and "not found" in err
     assert not (tmp_path / "exp").exists()
+
+
+def test_train_help_says_what_every_flag_means(capsys):
+    """No entry of `train --help` is a bare field name; --save-adv (which train never honoured)
+    is refused by the parser instead of being accepted and ignored."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "TrainConfig." not in out.replace("TrainConfig fields", "")
+    assert "pixel units" in out and "--save-adv" not in out
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--save-adv", "adv"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --save-adv" in capsys.readouterr().err

@@ -35,6 +35,38 @@ _TRAIN_FLAGS: dict[str, tuple[str, type]] = {
 }
 
 
+# What each of those flags means, with its unit and default (`robustlab train --help`).
+_TRAIN_HELP: dict[str, str] = {
+    "dataset": "dataset name (robustlab list datasets; default mnist)",
+    "model": "architecture name (robustlab list models; default lenet5)",
+    "method": "training method (robustlab list methods; default standard)",
+    "eps": "perturbation budget in [0, 1] pixel units; required by adversarial methods",
+    "norm": "threat model of the budget: linf (default) or l2",
+    "defense": "a preprocessing defense put in front of the model (robustlab list defenses)",
+    "epochs": "training epochs (default: the recipe's, else 5)",
+    "batch_size": "images per step (default: the recipe's, else 128)",
+    "optimizer": "sgd or adam (default: the recipe's, else sgd)",
+    "lr": "peak learning rate (default: the recipe's, else 0.01)",
+    "momentum": "SGD momentum in [0, 1) (default 0.9)",
+    "weight_decay": "L2 weight decay (default: the recipe's, else 5e-4)",
+    "lr_schedule": "constant, cosine, step, piecewise or onecycle (default: the recipe's)",
+    "eps_warmup": "budget warm-up length in epochs, fractions allowed (0 = none)",
+    "eps_warmup_start": "warm-up starts at this fraction of eps (default 0.1: eps/10)",
+    "eps_warmup_schedule": "warm-up shape: linear, cosine or exponential",
+    "noise_sigma": "Gaussian noise sigma added to every training batch (0 = off)",
+    "seed": "random seed; the same seed gives the same weights on CPU (default 0)",
+    "val_size": "validation images carved from the training set (default: the dataset's)",
+    "train_size": "use only the first N training images (quick runs)",
+    "augment": "auto (the dataset's), none or crop-flip",
+    "data_dir": "dataset folder (default: $ROBUSTLAB_DATA, then system locations)",
+    "device": "auto (default), cpu, cuda, cuda:N or mps",
+    "memory_format": "auto (default), contiguous or channels_last",
+    "amp": "mixed precision: off (default) or bf16",
+    "threads": "torch CPU threads for this run (default: torch's choice)",
+    "out_dir": "run folder (default runs/DATASET-MODEL-METHOD-epsE-sSEED)",
+}
+
+
 class CLIError(ValueError):
     pass
 
@@ -115,7 +147,7 @@ def _add_train_command(sub: Any) -> None:
     p.add_argument("--config", help="TOML or YAML file of TrainConfig fields; flags override it")
     for flag, (fname, ftype) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=fname, type=_typed(flag, ftype), default=None,
-                       help=f"TrainConfig.{fname}")
+                       help=_TRAIN_HELP[fname])
     p.add_argument("--recipe", default=None,
                    help="hyper-parameters for the flags not given: auto (default: the recipe "
                         "written for the dataset and budget), paper (the paper's protocol), "
@@ -129,10 +161,8 @@ def _add_train_command(sub: Any) -> None:
     p.add_argument("--download", action="store_true", default=None,
                    help="download the dataset (checksummed) if it is not found locally")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    p.add_argument("--save-adv", default=None, metavar="DIR",
-                   help="write each attack's adversarial examples to DIR/ATTACK.safetensors "
-                        "(x_adv, labels, robust; with several runs DIR/RUN_NAME/...)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="print no progress bar (the recipe line and the result still print)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also log every metrics.jsonl field per epoch and the loss every 50 "
                         "steps to TensorBoard event files in DIR (needs the tensorboard "
