@@ -195,7 +195,7 @@ class Attack:
             raise AttackError(f"eps: {type(self).__name__} needs eps (the threat-model radius)")
         self.eps = None if eps is None else self.check_eps(eps, self.norm)
         self.seed = check_int("seed", seed, error=AttackError)
-        self.adaptive = bool(adaptive)
+        self.adaptive = check_bool("adaptive", adaptive, error=AttackError)
         if eot_iter is not None:
             self.check_positive_int("eot_iter", eot_iter)
         self.eot_iter = eot_iter

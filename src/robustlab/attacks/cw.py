@@ -21,6 +21,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.losses import is_adversarial, margin_loss
 from robustlab.attacks.norms import check_norm, eps_view, lp_norm
+from robustlab.common.checks import check_bool
 from robustlab.registry import ATTACKS
 
 _ATANH_CLAMP = 1 - 1e-6
@@ -63,7 +64,7 @@ class CarliniWagnerL2(Attack):
         )
         self.steps = self.check_positive_int("steps", steps)
         self.lr = self.check_nonneg_float("lr", lr, positive=True)
-        self.abort_early = bool(abort_early)
+        self.abort_early = check_bool("abort_early", abort_early, error=AttackError)
         self.last_norms: Tensor | None = None
         self.last_success: Tensor | None = None
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor  # noqa: F401
 
-from robustlab.attacks.base import Attack, BestIterate
+from robustlab.attacks.base import Attack, AttackError, BestIterate
 from robustlab.attacks.losses import get_loss, is_adversarial
 from robustlab.attacks.norms import eps_view, project_and_clip, steepest_direction
+from robustlab.common.checks import check_bool
 from robustlab.registry import ATTACKS
 
 
@@ -45,7 +46,8 @@ class MIFGSM(Attack):
         )
         self.decay = self.check_nonneg_float("decay", decay)
         self.loss = loss
-        self.stop_on_success = bool(stop_on_success)
+        self.stop_on_success = check_bool("stop_on_success", stop_on_success,
+                                          error=AttackError)
         self._loss_fn = get_loss(loss)
         if loss == "dlr":
             self.min_classes = 3

@@ -28,6 +28,7 @@ from robustlab.attacks.norms import (
     random_in_ball,
     steepest_direction,
 )
+from robustlab.common.checks import check_bool, is_real
 from robustlab.registry import ATTACKS
 
 
@@ -147,8 +148,9 @@ class PGD(Attack):
             None if step_size is None else self.check_step("step_size", step_size)
         )
         self.restarts = self.check_positive_int("restarts", restarts)
-        self.random_start = bool(random_start)
-        self.stop_on_success = bool(stop_on_success)
+        self.random_start = check_bool("random_start", random_start, error=AttackError)
+        self.stop_on_success = check_bool("stop_on_success", stop_on_success,
+                                          error=AttackError)
         self.loss = loss
         self._loss_fn = get_loss(loss)
         if loss == "dlr":
@@ -195,8 +197,10 @@ class CWLinf(PGD):
         if "loss" in kw:
             raise AttackError("loss: cw-linf always uses the CW margin loss; use pgd for others")
         super().__init__(eps=eps, loss="margin", **kw)
-        if not kappa > 0:
-            raise AttackError(f"kappa: expected a value > 0 (the margin cap), got {kappa!r}")
+        if not (kappa == float("inf") or is_real(kappa)) or isinstance(kappa, bool) or \
+                not kappa > 0:
+            raise AttackError(f"kappa: expected a number > 0 or inf (the margin cap), got "
+                              f"{kappa!r}")
         self.kappa = float(kappa)
 
     def loss_fn(self) -> LossFn:
