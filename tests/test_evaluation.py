@@ -184,6 +184,7 @@ def test_evaluate_runs_writes_json_and_refuses_overwrite(tmp_path, capsys):
 
 
 def test_evaluate_runs_save_adv_one_folder_per_run(tmp_path, capsys):
+    from robustlab.common.errors import ConfigError
     from robustlab.experiments.evaluate_runs import evaluate_runs
     from robustlab.training import TrainConfig, train
 
@@ -199,6 +200,13 @@ def test_evaluate_runs_save_adv_one_folder_per_run(tmp_path, capsys):
     assert sorted(p.relative_to(tmp_path / "adv").as_posix()
                   for p in (tmp_path / "adv").rglob("*.safetensors")) == \
         ["a/fgsm.safetensors", "b/fgsm.safetensors"]
+    # --overwrite replaces the examples it wrote, never a file of the user's of that name
+    evaluate_runs(runs, **{**kw, "overwrite": True})
+    mine = tmp_path / "adv" / "b" / "fgsm.safetensors"
+    mine.write_bytes(b"my own file")
+    with pytest.raises(ConfigError, match="not a file robustlab wrote"):
+        evaluate_runs(runs, **{**kw, "overwrite": True})
+    assert mine.read_bytes() == b"my own file"
 
 
 def test_linf_curve_stops_at_the_pixel_range():

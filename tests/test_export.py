@@ -61,6 +61,30 @@ def test_cli_export_and_no_silent_overwrite(run_dir, tmp_path, capsys):
     assert main(["export", str(run_dir), "--out", str(out), "--overwrite"]) == 0
 
 
+@pytest.mark.parametrize("fmt, name", [("torchscript", "m.pt"), ("onnx", "m.onnx")])
+def test_overwrite_replaces_only_an_exported_model(run_dir, tmp_path, capsys, fmt, name):
+    """--overwrite replaces a TorchScript / ONNX file an export wrote, never a user's file or
+    a folder: one line, the file untouched."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = tmp_path / name
+    out.write_text("my notes\n")
+    assert main(["export", str(run_dir), "--out", str(out), "--format", fmt,
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "robustlab export: error:" in err
+    assert "refusing to replace it" in err and out.read_text() == "my notes\n"
+    folder = tmp_path / "folder.pt"
+    folder.mkdir()
+    assert main(["export", str(run_dir), "--out", str(folder), "--format", fmt,
+                 "--overwrite"]) == 2
+    assert "is a folder" in capsys.readouterr().err and folder.is_dir()
+    out.unlink()
+    assert main(["export", str(run_dir), "--out", str(out), "--format", fmt]) == 0
+    assert main(["export", str(run_dir), "--out", str(out), "--format", fmt,
+                 "--overwrite"]) == 0
+
+
 class _Branchy(nn.Module):
     """Python control flow on the data: a trace freezes one branch, so the export differs."""
 

@@ -166,7 +166,11 @@ def test_attack_bars_follow_the_attacks_in_the_records():
 def test_draw_all_writes_readable_pngs_with_captions(tmp_path):
     figdir = tmp_path / "figures"
     figdir.mkdir()
-    (figdir / "fig2_methods_pgd.png").write_bytes(b"old")  # left by an earlier report
+    from PIL.PngImagePlugin import PngInfo
+
+    tag = PngInfo()
+    tag.add_text("Software", "robustlab report")
+    Image.new("L", (4, 4)).save(figdir / "fig2_methods_pgd.png", pnginfo=tag)  # an earlier report's
     (figdir / "notes.png").write_bytes(b"mine")
     recs = _paper_like() + [_rec("pgd-at", 1, health="collapsed", run_dir="runs/bad")]
     out = figures.draw_all(recs, figdir, "mnist")
@@ -187,13 +191,21 @@ def test_draw_all_writes_readable_pngs_with_captions(tmp_path):
 
 def test_nothing_to_draw_gives_none_and_removes_the_old_file(tmp_path):
     recs = [_rec("standard", _curve=[], _metrics=[], _pgd_confidence=None, curve_n=100)]
-    (tmp_path / "fig3_accuracy_vs_eps.png").write_bytes(b"stale")
+    from PIL.PngImagePlugin import PngInfo
+
+    tag = PngInfo()
+    tag.add_text("Software", "robustlab report")  # what every report figure carries
+    Image.new("L", (4, 4)).save(tmp_path / "fig3_accuracy_vs_eps.png", pnginfo=tag)
+    (tmp_path / "fig9_mine.png").write_bytes(b"a user's file of a figure's name")
+    (tmp_path / ".fig2_attacks.png.abc123.tmp").write_bytes(b"a killed write")
     out = dict((name, path) for name, (path, _) in zip(figures.FILES, figures.draw_all(
         recs, tmp_path, "mnist"), strict=True))
     assert out["fig1_confidence_pgd.png"] is None and out["fig3_accuracy_vs_eps.png"] is None
     assert out["fig4_training.png"] is None
     assert out["fig2_attacks.png"].is_file() and out["fig5_tradeoff.png"].is_file()
     assert not (tmp_path / "fig3_accuracy_vs_eps.png").exists()
+    assert (tmp_path / "fig9_mine.png").exists()  # untagged: not the report's, kept
+    assert not list(tmp_path.glob(".*.tmp"))
     assert figures.draw_all([_rec("standard", health="collapsed")], tmp_path / "f", None)[1][0] \
         is None  # a model that did not learn is never drawn
 

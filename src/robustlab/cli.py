@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from robustlab.common.checks import check_int
+from robustlab.common.threads import AUTO as THREADS_AUTO
+from robustlab.common.threads import add_threads_option, use_threads
 from robustlab.common.yaml_io import load_yaml
 from robustlab.experiments.cli_options import add_study_options
 
@@ -31,8 +33,8 @@ _TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--seed": ("seed", int), "--val-size": ("val_size", int), "--train-size": ("train_size", int),
     "--augment": ("augment", str), "--data-dir": ("data_dir", str), "--device": ("device", str),
     "--memory-format": ("memory_format", str), "--amp": ("amp", str),
-    "--threads": ("threads", int), "--out": ("out_dir", str),
-}
+    "--out": ("out_dir", str),
+}  # --threads: every command's, from common/threads.py (build_parser adds it)
 
 
 # What each of those flags means, with its unit and default (`robustlab train --help`).
@@ -62,7 +64,6 @@ _TRAIN_HELP: dict[str, str] = {
     "device": "auto (default), cpu, cuda, cuda:N or mps",
     "memory_format": "auto (default), contiguous or channels_last",
     "amp": "mixed precision: off (default) or bf16",
-    "threads": "torch CPU threads for this run (default: torch's choice)",
     "out_dir": "run folder (default runs/DATASET-MODEL-METHOD-epsE-sSEED)",
 }
 
@@ -93,14 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         from robustlab.plugins import load_plugins
 
         load_plugins(args.plugin)
-        return args.func(args) or 0
+        with use_threads(args.threads, say=_say_on_rank0):
+            return args.func(args) or 0
     except _user_errors() as err:
         print(f"robustlab {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # full disk, permissions, I/O: name the file, keep the traceback out
         where = f" {err.filename}" if err.filename else ""
-        print(f"robustlab {args.command}: error: cannot access{where}: "
-              f"{err.strerror or err}{_resume_hint(args)}", file=sys.stderr)
+        full = err.errno == 28  # ENOSPC
+        print(f"robustlab {args.command}: error: cannot {'write' if full else 'access'}{where}: "
+              f"{err.strerror or err}{' (the disk is full)' if full else ''}"
+              f"{_resume_hint(args)}", file=sys.stderr)
         return 2
 
 
@@ -139,7 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     _add_experiment_commands(sub)
+    for command in sub.choices.values():  # one --threads N|auto for every command
+        add_threads_option(command)
     return parser
+
+
+def _say_on_rank0(line: str) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(line, file=sys.stderr)
 
 
 def _add_train_command(sub: Any) -> None:
@@ -275,8 +286,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         path = export_model(args.run, args.out, format=args.format, overwrite=args.overwrite)
     except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise CLIError(str(err)) from None
     print(f"wrote {path}")
     return 0
 
@@ -295,6 +305,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for fname in ("download", "compile", "progress"):
         if getattr(args, fname) is not None:
             data[fname] = getattr(args, fname)
+    if args.threads != THREADS_AUTO:  # an explicit count is the run's TrainConfig.threads
+        data["threads"] = args.threads
     for item in args.set:
         key, value = parse_key_value(item, "--set")
         data[key] = value
@@ -425,11 +437,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _add_experiment_commands(sub) -> None:
-    try:
-        from robustlab.experiments.cli_commands import add_commands
-        from robustlab.experiments.transfer_cli import add_command as add_transfer_command
-    except ImportError:  # the experiment layer is optional while it is being built
-        return
+    from robustlab.experiments.cli_commands import add_commands
+    from robustlab.experiments.transfer_cli import add_command as add_transfer_command
+
     add_commands(sub)
     add_transfer_command(sub)
 
@@ -483,13 +493,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from robustlab.common.device import DeviceError
     from robustlab.common.files import FileFormatError
     from robustlab.data import DataError
+    from robustlab.experiments.executors import WorkerDiedError
     from robustlab.plugins import PluginError
     from robustlab.registry import RegistryError
     from robustlab.runs.checkpoint import WeightsError
     from robustlab.training import ConfigError, RunFolderError
 
     return (CLIError, ConfigError, DataError, RegistryError, RunFolderError, FileNotFoundError,
-            DeviceError, FileFormatError, WeightsError, PluginError)
+            DeviceError, FileFormatError, WeightsError, PluginError,
+            WorkerDiedError)  # a dead worker (killed, out of memory): rerun resumes
 
 
 if __name__ == "__main__":

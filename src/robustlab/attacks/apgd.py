@@ -35,6 +35,7 @@ from robustlab.attacks.norms import (
     project_and_clip,
     steepest_direction,
 )
+from robustlab.attacks.progress import step_reporter
 from robustlab.registry import ATTACKS
 
 
@@ -237,9 +238,11 @@ class APGDT(_APGDBase):
         best = BestIterate.from_clean(model, x, y, ce_loss)
         order = model.logits(x).argsort(dim=1)  # ascending
         k = order.shape[1]
-        for tc in range(2, min(self.n_target_classes, k - 1) + 2):
+        n_targets = min(self.n_target_classes, k - 1)
+        reporter = step_reporter(self, n_targets * self.restarts, len(x))  # progress only
+        for tc in range(2, n_targets + 2):
             tgt = order[:, -tc]
-            for _ in range(self.restarts):
+            for r in range(self.restarts):
                 idx = best.remaining()
                 apgd_run(
                     model,
@@ -257,4 +260,7 @@ class APGDT(_APGDBase):
                     rho=self.rho,
                     success_is_targeted=False,
                 )
+                if reporter is not None:  # after each target run: the samples left
+                    reporter.step((tc - 2) * self.restarts + r + 1,
+                                  lambda: best.remaining().numel())
         return best.x

@@ -62,6 +62,10 @@ def input_gradient(
             with CPUKernels.when(cpu_kernels):
                 logits = forward(xr)
             loss = loss_fn(logits, y, target)
+            if not loss.requires_grad:  # a detached / torch.no_grad forward: no gradient
+                raise AttackError("model output: the logits are not differentiable with "
+                                  "respect to x (detached or computed under torch.no_grad); "
+                                  "a gradient attack cannot run (square needs no gradient)")
             (grad,) = torch.autograd.grad(loss.sum(), xr)
         loss, logits = loss.detach(), logits.detach()
         if grad_sum is None:

@@ -9,11 +9,15 @@ already; the last attack's output where every attack failed).
 FAB-T and Square are looked up in the attack registry (`fab-t`, `square`); if either is not
 registered, constructing AutoAttack fails with a clear error -- it never silently skips one.
 `attack.last_robust` `[N]` (bool) and `attack.last_breakdown` (name -> number of samples each
-stage broke) describe the last call.
+stage broke) describe the last call. Under `attacks.progress.reporting(attack, callback)` each
+component is a stage of its own: a start report, its inner step groups (APGD-T per target,
+FAB-T and Square per step group) and a final report with the robust count after it, as the
+original AutoAttack logs "robust accuracy after APGD-CE".
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,6 +25,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import Attack, AttackError
 from robustlab.attacks.norms import eps_view, project_and_clip
+from robustlab.attacks.progress import AttackStep, StepCallback, callback_of, reporting
 from robustlab.common.checks import check_choice
 from robustlab.registry import ATTACKS
 
@@ -105,15 +110,20 @@ class AutoAttack(Attack):
         x_adv = x.clone()
         robust = ~model.is_adversarial(x, y)
         self.last_breakdown = {"clean": int((~robust).sum())}
+        callback = callback_of(self)
         for name, att in self.components:
             idx = robust.nonzero().flatten()
+            _report(callback, name, robust, final=False)
             if idx.numel() == 0:
                 self.last_breakdown[name] = 0
+                _report(callback, name, robust, final=True)
                 continue
             if att.min_classes > model.logits(x[:1]).shape[1]:
                 raise AttackError(f"{name} needs at least {att.min_classes} classes")
             gen = torch.Generator(device=x.device).manual_seed(att.seed)
-            out = att.perturb(model, x[idx], y[idx], eps[idx], None, gen)
+            # the component's robust counts are over x[idx], the batch's only robust samples
+            with reporting(att, _renamed(callback, name, len(x))):
+                out = att.perturb(model, x[idx], y[idx], eps[idx], None, gen)
             xi = x[idx]
             out = project_and_clip(
                 xi, model.prepare(out.detach()), eps_view(eps[idx], xi), self.norm
@@ -122,5 +132,20 @@ class AutoAttack(Attack):
             x_adv[idx] = out  # still-robust samples keep the latest attack's output
             robust[idx[broken]] = False
             self.last_breakdown[name] = int(broken.sum())
+            _report(callback, name, robust, final=True)
         self.last_robust = robust
         return x_adv
+
+
+def _report(callback: StepCallback | None, name: str, robust: Tensor, *, final: bool) -> None:
+    """A component's start (`final` False) or end report: the batch's robust count."""
+    if callback is not None:
+        callback(AttackStep(name, int(final), 1, int(robust.sum()), len(robust), final=final))
+
+
+def _renamed(callback: StepCallback | None, name: str, n: int) -> StepCallback | None:
+    """`callback` hearing a component's step reports under its AutoAttack name, over the
+    batch's `n` samples."""
+    if callback is None:
+        return None
+    return lambda step: callback(replace(step, stage=name, n=n))

@@ -21,6 +21,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.losses import is_adversarial, margin_loss
 from robustlab.attacks.norms import check_norm, eps_view, lp_norm
+from robustlab.attacks.progress import step_reporter
 from robustlab.common.checks import check_bool
 from robustlab.registry import ATTACKS
 
@@ -103,6 +104,8 @@ class CarliniWagnerL2(Attack):
             return margin_loss(logits, yy, tt, kappa=kappa)
 
         b1, b2, adam_eps = 0.9, 0.999, 1e-8
+        reporter = step_reporter(self, self.binary_search_steps * self.steps, n,
+                                 measure="not yet fooled (any L2)")
         for _round in range(self.binary_search_steps):
             if idx.numel() == 0:
                 break
@@ -136,6 +139,9 @@ class CarliniWagnerL2(Attack):
                 m_hat = m / (1 - b1**it)
                 v_hat = v / (1 - b2**it)
                 w = w - self.lr * m_hat / (v_hat.sqrt() + adam_eps)
+                if reporter is not None:
+                    reporter.step(_round * self.steps + it,
+                                  lambda: int(torch.isinf(best_norm).sum()))
                 if self.abort_early and it % check_every == 0:
                     obj = float((l2sq - c.flatten() * g.loss).sum())
                     if obj > prev_obj * 0.9999:

@@ -22,6 +22,7 @@ samples without a success within eps yet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.losses import is_adversarial, margin_loss
 from robustlab.attacks.norms import eps_view, lp_norm, random_in_ball
+from robustlab.attacks.progress import step_reporter
 from robustlab.registry import ATTACKS
 
 _TINY = 1e-12
@@ -172,9 +174,11 @@ class _FABBase(Attack):
         success_target: Tensor | None,
         k: int,
         generator: torch.Generator,
+        report: Callable[[int, Tensor], None] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One FAB run of `steps` steps on `x0` `[n, ...]`; returns (best x, best norm `[n]`),
-        the norm being inf where no adversarial point was found.
+        the norm being inf where no adversarial point was found. `report(step, best_norm)`
+        (optional) hears every step's end (progress).
 
         `boundary_class`: the class t whose boundary with y is followed (None = all classes);
         `success_target`: success means predicting it, and the boundary followed is then the
@@ -190,7 +194,7 @@ class _FABBase(Attack):
             x1 = x0 + random_in_ball(x0, eps_view(start_radius, x0), self.norm, generator)
             x1 = x1.clamp(0.0, 1.0)
         rows = torch.arange(n, device=x0.device)
-        for _ in range(self.steps):
+        for step in range(self.steps):
             if boundary_class is None:
                 df, dg = self._untargeted_linearisation(model, x1, y, k)
             else:
@@ -214,6 +218,8 @@ class _FABBase(Attack):
             best = torch.where(eps_view(better, x0), x1, best)
             best_norm = torch.where(better, dist, best_norm)
             x1 = torch.where(eps_view(success, x0), x0 + self.beta * (x1 - x0), x1)
+            if report is not None:
+                report(step + 1, best_norm)
         return best, best_norm
 
     # ---------------------------------------------------------------------- the schedule
@@ -234,13 +240,21 @@ class _FABBase(Attack):
             logits = model.logits(x)
             k = logits.shape[1]
             out = x.clone()
-            found = is_adversarial(logits, y, target) | (eps <= 0)
+            adv = is_adversarial(logits, y, target)
+            found = adv | (eps <= 0)
             best_norm = torch.full_like(eps, torch.inf)
-            for boundary, to_target in self._targets(logits, target):
+            runs = self._targets(logits, target)
+            reporter = step_reporter(self, len(runs) * self.restarts * self.steps, len(x))
+            for r, (boundary, to_target) in enumerate(runs):
                 for restart in range(self.restarts):
                     idx = (~found).nonzero()[:, 0]
                     if idx.numel() == 0:
                         return out
+                    report = None
+                    if reporter is not None:  # robust: not adversarial, minus this run's wins
+                        base = int((~adv).sum())
+                        offset = (r * self.restarts + restart) * self.steps
+                        report = _run_report(reporter, offset, base, eps[idx])
                     radius = None
                     if restart > 0:
                         radius = 0.5 * torch.minimum(best_norm[idx], eps[idx])
@@ -253,12 +267,22 @@ class _FABBase(Attack):
                         target[idx] if to_target and target is not None else None,
                         k,
                         generator,
+                        report,
                     )
                     best_norm[idx] = torch.minimum(best_norm[idx], bn)
                     ok = bn <= eps[idx]
                     out[idx[ok]] = bx[ok]
                     found[idx[ok]] = True
+                    adv[idx[ok]] = True
             return out
+
+
+def _run_report(reporter: Any, offset: int, base: int, eps: Tensor
+                ) -> Callable[[int, Tensor], None]:
+    """A run's `report(step, best_norm)`: the reporter's step `offset + step`, with `base`
+    minus the run's samples already adversarial within `eps` robust."""
+    return lambda step, norm: reporter.step(offset + step,
+                                            lambda: base - int((norm <= eps).sum()))
 
 
 @ATTACKS.register("fab")

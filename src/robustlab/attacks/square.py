@@ -22,6 +22,7 @@ sample and restart, the initial point included.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.losses import margin_loss
 from robustlab.attacks.norms import eps_view, lp_norm
+from robustlab.attacks.progress import StepReporter, step_reporter
 from robustlab.registry import ATTACKS
 
 _P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # per 10,000 queries
@@ -108,6 +110,13 @@ def _random_patterns(n: int, s: int, generator: torch.Generator, like: Tensor) -
     return torch.where(flip[:, None, None], base.T, base)
 
 
+def _restart_report(reporter: StepReporter, offset: int, base: int
+                    ) -> Callable[[int, Tensor], None]:
+    """A restart's `report(query, best_loss)`: the reporter's step `offset + query`, with
+    `base` + the restart's samples whose margin is still <= 0 robust."""
+    return lambda it, loss: reporter.step(offset + it, lambda: base + int((loss <= 0).sum()))
+
+
 @ATTACKS.register("square")
 class Square(Attack):
     """Square Attack, linf or l2 (black-box, margin loss; see the module docstring).
@@ -159,16 +168,23 @@ class Square(Attack):
             best = x.clone()
             best_loss = torch.full_like(loss, -torch.inf)
             done = (loss > 0) | (eps <= 0)
-            for _ in range(self.restarts):
+            adv = loss > 0  # for progress reports only
+            reporter = step_reporter(self, self.restarts * (self.n_queries - 1), len(x))
+            for r in range(self.restarts):
                 idx = (~done).nonzero()[:, 0]
                 if idx.numel() == 0:
                     break
                 t = None if target is None else target[idx]
-                xb, lb, q = self._run(model, x[idx], y[idx], eps[idx], t, generator)
+                report = None
+                if reporter is not None:  # robust: outside idx (eps 0) + idx's not broken yet
+                    report = _restart_report(reporter, r * (self.n_queries - 1),
+                                             int((~adv).sum()) - idx.numel())
+                xb, lb, q = self._run(model, x[idx], y[idx], eps[idx], t, generator, report)
                 queries[idx] += q
                 better = lb > best_loss[idx]  # keep the best restart per sample
                 best[idx[better]], best_loss[idx[better]] = xb[better], lb[better]
                 done[idx] = lb > 0
+                adv[idx] = lb > 0
             self.last_queries = queries
             return best
 
@@ -181,8 +197,10 @@ class Square(Attack):
         eps: Tensor,
         target: Tensor | None,
         generator: torch.Generator,
+        report: Callable[[int, Tensor], None] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One restart on `x` `[n, C, H, W]`: (best points, their loss `[n]`, queries `[n]`).
+        `report(query, best_loss)` (optional) hears every query's end (progress).
 
         Random numbers are drawn for the whole batch `n` at every query and then indexed by
         the samples still robust, so freezing a sample does not shift the others' draws
@@ -214,6 +232,8 @@ class Square(Attack):
             best[rows] = cand[better]
             best_loss[rows] = loss[better]
             queries[active] += 1
+            if report is not None:
+                report(it + 1, best_loss)
         return best, best_loss, queries
 
     def _linf_candidate(

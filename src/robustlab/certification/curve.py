@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 #: The radii (L2, pixel units) whose certified accuracy the summary and the docs quote.
 REPORT_RADII: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Spacing of the curve's radius grid.
+#: Spacing of the curve's radius grid (coarser where the largest radius needs it).
 CURVE_STEP = 0.01
+#: The most points a curve has, whatever the radius: 0-10 at CURVE_STEP.
+CURVE_MAX_POINTS = 1001
 
 
 def certified_accuracy(radii: Sequence[float | None], correct: Sequence[bool], r: float) -> float:
@@ -24,10 +26,18 @@ def certified_accuracy(radii: Sequence[float | None], correct: Sequence[bool], r
 
 
 def curve_grid(max_radius: float, step: float = CURVE_STEP) -> list[float]:
-    """Radii 0, step, 2 step, ... up to the first grid point >= max(max_radius, 1.0)."""
+    """Radii 0, step, 2 step, ... up to the first grid point >= max(max_radius, 1.0); at most
+    CURVE_MAX_POINTS of them (a larger radius gets a coarser step: 0.02, 0.05, 0.1, ...)."""
     top = max(max_radius, REPORT_RADII[-1])
+    step = max(step, _round_step(top / (CURVE_MAX_POINTS - 1)))
     count = math.ceil(round(top / step, 9)) + 1
     return [round(i * step, 10) for i in range(count)]
+
+
+def _round_step(raw: float) -> float:
+    """The smallest of 1, 2, 5 x 10^k that is >= `raw` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-12))
 
 
 def accuracy_curve(radii: Sequence[float | None], correct: Sequence[bool]) -> dict[str, list]:

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
 from typing import Any
 
+#: The largest seed robustlab takes: a signed 64-bit integer, which every generator it seeds
+#: accepts (torch.manual_seed takes up to 2**64 - 1 and raises a bare "Overflow" above).
+SEED_MAX = 2**63 - 1
+#: torch threads a process may ask for per core of the machine (more only thrash the caches).
+THREADS_PER_CORE = 4
 
-def _bounds(low: float | None, high: float | None, *, low_open: bool = False) -> str:
+
+def _bounds(low: float | None, high: float | None, *, low_open: bool = False,
+            high_open: bool = False) -> str:
     if low is not None and high is not None and not low_open:
-        return f" in [{low:g}, {high:g}]"
+        return f" in [{low:g}, {high:g}{')' if high_open else ']'}"
     parts = []
     if low is not None:
         parts.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
-        parts.append(f"<= {high:g}")
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
     return (" " + " and ".join(parts)) if parts else ""
 
 
@@ -57,20 +65,21 @@ def check_int(field: str, value: Any, low: int | None = None, high: int | None =
 
 
 def check_number(field: str, value: Any, low: float | None = None, high: float | None = None, *,
-                 low_open: bool = False, allow_none: bool = False, expected: str | None = None,
+                 low_open: bool = False, high_open: bool = False, allow_none: bool = False,
+                 expected: str | None = None,
                  error: type[Exception] = ValueError) -> float | None:
-    """`value` as a finite float in [low, high] (`low_open`: > low), or None if `allow_none`.
-    `expected` replaces the generated description of what is allowed."""
+    """`value` as a finite float in [low, high] (`low_open`: > low, `high_open`: < high), or
+    None if `allow_none`. `expected` replaces the generated description of what is allowed."""
     if value is None and allow_none:
         return None
     ok = is_real(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:
-        ok = value <= high
+        ok = value < high if high_open else value <= high
     if not ok:
-        what = expected or (f"a finite number{_bounds(low, high, low_open=low_open)}"
-                            f"{' or null' if allow_none else ''}")
+        bounds = _bounds(low, high, low_open=low_open, high_open=high_open)
+        what = expected or f"a finite number{bounds}{' or null' if allow_none else ''}"
         raise error(f"{field}: expected {what}, got {_show(value)}")
     return float(value)
 
@@ -89,3 +98,47 @@ def check_choice(field: str, value: Any, choices: Iterable[str], *,
     if value not in choices:
         raise error(f"{field}: expected one of {', '.join(choices)}, got {_show(value)}")
     return value
+
+
+def check_seed(field: str, value: Any, *, allow_none: bool = False,
+               error: type[Exception] = ValueError) -> int | None:
+    """`value` as a seed: an integer in [0, SEED_MAX] (or None if `allow_none`)."""
+    if value is None and allow_none:
+        return None
+    if not is_integer(value) or not 0 <= value <= SEED_MAX:
+        raise error(f"{field}: expected an integer in [0, 2**63 - 1]"
+                    f"{' or null' if allow_none else ''}, got {_show(value)}")
+    return int(value)
+
+
+def max_threads(cores: int | None = None) -> int:
+    """The most torch threads a process may ask for: THREADS_PER_CORE per core."""
+    return THREADS_PER_CORE * (cores or os.cpu_count() or 1)
+
+
+def check_threads(field: str, value: Any, *, allow_none: bool = False, cores: int | None = None,
+                  error: type[Exception] = ValueError) -> int | None:
+    """`value` as a thread count in [1, max_threads(cores)] (or None if `allow_none`); `cores`
+    None: this machine's (os.cpu_count())."""
+    if value is None and allow_none:
+        return None
+    cores = cores or os.cpu_count() or 1
+    high = max_threads(cores)
+    if not is_integer(value) or not 1 <= value <= high:
+        raise error(f"{field}: expected an integer in [1, {high}] (at most {THREADS_PER_CORE} "
+                    f"per core, {cores} cores here){' or null' if allow_none else ''}, "
+                    f"got {_show(value)}")
+    return int(value)
+
+
+def check_l2_budget(field: str, eps: float, image_numel: int, *, where: str,
+                    error: type[Exception] = ValueError) -> float:
+    """An L2 budget `eps` at most sqrt(C*H*W) (`image_numel` = C*H*W), the diameter of the
+    image cube [0, 1]^(C*H*W): no two images of `where` lie further apart, so a larger budget
+    is a typo (a Linf number read as L2, pixels in 0-255)."""
+    diameter = math.sqrt(image_numel)
+    if not is_real(eps) or eps > diameter:
+        raise error(f"{field}: an L2 budget of {_show(eps)} exceeds {diameter:.1f}, the largest "
+                    f"distance between two images of {where} (sqrt(C*H*W)); expected at most "
+                    f"{diameter:.1f}")
+    return float(eps)

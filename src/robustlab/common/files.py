@@ -6,11 +6,14 @@ previous version stays readable until the new one is complete.
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import json
 import math
 import os
+import stat
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as err:  # a full disk while writing: name the file, not the temporary one
+        if err.errno is None or err.filename not in (None, str(tmp_path)):
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
         tmp_path.unlink(missing_ok=True)
     return path
@@ -110,6 +117,79 @@ def remove_stale_temp_files(folder: str | Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+# What robustlab writes into a folder it owns: {name pattern (fnmatch): None for a regular file,
+# a nested layout for a sub-folder}. Used to prove a folder is robustlab's before replacing it.
+Layout = Mapping[str, "Layout | None"]
+
+
+def first_foreign_entry(folder: str | Path, layout: Layout) -> Path | None:
+    """The first entry under `folder` (sorted, depth first) that `layout` does not name, as a
+    path relative to `folder`; None when every entry is one robustlab writes there. A symbolic
+    link, a file where a folder belongs (or the reverse) and a special file are foreign."""
+    folder = Path(folder)
+    with os.scandir(folder) as entries:
+        ordered = sorted(entries, key=lambda e: e.name)
+    for entry in ordered:
+        known, sub = _match_layout(entry, layout)
+        if not known:
+            return Path(entry.name)
+        inner = first_foreign_entry(entry.path, sub) if sub is not None else None
+        if inner is not None:
+            return Path(entry.name) / inner
+    return None
+
+
+def _match_layout(entry: os.DirEntry, layout: Layout) -> tuple[bool, Layout | None]:
+    """(known?, the nested layout of a known folder, None for a known file)."""
+    mode = entry.stat(follow_symlinks=False).st_mode
+    for pattern, sub in layout.items():
+        if not fnmatch.fnmatchcase(entry.name, pattern):
+            continue
+        if sub is None and stat.S_ISREG(mode):
+            return True, None
+        if sub is not None and stat.S_ISDIR(mode):
+            return True, sub
+    return False, None
+
+
+def describe_entry(path: str | Path) -> str:
+    """ "folder", "symbolic link", "file" or "special file", for one-line refusals."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "special file"
+
+
+def open_no_follow(path: str | Path, flags: int, mode: int = 0o644) -> int:
+    """`os.open` that refuses to follow a symbolic link at `path` (OSError ELOOP) and returns
+    only a descriptor of a regular file (OSError EINVAL otherwise): a planted link cannot make
+    robustlab write to the file it points at."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+def replace_refusal(path: str | Path, is_ours: Callable[[Path], bool]) -> str | None:
+    """Why an `--overwrite` must not replace the single file `path`, or None when it may: it
+    does not exist, or it is a regular file that `is_ours` recognises as one robustlab wrote
+    (an unreadable or unparsable file is not). For one-line refusals."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return None
+    kind = describe_entry(path)
+    if kind != "file":
+        return f"{path} is a {kind}, not a file robustlab wrote; refusing to replace it"
+    try:
+        ours = is_ours(path)
+    except (OSError, ValueError):
+        ours = False
+    return None if ours else (f"{path} is not a file robustlab wrote (its content is not "
+                              "robustlab's); refusing to replace it: move it away or choose "
+                              "another --out")
 
 
 def _finite(obj: Any) -> Any:

@@ -9,6 +9,8 @@ Data that does not fit in memory is not supported by this path; register a datas
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +24,7 @@ from robustlab.data.splitting import carve_val, resolve_val_size
 
 CUSTOM = "custom"  # the dataset name recorded for data passed from Python
 DEFAULT_VAL_FRACTION = 0.1  # carved from the training data when no validation data is given
+CHANNEL_COUNTS = (1, 3)  # grey and RGB: what a last dimension of NHWC images may hold
 
 
 def as_split(data: Any, field: str) -> ArraySplit:
@@ -116,14 +119,46 @@ def _images(x: Any, field: str) -> torch.Tensor:
                         "0-255 images by 255")
     if x.dim() != 4:
         raise DataError(f"{field} x: expected images [N, C, H, W], got shape {tuple(x.shape)}")
+    x = _channels_first(x, field)
     # One stride layout whatever the source (robustlab.data.layout): conv kernels pick their
     # algorithm, hence rounding, by it. A copy, so the caller's tensor is never aliased.
     x = as_nchw(x.float().clone())
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:  # NaN compares False with everything: the range check below would let it pass
+        raise DataError(f"{field} x: {bad} non-finite pixel value(s) (NaN or inf) in "
+                        f"{len(x)} images; expected finite values in [0, 1]")
     if len(x) and (x.min() < 0 or x.max() > 1):
         raise DataError(f"{field} x: expected pixel values in [0, 1], found "
                         f"[{x.min():.3g}, {x.max():.3g}]; pass unnormalised images (put the "
                         "normalisation inside the model)")
     return x
+
+
+def _channels_first(x: torch.Tensor, field: str) -> torch.Tensor:
+    """NHWC images (numpy / TensorFlow's layout) as NCHW, with a note on stderr. Only when the
+    layout is unambiguous: the last dimension 1 or 3 (grey / RGB channels) and dimension 1 not
+    (28 is no channel count robustlab's data has). `[N, 3, 32, 3]` or `[N, 1, 28, 28]` stay as
+    given: NCHW is the documented layout."""
+    if x.shape[-1] not in CHANNEL_COUNTS or x.shape[1] in CHANNEL_COUNTS:
+        return x
+    nchw = x.permute(0, 3, 1, 2)
+    print(f"note: {field} x: images of shape {list(x.shape)} read as channels-last "
+          f"[N, H, W, C] and transposed to [N, C, H, W] = {list(nchw.shape)}", file=sys.stderr)
+    return nchw
+
+
+def fingerprint(splits: DatasetSplits) -> str:
+    """SHA-256 of the train / val / test tensors as trained on (each split's name, then for x
+    and y: dtype, shape and bytes): the same images and labels give the same fingerprint
+    whatever their source (tensors, numpy, a DataLoader)."""
+    digest = hashlib.sha256()
+    for name in ("train", "val", "test"):
+        split = getattr(splits, name)
+        for part, t in (("x", split.x), ("y", split.y)):
+            t = t.detach().cpu().contiguous()
+            digest.update(f"{name}.{part} {t.dtype} {list(t.shape)}\n".encode())
+            digest.update(t.view(torch.uint8).numpy())  # the buffer itself, no copy
+    return "sha256:" + digest.hexdigest()
 
 
 def _labels(y: Any, field: str, n: int) -> torch.Tensor:

@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from robustlab.common.errors import ConfigError
-from robustlab.common.files import atomic_write
+from robustlab.common.files import replace_refusal
+from robustlab.runs.checkpoint import write_safetensors
 
 
 def adv_path(folder: str | Path, attack: str) -> Path:
@@ -36,6 +37,21 @@ def check_adv_folder(folder: str | Path, attacks: list[str] | tuple[str, ...], *
     if taken and not overwrite:
         raise ConfigError(f"--save-adv: {', '.join(taken)} already exist(s); pass --overwrite "
                           "to replace them (results are never overwritten silently)")
+    for attack in attacks:
+        refusal = replace_refusal(adv_path(path, attack), is_adv_file)
+        if refusal:
+            raise ConfigError(f"--save-adv: {refusal}")
+
+
+def is_adv_file(path: Path) -> bool:
+    """Whether `path` is a file `save_adversarial` wrote: safetensors holding x_adv, labels and
+    robust, with the attack named in its metadata (what --overwrite may replace)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys, meta = set(handle.keys()), handle.metadata() or {}
+    except SafetensorError:
+        return False
+    return keys == {"x_adv", "labels", "robust"} and "attack" in meta
 
 
 def save_adversarial(folder: str | Path, attack: str, x_adv: Tensor, labels: Tensor,
@@ -44,5 +60,5 @@ def save_adversarial(folder: str | Path, attack: str, x_adv: Tensor, labels: Ten
                "robust": robust.to("cpu").byte().contiguous()}
     metadata = {k: json.dumps(v) for k, v in {"attack": attack, **meta}.items()}
     path = adv_path(folder, attack)
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    write_safetensors(path, tensors, metadata)
     return path

@@ -8,6 +8,8 @@ dataset (0.3 for MNIST) is wrong for another (8/255 for CIFAR-10).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +17,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.attacks import AttackError
+from robustlab.attacks.inputs import check_images
 from robustlab.attacks.norms import check_norm
 from robustlab.common.checks import check_number
+from robustlab.common.device import resolve_device
+from robustlab.common.threads import use_threads
 from robustlab.evaluation import metrics as M
 from robustlab.evaluation.evaluate import evaluate_model
 from robustlab.evaluation.settings import EvalSettings, EvalSettingsError
+from robustlab.models.probe import check_model_on_data, input_dtype
+from robustlab.models.user import UserModelError
+from robustlab.registry import ATTACKS
 
 DEFAULT_ATTACKS = ("autoattack",)
 
@@ -52,7 +61,7 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str =
              batch_size: int = 500, seed: int = 0, audit: bool = False, curve: bool = False,
              attack_options: dict[str, dict[str, Any]] | None = None,
              data_dir: str | None = None, device: str | torch.device | None = None,
-             progress: bool = False) -> RobustnessResult:
+             progress: bool = False, threads: int | str | None = None) -> RobustnessResult:
     """Attack `model` on `x` / `y` and return a `RobustnessResult`.
 
     Args:
@@ -68,21 +77,40 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str =
         n: the first `n` samples only. audit / curve: also run the gradient-masking audit /
             the accuracy-vs-eps curve (off by default here: they cost several attacks more).
         attack_options: per attack, keyword options, e.g. {"pgd": {"steps": 50}}.
-        device: where to attack (default: the model's device). progress: report each attack
-            on stderr as it runs.
+        device: where to attack (default: the model's device; the model must be there).
+            progress: report each attack on stderr as it runs.
+        threads: torch CPU threads for this call, restored afterwards (an int, or "auto":
+            the cores the load average leaves free, `common/threads.py`; default None
+            leaves torch's setting alone).
+
+    Every input is checked before any compute: bad settings or data raise `EvalSettingsError`
+    (a device without CUDA `DeviceError`), and the model is run once on a few of the images
+    (`check_model_for_evaluation`): a model whose output is not float logits `[N, K]` with K
+    >= the largest label + 1 (== the classes of a named dataset), or is nan/inf, does not
+    depend on the input or (for gradient attacks) is not differentiable raises
+    `UserModelError`. All are `ValueError`s with one-line messages, the same as the command
+    line's (`robustlab evaluate --model`).
     """
-    x, y = _as_data(x, y, data_dir)
-    device = torch.device(device) if device is not None else _model_device(model)
     settings = EvalSettings(attacks=tuple(attacks), eps=_as_float("eps", eps),
                             norm=check_norm(_norm_name(norm)), n=n, batch_size=batch_size,
                             seed=seed, audit=audit, curve_attack="pgd" if curve else None,
                             attack_options=dict(attack_options or {})).validate()
-    details = evaluate_model(model, x.to(device), y.to(device), settings, progress=progress)
+    device = _device(model, device)
+    x, y, num_classes = _as_data(x, y, data_dir)
+    x = x.to(input_dtype(model))  # a float64 model sees float64 images
+    check_model_for_evaluation(model, x, y, settings, num_classes=num_classes)
+    with use_threads(threads, say=_warn) if threads is not None else contextlib.nullcontext():
+        details = evaluate_model(model, x.to(device), y.to(device), settings,
+                                 progress=progress)
     correct = {k: M.from_bits(v) for k, v in details["per_sample"]["correct"].items()}
     return RobustnessResult(
         n=details["n"], clean_acc=details["clean"]["acc"],
         robust_acc={k: v["acc"] for k, v in details["attacks"].items()},
         worst_case_acc=details["worst_case"]["acc"], correct=correct, details=details)
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _norm_name(norm: Any) -> Any:
@@ -100,15 +128,16 @@ def _as_float(field: str, value: Any) -> float:
     return float(check_number(field, value, expected="a number", error=EvalSettingsError))
 
 
-def _as_data(x: Any, y: Any, data_dir: str | None) -> tuple[Tensor, Tensor]:
+def _as_data(x: Any, y: Any, data_dir: str | None) -> tuple[Tensor, Tensor, int | None]:
+    """Images, labels and (for a named dataset) its number of classes, all checked."""
     if isinstance(x, str):
         if y is not None:
             raise EvalSettingsError(f"y: a dataset name ({x!r}) brings its own labels; pass "
                                     "y=None")
         from robustlab.data import load_dataset
 
-        test = load_dataset(x, data_dir).test
-        return test.x, test.y
+        splits = load_dataset(x, data_dir)
+        return splits.test.x, splits.test.y, splits.info.num_classes
     if y is None:
         raise EvalSettingsError("y: labels are required with image tensors")
     x, y = _as_tensor("x", x), _as_tensor("y", y)
@@ -117,12 +146,21 @@ def _as_data(x: Any, y: Any, data_dir: str | None) -> tuple[Tensor, Tensor]:
                                 "0-255 images by 255")
     if x.dtype != torch.float32:
         x = x.float()  # float64 / half inputs: the attacks' arithmetic is float32
+    if x.dim() < 2 or len(x) == 0:
+        raise EvalSettingsError(f"x: expected a batch of images [N, C, H, W] with N >= 1, got "
+                                f"shape {list(x.shape)}")
+    try:
+        check_images(x)
+    except AttackError as err:
+        raise EvalSettingsError(str(err)) from None
     if y.is_floating_point() or y.dtype == torch.bool:
         raise EvalSettingsError(f"y: expected integer class labels, got {y.dtype}")
     if y.dim() != 1 or len(y) != len(x):
         raise EvalSettingsError(f"y: expected shape [{len(x)}] (one label per image), got "
                                 f"{tuple(y.shape)}")
-    return x, y.long()
+    if int(y.min()) < 0:
+        raise EvalSettingsError(f"y: expected class labels >= 0, got {int(y.min())}")
+    return x, y.long(), None
 
 
 def _as_tensor(field: str, value: Any) -> Tensor:
@@ -132,6 +170,45 @@ def _as_tensor(field: str, value: Any) -> Tensor:
         return torch.from_numpy(value)
     raise EvalSettingsError(f"{field}: expected a torch tensor or numpy array, got a "
                             f"{type(value).__name__}")
+
+
+def check_model_for_evaluation(model: nn.Module, x: Tensor, y: Tensor,
+                               settings: EvalSettings, *, num_classes: int | None) -> None:
+    """Run `model` once on the first images of `x` and raise `UserModelError` unless it
+    returns finite float logits `[N, K]` that depend on the input, with K == `num_classes`
+    (a dataset's) or, when that is None, K >= the largest of the labels evaluated + 1, and
+    (when a gradient attack, the curve or the audit will run) differentiable in the input.
+    `robustlab.evaluate` and `robustlab evaluate --model` both call it, before any compute."""
+    if not isinstance(model, nn.Module):
+        raise UserModelError(f"model: expected a torch.nn.Module, got a {type(model).__name__}")
+    n = min(settings.n or len(x), len(x))
+    classes = num_classes if num_classes is not None else int(y[:n].max()) + 1
+    check_model_on_data(model, x[:n], num_classes=classes, exact=num_classes is not None,
+                        depends_on_x=True, needs_gradient=_needs_gradient(settings))
+
+
+def _needs_gradient(settings: EvalSettings) -> bool:
+    """Whether any attack that will run (the audit's included) differentiates the model."""
+    if settings.audit:
+        return True
+    names = [*settings.attacks, *([settings.curve_attack] if settings.curve_attack else [])]
+    return any(ATTACKS.get(name).gradient_based for name in names)
+
+
+def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
+    """`device` checked (it exists here; the model is on it), else the model's device."""
+    if not isinstance(model, nn.Module):
+        raise UserModelError(f"model: expected a torch.nn.Module, got a {type(model).__name__}")
+    if device is None:
+        return _model_device(model)
+    wanted, actual = resolve_device(str(device)), _model_device(model)
+    same_index = wanted.index is None or actual.index is None or wanted.index == actual.index
+    if next(iter(model.parameters()), None) is not None and (
+            actual.type != wanted.type or not same_index):
+        raise EvalSettingsError(f"device: {str(device)!r} given, but the model is on {actual}; "
+                                f"move it there first (model.to({str(device)!r})) or leave "
+                                "device out")
+    return wanted
 
 
 def _model_device(model: nn.Module) -> torch.device:

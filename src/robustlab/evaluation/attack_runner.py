@@ -11,12 +11,14 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from robustlab.attacks.progress import reporting
 from robustlab.common.inference import predict_logits
 from robustlab.common.sharding import Shard
 from robustlab.evaluation import metrics as M
@@ -81,24 +83,35 @@ def build_attacks(settings: Any) -> dict[str, Any]:
 def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
                eps: float, norm: str, batch_size: int, shard: Shard | None = None,
                progress: Callable[[int], None] | None = None,
-               keep_adv: bool = False) -> AttackOutcome:
+               keep_adv: bool = False, partial: Any = None) -> AttackOutcome:
     """Run `attack` on `x` `[N, C, H, W]` / `y` `[N]` in batches; see `AttackOutcome`.
 
     `clean_correct` `[N]` bool (CPU) are the clean predictions' correctness. With `shard`, this
     process attacks only its batches and gathers the others' (`robustlab.common.sharding`);
     every process returns the full outcome. `progress(k)` (optional) is told each finished
-    batch's size.
+    batch's size; when it has an `attack_step` callback (`evaluation.progress.Stage`), the
+    attack reports its step groups there while it runs (`attacks.progress`). `partial`
+    (an `evaluation.partial.AttackBatches`, not with `keep_adv`): batches it holds are taken
+    from it, each new one is added to it as it finishes (a killed evaluation resumes).
     """
     t0 = time.perf_counter()
     shard = shard or Shard()
+    on_step = getattr(progress, "attack_step", None)
     done = []
     for j, i in enumerate(range(0, len(x), batch_size)):
-        if shard.owns(j):
-            done.append((i, _attack_batch(attack, model, x[i:i + batch_size],
-                                          y[i:i + batch_size], eps=eps, norm=norm,
-                                          batch_size=batch_size, keep_adv=keep_adv)))
-            if progress is not None:
-                progress(len(x[i:i + batch_size]))
+        if not shard.owns(j):
+            continue
+        kept = partial.get(j) if partial is not None else None
+        if kept is None:
+            with reporting(attack, on_step) if on_step is not None else nullcontext():
+                kept = _attack_batch(attack, model, x[i:i + batch_size], y[i:i + batch_size],
+                                     eps=eps, norm=norm, batch_size=batch_size,
+                                     keep_adv=keep_adv)
+            if partial is not None:
+                partial.put(j, kept)
+        done.append((i, kept))
+        if progress is not None:
+            progress(len(x[i:i + batch_size]))
     batches = [b for _, b in sorted(shard.gather(done), key=lambda item: item[0])]
     keys = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled") + (("x_adv",) if keep_adv
                                                                         else ())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from robustlab.evaluation.attack_runner import (
     summarize_outcome,
 )
 from robustlab.evaluation.audit import run_audit
+from robustlab.evaluation.partial import PartialResults, partial_path, resume_key
 from robustlab.evaluation.progress import Progress
 from robustlab.evaluation.schema import SCHEMA_VERSION
 from robustlab.evaluation.settings import EvalSettings
@@ -47,8 +49,8 @@ class Measured:
 def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings, *,
                    surrogate: nn.Module | None = None,
                    num_classes: int | None = None, shard: Shard | None = None,
-                   progress: bool = False, save_adv: str | Path | None = None
-                   ) -> dict[str, Any]:
+                   progress: bool = False, save_adv: str | Path | None = None,
+                   resume: str | Path | None = None) -> dict[str, Any]:
     """Evaluate `model` on the first `settings.n` of `x` `[N, C, H, W]` (in [0, 1]) / `y` `[N]`.
 
     `surrogate` (optional) is an independently trained model used by the audit's transfer
@@ -58,7 +60,10 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
     identical result (`robustlab.common.sharding`). `progress`: report each attack, the
     curve and the audit on stderr as they run (`evaluation.progress`). `save_adv`: write each
     attack's adversarial examples there (`evaluation.adv_examples`; check the folder first
-    with `check_adv_folder`).
+    with `check_adv_folder`). `resume`: the eval file the result will be written to; each
+    attack's finished batches are kept beside it and a rerun after a kill takes them from
+    there (`evaluation.partial`; not with `save_adv` or `shard`; the caller deletes the
+    partial file once the eval file is written).
     """
     settings.validate()
     built = build_attacks(settings)
@@ -67,11 +72,17 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
     if n == 0:
         raise ValueError("evaluation: the test split is empty")
     x, y = x[:n], y[:n]
+    partial = None
+    if resume is not None and save_adv is None and (shard is None or shard.world_size == 1):
+        partial = PartialResults(partial_path(resume), resume_key(settings.key(), model, x, y))
+        if partial.loaded and progress:
+            print(f"  resuming: {partial.loaded} finished batch(es) in {partial.path}",
+                  file=sys.stderr, flush=True)
     with eval_mode(model):
         measured = _measure(model, x, y, settings, built, surrogate=surrogate,
                             num_classes=num_classes, shard=shard,
                             progress=Progress(progress and (shard is None or shard.rank == 0)),
-                            keep_adv=save_adv is not None)
+                            keep_adv=save_adv is not None, partial=partial)
     if save_adv is not None and (shard is None or shard.rank == 0):
         for name, out in measured.outcomes.items():
             save_adversarial(save_adv, name, out.x_adv, y, out.robust,
@@ -82,7 +93,8 @@ def evaluate_model(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSetting
 
 def _measure(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings,
              built: dict[str, Any], *, surrogate: nn.Module | None, num_classes: int | None,
-             shard: Shard | None, progress: Progress, keep_adv: bool = False) -> Measured:
+             shard: Shard | None, progress: Progress, keep_adv: bool = False,
+             partial: PartialResults | None = None) -> Measured:
     t0 = time.perf_counter()
     logits = predict_logits(model, x, settings.batch_size)
     clean_pred = logits.argmax(1)
@@ -95,7 +107,8 @@ def _measure(model: nn.Module, x: Tensor, y: Tensor, settings: EvalSettings,
         with progress.stage(name, len(x)) as update:
             outcomes[name] = run_attack(attack, model, x, y, clean_correct, eps=settings.eps,
                                         norm=settings.norm, batch_size=settings.batch_size,
-                                        shard=shard, progress=update, keep_adv=keep_adv)
+                                        shard=shard, progress=update, keep_adv=keep_adv,
+                                        partial=partial.batches(name) if partial else None)
     t0 = time.perf_counter()
     curve = []
     if settings.curve_attack and settings.curve_factors:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from robustlab.common.result_checks import check_eval_values
+
 SCHEMA_VERSION = "robustlab.eval/1"
 
 REQUIRED_KEYS = ("schema", "settings", "settings_key", "model", "n", "clean", "attacks",
@@ -19,7 +21,8 @@ class EvalFileError(ValueError):
 
 
 def check_eval_dict(data: Any, source: str) -> dict[str, Any]:
-    """Return `data` if it looks like an eval result of this schema's major version."""
+    """Return `data` if it is an eval result of this schema's major version with every number
+    in its range (`common/result_checks.py`: accuracies in [0, 1], counts integers >= 0, ...)."""
     if not isinstance(data, dict):
         raise EvalFileError(f"{source}: expected a JSON object, found {type(data).__name__}")
     schema = data.get("schema")
@@ -29,4 +32,5 @@ def check_eval_dict(data: Any, source: str) -> dict[str, Any]:
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise EvalFileError(f"{source}: missing field(s) {', '.join(missing)}")
+    check_eval_values(data, source, error=EvalFileError)
     return data

@@ -12,9 +12,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from robustlab.common.checks import check_choice, check_int, check_number
+from robustlab.common.checks import check_choice, check_int, check_number, check_seed
 
 NORMS = ("linf", "l2")
+# The accuracy-versus-eps curve's budgets, as multiples of eps: dense around the evaluation
+# budget (0.8-1.2 x), where a robust model falls off (with 1.0 then 1.5 alone Figure 3 drew
+# that fall as one straight line). 8 PGD runs on curve_n images (1 x reuses the evaluated
+# PGD); linf points above 1 are skipped. = robustlab.experiments.presets.EvalPlan's default.
+CURVE_FACTORS = (0.0, 0.25, 0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)
 
 
 class EvalSettingsError(ValueError):
@@ -47,7 +52,7 @@ class EvalSettings:
     seed: int = 0
     adaptive: bool = True
     curve_attack: str | None = "pgd"
-    curve_factors: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+    curve_factors: tuple[float, ...] = CURVE_FACTORS
     curve_n: int | None = 500
     audit: bool = True
     audit_n: int | None = 200
@@ -89,6 +94,7 @@ class EvalSettings:
                            ("audit_square_queries", 1), ("audit_steps_factor", 1),
                            ("audit_restarts", 1)):
             check_int(fname, getattr(self, fname), low, error=EvalSettingsError)
+        check_seed("seed", self.seed, error=EvalSettingsError)  # torch.manual_seed's range
         if any(not isinstance(f, (int, float)) or f < 0 for f in self.curve_factors):
             raise EvalSettingsError(f"curve_factors: expected numbers >= 0, "
                                     f"got {list(self.curve_factors)}")

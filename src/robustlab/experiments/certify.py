@@ -26,8 +26,13 @@ from robustlab.common.allocator import tune_malloc
 from robustlab.common.checks import check_int
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
-from robustlab.common.files import atomic_write, atomic_write_json
-from robustlab.experiments.evaluate_runs import check_writable, run_facts, training_facts
+from robustlab.common.files import atomic_write, atomic_write_json, read_json
+from robustlab.experiments.evaluate_runs import (
+    check_replaceable,
+    check_writable,
+    run_facts,
+    training_facts,
+)
 from robustlab.runs.folder import RunFolder, RunFolderError
 
 SCHEMA_VERSION = 1
@@ -65,12 +70,20 @@ def plan_certify(run: str, *, sigma: float | None, images: int | None, out: str 
                           "noise std to certify with, e.g. --sigma 0.25")
     chosen = CertifySettings(sigma=trained if sigma is None else sigma, **settings).validate()
     check_int("--images", images, 1, allow_none=True, error=ConfigError)
+    for line in chosen.warnings():  # valid but rarely meant (--n < --n0)
+        print(line, file=sys.stderr)
     path = Path(out) if out else default_out(run, chosen.sigma)
     check_writable(path)
     if path.exists() and not overwrite:
         raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
                              "(results are never overwritten silently)")
+    check_replaceable(path, _is_certify_file)  # --overwrite replaces a certify JSON only
     return chosen, path, trained
+
+
+def _is_certify_file(path: Path) -> bool:
+    data = read_json(path)
+    return isinstance(data, dict) and data.get("kind") == KIND
 
 
 def certify_run(run: str, *, sigma: float | None = None, images: int | None = 500,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from robustlab.common.threads import AUTO, add_threads_option
+
 
 def add_commands(subparsers) -> None:
     from robustlab.experiments.presets import PRESETS
@@ -17,9 +19,8 @@ def add_commands(subparsers) -> None:
                    help="worker processes PER DEVICE of --device, each pinned to its device; "
                         "a free worker takes the next job (with --executor ray: Ray tasks at "
                         "a time)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per worker (default: cores // total workers; at most "
-                        "2 on CUDA)")
+    add_threads_option(p, help="torch threads per worker, N or auto (default auto: cores // "
+                               "total workers; at most 2 on CUDA)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: worker processes on this machine; ray: Ray tasks on the "
                         "cluster RAY_ADDRESS names, else a local Ray (pip install "
@@ -52,13 +53,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     preset = get_preset(args.preset)
     check_executor(args.executor)  # before any data is read or fetched
-    executor_workers(args.device, args.workers, threads=args.threads, executor=args.executor)
+    threads = None if args.threads == AUTO else args.threads
+    executor_workers(args.device, args.workers, threads=threads, executor=args.executor)
     for ds in preset.datasets:  # found (or fetched) once here: a missing dataset fails fast,
         load_dataset(ds.dataset, root=args.data_dir, download=args.download)  # not mid-grid
     out = args.out or f"results/{preset.name}"
     path = reproduce(preset, out, workers=args.workers, data_dir=args.data_dir,
                      overwrite=args.overwrite, model=args.model, device=args.device,
-                     report=args.report, threads=args.threads, executor=args.executor)
+                     report=args.report, threads=threads, executor=args.executor)
     print(f"report: {path}" if args.report else f"results in {path}")
     return 0
 

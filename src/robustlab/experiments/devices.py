@@ -11,6 +11,10 @@ sets), so a run started by the worker on cuda:1 can be resumed by any other, and
 is the same whichever card trained it. Which worker and card ran each job is recorded in
 OUT/experiment.json (`placements`) and printed in the job's line.
 
+A grid never starts more workers than it has jobs (`--workers 10` for 6 jobs starts 6, with a
+note: an idle worker holds a Python interpreter and torch, ~0.2 GB), and more worker processes
+than cores get a warning (they take turns on the cores, and each needs one to feed its card).
+
 Threads per worker: on the CPU, cores // total workers (the workers share the cores). On CUDA,
 at most `CUDA_THREADS`: a GPU worker's host side is one Python thread launching kernels; more
 intra-op threads only help CPU tensor ops it hardly runs, and with 8 workers per card x 16
@@ -21,11 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from robustlab.common.checks import check_int
+from robustlab.common.checks import check_int, check_threads
 from robustlab.common.device import DeviceError, resolve_device
 from robustlab.common.errors import ConfigError
 
@@ -142,28 +147,58 @@ def default_threads(kind: str, total_workers: int, cores: int | None = None) -> 
 
 
 def plan_workers(devices: Sequence[str], workers_per_device: int, *,
-                 threads: int | None = None, cores: int | None = None) -> list[Worker]:
+                 threads: int | None = None, cores: int | None = None,
+                 limit: int | None = None) -> list[Worker]:
     """`workers_per_device` workers for each device, interleaved (worker i on device
-    i % len(devices)) so the first jobs spread over the cards; `threads` None: the default."""
+    i % len(devices)) so the first jobs spread over the cards, at most `limit` of them;
+    `threads` None: the default for that many workers."""
     check_int("--workers", workers_per_device, 1, error=DeviceListError)
     check_int("--threads", threads, 1, allow_none=True, error=DeviceListError)
+    check_threads("--threads", threads, allow_none=True, cores=cores, error=DeviceListError)
     total = workers_per_device * len(devices)
+    if limit is not None:
+        total = max(1, min(total, limit))
     kind = device_kind(devices[0])
     n_threads = threads or default_threads(kind, total, cores)
     return [Worker(i, devices[i % len(devices)], n_threads) for i in range(total)]
 
 
-def executor_workers(device: str, workers: int, *, threads: int | None, executor: str
-                     ) -> tuple[tuple[str, ...], list[Worker]]:
+def executor_workers(device: str, workers: int, *, threads: int | None, executor: str,
+                     jobs: int | None = None) -> tuple[tuple[str, ...], list[Worker]]:
     """`--device`, `--workers`, `--threads` and `--executor` checked together: the device
     entries and the workers. Under Ray one entry and `threads` defaulting to cores // workers
-    (Ray places the tasks itself); locally `plan_workers`."""
+    (Ray places the tasks itself); locally `plan_workers`. `jobs`: the grid's job count, given
+    once it is planned: then the workers are capped at it and `worker_notes` printed (a call
+    that only checks the flags passes None)."""
     devices = parse_devices(device)
+    check_int("--workers", workers, 1, error=DeviceListError)
+    asked = workers * len(devices)
+    started = asked if jobs is None else max(1, min(asked, jobs))
     if executor == "ray":
         check_ray_devices(devices)
-        check_int("--workers", workers, 1, error=DeviceListError)
-        threads = threads or max(1, (os.cpu_count() or 1) // workers)
-    return devices, plan_workers(devices, workers, threads=threads)
+        threads = threads or max(1, (os.cpu_count() or 1) // started)
+    pool = plan_workers(devices, workers, threads=threads, limit=started)
+    if jobs is not None:
+        for line in worker_notes(asked, jobs, executor):
+            print(line, file=sys.stderr)
+    return devices, pool
+
+
+def worker_notes(asked: int, jobs: int, executor: str, cores: int | None = None) -> list[str]:
+    """The lines `reproduce` prints about its worker count: capped at the jobs; more worker
+    processes than this machine's cores (not for a Ray cluster, whose nodes have their own)."""
+    cores = cores or os.cpu_count() or 1
+    started = max(1, min(asked, jobs))
+    lines = []
+    if started < asked:
+        lines.append(f"note: --workers asks for {asked} worker(s) but the grid has {jobs} "
+                     f"job(s); starting {started} (an idle worker would only hold memory)")
+    if started > cores and not (executor == "ray" and os.environ.get("RAY_ADDRESS")):
+        lines.append(f"warning: {started} worker processes on {cores} cores: they take turns on "
+                     "the cores (a CUDA worker needs one to launch its kernels), so fewer "
+                     "workers are as fast and hold less memory (--workers counts processes "
+                     "per device of --device)")
+    return lines
 
 
 def placed_train(train: dict[str, Any], worker: Worker | None) -> dict[str, Any]:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from robustlab.attacks import AttackError
+from robustlab.common.checks import check_l2_budget
 from robustlab.common.device import resolve_device
+from robustlab.common.digest import check_digest, with_digest
 from robustlab.common.errors import ConfigError
-from robustlab.common.files import atomic_write_json, read_json
+from robustlab.common.files import atomic_write_json, read_json, replace_refusal
 from robustlab.common.sharding import Shard
 from robustlab.evaluation import (
     EvalSettings,
@@ -20,8 +24,9 @@ from robustlab.evaluation import (
 )
 from robustlab.evaluation.adv_examples import check_adv_folder
 from robustlab.evaluation.attack_runner import build_attacks
-from robustlab.evaluation.schema import EvalFileError, check_eval_dict
-from robustlab.runs.folder import RunFolderError
+from robustlab.evaluation.partial import partial_path
+from robustlab.evaluation.schema import SCHEMA_VERSION, EvalFileError, check_eval_dict
+from robustlab.runs.folder import RunFolderError, hold_lock, lock_path
 from robustlab.training.distributed import init_distributed, rank_device, shutdown
 
 DEFAULT_EVAL_FILE = "eval.json"
@@ -44,45 +49,91 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
     if out is not None and len(runs) > 1:
         raise RunFolderError(f"--out names one file but {len(runs)} runs were given; omit it "
                              f"to write RUN/{DEFAULT_EVAL_FILE} for each run")
-    plans = []
-    for run in runs:
-        folder = RunFolder(Path(run))
-        cfg = folder.read_config()
-        run_eps = eps if eps is not None else cfg.get("eps")
-        if run_eps is None:
-            raise RunFolderError(f"run {run} was trained without eps ({cfg.get('method')}); "
-                                 "pass --eps (e.g. 0.3 for MNIST, 0.1 Fashion-MNIST)")
-        try:
-            settings = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS,
-                                    eps=float(run_eps), norm=norm or cfg.get("norm", "linf"), n=n,
-                                    batch_size=batch_size, seed=seed, **extra).validate()
-            build_attacks(settings)
-        except (EvalSettingsError, AttackError) as err:
-            raise ConfigError(str(err)) from None
-        path = Path(out) if out else folder.file(DEFAULT_EVAL_FILE)
-        check_writable(path)
-        if path.exists() and not overwrite:
-            raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
-                                 "(results are never overwritten silently)")
-        if not folder.is_complete:
-            print(f"warning: run {run} is not complete (no summary.json): evaluating the weights "
-                  f"of its last finished epoch ({len(folder.read_metrics())} of "
-                  f"{cfg.get('epochs')}); the result is marked unfinished and the report shows "
-                  "it apart", file=sys.stderr)
-        adv_dir = None
-        if save_adv is not None:
-            adv_dir = Path(save_adv) / folder.path.name if len(runs) > 1 else Path(save_adv)
-            check_adv_folder(adv_dir, settings.attacks, overwrite=overwrite)
-        plans.append((run, settings, path, adv_dir))
+    resolved = [Path(r).resolve() for r in runs]
+    twice = next((r for r, p in zip(runs, resolved, strict=True) if resolved.count(p) > 1), None)
+    if twice is not None:  # its two evaluations would write one file
+        raise RunFolderError(f"run {twice} is given twice; give each run folder once")
+    with contextlib.ExitStack() as locks:  # held until every result is written
+        plans = []
+        for run in runs:
+            folder = RunFolder(Path(run))
+            cfg = folder.read_config()
+            _lock_run(locks, folder)
+            settings = _settings(run, cfg, attacks=attacks, eps=eps, norm=norm, n=n,
+                                 batch_size=batch_size, seed=seed, extra=extra)
+            path = Path(out) if out else folder.file(DEFAULT_EVAL_FILE)
+            check_writable(path)
+            if path.exists() and not overwrite:  # checked under the lock: no race with a twin
+                raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
+                                     "(results are never overwritten silently)")
+            check_replaceable(path)  # --overwrite replaces an eval JSON, nothing else
+            if not folder.is_complete:
+                print(f"warning: run {run} is not complete (no summary.json): evaluating the "
+                      f"weights of its last finished epoch ({len(folder.read_metrics())} of "
+                      f"{cfg.get('epochs')}); the result is marked unfinished and the report "
+                      "shows it apart", file=sys.stderr)
+            adv_dir = None
+            if save_adv is not None:
+                adv_dir = Path(save_adv) / folder.path.name if len(runs) > 1 else Path(save_adv)
+                check_adv_folder(adv_dir, settings.attacks, overwrite=overwrite)
+            plans.append((run, settings, path, adv_dir))
 
-    dev = resolve_device(device)
-    dist = init_distributed(dev)  # under torchrun: every rank attacks its share of batches
+        dev = resolve_device(device)
+        dist = init_distributed(dev)  # under torchrun: every rank attacks its share of batches
+        try:
+            return _evaluate_plans(plans, runs, device=str(rank_device(dev, dist)),
+                                   data_dir=data_dir, non_adaptive=non_adaptive,
+                                   shard=Shard(dist.rank, dist.world_size), progress=progress)
+        finally:
+            shutdown(dist)
+
+
+def _settings(run: str, cfg: dict[str, Any], *, attacks: list[str], eps: float | None,
+              norm: str | None, n: int | None, batch_size: int, seed: int,
+              extra: dict[str, Any]) -> EvalSettings:
+    """The run's validated `EvalSettings` (eps and norm from its config unless given)."""
+    run_eps = eps if eps is not None else cfg.get("eps")
+    if run_eps is None:
+        raise RunFolderError(f"run {run} was trained without eps ({cfg.get('method')}); "
+                             "pass --eps (e.g. 0.3 for MNIST, 0.1 Fashion-MNIST)")
     try:
-        return _evaluate_plans(plans, runs, device=str(rank_device(dev, dist)),
-                               data_dir=data_dir, non_adaptive=non_adaptive,
-                               shard=Shard(dist.rank, dist.world_size), progress=progress)
-    finally:
-        shutdown(dist)
+        settings = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS,
+                                eps=float(run_eps), norm=norm or cfg.get("norm", "linf"), n=n,
+                                batch_size=batch_size, seed=seed, **extra).validate()
+        build_attacks(settings)
+    except (EvalSettingsError, AttackError) as err:
+        raise ConfigError(str(err)) from None
+    return settings
+
+
+def _lock_run(locks: contextlib.ExitStack, folder: Any) -> None:
+    """One writer per run: the run folder's lock (the one `robustlab train` holds for its whole
+    run) is held from the checks until the eval file is written. A second `evaluate` of the
+    same run, or an `evaluate` of a run still training, is refused at once, naming the holder
+    (ranks > 0 of a torchrun evaluation only read; rank 0 holds the lock for them)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    try:
+        locks.enter_context(hold_lock(folder.path))
+    except PermissionError:
+        return  # a run folder nobody may write beside: no train can hold it; --out elsewhere
+    except RunFolderError as err:
+        if "in use" not in str(err):  # not a holder but a bad lock file: hold_lock's own line
+            raise
+        raise RunFolderError(
+            f"cannot evaluate run {folder.path} now: another robustlab process "
+            f"(pid {_lock_holder(folder.path)}) holds its lock, training or evaluating it; "
+            "run evaluate again once it has finished (two processes never write one "
+            "run's results at once)") from None
+
+
+def _lock_holder(target: Path) -> str:
+    """The pid `hold_lock` wrote into the lock file ("?" if unreadable)."""
+    try:
+        text = lock_path(target.resolve()).read_text(errors="replace").strip()
+    except OSError:
+        return "?"
+    return text[:20] or "?"
 
 
 def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path, Path | None]], runs: list[str], *,
@@ -99,12 +150,13 @@ def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path, Path | None]], ru
             print(f"evaluating {run}", file=sys.stderr, flush=True)
         result = evaluate_loaded_run(loaded, settings, surrogate=surrogate,
                                      non_adaptive=non_adaptive, shard=shard, progress=progress,
-                                     save_adv=adv_dir)
+                                     save_adv=adv_dir, resume=path)
         result["world_size"] = shard.world_size
         results.append(result)
         if shard.rank != 0:
             continue  # every rank holds the same result; rank 0 alone writes and prints
-        atomic_write_json(path, result)
+        atomic_write_json(path, with_digest(result))  # the report checks its sha256
+        partial_path(path).unlink(missing_ok=True)  # its finished batches: no longer needed
         print(format_result_table(result, title=f"{run}  ({_describe(result['run'])})"))
         if "non_adaptive" in result:
             print(format_result_table(result["non_adaptive"],
@@ -130,26 +182,44 @@ def check_writable(path: Path) -> None:
         raise RunFolderError(f"--out {path}: {parent} is not writable by this user")
 
 
+def check_replaceable(path: Path, is_ours: Callable[[Path], bool] | None = None) -> None:
+    """Before `--overwrite` replaces `path`: a file robustlab wrote (`is_ours`, by default an
+    eval JSON of this schema), never a folder, a link or someone else's file."""
+    refusal = replace_refusal(path, is_ours or is_eval_file)
+    if refusal is not None:
+        raise RunFolderError(f"--overwrite: {refusal}")
+
+
+def is_eval_file(path: Path) -> bool:
+    """An eval JSON robustlab wrote: its schema is robustlab.eval/* (any version, any values:
+    a damaged or outdated result may still be replaced by a new one)."""
+    data = read_json(path)
+    return isinstance(data, dict) and str(data.get("schema")).split("/")[0] == \
+        SCHEMA_VERSION.split("/")[0]
+
+
 def _check_against_data(settings: EvalSettings, test: Any, run: str) -> None:
     """Settings that only the data can check: --n within the test set, an L2 budget within the
     diameter sqrt(C*H*W) of the image cube."""
     if settings.n is not None and settings.n > len(test):
         raise ConfigError(f"--n: {settings.n} exceeds the {len(test)} test images of run {run}; "
                           f"pass at most {len(test)} (or omit --n for all of them)")
-    diameter = test.x[0].numel() ** 0.5
-    if settings.norm == "l2" and settings.eps > diameter:
-        raise ConfigError(f"--eps: an L2 budget of {settings.eps:g} exceeds {diameter:.1f}, the "
-                          f"largest distance between two images of run {run}")
+    if settings.norm == "l2":  # the one check of evaluate --model and transfer too
+        check_l2_budget("--eps", settings.eps, test.x[0].numel(), where=f"run {run}",
+                        error=ConfigError)
 
 
 def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any = None,
                         non_adaptive: bool = False, shard: Shard | None = None,
-                        progress: bool = False, save_adv: Path | None = None) -> dict[str, Any]:
-    """Evaluate a `LoadedRun` (see `robustlab.runs.load`) and attach run facts."""
+                        progress: bool = False, save_adv: Path | None = None,
+                        resume: Path | None = None) -> dict[str, Any]:
+    """Evaluate a `LoadedRun` (see `robustlab.runs.load`) and attach run facts. `resume`: the
+    eval file's path, beside which finished batches are kept (`evaluation.partial`)."""
     test = loaded.data.test
     k = loaded.data.info.num_classes
     result = evaluate_model(loaded.model, test.x, test.y, settings, surrogate=surrogate,
-                            num_classes=k, shard=shard, progress=progress, save_adv=save_adv)
+                            num_classes=k, shard=shard, progress=progress, save_adv=save_adv,
+                            resume=resume)
     if non_adaptive:
         plain = evaluate_model(loaded.model, test.x, test.y, _replace(settings, adaptive=False),
                                surrogate=surrogate, num_classes=k, shard=shard,
@@ -188,6 +258,7 @@ def read_cached(path: Path, settings: EvalSettings) -> dict[str, Any] | None:
         data = check_eval_dict(read_json(path), str(path))
     except (EvalFileError, ValueError):
         return None
+    check_digest(data, str(path))  # an edited result is refused, not silently recomputed
     return data if data.get("settings_key") == settings.key() else None
 
 

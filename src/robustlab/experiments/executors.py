@@ -114,7 +114,8 @@ def _collect(jobs: Sequence[Any], report: WorkerReport, workers: Sequence[Worker
     done = 0
     while done < len(jobs):
         if not open_ends:
-            raise WorkerDiedError(f"every worker ended with {len(jobs) - done} job(s) left")
+            raise WorkerDiedError(f"every worker ended with {len(jobs) - done} job(s) left; "
+                                  "rerun to resume (finished runs are kept)")
         for recv in wait(list(open_ends)):
             w = open_ends[recv]
             try:
@@ -138,7 +139,7 @@ def _check_ended(jobs: Sequence[Any], worker: Worker, proc, job_index: int | Non
     if job_index is None and proc.exitcode == 0:
         return  # took its stop sign
     what = ("before taking a job" if job_index is None else
-            f"while running {getattr(jobs[job_index], 'name', jobs[job_index])!s:.80}")
+            f"while running {_job_name(jobs[job_index])}")
     raise WorkerDiedError(f"{worker.label} ended with exit code {proc.exitcode} {what}; "
                           "rerun to resume (finished runs are kept)")
 
@@ -170,6 +171,25 @@ def _picklable(err: BaseException) -> BaseException:
         return RuntimeError("".join(traceback.format_exception(err)))
 
 
+def _ray_result(ray: Any, ref: Any, job: Any) -> str:
+    """The task's line; its job's error re-raised as itself (Ray's RayTaskError is an instance
+    of the job's error class); a task whose worker died (killed, out of memory, node lost) a
+    one-line WorkerDiedError naming the job."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayError as err:
+        if isinstance(err, ray.exceptions.RayTaskError):
+            raise
+        cause = (str(err).strip().splitlines() or [""])[0]
+        raise WorkerDiedError(f"the Ray task running {_job_name(job)} ended without a result "
+                              f"({type(err).__name__}: {cause:.120}); rerun to resume "
+                              "(finished runs are kept)") from None
+
+
+def _job_name(job: Any) -> str:
+    return f"{getattr(job, 'name', job)!s:.80}"
+
+
 def _ray_task(fn: WorkerJobFn, job: Any, worker: Worker) -> str:
     """A Ray task (a plain function: Ray does not take a functools.partial)."""
     return fn(job, worker)
@@ -197,7 +217,7 @@ def _run_ray(jobs: Sequence[Any], fn: WorkerJobFn, report: WorkerReport, *,
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ref)
             done_count += 1
-            report(done_count, job, ray.get(ref), task)  # re-raises a job's error here
+            report(done_count, job, _ray_result(ray, ref, job), task)
     finally:
         if started_here:
             ray.shutdown()

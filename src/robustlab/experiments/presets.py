@@ -59,7 +59,8 @@ class EvalPlan:
     attacks: tuple[str, ...] = ("fgsm", "pgd", "cw-linf", "autoattack")
     n: int | None = 1000
     batch_size: int = 500
-    curve_factors: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
+    # = evaluation.settings.CURVE_FACTORS (not imported: that package imports torch)
+    curve_factors: tuple[float, ...] = (0.0, 0.25, 0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)
     curve_n: int | None = 500
     audit: bool = True
     audit_n: int | None = 200

@@ -18,10 +18,16 @@ from typing import Any
 import torch
 
 from robustlab.attacks import AttackError
-from robustlab.common.checks import check_choice, check_int, check_number
+from robustlab.common.checks import (
+    check_choice,
+    check_int,
+    check_l2_budget,
+    check_number,
+    check_seed,
+)
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
-from robustlab.common.files import atomic_write_json
+from robustlab.common.files import atomic_write_json, read_json
 from robustlab.evaluation.transfer_matrix import (
     ENSEMBLE_RULE,
     TRANSFER_ATTACKS,
@@ -29,7 +35,7 @@ from robustlab.evaluation.transfer_matrix import (
     build_crafter,
     transfer_matrix,
 )
-from robustlab.experiments.evaluate_runs import check_writable
+from robustlab.experiments.evaluate_runs import check_replaceable, check_writable
 from robustlab.runs.folder import RunFolder, RunFolderError
 
 SCHEMA = "robustlab.transfer/1"
@@ -139,7 +145,7 @@ def plan_study(runs: list[str | Path], *, out: str | Path | None, attacks: Any,
     steps = check_int("--steps", steps, 1, error=TransferStudyError)
     check_int("--images", images, 1, error=TransferStudyError)
     batch_size = check_int("--batch-size", batch_size, 1, error=TransferStudyError)
-    seed = check_int("--seed", seed, 0, error=TransferStudyError)
+    seed = check_seed("--seed", seed, error=TransferStudyError)
     settings = TransferSettings(attacks=names, eps=choose_eps(infos, eps, norm), norm=norm,
                                 steps=steps, batch_size=batch_size, seed=seed)
     try:
@@ -154,7 +160,13 @@ def plan_study(runs: list[str | Path], *, out: str | Path | None, attacks: Any,
         if p.exists() and not overwrite:
             raise RunFolderError(f"{p} already exists; pass --overwrite to replace it "
                                  "(results are never overwritten silently)")
+    check_replaceable(path, _is_transfer_file)  # --overwrite replaces a transfer JSON only
     return infos, settings, path
+
+
+def _is_transfer_file(path: Path) -> bool:
+    data = read_json(path)
+    return isinstance(data, dict) and data.get("schema") == SCHEMA
 
 
 def run_transfer_study(runs: list[str | Path], *, out: str | Path | None = None,
@@ -178,6 +190,9 @@ def run_transfer_study(runs: list[str | Path], *, out: str | Path | None = None,
     if images > len(test):
         raise TransferStudyError(f"--images: {images} exceeds the {len(test)} test images of "
                                  f"{infos[0].dataset}; pass at most {len(test)}")
+    if settings.norm == "l2":
+        check_l2_budget("--eps", settings.eps, test.x[0].numel(), where=infos[0].dataset,
+                        error=TransferStudyError)
     x, y = test.x[:images].to(dev), test.y[:images].to(dev)
     models = {i.name: lr.model for i, lr in zip(infos, loaded, strict=True)}
     say = (lambda text: print(f"  {text}", file=sys.stderr, flush=True)) if progress else None

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from robustlab.common.digest import check_digest
 from robustlab.common.files import read_json, read_jsonl
+from robustlab.common.result_checks import check_eval_values
 from robustlab.reporting.overfit import OVERFIT, mark_test_overfitting
 
 EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
@@ -80,9 +82,10 @@ def load_records(root: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
     experiment = _read(root / "experiment.json") if (root / "experiment.json").is_file() else None
     records = []
     for path, run_dir, role in find_eval_files(root):
-        data = _read(path)
+        data = check_digest(_read(path), str(path))  # an edited eval file is refused
         if not isinstance(data, dict) or data.get("schema") != EVAL_SCHEMA:
             continue
+        check_eval_values(data, str(path))  # a hand-edited 1.5 is not a 150 % accuracy
         records.append(record_from_eval(data, path, run_dir, role, root))
     if not records:
         raise FileNotFoundError(f"report: no evaluation results ({EVAL_SCHEMA} files) under "

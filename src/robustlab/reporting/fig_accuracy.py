@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from matplotlib.ticker import MaxNLocator
+
 from robustlab.reporting.collect import method_rank
 from robustlab.reporting.plot_style import (
     ATTACK_COLORS,
     CLEAN_COLOR,
+    NOTE_SIZE,
     WORST_COLOR,
     finish,
     flag_label,
@@ -88,7 +91,7 @@ def _mark_low(ax: Any, xs: list[float], means: list[float | None]) -> None:
     for x, m in zip(xs, means, strict=True):
         if m is None or m < 3:
             ax.text(x, (m or 0) + 1, "n/a" if m is None else f"{m:.0f}", ha="center",
-                    va="bottom", fontsize=7, color="#444444")
+                    va="bottom", fontsize=NOTE_SIZE, color="#444444")
 
 
 def attack_bars_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
@@ -98,8 +101,7 @@ def attack_bars_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
     if not gs:
         return None
     n_methods = max(len({r["method"] for r in v}) for v in gs.values())
-    fig, axes = panels(len(gs), cols=1 if n_methods > 6 else 2,
-                       width=max(5.6, min(11.5, 2.0 + 0.8 * n_methods)), height=4.2)
+    fig, axes = panels(len(gs), cols=1 if n_methods > 6 else 2, height=4.2)
     for ax, (key, recs) in zip(axes, gs.items(), strict=True):
         methods = by_method(recs)
         attacks = list(dict.fromkeys(a for r in recs for a in attack_accuracies(r)))
@@ -134,30 +136,116 @@ def widen(ax: Any, span: float, lo: float = -1.0, hi: float = 101.0) -> None:
         set_(a, b)
 
 
+# Figure 5: a gap of more than ZOOM_GAP_PP points of worst-case accuracy below at least half
+# of a panel's methods splits off the far-off ones (e.g. models that are not robust at all):
+# the panel zooms to the methods above the gap and an inset of side INSET (share of the
+# panel) shows every method on the full 0-100 % range, the zoomed region outlined.
+ZOOM_GAP_PP = 10.0
+INSET = 0.3
+# inset corners (lower left of its box, axes fraction) tried in turn; room kept for its
+# tick labels and title
+CORNERS = ((0.66, 0.13), (0.11, 0.13), (0.66, 0.55), (0.11, 0.55))
+Point = tuple[str, float, float, float, float, bool]  # method, clean, std, worst, std, flag
+
+
+def zoom_floor(worst: list[float], gap: float = ZOOM_GAP_PP) -> float | None:
+    """The worst-case accuracy (%) a zoomed panel shows the methods above: the middle of the
+    first gap wider than `gap` below at least half of the values; None when there is none."""
+    ys = sorted(worst, reverse=True)
+    for i in range(max(1, -(-len(ys) // 2)), len(ys)):
+        if ys[i - 1] - ys[i] > gap:
+            return (ys[i - 1] + ys[i]) / 2
+    return None
+
+
+def _points(recs: list[dict]) -> list[Point]:
+    """One point per method (mean and std over seeds, in %); methods without both left out."""
+    out = []
+    for m, rs in by_method(recs).items():
+        (cx, sx), (cy, sy) = _pct(rs, lambda r: r["clean"]), _pct(rs, lambda r: r["worst"])
+        if cx is not None and cy is not None:
+            out.append((m, cx, sx, cy, sy, any(r["flagged"] for r in rs)))
+    return out
+
+
+def _zoom_to(ax: Any, pts: list[Point]) -> None:
+    """Axis limits around `pts` (error bars included), 8 % margins (at least half a point),
+    at least 2 points wide."""
+    xs = [v for p in pts for v in (p[1] - p[2], p[1] + p[2])]
+    ys = [v for p in pts for v in (p[3] - p[4], p[3] + p[4])]
+    for (lo, hi), set_ in (((min(xs), max(xs)), ax.set_xlim), ((min(ys), max(ys)), ax.set_ylim)):
+        pad = max(0.08 * (hi - lo), 0.5)
+        set_(lo - pad, hi + pad)
+    widen(ax, span=2.0)
+
+
+def _free_corner(ax: Any, pts: list[Point]) -> tuple[float, float]:
+    """The first of `CORNERS` whose inset (with its labels) covers none of `pts`; when all
+    are taken, the y range is stretched down so the points fill the upper half only."""
+    to_axes = ax.transData + ax.transAxes.inverted()
+    where = [to_axes.transform((p[1], p[3])) for p in pts]
+    for x, y in CORNERS:
+        if not any(x - 0.1 <= u <= x + INSET + 0.03 and y - 0.13 <= v <= y + INSET + 0.08
+                   for u, v in where):
+            return x, y
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(hi - 2.2 * (hi - lo), hi)
+    return CORNERS[0]
+
+
+def _overview(ax: Any, pts: list[Point], styles) -> Any:
+    """The inset: every point, worst case on the full 0-100 % range (clean accuracy over all
+    the points' range), the zoomed region as a dashed box."""
+    from matplotlib.patches import Rectangle
+
+    inset = ax.inset_axes([*_free_corner(ax, pts), INSET, INSET])
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    for m, cx, _, cy, _, _ in pts:
+        st = method_style(m, styles)
+        inset.plot([cx], [cy], linestyle="none", marker=st["marker"], color=st["color"],
+                   markerfacecolor=st["markerfacecolor"], markersize=4, label="_inset")
+    inset.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="#444444",
+                              linestyle="--", linewidth=0.8))
+    xs = [p[1] for p in pts] + [x0, x1]
+    pad = max(1.0, 0.1 * (max(xs) - min(xs)))
+    inset.set_xlim(min(xs) - pad, max(xs) + pad)
+    inset.xaxis.set_major_locator(MaxNLocator(3))
+    inset.set_ylim(-5, 105)  # 0-100, markers at 0 or 100 whole
+    inset.set_yticks([0, 50, 100])
+    inset.tick_params(labelsize=NOTE_SIZE, length=2, pad=1)
+    inset.set_title("all methods, 0-100 %", fontsize=NOTE_SIZE, pad=2)
+    return inset
+
+
 def tradeoff_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
     """Figure 5: clean versus worst-case accuracy, one point per method (mean over seeds,
-    error bars one std in both directions when there are several seeds)."""
+    error bars one std in both directions when there are several seeds). A panel whose
+    methods split into a group and far-off ones (`zoom_floor`) is zoomed to the group, with
+    the full range in an inset."""
     gs = {k: v for k, v in gs.items() if any(r["worst"] is not None for r in v)}
     if not gs:
         return None
-    fig, axes = panels(len(gs), width=5.4, height=4.4)
+    fig, axes = panels(len(gs), height=4.4)
     for ax, (key, recs) in zip(axes, gs.items(), strict=True):
-        for m, rs in by_method(recs).items():
-            (cx, sx), (cy, sy) = _pct(rs, lambda r: r["clean"]), _pct(rs, lambda r: r["worst"])
-            if cx is None or cy is None:
-                continue
+        pts = _points(recs)
+        for m, cx, sx, cy, sy, flagged in pts:
             st = method_style(m, styles)
             ax.errorbar([cx], [cy], xerr=[sx] if sx else None, yerr=[sy] if sy else None,
-                        label=flag_label(m, any(r["flagged"] for r in rs)), markersize=8,
+                        label=flag_label(m, flagged), markersize=8,
                         color=st["color"], marker=st["marker"], linestyle="none",
                         markerfacecolor=st["markerfacecolor"], markeredgecolor=st["color"],
                         capsize=3, alpha=0.9)
         ax.set_xlabel("clean accuracy (%)")
         ax.set_ylabel("worst-case robust accuracy (%)")
         ax.set_title(panel_title(key))
-        ax.margins(0.08)
-        widen(ax, span=2.0)
         ax.grid(alpha=0.3)
+        floor = zoom_floor([p[3] for p in pts]) if pts else None
+        if floor is None:
+            ax.margins(0.08)
+            widen(ax, span=2.0)
+            continue
+        _zoom_to(ax, [p for p in pts if p[3] > floor])
+        _overview(ax, pts, styles)
     finish(fig, axes, "Figure 5: clean versus robust accuracy, one point per method", ncol=5)
     return fig
 
@@ -185,7 +273,7 @@ def curve_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
     gs = {k: v for k, v in gs.items() if any(r["_curve"] for r in v)}
     if not gs:
         return None
-    fig, axes = panels(len(gs), width=5.6, height=4.0)
+    fig, axes = panels(len(gs), height=4.0)
     for ax, (key, recs) in zip(axes, gs.items(), strict=True):
         for m, rs in by_method(recs).items():
             pts = _curve_points(rs)

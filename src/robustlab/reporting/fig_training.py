@@ -10,7 +10,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from robustlab.reporting.fig_accuracy import by_method
-from robustlab.reporting.plot_style import epoch_axis, finish, method_style
+from robustlab.reporting.plot_style import (
+    FIG_WIDTH,
+    NOTE_SIZE,
+    epoch_axis,
+    finish,
+    method_style,
+)
 from robustlab.reporting.stats import summarize
 
 # (metrics.jsonl keys tried in turn, y label, y limits or None); a column is drawn when any run
@@ -55,18 +61,18 @@ def training_figure(records: list[dict], styles=None) -> Any:
                                      for r in recs for m in r["_metrics"])]
     if not rows or not cols:
         return None
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(4.3 * len(cols), 3.3 * len(rows)),
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(FIG_WIDTH, 3.3 * len(rows)),
                              squeeze=False)
     for row_axes, ((dataset, protocol), recs) in zip(axes, rows.items(), strict=True):
         train_eps = sorted({r["train_eps"] for r in recs if r.get("train_eps")})
-        where = f"{dataset}, {protocol} protocol" + (
+        where = f"{dataset}, {protocol}" + (  # short: three panels share a row
             f", eps={'/'.join(f'{e:g}' for e in train_eps)}" if train_eps else "")
         for ax, (keys, ylabel, ylim) in zip(row_axes, cols, strict=True):
             _draw_panel(ax, by_method(recs), keys, styles)
             ax.set_ylabel(ylabel)
             if ylim:
                 ax.set_ylim(*ylim)
-            ax.set_title(where, fontsize=10)
+            ax.set_title(where)
             ax.grid(alpha=0.3)
             epoch_axis(ax, [m["epoch"] for r in recs for m in r["_metrics"] if "epoch" in m])
     finish(fig, list(axes.flat), "Figure 4: training curves per epoch", ncol=5)
@@ -106,7 +112,8 @@ def _draw_panel(ax: Any, methods: dict[str, list[dict]], keys: tuple[str, ...], 
         ax.set_ylim(0, 1.12 * top)
     if constant:
         ax.text(0.98, 0.04, "dotted: eps_t of the methods\nthat keep it constant",
-                transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="#444444")
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=NOTE_SIZE,
+                color="#444444")
     if not ax.lines:
         ax.text(0.5, 0.5, "not logged by these methods", transform=ax.transAxes,
                 ha="center", va="center", color="grey")

@@ -3,7 +3,8 @@ per attack, rows = source models (+ the leave-one-out ensemble), columns = targe
 each cell the target's accuracy (%) on the source's adversarial examples.
 
 Reads the dict only (no torch). Colour map: cividis (sequential, colour-blind safe, readable in
-grey); dark = low accuracy = the attack transfers. The figure grows with the number of models.
+grey); dark = low accuracy = the attack transfers. The figure is as wide as every report
+figure (plot_style.FIG_WIDTH) and grows in height with the number of models.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from robustlab.reporting.plot_style import RC, save
+from robustlab.reporting.plot_style import FIG_WIDTH, NOTE_SIZE, RC, save
 
 CMAP = "cividis"
 ENSEMBLE_LABEL = "ensemble of others"
+# The figure is FIG_WIDTH wide (plot_style): the attacks' panels side by side when each cell
+# is at least MIN_CELL inches wide there, else one under the other; ROW_HEIGHT a matrix row.
+MIN_CELL, ROW_HEIGHT = 0.45, 0.32
 
 
 def attack_order(data: dict[str, Any]) -> list[str]:
@@ -46,7 +50,7 @@ def _panel(ax: Any, block: dict[str, Any], models: list[str], attack: str,
     the same rows); returns the image (for the colour bar)."""
     labels, values = rows_of(block, models)
     image = ax.imshow(values, cmap=CMAP, vmin=0, vmax=100, aspect="auto")
-    size = 9 if len(models) <= 6 else 7.5
+    size = RC["xtick.labelsize"] if len(models) <= 6 else NOTE_SIZE
     for r, row in enumerate(values):
         for c, v in enumerate(row):
             weight = "bold" if r == c else "normal"
@@ -67,22 +71,24 @@ def _panel(ax: Any, block: dict[str, Any], models: list[str], attack: str,
 
 
 def transfer_figure(data: dict[str, Any]) -> Any:
-    """The heat maps of a transfer dict side by side, one shared colour bar; a Figure."""
+    """The heat maps of a transfer dict, one shared colour bar, FIG_WIDTH wide: side by side
+    when their cells are wide enough (`MIN_CELL`), else one under the other; a Figure."""
     models, attacks = data["models"], attack_order(data)
     k = len(models)
     longest = max(len(m) for m in models + [ENSEMBLE_LABEL])
-    cell = 0.62 if k <= 6 else 0.5
-    width = 0.6 + cell * k
-    height = 1.6 + 0.06 * longest + cell * (k + 1)
+    room = FIG_WIDTH - (0.6 + 0.075 * longest) - 1.3  # less the row labels and colour bar
+    cols = len(attacks) if room / (len(attacks) * k) >= MIN_CELL else 1
+    rows = -(-len(attacks) // cols)
+    height = 1.2 + 0.06 * longest + ROW_HEIGHT * (k + 1)
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, len(attacks), squeeze=False, figsize=(
-            width * len(attacks) + 1.5 + 0.075 * longest, max(3.0, height)))
-        images = [_panel(ax, data["attacks"][a], models, a, first=i == 0)
+        fig, axes = plt.subplots(rows, cols, squeeze=False,
+                                 figsize=(FIG_WIDTH, max(3.0, height * rows)))
+        images = [_panel(ax, data["attacks"][a], models, a, first=i % cols == 0)
                   for i, (ax, a) in enumerate(zip(axes.flat, attacks, strict=True))]
         s = data["settings"]
         fig.suptitle(f"Transfer of adversarial examples: {s['norm']} eps = {s['eps']:g}, "
                      f"{s['steps']} steps, {s['images']} test images")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 0.95, 1))  # room for the colour bar's label
         bar = fig.colorbar(images[-1], ax=list(axes.flat), fraction=0.035, pad=0.03)
         bar.set_label("target accuracy (%)")
     return fig

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+from PIL import Image
 
 from robustlab.reporting import fig_accuracy, fig_training
-from robustlab.reporting.fig_accuracy import Group, by_method, method_axis
+from robustlab.reporting.fig_accuracy import ZOOM_GAP_PP, Group, by_method, method_axis
 from robustlab.reporting.plot_style import (
+    PNG_TAG,
     RC,
     finish,
     method_style,
@@ -70,8 +72,7 @@ def confidence_figure(records: list[dict], headline: str | None) -> Any:
     if not gs:
         return None
     n_methods = max(len({r["method"] for r in v}) for v in gs.values())
-    fig, axes = panels(len(gs), cols=1 if n_methods > 6 else 2,
-                       width=max(5.6, min(11.5, 2.0 + 0.75 * n_methods)), height=3.8)
+    fig, axes = panels(len(gs), cols=1 if n_methods > 6 else 2, height=3.8)
     for ax, (key, recs) in zip(axes, gs.items(), strict=True):
         methods = by_method([r for r in recs if r["_pgd_confidence"]])
         _boxes(ax, methods)
@@ -158,7 +159,10 @@ def captions(records: list[dict], headline: str | None) -> list[str]:
         "the training budget eps_t (methods that keep it constant drawn once, dotted) and the "
         f"hybrid's weight a; one line per method, mean over {seeds_text(good)}.{tail}",
         f"Figure 5: clean versus worst-case robust accuracy, one point per method (up and right "
-        f"is better); {budgets(every)}; {facts}.{tail}",
+        f"is better); a panel whose methods split into a group and far-off ones (a gap of more "
+        f"than {ZOOM_GAP_PP:g} points of worst case below at least half of them) is zoomed to "
+        f"the group, and its inset shows every method on the full 0-100 % range (dashed: the "
+        f"zoomed region); {budgets(every)}; {facts}.{tail}",
     ]
 
 
@@ -185,8 +189,22 @@ def draw_all(records: list[dict], figdir: Path, headline: str | None
 
 def remove_stale(figdir: Path, keep: set[str]) -> None:
     """Delete report figures (`figN_*.png`) in `figdir` that this report did not draw: left
-    by an earlier report (other names, or a figure with nothing to draw now)."""
-    if figdir.is_dir():
-        for old in figdir.glob("fig[0-9]*_*.png"):
-            if old.name not in keep:
-                old.unlink()
+    by an earlier report (other names, or a figure with nothing to draw now), and the
+    temporary files of a killed report's figure writes. A PNG is deleted only when it carries
+    the report's tag (`plot_style.PNG_TAG`): an image of the user's of the same name stays."""
+    if not figdir.is_dir():
+        return
+    for old in figdir.glob(".fig[0-9]*_*.png.*.tmp"):
+        old.unlink(missing_ok=True)
+    for old in figdir.glob("fig[0-9]*_*.png"):
+        if old.name not in keep and _is_report_figure(old):
+            old.unlink()
+
+
+def _is_report_figure(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            tags = dict(getattr(image, "text", {}) or {})
+    except (OSError, ValueError):
+        return False
+    return all(tags.get(k) == v for k, v in PNG_TAG.items())

@@ -19,9 +19,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from robustlab.common.files import atomic_write  # noqa: E402
 from robustlab.reporting.collect import METHOD_ORDER, method_rank  # noqa: E402
 
 DPI = 110
+# Every report figure is FIG_WIDTH inches wide (at DPI: 1,100 px, within report.html's
+# 1,140 px column) with the fonts of RC, and report.html shows each PNG at its own pixel size,
+# so text has one size in every figure and no figure is scaled up.
+FIG_WIDTH = 10.0
 FLAG_SIGN = " ⚠"  # appended to a method's name when the audit flagged it (flag_label)
 PANELS_PER_ROW = 2
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#000000")
@@ -30,6 +35,7 @@ LINESTYLES = ("-", "--", ":")
 # the attack bars of Figure 2: clean and worst case in greys, attacks in Paul Tol's "bright"
 CLEAN_COLOR, WORST_COLOR = "#BBBBBB", "#333333"
 ATTACK_COLORS = ("#4477AA", "#66CCEE", "#228833", "#CCBB44", "#EE6677", "#AA3377")
+NOTE_SIZE = 8  # notes inside a panel, insets, values over bars: the one size below RC's
 RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9,
       "ytick.labelsize": 9, "legend.fontsize": 9, "figure.titlesize": 12}
 
@@ -60,11 +66,12 @@ def method_style(method: str, styles: dict[str, dict[str, Any]] | None = None
     return style_at(i)
 
 
-def panels(n: int, *, cols: int = PANELS_PER_ROW, width: float = 5.6, height: float = 4.0):
-    """A grid of `n` panels that wraps after `cols` a row; returns (figure, axes list)."""
+def panels(n: int, *, cols: int = PANELS_PER_ROW, height: float = 4.0):
+    """A grid of `n` panels, `height` inches each, that wraps after `cols` a row, FIG_WIDTH
+    wide whatever the number of columns; returns (figure, axes list)."""
     cols = max(1, min(n, cols))
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(FIG_WIDTH, height * rows), squeeze=False)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.remove()
@@ -112,13 +119,19 @@ def epoch_axis(ax: Any, epochs: Iterable[int]) -> None:
     ax.set_xlim(lo - pad, hi + pad)
 
 
+# The PNG text chunk every report figure carries: what `figures.remove_stale` may delete.
+PNG_TAG = {"Software": "robustlab report"}
+
+
 def save(fig: Any, path: Path) -> Path:
-    """Write `fig` to `path` (atomically: a temporary file, then a rename) and close it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    """Write `fig` to `path` and close it: atomically, through a new temporary file of a unique
+    name (common/files.atomic_write), so a link planted at a fixed temporary name cannot make
+    the report write elsewhere."""
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI,
+                                                   bbox_inches="tight", metadata=PNG_TAG))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -6,6 +6,9 @@ only).
 A table cell is a string or a dict {"text", "hover"}: Markdown shows the text, HTML shows the
 hover text as the cell's tooltip. Columns of numbers are right-aligned, text left-aligned.
 Figures are embedded in the HTML as base64, so it opens offline; nothing external is loaded.
+Each is shown at its own pixel size (`width` / `height` from its PNG header; never scaled up,
+scaled down only where the window is narrower); a click shows it whole, at that size, over
+the page (a CSS toggle: the report has no script), another click closes it.
 """
 
 from __future__ import annotations
@@ -41,12 +44,25 @@ tbody tr:nth-child(even){background:#fafafc}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.prose{min-width:16em;max-width:34em}td.key{white-space:nowrap}
 td[title]{cursor:help}
-figure{margin:1em 0 2em}figure img{display:block;width:100%;height:auto}
+figure{margin:1em 0 2em}figure img{display:block;max-width:100%;height:auto}
+.zoom{display:block;position:relative;cursor:zoom-in}
+.zoom input{position:absolute;top:0;left:0;opacity:0;pointer-events:none}
+.zoom input:checked+.box{position:fixed;inset:0;z-index:10;overflow:auto;background:#fff;
+padding:1em;cursor:zoom-out}
+.zoom input:checked+.box img{max-width:none}
 figcaption{color:var(--muted);font-size:.92em;margin-top:.4em;max-width:50em}
 """
 # A cell is a number when it reads like one: 98.4, -1.5, 0.03, 4.38x, 98.4 ± 0.3 ⚠, n/a, -.
 _NUMBER = re.compile(r"^([-+]?\d[\d,.]*(e[-+]?\d+)?x?( ± \d[\d.]*)?( ⚠)?|n/a|-)$")
 _PROSE_CHARS = 40  # a column whose cells average more characters is prose (wraps, wider)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes, name: str = "figure") -> tuple[int, int]:
+    """(width, height) in pixels from a PNG's header (its IHDR chunk comes first)."""
+    if data[:8] != PNG_MAGIC or data[12:16] != b"IHDR":
+        raise ValueError(f"{name}: expected a PNG file, got {data[:8]!r}")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def cell_text(cell: Any) -> str:
@@ -133,10 +149,19 @@ def _html_block(b: Block, blocks: list[Block]) -> str:
     if kind == "table":
         return _html_table(b[1], b[2])
     if kind == "img":
-        data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
-        return (f"<figure><img alt='{html.escape(b[2])}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{_inline(b[2])}</figcaption></figure>")
+        return _html_figure(Path(b[1]), b[2])
     raise ValueError(f"report block: unknown kind {kind!r}")
+
+
+def _html_figure(path: Path, caption: str) -> str:
+    """A figure at its natural pixel size (at most the page's width), click to see it whole."""
+    raw = path.read_bytes()
+    width, height = png_size(raw, str(path))
+    data = base64.b64encode(raw).decode("ascii")
+    return (f"<figure><label class='zoom' title='click: the whole figure at full size'>"
+            f"<input type='checkbox'><span class='box'><img alt='{html.escape(caption)}' "
+            f"width='{width}' height='{height}' src='data:image/png;base64,{data}'></span>"
+            f"</label><figcaption>{_inline(caption)}</figcaption></figure>")
 
 
 def _html_table(headers: list[str], rows: list[list[Any]]) -> str:

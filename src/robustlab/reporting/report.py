@@ -9,7 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from robustlab.common.files import atomic_write_text
+from robustlab.common.files import (
+    FileFormatError,
+    atomic_write_text,
+    read_json,
+    replace_refusal,
+)
 from robustlab.reporting import figures
 from robustlab.reporting.claims import PAPER_PRESETS, check_claims, claims_apply
 from robustlab.reporting.collect import load_records
@@ -46,6 +51,7 @@ def write_report(root: str | Path) -> dict[str, Path]:
     (keys md, html, json, csv, figures)."""
     root = Path(root)
     records, experiment = load_records(root)
+    check_outputs(root)  # before any write: a user's report.md in DIR is not replaced
     records, patch_records = split_patch_records(records)  # shown apart: another threat model
     preset = (experiment or {}).get("preset") or {}
     headline = preset.get("headline") or records[0]["dataset"]
@@ -75,6 +81,29 @@ def write_report(root: str | Path) -> dict[str, Path]:
     }
     paths["figures"] = figdir
     return paths
+
+
+def check_outputs(root: Path) -> None:
+    """The report replaces report.md/.html and results.json/.csv in `root` only if robustlab
+    wrote them (recognised by their first line, title or schema); a file of the same name that
+    is someone else's is refused with one line before anything is written."""
+    for name, is_ours in _OUTPUTS.items():
+        refusal = replace_refusal(root / name, is_ours)
+        if refusal is not None:
+            raise FileFormatError(f"report: {refusal}")
+
+
+def _is_results_json(path: Path) -> bool:
+    data = read_json(path)
+    return isinstance(data, dict) and str(data.get("schema")).startswith("robustlab.results/")
+
+
+_OUTPUTS = {
+    "report.md": lambda p: p.read_text(encoding="utf-8").startswith("# robustlab report"),
+    "report.html": lambda p: "<title>robustlab report" in p.read_text(encoding="utf-8")[:4096],
+    "results.json": _is_results_json,
+    "results.csv": lambda p: p.read_text(encoding="utf-8").startswith("run,run_dir,"),
+}
 
 
 def _title(preset: dict[str, Any]) -> str:
@@ -153,6 +182,8 @@ def _summary(records, preset, blocks, claims) -> list[tuple]:
                      "among the models the audit did not flag; more than the seeds' spread "
                      f"when {SPREAD_RULE}):"))
     doc.append(("list", [best_line(b) for b in blocks]))
+    if any(b.get("hybrid") for b in blocks):
+        doc.append(("p", hybrid_sentence(blocks)))
     if claims:
         doc.append(("p", "**The paper's claims** (details in the claims section):"))
         doc.append(("list", [f"**{c['verdict']}**: {c['claim']} ({c['section']})"
@@ -208,6 +239,37 @@ def best_line(b: dict[str, Any]) -> str:
         return text + " (one seed: the seeds' spread is unknown)"
     return text + (" — more than the seeds' spread" if best["exceeds_spread"]
                    else " — within the seeds' spread")
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _standing(s: dict[str, Any]) -> str:
+    """`2nd of 9, 0.4 pp below trades (one seed: the seeds' spread is unknown)`."""
+    if s["status"] == "flagged":
+        return "flagged by the audit, not ranked"
+    if s["status"] == "not compared":
+        return "not compared (did not learn)"
+    text = f"{_ordinal(s['rank'])} of {s['of']}"
+    if s["other"] is None:
+        return text + " (no other compared method)"
+    side = "above" if s["margin"] >= 0 else "below"
+    text += f", {abs(s['margin']):.1f} pp {side} {s['other']}"
+    if s["exceeds_spread"] is None:
+        return text + " (one seed: the seeds' spread is unknown)"
+    return text + (" — more than the seeds' spread" if s["exceeds_spread"]
+                   else " — within the seeds' spread")
+
+
+def hybrid_sentence(blocks: list[dict[str, Any]]) -> str:
+    """One sentence: the paper's hybrid's rank by worst case in each block that ran it and
+    its margin over (or under) the best other method, with the seeds' spread."""
+    parts = [f"{b['dataset']} {b['protocol']} eps {b['eps']:.4g}: {_standing(b['hybrid'])}"
+             for b in blocks if b.get("hybrid")]
+    return ("**Where the paper's hybrid stands** (`hybrid`, ranked by worst-case accuracy "
+            "among the compared methods the audit did not flag; margin to the best other "
+            "one): " + "; ".join(parts) + ".")
 
 
 def _warnings(records) -> list[tuple]:

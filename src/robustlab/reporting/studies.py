@@ -21,7 +21,7 @@ from robustlab.reporting.fig_transfer import (
     attack_order,
     write_transfer_figure,
 )
-from robustlab.reporting.plot_style import RC, method_style, save
+from robustlab.reporting.plot_style import FIG_WIDTH, RC, method_style, save
 
 TRANSFER_SCHEMA = "robustlab.transfer/1"  # = experiments.transfer_study.SCHEMA
 CERTIFY_KIND = "certification"  # = experiments.certify.KIND
@@ -203,7 +203,7 @@ def _values(files: list[tuple[Path, dict[str, Any]]], key: str) -> str:
 def certify_figure(files: list[tuple[Path, dict[str, Any]]], path: Path) -> Path:
     """Certified accuracy vs L2 radius, one line per file, legend outside the axes."""
     with plt.rc_context(RC):
-        fig, ax = plt.subplots(figsize=(7.6, 4.2 + 0.2 * len(files)))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 4.2 + 0.2 * len(files)))
         for i, (p, d) in enumerate(files):
             method = (d.get("run") or {}).get("method") or "?"
             style = dict(method_style(method))

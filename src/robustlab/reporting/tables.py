@@ -20,6 +20,7 @@ FLAG = "⚠"
 # of the two methods' standard deviations (their mean ± std ranges do not overlap).
 SPREAD_RULE = "the margin is larger than the sum of the two methods' standard deviations"
 WORST_BELOW_PP = 0.05  # worst case counts as below every attack column by more than this
+HYBRID = "hybrid"  # the paper's method (the claims check reads the same rows)
 
 
 def attack_label(name: str) -> str:
@@ -120,6 +121,7 @@ def table1(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  "norm": recs[0]["norm"], "model": recs[0]["model"], "n": recs[0]["n"],
                  "cw_attack": ", ".join(cw) or None, "rows": rows}
         block["best"] = best_method(block)
+        block["hybrid"] = hybrid_standing(block)
         block["worst_below_all"] = worst_below_all(block)
         block["below_chance"] = below_chance(block, recs)
         blocks.append(block)
@@ -169,6 +171,32 @@ def best_method(block: dict[str, Any]) -> dict[str, Any] | None:
         out.update(runner_up=rows[1]["method"], margin=best["mean"] - second["mean"])
         if best["std"] is not None and second["std"] is not None:
             out["exceeds_spread"] = out["margin"] > best["std"] + second["std"]
+    return out
+
+
+def hybrid_standing(block: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the paper's hybrid stands in a block, ranked like `best_method` (mean worst case,
+    unflagged rows): `rank` of `of`, the best `other` method and the `margin` (hybrid minus
+    it, pp; negative: below), `exceeds_spread` (`SPREAD_RULE`, None with one seed). `status`:
+    "ranked", "flagged" (the audit flagged it: not ranked) or "not compared" (did not learn);
+    None when the block has no hybrid run."""
+    hyb = next((r for r in block["rows"] if r["method"] == HYBRID), None)
+    if hyb is None:
+        failed = any(f["method"] == HYBRID for f in block["failed"])
+        return {"status": "not compared"} if failed else None
+    rows = sorted((r for r in block["rows"]
+                   if not r["flagged"] and r["cells"]["worst"]["mean"] is not None),
+                  key=lambda r: -r["cells"]["worst"]["mean"])
+    if hyb not in rows:
+        return {"status": "flagged"}
+    out = {"status": "ranked", "rank": rows.index(hyb) + 1, "of": len(rows), "other": None,
+           "margin": None, "exceeds_spread": None}
+    others = [r for r in rows if r is not hyb]
+    if others:
+        h, o = hyb["cells"]["worst"], others[0]["cells"]["worst"]
+        out.update(other=others[0]["method"], margin=h["mean"] - o["mean"])
+        if h["std"] is not None and o["std"] is not None:
+            out["exceeds_spread"] = abs(out["margin"]) > h["std"] + o["std"]
     return out
 
 

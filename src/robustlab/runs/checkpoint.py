@@ -8,8 +8,11 @@ kill can never leave weights and optimizer state from different epochs.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,26 +62,78 @@ def unflatten_state(tensors: dict[str, torch.Tensor], skeleton: Any) -> Any:
     return skeleton
 
 
+def write_safetensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                      metadata: dict[str, str]) -> None:
+    """The one way robustlab writes a safetensors file: atomically (whole or not at all), and
+    any I/O failure, a full disk above all, raised as an OSError naming `path` (safetensors
+    raises its own SafetensorError, which the CLI would not recognise as an I/O error)."""
+    path = Path(path)
+    try:
+        atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    except SafetensorError as err:
+        code = _os_error_code(err)
+        if code is None:
+            raise  # not an I/O failure: invalid tensors, a bug
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
+def _os_error_code(err: SafetensorError) -> int | None:
+    """The errno of a SafetensorError that wraps an I/O error ("... I/O error: No space left
+    on device (os error 28)"); None for any other SafetensorError."""
+    found = re.search(r"os error (\d+)", str(err))
+    if found:
+        return int(found.group(1))
+    return errno.EIO if "I/O error" in str(err) else None
+
+
+STATE_DIGEST_KEY = "robustlab_sha256"
+
+
+def state_digest(tensors: dict[str, torch.Tensor], skeleton: str) -> str:
+    """SHA-256 over a checkpoint's tensors (as `weights_digest`) and its JSON skeleton (the
+    optimizer's and method's plain values, the metrics, the epoch)."""
+    return hashlib.sha256(f"{weights_digest(tensors)}|{skeleton}".encode()).hexdigest()
+
+
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Atomically write nested `state` (tensors and plain values) to one safetensors file."""
+    """Atomically write nested `state` (tensors and plain values) to one safetensors file, with
+    the SHA-256 of all of it (`robustlab_sha256`) in its metadata."""
     tensors, skeleton = flatten_state(state)
-    metadata = {"robustlab_skeleton": json.dumps(skeleton)}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    text = json.dumps(skeleton)
+    metadata = {"robustlab_skeleton": text, STATE_DIGEST_KEY: state_digest(tensors, text)}
+    write_safetensors(path, tensors, metadata)
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a file written by `save_state`; WeightsError if it is damaged."""
+    """Read a file written by `save_state`; WeightsError if it is damaged: unreadable, or its
+    digest does not match its contents (checkpoints written before digests: not checked)."""
     path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}
-        tensors = load_file(str(path))
+        # copies, not views of a mapping of the file: the optimizer keeps these tensors, and a
+        # mapping would pin the replaced checkpoint's disk space for the rest of the run
+        tensors = {k: v.clone() for k, v in load_file(str(path)).items()}
         if "robustlab_skeleton" not in metadata:
             raise ValueError("metadata lacks 'robustlab_skeleton'; not written by save_state")
-        return unflatten_state(tensors, json.loads(metadata["robustlab_skeleton"]))
+        text = metadata["robustlab_skeleton"]
+        skeleton = json.loads(text)
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
-        raise WeightsError(f"checkpoint {path}: not a readable robustlab checkpoint ({err})"
-                           ) from None
+        raise WeightsError(f"checkpoint {path}: not a readable robustlab checkpoint ({err}); "
+                           f"{_NO_RESUME}") from None
+    recorded = metadata.get(STATE_DIGEST_KEY)
+    if recorded is not None and recorded != state_digest(tensors, text):
+        raise WeightsError(f"checkpoint {path}: SHA-256 of its tensors and state does not match "
+                           f"the digest written with them: the file is damaged; {_NO_RESUME}")
+    try:
+        return unflatten_state(tensors, skeleton)
+    except (KeyError, TypeError) as err:
+        raise WeightsError(f"checkpoint {path}: not a readable robustlab checkpoint ({err}); "
+                           f"{_NO_RESUME}") from None
+
+
+_NO_RESUME = ("the run cannot be resumed from it: pass --overwrite (instead of --resume) to "
+              "train it again from the start")
 
 
 DIGEST_KEY = "weights_sha256"
@@ -106,7 +161,7 @@ def save_weights(path: str | Path, model: torch.nn.Module, metadata: dict[str, A
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     digest = weights_digest(tensors)
     meta = {k: json.dumps(v) for k, v in {**metadata, DIGEST_KEY: digest}.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    write_safetensors(path, tensors, meta)
     return digest
 
 

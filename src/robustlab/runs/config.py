@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustlab.common.checks import check_bool, check_choice, check_int, check_number
+from robustlab.common.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_seed,
+    check_threads,
+)
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
 from robustlab.common.yaml_io import load_yaml
@@ -40,6 +47,9 @@ class TrainConfig:
     `noise_sigma` (pixel units, 0 = off) adds Gaussian noise N(0, noise_sigma^2 I) to every
     training batch before the method sees it, for any method: the noise randomized smoothing
     certifies with (`robustlab certify`, docs/certification.md).
+    `data_fingerprint`: set by `robustlab.train` for data passed from Python ("custom"), the
+    SHA-256 of its train/val/test tensors (`data.in_memory.fingerprint`); resume compares it,
+    so an interrupted run never continues on other data.
     """
 
     dataset: str = "mnist"
@@ -66,6 +76,7 @@ class TrainConfig:
     seed: int = 0
     val_size: int | None = None
     train_size: int | None = None
+    data_fingerprint: str | None = None
     augment: str = "auto"
     data_dir: str | None = None
     download: bool = False
@@ -97,20 +108,12 @@ class TrainConfig:
         if self.defense is not None and self.defense not in DEFENSES:
             raise ConfigError(f"defense: unknown defense {self.defense!r}; "
                               f"available: {', '.join(DEFENSES.list()) or '(none)'}")
-        _check_int(self, "epochs", 1)
-        _check_int(self, "batch_size", 1)
-        _check_int(self, "seed", 0)
-        if self.val_size is not None:
-            _check_int(self, "val_size", 0)
-        if self.train_size is not None:
-            _check_int(self, "train_size", 1)
-        if self.threads is not None:
-            _check_int(self, "threads", 1)
-        _check_number(self, "lr", low=0.0, low_open=True)
-        for fname in ("momentum", "weight_decay"):
-            _check_number(self, fname, low=0.0)
-        if self.eps is not None:
-            _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
+        if self.defense is None and self.defense_options:
+            raise ConfigError(f"defense_options: {_short(self.defense_options)} given without "
+                              "a defense (--defense-opt needs --defense NAME); expected no "
+                              "options, or a defense to take them")
+        self._validate_numbers()
+        self._validate_fingerprint()
         self._validate_noise()
         self._validate_warmup(method_is_adversarial=bool(
             getattr(METHODS.get(self.method), "needs_eps", False)))
@@ -127,6 +130,32 @@ class TrainConfig:
             raise ConfigError(f"val_size: method {self.method!r} measures validation accuracy "
                               "every epoch and needs a validation split; got 0")
         return self
+
+    def _validate_numbers(self) -> None:
+        """Counts, seed, threads, rates and the budget: types and ranges."""
+        _check_int(self, "epochs", 1)
+        _check_int(self, "batch_size", 1)
+        _check_int(self, "seed", 0)
+        check_seed("seed", self.seed, error=ConfigError)  # torch.manual_seed's range
+        if self.val_size is not None:
+            _check_int(self, "val_size", 0)
+        if self.train_size is not None:
+            _check_int(self, "train_size", 1)
+        if self.threads is not None:
+            _check_int(self, "threads", 1)
+            check_threads("threads", self.threads, error=ConfigError)  # this machine's cores
+        _check_number(self, "lr", low=0.0, low_open=True)
+        # SGD's momentum: the velocity's decay per step; at 1 or more it never decays and grows
+        check_number("momentum", self.momentum, 0.0, 1.0, high_open=True, error=ConfigError)
+        _check_number(self, "weight_decay", low=0.0)
+        if self.eps is not None:
+            _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
+
+    def _validate_fingerprint(self) -> None:
+        if self.data_fingerprint is not None and self.dataset != CUSTOM:
+            raise ConfigError(f"data_fingerprint: recorded only for data passed from Python "
+                              f"(dataset 'custom'); dataset {self.dataset!r} is checked by its "
+                              f"files, expected null, got {_short(self.data_fingerprint)}")
 
     def _validate_noise(self) -> None:
         sigma = _check_number(self, "noise_sigma", "a noise std >= 0 in pixel units", low=0.0)
@@ -233,7 +262,7 @@ def _check_int(cfg: TrainConfig, fname: str, low: int) -> None:
 # `_check_int`, with their ranges).
 _STR_FIELDS = ("dataset", "model", "method", "norm", "eps_warmup_schedule", "optimizer",
                "lr_schedule", "augment", "device", "memory_format", "amp")
-_OPTIONAL_STR_FIELDS = ("recipe", "defense", "data_dir", "out_dir")
+_OPTIONAL_STR_FIELDS = ("recipe", "defense", "data_dir", "out_dir", "data_fingerprint")
 _BOOL_FIELDS = ("download", "compile", "progress")
 _DICT_FIELDS = ("dataset_options", "method_options", "defense_options")
 

@@ -6,14 +6,18 @@
     RUN/model.safetensors       the weights (+ JSON metadata, SHA-256 digest), each epoch and at
                                 the end
     RUN/summary.json            written last: its presence marks a complete run
+    RUN/eval*.json, RUN/eval/*.json, RUN/certify-sigma*.json|.png   evaluations written later
+    RUN/.NAME.XXXX.tmp          a write in flight (or killed): common/files.atomic_write
 
 Rules (docs/reliability.md says how each is tested):
 - every write is atomic (common/files.py); stale temporary files of a killed write are removed
   when the folder is next claimed;
 - one writer at a time: `claim_run_folder` holds an advisory lock (`.RUN.lock` beside the
-  folder) for the whole run, a second writer is refused;
+  folder, named after its resolved path, never opened through a symbolic link) for the whole
+  run, a second writer is refused;
 - an existing run folder is never overwritten unless `overwrite`, and then only if it *is* a run
-  folder; the new run is built beside it (`.RUN.staging`) and swapped in by rename once complete,
+  folder (`check_owned_folder`: every entry a name of `RUN_LAYOUT`, config.json a run's); the
+  new run is built beside it (`.RUN.staging`) and swapped in by rename once complete,
   so a kill leaves the old run intact;
 - `resume` continues from the last finished epoch and refuses a different config.
 """
@@ -21,30 +25,45 @@ Rules (docs/reliability.md says how each is tested):
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import platform
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from robustlab.common.files import (
     FileFormatError,
+    Layout,
     atomic_write_json,
     atomic_write_jsonl,
+    describe_entry,
+    first_foreign_entry,
+    open_no_follow,
     read_json,
     read_jsonl,
     remove_stale_temp_files,
 )
+from robustlab.common.result_checks import check_summary_values
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.safetensors"
 WEIGHTS = "model.safetensors"
 SUMMARY = "summary.json"
+
+# Every name robustlab writes into a run folder (train, evaluate, certify, reproduce's eval/,
+# atomic_write's temporary files): `--overwrite` deletes a folder only if it holds nothing else.
+TEMP_FILES = ".*.tmp"
+RUN_LAYOUT: Layout = {
+    CONFIG: None, METRICS: None, CHECKPOINT: None, WEIGHTS: None, SUMMARY: None,
+    "eval*.json": None, "eval": {"*.json": None, TEMP_FILES: None},
+    "certify-sigma*.json": None, "certify-sigma*.png": None, TEMP_FILES: None,
+}
 
 # Fields that may differ between an interrupted run and its resumption.
 _RESUME_FREE_FIELDS = {"progress", "out_dir", "threads", "data_dir", "download"}
@@ -99,7 +118,7 @@ class RunFolder:
         data = _read_json_file(self.file(SUMMARY))
         if not isinstance(data, dict):
             raise RunFolderError(f"{self.file(SUMMARY)}: expected a JSON object")
-        return data
+        return dict(check_summary_values(data, str(self.file(SUMMARY)), error=RunFolderError))
 
     def write_config(self, config: dict[str, Any],
                      model_kwargs: dict[str, Any] | None = None) -> None:
@@ -148,6 +167,12 @@ def _trash_path(target: Path) -> Path:
     return target.parent / f".{target.name}.replaced"
 
 
+def _swap_target(target: Path) -> Path:
+    """The folder an --overwrite swap renames: the one a symlinked --out points at (renaming
+    the link would leave the old run in place and put the new one where the link was)."""
+    return target.resolve() if target.is_symlink() else target
+
+
 def lock_path(target: Path) -> Path:
     return target.parent / f".{target.name}.lock"
 
@@ -156,17 +181,23 @@ def _swap_in(staging: Path, target: Path) -> None:
     """Put the complete run `staging` at `target`, the old run aside then deleted. A kill
     between the two renames leaves no `target`; `_recover_swap` completes the swap."""
     trash = _trash_path(target)
+    _refuse_link(trash)
     if trash.exists():
         shutil.rmtree(trash)
     if target.exists():
+        try:  # again: a user may have put files into the old run while the new one trained
+            _check_replaceable(target)
+        except RunFolderError as err:
+            raise RunFolderError(f"{err}; the new run is kept whole in {staging}") from None
         os.rename(target, trash)
     os.rename(staging, target)
     shutil.rmtree(trash, ignore_errors=True)
 
 
 def _recover_swap(target: Path) -> None:
+    target = _swap_target(target)
     staging, trash = staging_path(target), _trash_path(target)
-    if not target.exists() and (staging / SUMMARY).is_file():
+    if not target.exists() and not staging.is_symlink() and (staging / SUMMARY).is_file():
         os.rename(staging, target)
     if target.exists() and trash.exists():
         shutil.rmtree(trash, ignore_errors=True)
@@ -174,9 +205,12 @@ def _recover_swap(target: Path) -> None:
 
 @contextlib.contextmanager
 def hold_lock(target: Path) -> Iterator[None]:
-    """Advisory lock on the run folder `target` for this process (released on exit or kill)."""
-    lock = lock_path(target)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    """Advisory lock on the run folder `target` for this process (released on exit or kill).
+    Named after the resolved path, so every spelling of one folder (a symlinked --out, `..`)
+    shares one lock; opened without following a symbolic link (a link planted at the lock path
+    is refused, never written through)."""
+    lock = lock_path(Path(target).resolve())
+    fd = _open_lock(lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -190,6 +224,17 @@ def hold_lock(target: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _open_lock(lock: Path) -> int:
+    try:
+        return open_no_follow(lock, os.O_RDWR | os.O_CREAT)
+    except OSError as err:
+        if err.errno not in (errno.ELOOP, errno.EINVAL):
+            raise
+        raise RunFolderError(f"lock file {lock} is a {describe_entry(lock)}, not a file "
+                             "robustlab made; refusing to write through it (remove it if it "
+                             "is not yours)") from None
 
 
 @contextlib.contextmanager
@@ -208,7 +253,8 @@ def claim_run_folder(path: str | Path, config: dict[str, Any], *, resume: bool, 
     with hold_lock(target) if lock else contextlib.nullcontext():
         if lock:
             _recover_swap(target)
-            remove_stale_temp_files(target)
+            if target.is_dir() and first_foreign_entry(target, RUN_LAYOUT) is None:
+                remove_stale_temp_files(target)  # in a run folder only: never a user's .x.tmp
         yield check_run_folder(target, config, resume=resume, overwrite=overwrite, clean=lock,
                                defaults=defaults)
 
@@ -238,10 +284,12 @@ def check_run_folder(target: Path, config: dict[str, Any], *, resume: bool, over
     exists = target.exists() and any(target.iterdir())
     if exists and overwrite:
         _check_replaceable(target)
-        staging = staging_path(target)
+        real = _swap_target(target)
+        staging = staging_path(real)
+        _refuse_link(staging)
         if clean and staging.exists():
             shutil.rmtree(staging)  # an earlier --overwrite that was killed
-        return RunFolder(staging, replaces=target), False
+        return RunFolder(staging, replaces=real), False
     if exists and not resume:
         if not (target / CONFIG).is_file():
             raise RunFolderError(f"--out {target} already holds files that are not a robustlab "
@@ -259,14 +307,34 @@ def check_run_folder(target: Path, config: dict[str, Any], *, resume: bool, over
     return run, False
 
 
+def check_owned_folder(path: Path, layout: Layout, kind: str,
+                       check_records: Callable[[Path], object] | None = None) -> None:
+    """Before `--overwrite` deletes `path`: it must be a `kind` robustlab wrote, every entry a
+    name of `layout` and (`check_records`) its records parsing. RunFolderError otherwise, one
+    line naming the first foreign entry."""
+    foreign = first_foreign_entry(path, layout)
+    if foreign is not None:
+        raise RunFolderError(f"--overwrite: {path} is not a robustlab {kind}: it holds "
+                             f"{describe_entry(path / foreign)}s ({foreign}), which robustlab "
+                             "never writes there; refusing to delete it (move them away or "
+                             "choose another --out)")
+    if check_records is not None:
+        check_records(path)
+
+
+def _refuse_link(path: Path) -> None:
+    """robustlab never makes a symbolic link; one at a name it writes (staging, replaced) was
+    planted, and following it would write or delete elsewhere."""
+    if path.is_symlink():
+        raise RunFolderError(f"{path} is a symbolic link, not a folder robustlab made; "
+                             "refusing to write through it (remove it if it is not yours)")
+
+
 def _check_replaceable(target: Path) -> None:
-    """--overwrite replaces only a robustlab run folder: config.json as train writes it, and no
-    sub-folders (a run folder has none)."""
-    RunFolder(target).read_config()  # raises unless config.json is a run's
-    subdirs = sorted(p.name for p in target.iterdir() if p.is_dir())
-    if subdirs:
-        raise RunFolderError(f"--overwrite: {target} holds folders ({', '.join(subdirs[:5])}), "
-                             "which a robustlab run folder never does; refusing to delete it")
+    """--overwrite replaces only a robustlab run folder: nothing but the files robustlab writes
+    into one (RUN_LAYOUT), and a config.json as train writes it."""
+    check_owned_folder(target, RUN_LAYOUT, "run folder",
+                       lambda path: RunFolder(path).read_config())
 
 
 def _check_same_config(run: RunFolder, config: dict[str, Any], defaults: dict[str, Any]
@@ -305,5 +373,6 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-__all__ = ["CHECKPOINT", "CONFIG", "METRICS", "SUMMARY", "WEIGHTS", "RunFolder",
-           "RunFolderError", "check_run_folder", "claim_run_folder", "hold_lock"]
+__all__ = ["CHECKPOINT", "CONFIG", "METRICS", "RUN_LAYOUT", "SUMMARY", "TEMP_FILES", "WEIGHTS",
+           "RunFolder", "RunFolderError", "check_owned_folder", "check_run_folder",
+           "claim_run_folder", "hold_lock"]

@@ -106,8 +106,9 @@ def _check_summary_digest(folder: RunFolder, metadata: dict) -> None:
 
 def read_run_config(folder: RunFolder, *, data_dir: str | None = None) -> TrainConfig:
     """The run's `TrainConfig` from its config.json, validated as `robustlab train` validates
-    it (with `data_dir` replaced when given). The recorded `device` is not checked: a run
-    trained on a GPU may be evaluated on a machine without one. Any problem is a
+    it (with `data_dir` replaced when given). The recorded `device` and `threads` are not
+    checked: a run trained on a GPU or a bigger machine may be evaluated on a smaller one. Any
+    problem is a
     `RunFolderError` naming config.json and the field."""
     path = folder.file(CONFIG)
     try:
@@ -121,7 +122,7 @@ def read_run_config(folder: RunFolder, *, data_dir: str | None = None) -> TrainC
         cfg = TrainConfig.from_dict(raw, source=str(path))
         if data_dir is not None:
             cfg = cfg.replace(data_dir=data_dir)
-        cfg.replace(device="auto").validate()
+        cfg.replace(device="auto", threads=None).validate()  # this machine's, not the run's
     except (ConfigError, TypeError) as err:
         detail = str(err).removeprefix(f"{path}: ")
         raise RunFolderError(f"{path}: invalid recorded config: {detail}") from None

@@ -5,8 +5,11 @@ A recipe fills in the `TrainConfig` fields (and method options) the user did not
 `configure(fields)` is what `robustlab train` calls; an explicit value always wins. `auto`
 (the default) picks the recipe written for the dataset, norm and budget, `paper` is the
 paper's protocol (SGD, lr 0.01, batch 128, constant learning rate, no budget warm-up: the
-`TrainConfig` defaults), `none` applies nothing. The warm-up is stored as a share of the run
-(`eps_warmup_share`), so a shorter run gets a shorter warm-up, never one longer than itself.
+`TrainConfig` defaults), `none` applies nothing. For data passed from Python
+(`robustlab.train`, dataset "custom") `auto` goes by the images' shape: 1x28x28 images get the
+MNIST recipe, as `robustlab train --dataset mnist` would (`find_recipe`). The warm-up is
+stored as a share of the run (`eps_warmup_share`), so a shorter run gets a shorter warm-up,
+never one longer than itself.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ class Recipe:
     """`fields`: TrainConfig fields; `method_options`: per method name, options merged under
     the user's; `eps_warmup_share`: the budget warm-up as a share of `epochs` (adversarial
     methods only); `dataset`/`norm`/`eps_range` (inclusive): what it was written for (None:
-    any)."""
+    any); `image_shape` (C, H, W): the images of that dataset, by which `auto` picks it for
+    data passed from Python ("custom")."""
 
     name: str
     source: str
     dataset: str | None = None
     norm: str | None = None
     eps_range: tuple[float, float] | None = None
+    image_shape: tuple[int, int, int] | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     eps_warmup_share: float = 0.0
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -82,25 +87,30 @@ RECIPES: dict[str, Recipe] = {
                 "batch_size": 128}),
     "mnist-linf": Recipe(
         "mnist-linf", "robustlab docs/methods.md, 'Recipes' (LeNet-5, eps 0.3, measured)",
-        dataset="mnist", norm="linf", eps_range=(0.0, 0.4), fields=_ONECYCLE,
-        eps_warmup_share=1 / 3, method_options=_DIGIT_METHOD_OPTIONS),
+        dataset="mnist", norm="linf", eps_range=(0.0, 0.4), image_shape=(1, 28, 28),
+        fields=_ONECYCLE, eps_warmup_share=1 / 3, method_options=_DIGIT_METHOD_OPTIONS),
     "fashion-mnist-linf": Recipe(
         "fashion-mnist-linf", "robustlab docs/methods.md, 'Recipes' (LeNet-5, eps 0.1, "
         "measured)", dataset="fashion-mnist", norm="linf", eps_range=(0.0, 0.2),
-        fields=_ONECYCLE, eps_warmup_share=1 / 3, method_options=_DIGIT_METHOD_OPTIONS),
+        image_shape=(1, 28, 28), fields=_ONECYCLE, eps_warmup_share=1 / 3,
+        method_options=_DIGIT_METHOD_OPTIONS),
 }
 
 
-def find_recipe(name: str, dataset: str, norm: str, eps: float | None) -> Recipe | None:
+def find_recipe(name: str, dataset: str, norm: str, eps: float | None,
+                image_shape: tuple[int, ...] | None = None) -> Recipe | None:
     """The recipe `name` means for this run (None for `none`, or `auto` with no recipe written
-    for it); ConfigError for an unknown name or a recipe written for another dataset/budget."""
+    for it); ConfigError for an unknown name or a recipe written for another dataset/budget.
+    `auto` for data passed from Python ("custom", `image_shape` its (C, H, W)): the recipe
+    whose dataset has images of that shape, for the norm and budget, as `robustlab train`
+    would pick it for that dataset (1x28x28 images at linf eps 0.3: mnist-linf); none for
+    images no recipe was written for."""
     if name == NONE:
         return None
     if name == AUTO:
-        if dataset == CUSTOM:  # no recipe was measured on data robustlab has never seen
-            return None
         return next((r for r in RECIPES.values() if r.name != PAPER and r.dataset is not None
-                     and r.matches(dataset, norm, eps)), None)
+                     and _same_data(r, dataset, image_shape) and r.matches(r.dataset, norm, eps)),
+                    None)
     if name not in RECIPES:
         raise ConfigError(f"recipe: unknown recipe {name!r}; available: "
                           f"{', '.join([AUTO, NONE, *RECIPES])}")
@@ -115,20 +125,29 @@ def find_recipe(name: str, dataset: str, norm: str, eps: float | None) -> Recipe
     return recipe
 
 
-def configure(fields: dict[str, Any], recipe: str = AUTO, *, source: str = "config"
-              ) -> TrainConfig:
+def _same_data(recipe: Recipe, dataset: str, image_shape: tuple[int, ...] | None) -> bool:
+    """The recipe's dataset, or (data passed from Python) images of its dataset's shape."""
+    if dataset == CUSTOM:
+        return image_shape is not None and recipe.image_shape == tuple(image_shape)
+    return recipe.dataset == dataset
+
+
+def configure(fields: dict[str, Any], recipe: str = AUTO, *, source: str = "config",
+              image_shape: tuple[int, ...] | None = None) -> TrainConfig:
     """A validated `TrainConfig` from the fields the user set, the rest from `recipe`.
 
     `fields` holds only explicit values (from flags or a config file); everything else comes
     from the recipe, then from the `TrainConfig` defaults. The chosen recipe's name is kept in
-    `TrainConfig.recipe` (None when none applied).
+    `TrainConfig.recipe` (None when none applied). `image_shape`: the (C, H, W) of data passed
+    from Python (dataset "custom"), by which `auto` chooses (`find_recipe`).
     """
     if not isinstance(recipe, str):
         raise ConfigError(f"recipe: expected a recipe's name, got {recipe!r}")
     base = TrainConfig()
     dataset = fields.get("dataset", base.dataset)
     method = fields.get("method", base.method)
-    chosen = find_recipe(recipe, dataset, fields.get("norm", base.norm), fields.get("eps"))
+    chosen = find_recipe(recipe, dataset, fields.get("norm", base.norm), fields.get("eps"),
+                         image_shape)
     if recipe == AUTO and not _method_attr(method, "reports_accuracy", True):
         chosen = None  # recipes are written for classifiers, not the denoising autoencoder
     if chosen is None:
@@ -142,6 +161,25 @@ def configure(fields: dict[str, Any], recipe: str = AUTO, *, source: str = "conf
                                 **fields.get("method_options", {})}
     merged["recipe"] = chosen.name
     return TrainConfig.from_dict(merged, source=source).validate()
+
+
+def applied_recipe_line(cfg: TrainConfig, asked: str, *,
+                        image_shape: tuple[int, ...] | None = None) -> str:
+    """One line: the recipe `configure` applied to `cfg` (asked as `asked`), with its values,
+    or why none was (`robustlab.train` prints it; `robustlab train` prints the same values)."""
+    if cfg.recipe is None:
+        data = ("x".join(map(str, image_shape)) + " images" if cfg.dataset == CUSTOM
+                and image_shape else cfg.dataset)
+        why = ("recipe='none'" if asked == NONE else
+               f"no recipe is written for {data}, {cfg.norm} eps {cfg.eps}, method {cfg.method}")
+        return (f"recipe: none applied ({why}): the TrainConfig defaults (the paper's: SGD, "
+                "lr 0.01, batch 128) and the keyword arguments given")
+    how = ""
+    if asked == AUTO and cfg.dataset == CUSTOM and image_shape:
+        how = (f" [auto: chosen for {'x'.join(map(str, image_shape))} images, {cfg.norm} eps "
+               f"{cfg.eps}]")
+    return (f"recipe: {RECIPES[cfg.recipe].describe(cfg)}{how}; keyword arguments given "
+            "override it (recipe='none' for the TrainConfig defaults)")
 
 
 def _method_attr(method: str, name: str, default: bool) -> bool:
