@@ -1642,19 +1642,46 @@ def details(results: list[tuple[Case, str, str]]) -> str:
     return "\n".join(out)
 
 
+# (category, description) of cases known to be open: left out of `--sample` (the test's).
+KNOWN_OPEN: set[tuple[str, str]] = set()
+
+
+def _needs_extras(case: Case) -> bool:
+    """Cases that need setup's second run of each kind (setup(extras=False) skips them)."""
+    return "another run" in case.desc
+
+
+def sample(cases: list[Case], per_category: int) -> list[Case]:
+    """`per_category` cases of each category, spread evenly over its cases (the ones open in
+    KNOWN_OPEN and those needing setup's extras left out): `tests/test_bad_inputs_corpus.py`."""
+    by_cat: dict[str, list[Case]] = {}
+    for case in cases:
+        if (case.category, case.desc) not in KNOWN_OPEN and not _needs_extras(case):
+            by_cat.setdefault(case.category, []).append(case)
+    chosen = []
+    for group in by_cat.values():
+        step = max(1, len(group) // per_category)
+        chosen += group[step // 2::step][:per_category]
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default=None, help="run one category only")
     p.add_argument("--grep", default=None, help="run only cases whose description has this")
     p.add_argument("--timeout", type=float, default=60.0)
     p.add_argument("--json", default=None, help="also write every outcome to this JSON file")
+    p.add_argument("--sample", type=int, default=None, metavar="N",
+                   help="only N cases per category, spread evenly (the test's sample)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cases = [c for c in build_corpus() if (args.only is None or c.category == args.only)
              and (args.grep is None or args.grep in c.desc)]
+    if args.sample is not None:
+        cases = sample(cases, args.sample)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bad-inputs-") as tmp:
-        ctx = setup(Path(tmp))
+        ctx = setup(Path(tmp), extras=args.sample is None)
         print(f"setup done in {time.perf_counter() - t0:.0f} s; {len(cases)} cases",
               file=sys.stderr)
         results = []

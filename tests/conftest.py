@@ -45,6 +45,18 @@ def _restore_torch_threads():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _idle_load_average(monkeypatch):
+    """`--threads auto` reads the load average and, when it is high (as it always is while
+    tests run), watches the CPUs for 50 ms: hundreds of in-process CLI calls would wait for it,
+    and the thread count would follow the machine's load. Here the load average reads 0, so
+    auto picks every core (torch's own default), the same in every run; tests of the policy
+    pass their own `Machine` or patch this themselves."""
+    import robustlab.common.threads as threads
+
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+
+
 @pytest.fixture
 def one_thread():
     """Tiny tensors: one torch thread is much faster (and fair to a shared 2-core machine);

@@ -3,52 +3,21 @@
 The whole corpus (~780 bad inputs, a few minutes) runs as `python bench/bad_inputs.py`; here a
 fixed sample of about 40 cases across every category must each be refused with one clear line
 (or accepted with the warning its case expects): never a traceback, a hang or a silent accept.
-Cases still open when the sample was chosen are in KNOWN_OPEN and left out of the sample.
+Cases known to be open (the bench's KNOWN_OPEN, empty now) are left out of the sample.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bad_inputs.py"
-
-# (category, description) of the cases not refused at the time of writing; see the report of
-# `python bench/bad_inputs.py` for why each is open and which file owns it.
-KNOWN_OPEN: set[tuple[str, str]] = {
-    ('train flags', "--epochs '1180591620717411303424'"),
-    ('train flags', "--batch-size '1099511627776'"),
-    ('train flags', '--eps 0.5 for standard training (unused budget)'),
-    ('config files', 'YAML empty'),
-    ('evaluate flags', "--norm ''"),
-    ('evaluate flags', "--attacks ','"),
-    ('evaluate flags', "--attack-opt 'pgd.eps=0.5'"),
-    ('evaluate --model', 'fp16 output'),
-    ('evaluate --model', '--attack-opt fgsm.eps=0.5 (a second budget)'),
-    ('report', 'n 0 (digest recomputed)'),
-    ('report', 'robust acc above clean (digest recomputed)'),
-    ('checkpoints', "train --resume: checkpoint another run's checkpoint"),
-    ('checkpoints', 'train --resume: checkpoint missing, metrics say epoch 1'),
-    ('checkpoints', 'train --resume: missing folder is new, fine but say so'),
-    ('data files', 'load_dataset mnist: test images empty (0 images)'),
-    ('data files', 'load_dataset imagefolder: an empty class folder'),
-    ('data files', 'load_dataset imagefolder: val classes differ from train'),
-    ('data files', 'load_dataset imagefolder: only one class'),
-    ('data files', "load_dataset synthetic {'split_seed': -1}"),
-    ('data files', "load_dataset synthetic {'download': 'yes'}"),
-    ('attack API', 'fgsm: NHWC x'),
-    ('attack API', "apgd-ce: create(**{'momentum': 1.5})"),
-    ('attack API', "apgd-ce: create(**{'rho': 2})"),
-    ('own-model API', 'robustlab.evaluate: L2 eps 1000'),
-    ('own-model API', 'robustlab.evaluate: n 100 (> 4 samples)'),
-    ('own-model API', 'robustlab.evaluate: attack_options not a dict'),
-    ('own-model API', "load_user_model: device 'tpu'"),
-    ('robustlab.train', 'loader yielding triples'),
-    ('robustlab.train', 'loader batches of different sizes per image'),
-}
 
 PER_CATEGORY = 3
 
@@ -61,50 +30,33 @@ def _load_corpus():
     return module
 
 
-def _needs_extras(case) -> bool:
-    """Cases that need setup's second run of each kind (setup(extras=False) skips them)."""
-    return "another run" in case.desc
-
-
-def sample(cases) -> list:
-    """Every case's index spread evenly over each category: PER_CATEGORY per category."""
-    by_cat: dict[str, list] = {}
-    for case in cases:
-        if (case.category, case.desc) not in KNOWN_OPEN and not _needs_extras(case):
-            by_cat.setdefault(case.category, []).append(case)
-    chosen = []
-    for group in by_cat.values():
-        step = max(1, len(group) // PER_CATEGORY)
-        chosen += group[step // 2::step][:PER_CATEGORY]
-    return chosen
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    bad = _load_corpus()
-    ctx = bad.setup(tmp_path_factory.mktemp("bad-inputs"), extras=False)
-    return bad, ctx
-
-
 def test_sample_covers_every_category_and_about_40_cases():
     bad = _load_corpus()
     cases = bad.build_corpus()
     assert len(cases) >= 400
-    chosen = sample(cases)
+    chosen = bad.sample(cases, PER_CATEGORY)
     assert {c.category for c in chosen} == {c.category for c in cases}
     assert 35 <= len(chosen) <= 45
 
 
-def test_sampled_bad_inputs_are_refused_in_one_line(corpus):
-    bad, ctx = corpus
-    failures = []
-    for case in sample(bad.build_corpus()):
-        outcome, tail = bad.run_case(case, ctx, timeout=30)
-        if outcome not in ("refused", "warned"):
-            failures.append(f"[{outcome}] {case.category}: {case.desc}\n{tail[-600:]}")
-        elif outcome == "refused":
-            assert "\n" not in tail.strip(), (case.desc, tail)  # one line
+def test_sampled_bad_inputs_are_refused_in_one_line(tmp_path):
+    """The sample runs in a fresh process with one OpenMP thread, as the bench does: the
+    corpus forks a child per case, and a child forked from a process whose OpenMP pool has
+    run (this test process, after other tests) can hang in its first parallel region."""
+    out = tmp_path / "outcomes.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(BENCH), "--sample", str(PER_CATEGORY),
+                           "--timeout", "60", "--json", str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    results = json.loads(out.read_text())
+    assert len(results) >= 35, done.stderr[-2000:]
+    failures = [f"[{r['outcome']}] {r['category']}: {r['desc']}\n{r['tail'][-600:]}"
+                for r in results if r["outcome"] not in ("refused", "warned")]
     assert not failures, "\n".join(failures)
+    for r in results:
+        if r["outcome"] == "refused":
+            assert "\n" not in r["tail"].strip(), (r["desc"], r["tail"])  # one line
+    assert done.returncode == 0, done.stdout[-2000:]
 
 
 def _raise_config_error(ctx, tmp):

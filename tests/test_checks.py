@@ -105,7 +105,7 @@ def test_layers_raise_their_own_error_classes():
         defense_int("bits", 0, 1, 16)
     with pytest.raises(ConfigError, match=r"^method_options.k: expected an integer >= 1, got 0$"):
         option_int("k", 0, 1)
-    with pytest.raises(ConfigError, match=r"^epochs: expected an integer >= 1, got 0$"):
+    with pytest.raises(ConfigError, match=r"^epochs: expected an integer in \[1, 100000\], got 0$"):
         TrainConfig(dataset="mnist", model="lenet5", method="standard", epochs=0).validate()
     with pytest.raises(DataError, match=r"^batch_size: expected an integer >= 1, got 0$"):
         next(iterate_batches(None, 0))

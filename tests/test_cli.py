@@ -35,7 +35,7 @@ def test_list_names_every_kind(capsys):
 @pytest.mark.parametrize("args, message", [
     (["--model", "lenet6"], "model: unknown model 'lenet6'"),
     (["--eps", "1.5", "--method", "pgd-at"], "eps: expected a number in [0, 1]"),
-    (["--batch-size", "0"], "batch_size: expected an integer >= 1, got 0"),
+    (["--batch-size", "0"], "batch_size: expected an integer in [1, 1048576], got 0"),
     (["--method", "hybrid"], "eps: method 'hybrid' is adversarial and needs a budget"),
     (["--set", "colour=red"], "unknown field(s) colour"),
     (["--opt", "warp=9", "--method", "hybrid", "--eps", "0.3"], "method_options"),

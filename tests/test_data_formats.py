@@ -202,13 +202,14 @@ def test_imagefolder_centre_crop(tmp_path):
     (tmp_path / "val" / "a").mkdir(parents=True)
     for split in ("train", "val", "test"):
         img.save(tmp_path / split / "a" / "x.png")
+        _write_image(tmp_path / split / "b" / "y.png", (0, 0, 255))  # a second class
     (tmp_path / "train" / "a" / "notes.txt").write_text("not an image")
     d = load_dataset("imagefolder", tmp_path, image_size=10)
-    assert (len(d.train), len(d.val), len(d.test)) == (1, 1, 1)
+    assert (len(d.train), len(d.val), len(d.test)) == (2, 2, 2)
     assert d.source["layout"] == "test+train+val"
     expected = torch.zeros(3, 10, 10)
     expected[1] = 1.0
-    assert torch.equal(d.test.x[0], expected)
+    assert int(d.test.y[0]) == 0 and torch.equal(d.test.x[0], expected)
     with pytest.raises(DataError, match=r"val_size=None, found 3"):
         load_dataset("imagefolder", tmp_path, image_size=10, val_size=3)
 

@@ -31,7 +31,8 @@ def _fake_eval(method: str, seed: int, eps: float, clean: float, adv: float,
     n = 10
     attacks = {}
     for i, name in enumerate(("fgsm", "pgd", "cw-linf", "autoattack")):
-        acc = adv + 0.02 * (3 - i)  # fgsm weakest ... autoattack strongest
+        # fgsm weakest ... autoattack strongest; never above clean (robust needs clean-correct)
+        acc = min(clean, adv + 0.02 * (3 - i))
         attacks[name] = {"acc": acc, "gap": clean - acc, "success_rate": 0.5,
                          "mixed_acc": (clean + acc) / 2,
                          "confidence": {"mean": 0.6 + adv / 4, "correct": 0.8,

@@ -93,6 +93,11 @@ def test_a_run_recorded_before_fingerprints_resumes_with_a_warning(tmp_path, sub
     config = json.loads((out / "config.json").read_text())
     del config["train"]["data_fingerprint"]  # as written before the field existed
     (out / "config.json").write_text(json.dumps(config))
+    from robustlab.runs.checkpoint import RUN_CONFIG_KEY, load_state, save_state
+
+    state = load_state(out / "checkpoint.safetensors")  # and its checkpoint, before it was
+    del state[RUN_CONFIG_KEY]  # bound to its run's config
+    save_state(out / "checkpoint.safetensors", state)
     resumed = robustlab.train(TinyNet(), train, test=test, out_dir=out, resume=True, **FIELDS)
     assert resumed.summary["epochs_done"] == 2
     assert "recorded no fingerprint of its data" in capsys.readouterr().err

@@ -291,14 +291,36 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_fields(path: str | None) -> dict[str, Any]:
+    """The fields of `--config PATH` ({} without one); an empty file is said on stderr."""
+    from robustlab.training import load_config_file
+
+    data: dict[str, Any] = load_config_file(path) if path else {}
+    if path and not data:
+        print(f"warning: config file {path} holds no fields: every field comes from the "
+              "flags or its default", file=sys.stderr)
+    return data
+
+
+def _warn_unused_eps(cfg: Any) -> None:
+    """A budget given to a method that trains without one is ignored: say so (the autoencoder
+    uses it only to attack its adversarial_run's classifier)."""
+    from robustlab.registry import METHODS
+
+    if (cfg.eps is not None and not getattr(METHODS.get(cfg.method), "needs_eps", False)
+            and cfg.method_options.get("adversarial_run") is None):
+        print(f"warning: method {cfg.method!r} trains without a perturbation budget: eps "
+              f"{cfg.eps:g} is ignored (recorded in config.json only)", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from robustlab.training import ConfigError, load_config_file, train
+    from robustlab.training import ConfigError, train
     from robustlab.training.distributed import launched_by_torchrun
     from robustlab.training.recipes import AUTO, configure
 
     check_int("--nproc", args.nproc, 1, error=CLIError)
 
-    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    data = _config_fields(args.config)
     for fname, _ in _TRAIN_FLAGS.values():
         if getattr(args, fname) is not None:
             data[fname] = getattr(args, fname)
@@ -322,6 +344,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(str(err)) from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"recipe: {_recipe_line(cfg, recipe)}")
+        _warn_unused_eps(cfg)
     if args.nproc > 1 and not launched_by_torchrun():
         return launch_torchrun(args.nproc, args.argv)
     callbacks = []
@@ -381,7 +404,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError("--weights, --normalize and --dataset go with --model")
     if args.nproc > 1 and not launched_by_torchrun():
         return launch_torchrun(args.nproc, args.argv)
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    attacks = _parse_attacks(args.attacks)
     common = dict(attacks=attacks, eps=args.eps, norm=args.norm, n=args.n,
                   batch_size=args.batch_size, seed=args.seed, device=args.device,
                   data_dir=args.data_dir, out=args.out, overwrite=args.overwrite,
@@ -398,6 +421,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     evaluate_runs(args.runs, non_adaptive=args.non_adaptive, **common)
     return 0
+
+
+def _parse_attacks(text: str) -> list[str]:
+    """--attacks "fgsm, pgd" -> ["fgsm", "pgd"]; "" (not given) -> [] (the default attacks).
+    Given but naming no attack (",", " "), it is refused: not silently the default."""
+    attacks = [a.strip() for a in text.split(",") if a.strip()]
+    if text and not attacks:
+        raise CLIError(f"--attacks: expected comma-separated attack names (e.g. fgsm,pgd; "
+                       f"robustlab list attacks), got {text!r}")
+    return attacks
 
 
 def parse_attack_options(items: list[str]) -> dict[str, dict[str, Any]]:

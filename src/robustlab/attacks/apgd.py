@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackModel, BestIterate
+from robustlab.attacks.base import Attack, AttackError, AttackModel, BestIterate
 from robustlab.attacks.losses import LossFn, ce_loss, dlr_loss, is_adversarial
 from robustlab.attacks.norms import (
     eps_view,
@@ -36,6 +36,7 @@ from robustlab.attacks.norms import (
     steepest_direction,
 )
 from robustlab.attacks.progress import step_reporter
+from robustlab.common.checks import check_number
 from robustlab.registry import ATTACKS
 
 
@@ -174,8 +175,14 @@ class _APGDBase(Attack):
         super().__init__(eps=eps, norm=norm, seed=seed, **common)
         self.steps = self.check_positive_int("steps", steps)
         self.restarts = self.check_positive_int("restarts", restarts)
-        self.momentum = self.check_nonneg_float("momentum", momentum)
-        self.rho = self.check_nonneg_float("rho", rho)
+        # the paper's step weight a of the new point: x_{k+1} mixes it with the last move as
+        # a (z - x_k) + (1 - a) (x_k - x_{k-1}), a convex combination only for a in [0, 1]
+        self.momentum = check_number("momentum", momentum, 0.0, 1.0, error=AttackError)
+        # the paper's checkpoint threshold (0.75): halve the step when the loss rose in at most
+        # this fraction of the steps since the last checkpoint; a fraction strictly inside
+        # (0, 1) -- at 1 the test always passes, at 0 only when the loss never rose
+        self.rho = check_number("rho", rho, 0.0, 1.0, low_open=True, high_open=True,
+                                error=AttackError)
 
     def _run(self, model, x, y, eps, target, generator, best, loss_fn) -> None:
         for _ in range(self.restarts):

@@ -299,7 +299,7 @@ class Attack:
         with eval_mode(model), frozen_parameters(model), \
                 weights_layout(model, weights_layout_for(self.memory_format, xc)):
             amodel = self.attack_model(model, xc)
-            self._check_classes(self._class_counts.get(model, amodel, xc), y, target)
+            self._check_classes(self._first_forward(model, amodel, xc), y, target)
             generator = torch.Generator(device=x.device).manual_seed(self.seed)
             x_in = amodel.prepare(xc)
             x_adv = self.perturb(amodel, x_in, y, eps, target, generator)
@@ -307,6 +307,25 @@ class Attack:
         if x_adv.dtype != x.dtype:
             x_adv = self._in_dtype_of(x, x_adv)
         return x_adv.contiguous(memory_format=layout_of(x))
+
+    def _first_forward(self, model: nn.Module, amodel: AttackModel, x: Tensor) -> int:
+        """The logits' width (`ClassCounts`: the attack's first forward pass, on one sample);
+        a model that fails on the input raises `AttackError` naming x's shape and the model's
+        error (a traceback from deep inside the model says neither). No extra pass."""
+        try:
+            return self._class_counts.get(model, amodel, x)
+        except AttackError:
+            raise
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of the user's forward()
+            lines = str(err).strip().splitlines()
+            said = f": {lines[0][:300]}" if lines else ""
+            raise AttackError(
+                f"model: its forward pass on x of shape {list(x.shape)} ({x.dtype}, {x.device}) "
+                f"failed with {type(err).__name__}{said}; x must be the [N, C, H, W] images the "
+                "model takes (channels-last [N, H, W, C] arrays: x.permute(0, 3, 1, 2))"
+            ) from err
 
     def _check_classes(self, k: int, y: Tensor, target: Tensor | None) -> None:
         """Labels `y` / `target` `[N]` against the model's logits width `k`."""

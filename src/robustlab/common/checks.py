@@ -20,15 +20,20 @@ SEED_MAX = 2**63 - 1
 THREADS_PER_CORE = 4
 
 
+def _bound(value: float) -> str:
+    """A bound as the user reads it: an integer in full (2**20 is 1048576, not 1.04858e+06)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _bounds(low: float | None, high: float | None, *, low_open: bool = False,
             high_open: bool = False) -> str:
     if low is not None and high is not None and not low_open:
-        return f" in [{low:g}, {high:g}{')' if high_open else ']'}"
+        return f" in [{_bound(low)}, {_bound(high)}{')' if high_open else ']'}"
     parts = []
     if low is not None:
-        parts.append(f"{'>' if low_open else '>='} {low:g}")
+        parts.append(f"{'>' if low_open else '>='} {_bound(low)}")
     if high is not None:
-        parts.append(f"{'<' if high_open else '<='} {high:g}")
+        parts.append(f"{'<' if high_open else '<='} {_bound(high)}")
     return (" " + " and ".join(parts)) if parts else ""
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from robustlab.common.checks import check_bool, check_choice, check_int, check_number
+from robustlab.common.checks import check_bool, check_choice, check_int, check_number, is_real
 from robustlab.common.files import FileFormatError
 
 # A field's kind -> (check, its keyword arguments). "?" after a kind: null allowed.
@@ -43,7 +43,7 @@ _ATTACK_FIELDS: dict[str, Any] = {
                                            "unbounded_l2_median")},
 }
 _RESULT_FIELDS: dict[str, Any] = {  # an evaluation (also its `non_adaptive` part)
-    "n": "count",
+    "n": "positive",  # an evaluation of no images has no accuracy to report
     "clean": {"acc": "fraction", "ece": "fraction?", "confidence": CONFIDENCE},
     "worst_case": {"acc": "fraction", "gap": "gap?"},
     "mixed": {"acc": "fraction?"},
@@ -74,6 +74,7 @@ def check_eval_values(data: Mapping[str, Any], source: str, *,
     attack's, each curve point's and the non-adaptive part's."""
     check_fields(data, EVAL_FIELDS, source, error=error)
     _check_attacks(data, "", source, error)
+    _check_below_clean(data, "", source, error)
     points = _table(data, "curve", "", source, error).get("points") or []
     if not isinstance(points, list):
         raise error(f"{source}: curve.points: expected a list, got {type(points).__name__}")
@@ -87,6 +88,7 @@ def check_eval_values(data: Mapping[str, Any], source: str, *,
     if plain is not None:
         check_fields(plain, _RESULT_FIELDS, source, prefix="non_adaptive.", error=error)
         _check_attacks(plain, "non_adaptive.", source, error)
+        _check_below_clean(plain, "non_adaptive.", source, error)
     return data
 
 
@@ -119,6 +121,29 @@ def _check_attacks(data: Mapping[str, Any], prefix: str, source: str,
     for name, att in _table(data, "attacks", prefix, source, error).items():
         check_fields(att, _ATTACK_FIELDS, source, prefix=f"{prefix}attacks.{name}.",
                      error=error)
+
+
+# Float slack of the cross-field comparison (both are counts over the same n images).
+_ACC_SLACK = 1e-9
+
+
+def _check_below_clean(data: Mapping[str, Any], prefix: str, source: str,
+                       error: type[Exception]) -> None:
+    """Cross-field: every robust accuracy (each attack's, the worst case's) is at most the
+    clean accuracy, since an image counts as robust only if it is classified correctly clean
+    (evaluation/attack_runner.py: robust = clean_correct & correct); a file that says more
+    was edited."""
+    clean = _table(data, "clean", prefix, source, error).get("acc")
+    if not is_real(clean):
+        return
+    robust = {f"attacks.{name}.acc": att.get("acc")
+              for name, att in _table(data, "attacks", prefix, source, error).items()}
+    robust["worst_case.acc"] = _table(data, "worst_case", prefix, source, error).get("acc")
+    for field, acc in robust.items():
+        if is_real(acc) and acc > clean + _ACC_SLACK:
+            raise error(f"{source}: {prefix}{field}: expected at most {prefix}clean.acc "
+                        f"{clean:g} (an image counts as robust only if it is classified "
+                        f"correctly clean), got {acc:g}")
 
 
 def _table(data: Mapping[str, Any], name: str, prefix: str, source: str,

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robustlab.common.checks import check_int, is_integer
+from robustlab.common.checks import check_bool, check_int, is_integer
 from robustlab.data import roots
 from robustlab.data.containers import DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
 from robustlab.data.splitting import (
+    check_split_seed,
     make_splits_uint8,
     resolve_val_size,
     split_indices,
@@ -63,7 +64,8 @@ def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
     """
     size = _check_size(image_size)
     check_int("imagefolder max_per_class", max_per_class, 1, allow_none=True, error=DataError)
-    if download:
+    check_split_seed(split_seed)
+    if check_bool("imagefolder download", download, error=DataError):
         raise DataError("imagefolder: download=True is not supported (there is no official "
                         "mirror for an arbitrary image folder); place the files locally")
     base = _find_root(root)
@@ -105,17 +107,18 @@ def _list_layout(base: Path, classes: Any, max_per_class: int | None
                  ) -> tuple[dict[str, Path], dict[str, Any], list[str]]:
     """(split folders, files per split, class names) of `base`: train/ (+ val/, test/), or a
     single folder whose every sub-folder is a class, even one named val/ or test/ (then the
-    split folders are `{}`)."""
+    split folders are `{}`). val/ and test/ must hold train/'s class folders (labels come from
+    train/'s); every class folder used must hold images."""
     split_dirs = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
     if "train" not in split_dirs:
         split_dirs = {}
     train_dir = split_dirs.get("train", base)
     class_names = _select_classes(train_dir, classes)
-    files = {"train": _list_files(train_dir, class_names, max_per_class, require_all=True)}
+    files = {"train": _list_files(train_dir, class_names, max_per_class)}
     for split in ("val", "test"):
         if split in split_dirs:
-            files[split] = _list_files(split_dirs[split], class_names, max_per_class,
-                                       require_all=False)
+            _check_same_classes(split_dirs[split], train_dir, class_names)
+            files[split] = _list_files(split_dirs[split], class_names, max_per_class)
     return split_dirs, files, class_names
 
 
@@ -147,39 +150,70 @@ def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
 
 
+def _class_dirs(folder: Path) -> list[str]:
+    """The names of `folder`'s sub-folders (hidden ones aside), sorted."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _check_not_empty(folder: Path, names: list[str]) -> None:
+    """Refuse class folders without images: dropping one would silently renumber the labels of
+    the classes after it."""
+    empty = [n for n in names if not any(_is_image(p) for p in (folder / n).iterdir())]
+    if empty:
+        raise DataError(f"{folder}: class folder(s) {', '.join(empty)} hold no images; expected "
+                        f"images ({', '.join(EXTENSIONS)}) in every class folder (remove it, "
+                        f"or choose classes with classes=)")
+
+
 def _select_classes(folder: Path, classes: Any) -> list[str]:
-    available = sorted(d.name for d in folder.iterdir()
-                       if d.is_dir() and not d.name.startswith(".")
-                       and any(_is_image(p) for p in d.iterdir()))
-    if not available:
+    present = _class_dirs(folder)
+    if not any(any(_is_image(p) for p in (folder / n).iterdir()) for n in present):
         raise DataError(f"{folder}: expected class sub-folders holding images "
                         f"({', '.join(EXTENSIONS)}), found none")
     if classes is None:
-        return available
-    if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+        selected = present
+    elif isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
         raise DataError(f"imagefolder classes: expected a list of folder names, found "
                         f"{classes!r}")
-    missing = [c for c in classes if c not in available]
-    if missing or len(set(classes)) != len(classes) or len(classes) < 1:
-        raise DataError(f"imagefolder classes: expected distinct names among the class folders "
-                        f"of {folder} ({', '.join(available)}), found {list(classes)!r}"
-                        + (f" (missing: {', '.join(missing)})" if missing else ""))
-    return list(classes)
+    else:
+        missing = [c for c in classes if c not in present]
+        if missing or len(set(classes)) != len(classes) or len(classes) < 1:
+            raise DataError(f"imagefolder classes: expected distinct names among the class "
+                            f"folders of {folder} ({', '.join(present)}), found "
+                            f"{list(classes)!r}"
+                            + (f" (missing: {', '.join(missing)})" if missing else ""))
+        selected = list(classes)
+    _check_not_empty(folder, selected)
+    if len(selected) < 2:
+        raise DataError(f"{folder}: expected at least 2 classes, found {len(selected)} "
+                        f"({', '.join(selected)}); a classifier needs two")
+    return selected
 
 
-def _list_files(folder: Path, class_names: list[str], max_per_class: int | None, *,
-                require_all: bool) -> list[tuple[Path, int]]:
-    present = {d.name for d in folder.iterdir() if d.is_dir()}
+def _check_same_classes(folder: Path, train_dir: Path, class_names: list[str]) -> None:
+    """`folder` (val/ or test/) must hold a folder for each class used and no class folder that
+    train/ lacks: its labels are train/'s, so a renamed folder would mislabel images."""
+    present = _class_dirs(folder)
+    missing = [c for c in class_names if c not in present]
+    known = set(_class_dirs(train_dir))
+    extra = [c for c in present if c not in known]
+    if missing or extra:
+        found = "; ".join(part for part in (
+            f"missing: {', '.join(missing)}" if missing else "",
+            f"not in {train_dir.name}/: {', '.join(extra)}" if extra else "") if part)
+        raise DataError(f"{folder}: expected the class folders of {train_dir} "
+                        f"({', '.join(class_names)}), found {found}")
+    _check_not_empty(folder, class_names)
+
+
+def _list_files(folder: Path, class_names: list[str], max_per_class: int | None
+                ) -> list[tuple[Path, int]]:
     out: list[tuple[Path, int]] = []
     for label, name in enumerate(class_names):
-        if name not in present:
-            if require_all:
-                raise DataError(f"{folder}: expected a class folder {name!r}, found none")
-            continue
+        if not (folder / name).is_dir():
+            raise DataError(f"{folder}: expected a class folder {name!r}, found none")
         paths = sorted(p for p in (folder / name).iterdir() if _is_image(p))
         out += [(p, label) for p in paths[:max_per_class]]
-    if not out:
-        raise DataError(f"{folder}: expected images of the classes {class_names}, found none")
     return out
 
 

@@ -93,11 +93,18 @@ def _is_batch_list(data: tuple | list) -> bool:
 def _concat_batches(batches: Iterable, field: str) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for i, batch in enumerate(batches):
-        if not (isinstance(batch, (tuple, list)) and len(batch) >= 2):
+        if not isinstance(batch, (tuple, list)):
             raise DataError(f"{field}: batch {i} is a {type(batch).__name__}; expected "
                             "(x, y) pairs")
+        if len(batch) != 2:  # a third item (an index, a weight, a mask) would be dropped
+            raise DataError(f"{field}: expected (x, y) batches, got {len(batch)} items in "
+                            f"batch {i}")
         xs.append(_tensor(batch[0], f"{field} batch {i} x"))
         ys.append(_tensor(batch[1], f"{field} batch {i} y"))
+        if xs[i].shape[1:] != xs[0].shape[1:]:
+            raise DataError(f"{field} batch {i} x: images of shape {tuple(xs[i].shape[1:])}, "
+                            f"but batch 0's are {tuple(xs[0].shape[1:])}; expected one "
+                            "image shape")
     if not xs:
         raise DataError(f"{field}: the loader yielded no batches")
     return torch.cat(xs), torch.cat(ys)

@@ -17,7 +17,7 @@ from robustlab.data import checksums, idx, roots
 from robustlab.data import download as downloader
 from robustlab.data.containers import DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
-from robustlab.data.splitting import make_splits_uint8
+from robustlab.data.splitting import check_split_seed, make_splits_uint8
 from robustlab.registry import DATASETS
 
 FILES = {
@@ -67,6 +67,8 @@ def _load_idx_dataset(info: DatasetInfo, subdirs: tuple[str, ...], mirrors: tupl
                       val_size: int | float | None, split_seed: int, download: bool,
                       verify: bool) -> DatasetSplits:
     check_bool(f"{info.name} verify", verify, error=DataError)
+    check_bool(f"{info.name} download", download, error=DataError)
+    check_split_seed(split_seed)
     stems = [s for pair in FILES.values() for s in pair]
     folder, searched = roots.locate(
         info.name, root, subdirs=subdirs,
@@ -95,6 +97,9 @@ def _load_idx_dataset(info: DatasetInfo, subdirs: tuple[str, ...], mirrors: tupl
 def _check_pair(images: idx.IdxArray, labels: idx.IdxArray, info: DatasetInfo) -> None:
     n_img, h, w = images.array.shape
     n_lbl = labels.array.shape[0]
+    if n_img == 0:  # an empty test split would report no accuracy at all, silently
+        raise DataError(f"{images.path}: holds 0 images; expected at least one {info.name} "
+                        f"image in every split file")
     if n_img != n_lbl:
         raise DataError(f"count mismatch: {images.path} holds {n_img} images but "
                         f"{labels.path} holds {n_lbl} labels; expected equal counts")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustlab.common.checks import is_real
+from robustlab.common.checks import check_seed, is_real
 from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
 
@@ -35,6 +35,12 @@ def resolve_val_size(val_size: int | float | None, default: int | float, n_train
     return value
 
 
+def check_split_seed(split_seed: Any) -> int:
+    """`split_seed` as an int in [0, 2**63 - 1] (the range of every robustlab seed); a
+    `DataError` naming it otherwise (torch would silently accept -1 or True)."""
+    return check_seed("split_seed", split_seed, error=DataError)
+
+
 def split_indices(n: int, val_size: int, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(train_indices, val_indices), both sorted int64, disjoint, covering range(n)."""
     gen = torch.Generator().manual_seed(int(split_seed))
@@ -47,6 +53,7 @@ def split_indices(n: int, val_size: int, split_seed: int) -> tuple[torch.Tensor,
 def carve_val(train: ArraySplit, val_size: int, split_seed: int) -> tuple[ArraySplit, ArraySplit,
                                                                          dict[str, Any]]:
     """Split `train` into (train, val) and describe the split for `DatasetSplits.source`."""
+    split_seed = check_split_seed(split_seed)
     train_idx, val_idx = split_indices(len(train), val_size, split_seed)
     meta = _split_meta(val_size, split_seed, val_idx)
     if val_size == 0:
@@ -69,6 +76,7 @@ def make_splits_uint8(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarr
                       split_seed: int) -> DatasetSplits:
     """Like `make_splits`, for uint8 arrays: the split is done before the float conversion
     (4x less memory traffic), with exactly the same indices as `make_splits`."""
+    split_seed = check_split_seed(split_seed)
     images, labels = train
     n_val = resolve_val_size(val_size, default_val_size, len(labels), info.name)
     train_idx, val_idx = split_indices(len(labels), n_val, split_seed)
@@ -89,6 +97,7 @@ def make_splits(train: ArraySplit, test: ArraySplit, info: DatasetInfo, source: 
                 *, val_size: int | float | None, default_val_size: int | float,
                 split_seed: int) -> DatasetSplits:
     """Carve the validation split from `train` and assemble a `DatasetSplits`."""
+    split_seed = check_split_seed(split_seed)
     n_val = resolve_val_size(val_size, default_val_size, len(train), info.name)
     train, val, meta = carve_val(train, n_val, split_seed)
     return DatasetSplits(train=train, val=val, test=test, info=info, source={**source, **meta})

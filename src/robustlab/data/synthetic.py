@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from robustlab.common.checks import check_int, check_number
+from robustlab.common.checks import check_bool, check_int, check_number, check_seed
 from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
-from robustlab.data.splitting import make_splits
+from robustlab.data.splitting import check_split_seed, make_splits
 from robustlab.registry import DATASETS
 
 DEFAULT_VAL_FRACTION = 0.1
@@ -42,6 +42,9 @@ def load_synthetic(root: Any = None, *, val_size: int | float | None = None, spl
                               ("image height", h, 1), ("image width", w, 1)):
         check_int(f"synthetic {fname}", value, low, error=DataError)
     check_number("synthetic noise", noise, 0.0, error=DataError)
+    check_bool("synthetic download", download, error=DataError)  # accepted, nothing to fetch
+    check_seed("synthetic seed", seed, error=DataError)
+    check_split_seed(split_seed)
     gen = torch.Generator().manual_seed(int(seed))
     patterns = (torch.rand(num_classes, channels, h, w, generator=gen) > 0.5).float()
     train = _sample(patterns, n_train, float(noise), gen)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from robustlab.attacks import AttackError
 from robustlab.attacks.inputs import check_images
 from robustlab.attacks.norms import check_norm
-from robustlab.common.checks import check_number
+from robustlab.common.checks import check_l2_budget, check_number
 from robustlab.common.device import resolve_device
 from robustlab.common.threads import use_threads
 from robustlab.evaluation import metrics as M
@@ -83,7 +83,9 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str =
             the cores the load average leaves free, `common/threads.py`; default None
             leaves torch's setting alone).
 
-    Every input is checked before any compute: bad settings or data raise `EvalSettingsError`
+    Every input is checked before any compute: bad settings or data (as on the command line:
+    `n` beyond the samples, an L2 `eps` beyond sqrt(C*H*W), an `eps` / `norm` in
+    `attack_options`) raise `EvalSettingsError`
     (a device without CUDA `DeviceError`), and the model is run once on a few of the images
     (`check_model_for_evaluation`): a model whose output is not float logits `[N, K]` with K
     >= the largest label + 1 (== the classes of a named dataset), or is nan/inf, does not
@@ -94,9 +96,10 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str =
     settings = EvalSettings(attacks=tuple(attacks), eps=_as_float("eps", eps),
                             norm=check_norm(_norm_name(norm)), n=n, batch_size=batch_size,
                             seed=seed, audit=audit, curve_attack="pgd" if curve else None,
-                            attack_options=dict(attack_options or {})).validate()
+                            attack_options=_options_copy(attack_options)).validate()
     device = _device(model, device)
     x, y, num_classes = _as_data(x, y, data_dir)
+    _check_against_data(settings, x, "x" if num_classes is None else "the dataset")
     x = x.to(input_dtype(model))  # a float64 model sees float64 images
     check_model_for_evaluation(model, x, y, settings, num_classes=num_classes)
     with use_threads(threads, say=_warn) if threads is not None else contextlib.nullcontext():
@@ -107,6 +110,27 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str =
         n=details["n"], clean_acc=details["clean"]["acc"],
         robust_acc={k: v["acc"] for k, v in details["attacks"].items()},
         worst_case_acc=details["worst_case"]["acc"], correct=correct, details=details)
+
+
+def _options_copy(options: Any) -> Any:
+    """A copy of `attack_options` (None: {}); anything but a dict is left for
+    `EvalSettings.validate` to refuse with its one line."""
+    if options is None:
+        return {}
+    if isinstance(options, dict):
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in options.items()}
+    return options
+
+
+def _check_against_data(settings: EvalSettings, x: Tensor, where: str) -> None:
+    """The checks the command line makes against the data (`experiments.evaluate_runs`):
+    `n` within the samples, an L2 budget within the image cube's diameter sqrt(C*H*W)."""
+    if settings.n is not None and settings.n > len(x):
+        raise EvalSettingsError(f"n: {settings.n} exceeds the {len(x)} samples of {where}; "
+                                f"expected at most {len(x)} (or n=None for all of them)")
+    if settings.norm == "l2":
+        check_l2_budget("eps", settings.eps, x[0].numel(), where=where,
+                        error=EvalSettingsError)
 
 
 def _warn(line: str) -> None:

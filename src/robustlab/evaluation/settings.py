@@ -26,6 +26,33 @@ class EvalSettingsError(ValueError):
     """An invalid evaluation setting; the message names the field, the value and what is allowed."""
 
 
+# Options no attack of an evaluation may take: the evaluation's budget is `eps` / `norm` (a
+# per-attack eps would attack outside the ball the result file records; out-of-ball examples
+# then count as clean, so robustness would be overstated).
+BUDGET_OPTIONS = ("eps", "norm")
+
+
+def _check_attack_options(options: Any, names: list[str]) -> None:
+    """`attack_options`: a dict {attack name: {option: value}} for evaluated attacks, with no
+    budget option (eps / norm are the evaluation's own settings)."""
+    if not isinstance(options, dict):
+        raise EvalSettingsError(f"attack_options: expected a dict {{attack name: {{option: "
+                                f"value}}}}, got a {type(options).__name__}")
+    unknown = sorted(set(options) - set(names), key=str)
+    if unknown:
+        raise EvalSettingsError(f"attack_options: options for attack(s) {unknown} that are "
+                                f"not evaluated ({names})")
+    for name, opts in options.items():
+        if not isinstance(opts, dict):
+            raise EvalSettingsError(f"attack_options.{name}: expected a dict {{option: value}}, "
+                                    f"got a {type(opts).__name__}")
+        for key in (k for k in BUDGET_OPTIONS if k in opts):
+            raise EvalSettingsError(
+                f"attack_options.{name}.{key}: expected no per-attack {key}, got "
+                f"{opts[key]!r}; the budget is the evaluation's, one for every attack: use "
+                f"--{key} (robustlab.evaluate: {key}=)")
+
+
 @dataclass(frozen=True)
 class EvalSettings:
     """Evaluation settings. `attacks` are registry names (checked in `validate`).
@@ -98,10 +125,7 @@ class EvalSettings:
         if any(not isinstance(f, (int, float)) or f < 0 for f in self.curve_factors):
             raise EvalSettingsError(f"curve_factors: expected numbers >= 0, "
                                     f"got {list(self.curve_factors)}")
-        unknown = sorted(set(self.attack_options) - set(names))
-        if unknown:
-            raise EvalSettingsError(f"attack_options: options for attack(s) {unknown} that are "
-                                    f"not evaluated ({names})")
+        _check_attack_options(self.attack_options, names)
         return self
 
     @property

@@ -50,7 +50,8 @@ def evaluate_user_model(spec: str, *, dataset: str | None, weights: str | None,
                           "e.g. 0.3 for MNIST, 8/255 = 0.031 for CIFAR-10)")
     try:
         evs = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS, eps=float(eps),
-                           norm=(norm or "linf").lower(), **settings).validate()
+                           norm=("linf" if norm is None else norm).lower(),
+                           **settings).validate()
         build_attacks(evs)
     except (EvalSettingsError, AttackError) as err:
         raise ConfigError(str(err)) from None

@@ -98,12 +98,18 @@ def _settings(run: str, cfg: dict[str, Any], *, attacks: list[str], eps: float |
                              "pass --eps (e.g. 0.3 for MNIST, 0.1 Fashion-MNIST)")
     try:
         settings = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS,
-                                eps=float(run_eps), norm=norm or cfg.get("norm", "linf"), n=n,
+                                eps=float(run_eps), norm=_run_norm(norm, cfg), n=n,
                                 batch_size=batch_size, seed=seed, **extra).validate()
         build_attacks(settings)
     except (EvalSettingsError, AttackError) as err:
         raise ConfigError(str(err)) from None
     return settings
+
+
+def _run_norm(norm: str | None, cfg: dict[str, Any]) -> str:
+    """--norm as given (an empty one is refused by the settings' check, not replaced), else
+    the norm the run was trained under."""
+    return cfg.get("norm", "linf") if norm is None else norm
 
 
 def _lock_run(locks: contextlib.ExitStack, folder: Any) -> None:

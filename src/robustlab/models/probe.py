@@ -6,7 +6,8 @@ compute, so that a model robustlab cannot use is refused with one line instead o
 same messages. It checks, on the first `PROBE_SIZE` images: the parameters are float32 or
 float64; the forward pass runs; the output is a float tensor `[n, K]` (not a tuple, dict or
 1-D tensor) with K == the data's number of classes (`exact`) or K >= it; the logits are
-finite; optionally that they depend on the input (a constant model measures nothing) and that
+finite (half-precision logits are accepted with a `RuntimeWarning`, as the attacks accept
+them); optionally that they depend on the input (a constant model measures nothing) and that
 they are differentiable with respect to it (gradient attacks need that). The model runs in
 eval mode and under a forked RNG, so the probe changes no mode, buffer or random number of
 what follows.
@@ -15,6 +16,7 @@ what follows.
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import torch
@@ -127,7 +129,19 @@ def _check_logits(out: Any, n: int, num_classes: int | None, exact: bool) -> int
         raise UserModelError(f"model output: the logits of the first {n} images contain "
                              f"nan/inf ({int((~finite).sum())} of {out.numel()} values); check "
                              "the weights and the input normalisation")
+    _warn_low_precision(out)
     return k
+
+
+def _warn_low_precision(out: Tensor) -> None:
+    """Half-precision logits are accepted, as the attacks accept them (`attacks.inputs.
+    check_logits`), with a warning: their losses and gradients carry ~3 significant digits."""
+    if out.dtype in (torch.float16, torch.bfloat16):
+        warnings.warn(
+            f"model output: the logits are {out.dtype}; attacks compute their losses and "
+            "gradients from them at that precision (about 3 significant digits), which can "
+            "weaken them; return float32 logits (e.g. out.float() in forward)",
+            RuntimeWarning, stacklevel=2)
 
 
 def _check_depends_on_input(model: nn.Module, batch: Tensor, out: Tensor) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
 from robustlab.common.user_code import describe_failure, import_file, user_import_path
 from robustlab.models.normalize import Normalize
@@ -41,8 +42,10 @@ def load_user_model(spec: str, *, weights: str | None = None,
                     normalize: tuple[Sequence[float], Sequence[float]] | None = None,
                     device: str | torch.device = "cpu") -> nn.Module:
     """The model named by `spec` ("PATH.py:FACTORY" or a TorchScript file), in eval mode on
-    `device`, with `weights` loaded (strictly: every key must match) and, if given,
-    `normalize = (mean, std)` per channel applied first."""
+    `device` ("cpu", "cuda[:N]" or "auto"; another name raises `DeviceError` first), with
+    `weights` loaded (strictly: every key must match) and, if given, `normalize = (mean,
+    std)` per channel applied first."""
+    device = resolve_device(str(device))  # a bad name: one DeviceError line, before any import
     path, _, factory_name = spec.partition(":")
     file = Path(path)
     if not file.is_file():

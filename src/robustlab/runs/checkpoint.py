@@ -104,10 +104,25 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
     write_safetensors(path, tensors, metadata)
 
 
-def load_state(path: str | Path) -> dict[str, Any]:
+RUN_CONFIG_KEY = "run_config_sha256"
+
+
+def load_state(path: str | Path, *, run_config_sha256: str | None = None) -> dict[str, Any]:
     """Read a file written by `save_state`; WeightsError if it is damaged: unreadable, or its
-    digest does not match its contents (checkpoints written before digests: not checked)."""
-    path = Path(path)
+    digest does not match its contents (checkpoints written before digests: not checked).
+
+    `run_config_sha256`: the digest of the run this checkpoint should belong to; a state that
+    records another (`RUN_CONFIG_KEY`) is refused (checkpoints written before: not checked)."""
+    state = _read_state(Path(path))
+    recorded = state.get(RUN_CONFIG_KEY) if isinstance(state, dict) else None
+    if run_config_sha256 is not None and recorded is not None and recorded != run_config_sha256:
+        raise WeightsError(f"checkpoint {path}: written by another run (its run-config SHA-256 "
+                           f"{str(recorded)[:12]}... is not this run's {run_config_sha256[:12]}..."
+                           f", from config.json); {_NO_RESUME}")
+    return state
+
+
+def _read_state(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}

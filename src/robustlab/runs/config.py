@@ -29,6 +29,12 @@ NORMS = ("linf", "l2")
 AUGMENTS = ("auto", "none", "crop-flip")
 MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 AMP_MODES = ("off", "bf16")
+# Upper bounds of the counts, far above any real run but below what overflows or never ends:
+# 100,000 epochs is years of CIFAR-10 adversarial training (a typo such as 2**70 would run
+# forever); 2**20 (about a million) images per batch is more than every built-in training set
+# holds (a batch larger than the set is the whole set) and 12 GiB of CIFAR-10 floats per step.
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 2**20
 
 
 @dataclass
@@ -133,8 +139,8 @@ class TrainConfig:
 
     def _validate_numbers(self) -> None:
         """Counts, seed, threads, rates and the budget: types and ranges."""
-        _check_int(self, "epochs", 1)
-        _check_int(self, "batch_size", 1)
+        _check_int(self, "epochs", 1, MAX_EPOCHS)
+        _check_int(self, "batch_size", 1, MAX_BATCH_SIZE)
         _check_int(self, "seed", 0)
         check_seed("seed", self.seed, error=ConfigError)  # torch.manual_seed's range
         if self.val_size is not None:
@@ -254,8 +260,8 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_int(cfg: TrainConfig, fname: str, low: int) -> None:
-    check_int(fname, getattr(cfg, fname), low, error=ConfigError)
+def _check_int(cfg: TrainConfig, fname: str, low: int, high: int | None = None) -> None:
+    check_int(fname, getattr(cfg, fname), low, high, error=ConfigError)
 
 
 # Field types checked first by `validate` (numbers and integers by `_check_number` /

@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
+import json
 import os
 import platform
 import shutil
@@ -92,6 +94,13 @@ class RunFolder:
     def read_config(self) -> dict[str, Any]:
         """The `train` table of config.json; RunFolderError if missing or damaged."""
         return self._config_file()["train"]
+
+    def config_digest(self) -> str:
+        """SHA-256 of the `train` table without the resume-free fields: what binds a checkpoint
+        to the run that wrote it (a copied checkpoint comes with another run's digest)."""
+        table = {k: v for k, v in self.read_config().items() if k not in _RESUME_FREE_FIELDS}
+        text = json.dumps(table, sort_keys=True, default=repr)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def _config_file(self) -> dict[str, Any]:
         """config.json as a whole, with its `train` object checked."""

@@ -7,6 +7,7 @@ else — data order, learning rate, logging, checkpoints, resume — is the same
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,16 @@ from robustlab.common.inference import accuracy
 from robustlab.common.seeding import epoch_seed, seed_everything
 from robustlab.data import DatasetSplits
 from robustlab.data.in_memory import CUSTOM
-from robustlab.runs.checkpoint import load_state, save_state, save_weights
+from robustlab.runs.checkpoint import RUN_CONFIG_KEY, load_state, save_state, save_weights
 from robustlab.runs.config import TrainConfig
-from robustlab.runs.folder import CHECKPOINT, WEIGHTS, RunFolder, claim_run_folder
+from robustlab.runs.folder import (
+    CHECKPOINT,
+    METRICS,
+    WEIGHTS,
+    RunFolder,
+    RunFolderError,
+    claim_run_folder,
+)
 from robustlab.training.callbacks import Callback
 from robustlab.training.distributed import (
     DistContext,
@@ -91,6 +99,9 @@ def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume:
             if dist.is_main:
                 run.finish()  # a kill after the summary may have left the checkpoint
             return RunResult(run.path, run.read_summary(), run.read_metrics())
+        if resume and not resuming and dist.is_main:
+            print(f"warning: nothing to resume at {target}: starting a new run",
+                  file=sys.stderr)
         return _run_epochs(cfg, device, dist, run, resuming, callbacks, injected)
 
 
@@ -126,12 +137,7 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
     if cfg.compile:  # only the training forward is compiled; checkpoints keep plain names
         train_model = torch.compile(train_model)
 
-    metrics: list[dict[str, Any]] = []
-    start_epoch, digest = 0, None
-    if resuming and run.file(CHECKPOINT).is_file():
-        metrics, start_epoch = _restore(run.file(CHECKPOINT), parts)
-        if dist.is_main:  # a kill may have come between the checkpoint and these files
-            digest = _publish(run, model, metrics, start_epoch, cfg)
+    metrics, start_epoch, digest = _resume_point(cfg, dist, run, parts, resuming)
     for epoch in range(start_epoch, cfg.epochs):
         if metrics and metrics[-1].get("non_finite_loss"):
             break  # the loss diverged: more epochs cannot bring it back
@@ -156,9 +162,35 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
     return RunResult(run.path, summary, metrics, model.eval())
 
 
-def _restore(path: Path, parts: Components) -> tuple[list[dict[str, Any]], int]:
-    """Model, optimizer and method state from a checkpoint; returns (metrics, epochs done)."""
-    state = load_state(path)
+def _resume_point(cfg: TrainConfig, dist: DistContext, run: RunFolder, parts: Components,
+                  resuming: bool) -> tuple[list[dict[str, Any]], int, str | None]:
+    """(metrics so far, epochs done, weights digest): the checkpoint's when resuming from one,
+    else a fresh start -- said on stderr when the folder records finished epochs."""
+    if resuming and run.file(CHECKPOINT).is_file():
+        metrics, start_epoch = _restore(run, parts)
+        digest = None
+        if dist.is_main:  # a kill may have come between the checkpoint and these files
+            digest = _publish(run, parts.model, metrics, start_epoch, cfg)
+        return metrics, start_epoch, digest
+    if resuming and dist.is_main and run.file(METRICS).is_file() and _recorded_epochs(run):
+        print(f"warning: resuming {run.path}: its {CHECKPOINT} is missing, so training restarts "
+              f"from epoch 0 and its {METRICS} ({_recorded_epochs(run)} finished epoch(s)) "
+              "will be overwritten", file=sys.stderr)
+    return [], 0, None
+
+
+def _recorded_epochs(run: RunFolder) -> str:
+    """How many epochs metrics.jsonl records, as text ("" for none; "some" if damaged)."""
+    try:
+        return str(len(run.read_metrics()) or "")
+    except RunFolderError:
+        return "some"
+
+
+def _restore(run: RunFolder, parts: Components) -> tuple[list[dict[str, Any]], int]:
+    """Model, optimizer and method state from the run's checkpoint, which must have been
+    written by this run (its config digest); returns (metrics, epochs done)."""
+    state = load_state(run.file(CHECKPOINT), run_config_sha256=run.config_digest())
     parts.model.load_state_dict(state["model"])
     parts.optimizer.load_state_dict(state["optimizer"])
     parts.method.load_state_dict(state["method"])
@@ -222,7 +254,8 @@ def _train_epoch(cfg: TrainConfig, ctx: TrainContext, parts: Components,
 def _checkpoint(run: RunFolder, model, optimizer, method, metrics, epoch: int,
                 cfg: TrainConfig) -> str:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "method": method.state_dict(), "metrics": metrics, "epoch": epoch}
+             "method": method.state_dict(), "metrics": metrics, "epoch": epoch,
+             RUN_CONFIG_KEY: run.config_digest()}  # binds the checkpoint to this run
     save_state(run.file(CHECKPOINT), state)  # one file, one rename: weights+state agree
     return _publish(run, model, metrics, epoch, cfg)
 
