@@ -86,6 +86,25 @@ def test_plain_folder_report_shows_both_sections_and_figures(results, tmp_path):
     assert "figures/fig7_certified_radius.png" in listed
 
 
+@pytest.mark.parametrize("pattern", ["transfer-*.json", "certify-sigma*.json"])
+def test_an_edited_study_file_is_refused_by_the_report(results, tmp_path, pattern):
+    """Study files carry a sha256 of their contents, as eval files do: a number edited after
+    robustlab wrote it is one line naming the file, and no report is written."""
+    from robustlab.common.files import FileFormatError
+
+    root, _ = results
+    dest = _copy(root, tmp_path, studies=True)
+    path = next(dest.rglob(pattern))
+    data = json.loads(path.read_text())
+    assert len(data["sha256"]) == 64
+    data["edited"] = True
+    path.write_text(json.dumps(data))
+    with pytest.raises(FileFormatError, match="was edited after robustlab wrote it.*rerun the "
+                                              "study"):
+        write_report(dest)
+    assert not (dest / "report.md").exists()
+
+
 def test_a_study_model_that_did_not_learn_is_marked_not_a_finding(results, tmp_path):
     root, transfer = results
     dest = _copy(root, tmp_path, studies=True)

@@ -38,14 +38,18 @@ def with_digest(data: dict[str, Any]) -> dict[str, Any]:
     return {**plain, DIGEST_FIELD: json_digest(plain)}
 
 
-def check_digest(data: Any, source: str) -> Any:
-    """Return `data`; DigestError (naming `source`) when its `sha256` field does not match its
-    contents. A file without the field (written before digests existed) passes."""
+EVAL_REDO = ("recompute it with `robustlab evaluate RUN --overwrite`, or delete it and rerun "
+             "`robustlab reproduce`")
+
+
+def check_digest(data: Any, source: str, redo: str = EVAL_REDO) -> Any:
+    """Return `data`; DigestError (naming `source`, and `redo`: how to make it again) when its
+    `sha256` field does not match its contents. A file without the field (written before
+    digests existed) passes."""
     if not isinstance(data, dict) or DIGEST_FIELD not in data:
         return data
     if data[DIGEST_FIELD] != json_digest(data):
         raise DigestError(f"{source}: was edited after robustlab wrote it (its contents do not "
                           f"match the SHA-256 in its '{DIGEST_FIELD}' field), so its numbers are "
-                          "not robustlab's: recompute it with `robustlab evaluate RUN "
-                          "--overwrite`, or delete it and rerun `robustlab reproduce`")
+                          f"not robustlab's: {redo}")
     return data

@@ -25,6 +25,7 @@ from robustlab.certification.smoothing import print_progress
 from robustlab.common.allocator import tune_malloc
 from robustlab.common.checks import check_int
 from robustlab.common.device import resolve_device
+from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write, atomic_write_json, read_json
 from robustlab.experiments.evaluate_runs import (
@@ -113,7 +114,7 @@ def certify_run(run: str, *, sigma: float | None = None, images: int | None = 50
     result = build_result(rows, chosen, seconds=seconds, trained=trained, device=str(dev))
     result["run"] = run_facts(loaded.folder.path, loaded.cfg.to_dict())
     result["training"] = training_facts(loaded.folder)
-    atomic_write_json(path, result)
+    atomic_write_json(path, with_digest(result))  # the report checks its sha256
     if figure:
         write_figure(path.with_suffix(".png"), result)
     print(format_summary(result, run, path))

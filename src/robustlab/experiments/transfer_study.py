@@ -26,6 +26,7 @@ from robustlab.common.checks import (
     check_seed,
 )
 from robustlab.common.device import resolve_device
+from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
 from robustlab.evaluation.transfer_matrix import (
@@ -201,7 +202,7 @@ def run_transfer_study(runs: list[str | Path], *, out: str | Path | None = None,
     seconds = time.perf_counter() - start
     result = build_result(matrix, infos, settings, images=images, seconds=seconds,
                           device=str(dev), ensemble=ensemble)
-    atomic_write_json(path, result)
+    atomic_write_json(path, with_digest(result))  # the report checks its sha256
     print(format_summary(result, path))
     if figure:
         from robustlab.reporting.fig_transfer import write_transfer_figure

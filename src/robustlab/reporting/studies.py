@@ -15,6 +15,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
+from robustlab.common.digest import check_digest
 from robustlab.common.files import read_json
 from robustlab.reporting.fig_transfer import (
     ENSEMBLE_LABEL,
@@ -57,6 +58,10 @@ def transfer_files(root: Path, experiment: dict[str, Any] | None) -> list[Path]:
     return sorted(files)
 
 
+STUDY_REDO = ("rerun the study that wrote it with --overwrite (robustlab transfer / certify), "
+              "or delete it and rerun `robustlab reproduce`")
+
+
 def certify_files(root: Path, experiment: dict[str, Any] | None) -> list[Path]:
     """RUN/certify-sigma*.json of every run folder, and DIR/studies/certify-*.json."""
     files = set((root / "studies").glob("certify-*.json"))
@@ -71,7 +76,7 @@ def _load(paths: list[Path], accept) -> list[tuple[Path, dict[str, Any]]]:
     """(path, dict) of the files whose content `accept` recognises (others are skipped)."""
     out = []
     for p in paths:
-        data = read_json(p)  # FileFormatError names a damaged file
+        data = check_digest(read_json(p), str(p), STUDY_REDO)  # damaged or edited: one line
         if isinstance(data, dict) and accept(data):
             out.append((p, data))
     return out
