@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from test_faults import train_args  # the fault tests' tiny run
 
 from robustlab.cli import main
 from robustlab.common.digest import DIGEST_FIELD, DigestError, check_digest, with_digest
@@ -25,14 +26,6 @@ from robustlab.evaluation import EvalSettings
 from robustlab.experiments.evaluate_runs import read_cached
 from robustlab.reporting.collect import load_records
 from robustlab.runs.checkpoint import STATE_DIGEST_KEY, WeightsError, load_state, save_state
-
-
-def train_args(out: Path, seed: int = 0) -> list[str]:  # as tests/test_faults.py
-    return ["train", "--dataset", "synthetic", "--model", "lenet5", "--method", "pgd-at",
-            "--eps", "0.1", "--opt", "k=2", "--epochs", "2", "--batch-size", "32", "--lr", "0.05",
-            "--set", "dataset_options={n_train: 192, n_test: 64}", "--seed", str(seed),
-            "--recipe", "none", "--no-progress", "--threads", "1", "--device", "cpu",
-            "--out", str(out)]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from test_faults import train_args  # the fault tests' tiny run
 
 from robustlab.cli import main
 from robustlab.common.files import atomic_write_json
@@ -27,14 +28,6 @@ from robustlab.runs import checkpoint
 from robustlab.runs.checkpoint import write_safetensors
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustlab"
-
-
-def train_args(out: Path, seed: int = 0) -> list[str]:  # as tests/test_faults.py
-    return ["train", "--dataset", "synthetic", "--model", "lenet5", "--method", "pgd-at",
-            "--eps", "0.1", "--opt", "k=2", "--epochs", "2", "--batch-size", "32", "--lr", "0.05",
-            "--set", "dataset_options={n_train: 192, n_test: 64}", "--seed", str(seed),
-            "--recipe", "none", "--no-progress", "--threads", "1", "--device", "cpu",
-            "--out", str(out)]
 
 
 def _mount(folder: Path, size: str, *, remount: bool = False) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ argument, the value and what is expected)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from typing import Any
@@ -13,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks.errors import AttackError
+from robustlab.common.inference import first_float_tensor
 
 _PROB_TOL = 1e-4  # rows within this of summing to 1 (and all in [0, 1]) look like probabilities
 
@@ -114,13 +114,13 @@ def compute_dtype(model: nn.Module, x: Tensor) -> torch.dtype:
     """The dtype an attack on `model` computes in: that of the model's first floating
     parameter (or buffer), which must be float32 or float64; for a model without any, x's
     dtype, at least float32. (float16 / bfloat16 inputs are fine: they are cast to it.)"""
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        if t.is_floating_point():
-            if t.dtype not in (torch.float32, torch.float64):
-                raise AttackError(
-                    f"model: its parameters are {t.dtype}; attacks compute in the model's "
-                    "dtype and need float32 or float64 (eps-balls and steps of a few /255 are "
-                    "lost in a 8-11 bit mantissa): pass model.float(), or use torch.autocast"
-                )
-            return t.dtype
-    return torch.promote_types(x.dtype, torch.float32)
+    t = first_float_tensor(model)
+    if t is None:
+        return torch.promote_types(x.dtype, torch.float32)
+    if t.dtype not in (torch.float32, torch.float64):
+        raise AttackError(
+            f"model: its parameters are {t.dtype}; attacks compute in the model's "
+            "dtype and need float32 or float64 (eps-balls and steps of a few /255 are "
+            "lost in a 8-11 bit mantissa): pass model.float(), or use torch.autocast"
+        )
+    return t.dtype

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
 
 from robustlab.common.modes import eval_mode
+
+
+def first_float_tensor(model: nn.Module) -> torch.Tensor | None:
+    """The model's first floating-point parameter or buffer (None when it has none): what
+    decides the dtype and device the model computes in."""
+    return next((t for t in itertools.chain(model.parameters(), model.buffers())
+                 if t.is_floating_point()), None)
 
 
 @torch.no_grad()

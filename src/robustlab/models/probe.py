@@ -15,13 +15,13 @@ what follows.
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from robustlab.common.inference import first_float_tensor
 from robustlab.common.modes import eval_mode
 from robustlab.models.user import UserModelError
 
@@ -58,24 +58,22 @@ def check_model_on_data(model: nn.Module, x: Tensor, *, num_classes: int | None 
 
 def input_dtype(model: nn.Module) -> torch.dtype:
     """The dtype to give `model` its images in: float64 for a float64 model, else float32."""
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        if t.is_floating_point():
-            return torch.float64 if t.dtype == torch.float64 else torch.float32
-    return torch.float32
+    t = first_float_tensor(model)
+    return torch.float64 if t is not None and t.dtype == torch.float64 else torch.float32
 
 
 def _parameter_dtype_and_device(model: nn.Module, x: Tensor) -> tuple[torch.dtype, Any]:
     """The dtype and device the model computes in: those of its first floating parameter or
     buffer (x's for a model without any). Half precision is refused."""
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        if t.is_floating_point():
-            if t.dtype not in (torch.float32, torch.float64):
-                raise UserModelError(
-                    f"model: its parameters are {t.dtype}; expected float32 or float64 (attacks "
-                    "and training steps of a few /255 are lost in a half-precision mantissa): "
-                    "pass model.float(); for mixed precision use torch.autocast / amp")
-            return t.dtype, t.device
-    return x.dtype, x.device
+    t = first_float_tensor(model)
+    if t is None:
+        return x.dtype, x.device
+    if t.dtype not in (torch.float32, torch.float64):
+        raise UserModelError(
+            f"model: its parameters are {t.dtype}; expected float32 or float64 (attacks "
+            "and training steps of a few /255 are lost in a half-precision mantissa): "
+            "pass model.float(); for mixed precision use torch.autocast / amp")
+    return t.dtype, t.device
 
 
 def _forked_rng(device: Any) -> Any:
