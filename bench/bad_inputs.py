@@ -67,8 +67,8 @@ def _stop(*args: Any, **kwargs: Any) -> None:
 
 CUTS = {  # module attribute -> what it cuts off
     "robustlab.training.loop._train_epoch": "train: the first epoch",
-    "robustlab.experiments.evaluate_runs.evaluate_loaded_run": "evaluate RUN: the attacks",
-    "robustlab.experiments.certify.certify_images": "certify: the sampling",
+    "robustlab.evaluation.runs.evaluate_loaded_run": "evaluate RUN: the attacks",
+    "robustlab.certification.study.certify_images": "certify: the sampling",
     "robustlab.experiments.runner.run_on_workers": "reproduce: the jobs",
 }
 

@@ -13,7 +13,7 @@ measured in the same rounds (< 1 = faster) and its largest gradient difference:
 - `2 workers x 1 thread`: the batch split in two halves run by two Python threads with one
   torch thread each (inter-op instead of intra-op parallelism);
 - `robustlab CPUKernels`: the pass as robustlab's attacks run it on the CPU
-  (`robustlab.attacks.cpu_kernels`: a 1-input-channel convolution's input gradient as a
+  (`robustlab.accel.cpu_kernels`: a 1-input-channel convolution's input gradient as a
   matrix product over kernel taps or a depthwise convolution, 2x2 max-pooling as compiled
   loops that also take over the backward mask of a ReLU right before them);
 - `max-pool in channels_last`: pooling inputs converted to channels_last (ATen's NCHW max-pool
@@ -188,4 +188,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from robustlab.accel import tune_process
+
+    tune_process()  # as the robustlab command does at its start
     main()

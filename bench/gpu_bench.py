@@ -92,4 +92,7 @@ def _save(res: dict[str, object], path: str) -> None:
 
 
 if __name__ == "__main__":
+    from robustlab.accel import tune_process
+
+    tune_process()  # as the robustlab command does at its start
     main()

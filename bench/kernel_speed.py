@@ -1,4 +1,4 @@
-"""robustlab's CPU kernels (`robustlab.attacks.cpu_kernels`) against PyTorch's, shape by shape.
+"""robustlab's CPU kernels (`robustlab.accel.cpu_kernels`) against PyTorch's, shape by shape.
 
     .venv/bin/python bench/kernel_speed.py [--repeats 11]
 
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from attack_speed import timed  # same interleaved-median timing as the attack bench
 
-from robustlab.attacks import cpu_kernels
-from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.accel import cpu_kernels
+from robustlab.accel.cpu_kernels import CPUKernels
 
 # (batch, output channels, kernel, padding, image side) of 1-input-channel convolutions
 CONV_SHAPES = [(256, 6, 5, 2, 28), (256, 12, 5, 2, 28), (256, 32, 5, 2, 28),
@@ -115,4 +115,7 @@ def main() -> None:
             torch.relu(torch.randn(n, c, side, side)), args.repeats, {"compiled": {}})
 
 if __name__ == "__main__":
+    from robustlab.accel import tune_process
+
+    tune_process()  # as the robustlab command does at its start
     main()

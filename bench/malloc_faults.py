@@ -1,5 +1,5 @@
 """Page faults and speed of CPU input-gradient passes with and without `tune_malloc`
-(common/allocator.py), each in a fresh interpreter (the setting is per process, set once).
+(accel/allocator.py), each in a fresh interpreter (the setting is per process, set once).
 
     python bench/malloc_faults.py [--passes 20] [--batch 128]
 
@@ -19,7 +19,7 @@ import textwrap
 
 PROBE = textwrap.dedent("""
     import json, resource, statistics, sys, time, torch
-    from robustlab.common.allocator import tune_malloc
+    from robustlab.accel.allocator import tune_malloc
     from robustlab.models import create_model
     from robustlab.training.methods import perturb
     passes, batch = int(sys.argv[1]), int(sys.argv[2])

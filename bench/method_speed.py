@@ -86,4 +86,7 @@ def _summary(rounds: list[dict], method: str, kernels: bool) -> str:
 
 
 if __name__ == "__main__":
+    from robustlab.accel import tune_process
+
+    tune_process()  # as the robustlab command does at its start
     main()

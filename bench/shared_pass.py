@@ -16,8 +16,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from robustlab.attacks.cpu_kernels import CPUKernels
-from robustlab.common.allocator import tune_malloc
+from robustlab.accel.allocator import tune_malloc
+from robustlab.accel.cpu_kernels import CPUKernels
 from robustlab.models import create_model
 
 

@@ -72,4 +72,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from robustlab.accel import tune_process
+
+    tune_process()  # as the robustlab command does at its start
     main()

@@ -18,7 +18,8 @@ PACKAGE = SRC / "robustlab"
 
 # Lowest first. A module belongs to the first layer with a prefix that matches its name.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("robustlab", "robustlab.registry", "robustlab.plugins", "robustlab.common"),
+    ("robustlab", "robustlab.registry", "robustlab.plugins", "robustlab.common",
+     "robustlab.accel"),
     # run records: the folder and its safetensors files (the autoencoder defense reads them)
     ("robustlab.runs", "robustlab.runs.folder", "robustlab.runs.checkpoint"),
     ("robustlab.data", "robustlab.models", "robustlab.attacks", "robustlab.defenses"),

@@ -225,7 +225,7 @@ def gauss_run(mnist_root, tmp_path_factory):
 
 
 def test_certify_run_writes_json_and_refuses_overwrite(gauss_run, mnist_root, capsys):
-    from robustlab.experiments.certify import certify_run
+    from robustlab.certification.study import certify_run
     from robustlab.runs.folder import RunFolderError
 
     run = str(gauss_run.run_dir)
@@ -271,7 +271,7 @@ def test_certify_cli_checks_before_compute(gauss_run, mnist_root, tmp_path, caps
 
 
 def test_certify_needs_sigma_for_a_run_not_trained_with_noise(mnist_root, tmp_path):
-    from robustlab.experiments.certify import certify_run
+    from robustlab.certification.study import certify_run
     from robustlab.training import TrainConfig, train
 
     run = tmp_path / "std"

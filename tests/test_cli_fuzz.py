@@ -137,7 +137,7 @@ def test_train_arguments_never_traceback_nor_leave_a_partial_run(flags, switches
 @FUZZ
 @given(flags=_flag_lists(EVAL_VALUES))
 def test_evaluate_arguments_never_traceback(flags, tiny_run, tmp_path, monkeypatch):
-    monkeypatch.setattr("robustlab.experiments.evaluate_runs.evaluate_loaded_run", _stop)
+    monkeypatch.setattr("robustlab.evaluation.runs.evaluate_loaded_run", _stop)
     out = tmp_path / "eval-fuzz.json"
     out.unlink(missing_ok=True)
     outcome, _ = run_cli(["evaluate", str(tiny_run), *flags, "--out", str(out)])

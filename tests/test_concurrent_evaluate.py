@@ -25,7 +25,7 @@ _ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 _GATED_EVALUATE = """
 import sys, time
 from pathlib import Path
-from robustlab.experiments import evaluate_runs as E
+from robustlab.evaluation import runs as E
 gate = Path(sys.argv[1])
 real = E._evaluate_plans
 def gated(*args, **kwargs):

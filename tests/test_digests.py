@@ -23,7 +23,7 @@ from robustlab.cli import main
 from robustlab.common.digest import DIGEST_FIELD, DigestError, check_digest, with_digest
 from robustlab.common.files import atomic_write_json, read_json
 from robustlab.evaluation import EvalSettings
-from robustlab.experiments.evaluate_runs import read_cached
+from robustlab.evaluation.runs import read_cached
 from robustlab.reporting.collect import load_records
 from robustlab.runs.checkpoint import STATE_DIGEST_KEY, WeightsError, load_state, save_state
 

@@ -14,8 +14,8 @@ import robustlab
 from robustlab.attacks import AttackError, create
 from robustlab.cli import main
 from robustlab.common.device import DeviceError
+from robustlab.evaluation.runs import _settings
 from robustlab.evaluation.settings import EvalSettings, EvalSettingsError
-from robustlab.experiments.evaluate_runs import _settings
 from robustlab.models.probe import check_model_on_data
 from robustlab.models.user import load_user_model
 from robustlab.training import ConfigError

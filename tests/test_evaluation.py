@@ -161,7 +161,7 @@ def test_masked_toy_model_is_flagged():
 
 
 def test_evaluate_runs_writes_json_and_refuses_overwrite(tmp_path, capsys):
-    from robustlab.experiments.evaluate_runs import evaluate_runs
+    from robustlab.evaluation.runs import evaluate_runs
     from robustlab.training import ConfigError, RunFolderError, TrainConfig, train
 
     run = tmp_path / "run"
@@ -185,7 +185,7 @@ def test_evaluate_runs_writes_json_and_refuses_overwrite(tmp_path, capsys):
 
 def test_evaluate_runs_save_adv_one_folder_per_run(tmp_path, capsys):
     from robustlab.common.errors import ConfigError
-    from robustlab.experiments.evaluate_runs import evaluate_runs
+    from robustlab.evaluation.runs import evaluate_runs
     from robustlab.training import TrainConfig, train
 
     runs = []

@@ -113,7 +113,7 @@ def test_report_shows_adaptive_and_labelled_non_adaptive_numbers(smoke, tmp_path
     from robustlab.common.files import atomic_write_json
     from robustlab.defenses import create_defense
     from robustlab.evaluation import EvalSettings
-    from robustlab.experiments.evaluate_runs import evaluate_loaded_run
+    from robustlab.evaluation.runs import evaluate_loaded_run
     from robustlab.reporting import write_report
     from robustlab.runs.load import load_run
 

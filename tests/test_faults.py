@@ -347,7 +347,7 @@ def test_evaluate_refuses_impossible_settings_before_compute(baseline, tmp_path,
                                                              message, monkeypatch):
     run = tmp_path / "run"
     assert main(train_args(run)) == 0
-    monkeypatch.setattr("robustlab.experiments.evaluate_runs.evaluate_loaded_run",
+    monkeypatch.setattr("robustlab.evaluation.runs.evaluate_loaded_run",
                         lambda *a, **k: pytest.fail("compute started"))
     capsys.readouterr()
     assert main(["evaluate", str(run), "--attacks", "fgsm", *args]) == 2
@@ -359,7 +359,7 @@ def test_evaluate_out_that_cannot_be_written_fails_before_compute(baseline, tmp_
                                                                   monkeypatch):
     run = tmp_path / "run"
     assert main(train_args(run)) == 0
-    monkeypatch.setattr("robustlab.experiments.evaluate_runs.evaluate_loaded_run",
+    monkeypatch.setattr("robustlab.evaluation.runs.evaluate_loaded_run",
                         lambda *a, **k: pytest.fail("compute started"))
     (tmp_path / "a-file").write_text("x")
     for out, message in ((tmp_path / "a-file" / "eval.json", "cannot create"),

@@ -96,7 +96,7 @@ def test_noise_trained_model_is_better_under_noise_and_certify_reads_its_sigma(m
                                                                                tmp_path):
     """Real MNIST: training with noise_sigma 0.4 makes LeNet-5 more accurate on inputs with
     that noise than the same training without it; `certify` then defaults to sigma 0.4."""
-    from robustlab.experiments.certify import plan_certify
+    from robustlab.certification.study import plan_certify
 
     mnist = load_dataset("mnist", mnist_root)
     xt, yt = mnist.test.x[:500], mnist.test.y[:500]

@@ -269,7 +269,7 @@ _WITHOUT_NUMBA = """
 import sys, torch
 sys.modules["numba"] = None  # as if numba were not installed
 from robustlab.attacks import create_attack
-from robustlab.attacks.cpu_kernels import numba_available
+from robustlab.accel.cpu_kernels import numba_available
 assert not numba_available()
 state = torch.load(sys.argv[1], weights_only=True)
 model = state.pop("model")

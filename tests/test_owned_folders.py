@@ -219,9 +219,9 @@ def test_evaluate_overwrite_refuses_a_file_that_is_not_an_eval_json(tmp_path, ca
 
 
 def test_each_result_kind_is_replaceable_only_when_its_content_is_robustlabs(tmp_path):
+    from robustlab.certification.study import _is_certify_file
+    from robustlab.evaluation.runs import check_replaceable
     from robustlab.evaluation.schema import SCHEMA_VERSION
-    from robustlab.experiments.certify import _is_certify_file
-    from robustlab.experiments.evaluate_runs import check_replaceable
     from robustlab.experiments.transfer_study import SCHEMA, _is_transfer_file
 
     cases = [(None, {"schema": SCHEMA_VERSION, "clean": {"acc": 1.5}}),  # damaged: still ours

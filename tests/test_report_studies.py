@@ -21,8 +21,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def results(mnist_root, tmp_path_factory):
     """runs/{a,b}: standard LeNet-5s (1,000 images, 1 epoch); each evaluated (FGSM), run a
     certified (sigma 0.25), and a transfer study of the two. About 10 s on one thread."""
-    from robustlab.experiments.certify import certify_run
-    from robustlab.experiments.evaluate_runs import evaluate_runs
+    from robustlab.certification.study import certify_run
+    from robustlab.evaluation.runs import evaluate_runs
     from robustlab.experiments.transfer_study import run_transfer_study
     from robustlab.training import TrainConfig, train
 

@@ -28,8 +28,8 @@ class Reached(Exception):
 # Each command, its arguments, and the function its work starts in (stubbed here).
 COMMANDS = {
     "train": (["--dataset", "synthetic", "--no-progress"], "robustlab.training.train"),
-    "evaluate": (["some/run"], "robustlab.experiments.evaluate_runs.evaluate_runs"),
-    "certify": (["some/run"], "robustlab.experiments.certify.certify_run"),
+    "evaluate": (["some/run"], "robustlab.evaluation.runs.evaluate_runs"),
+    "certify": (["some/run"], "robustlab.certification.study.certify_run"),
     "export": (["some/run", "--out", "m.pt"], "robustlab.runs.export.export_model"),
     "transfer": (["a", "b"], "robustlab.experiments.transfer_study.run_transfer_study"),
     "reproduce": (["--preset", "smoke", "--device", "cpu"],

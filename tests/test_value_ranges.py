@@ -98,7 +98,7 @@ def test_certify_warns_when_n_is_below_n0(tiny_run, tmp_path, capsys):
     """CERTIFY selects with n0 samples and bounds with n (Cohen et al.): n < n0 is sound but
     weak, so it is accepted with a one-line warning naming the largest radius it allows."""
     from robustlab.certification import CertifySettings, max_certifiable_radius
-    from robustlab.experiments.certify import plan_certify
+    from robustlab.certification.study import plan_certify
 
     assert CertifySettings(sigma=0.25, n0=50, n=100).warnings() == []
     plan_certify(str(tiny_run), sigma=0.25, images=2, out=str(tmp_path / "c.json"),

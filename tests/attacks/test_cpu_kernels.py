@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from robustlab.attacks import cpu_kernels, create_attack, input_gradient
-from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.accel import cpu_kernels
+from robustlab.accel.cpu_kernels import CPUKernels
+from robustlab.attacks import create_attack, input_gradient
 from robustlab.attacks.losses import ce_loss
 
 DEFAULTS = {"POOL_MIN_NUMEL": cpu_kernels.POOL_MIN_NUMEL,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.accel.cpu_kernels import CPUKernels
 from robustlab.attacks.errors import AttackError
 from robustlab.attacks.inputs import check_logits, check_logits_health
 from robustlab.attacks.losses import LossFn, is_adversarial
@@ -94,7 +94,7 @@ class AttackModel:
 
     `cpu_kernels` (on for CPU inputs of models that are not `torch.compile`d and have a layer
     the kernels could take over, `CPUKernels.may_apply`): forward passes
-    run under `robustlab.attacks.cpu_kernels.CPUKernels`, which computes 1-input-channel
+    run under `robustlab.accel.cpu_kernels.CPUKernels`, which computes 1-input-channel
     convolutions' input gradients, 2x2 max-pooling and the ReLU before it with faster, equal
     kernels.
 

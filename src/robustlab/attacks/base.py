@@ -71,9 +71,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from robustlab.accel.cpu_kernels import CPUKernels
 from robustlab.attacks.adaptive import adaptive_settings
 from robustlab.attacks.attack_model import AttackModel, Gradient, input_gradient
-from robustlab.attacks.cpu_kernels import CPUKernels
 from robustlab.attacks.errors import AttackError
 from robustlab.attacks.execution import (
     MEMORY_FORMATS,
@@ -86,7 +86,6 @@ from robustlab.attacks.execution import (
 from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
 from robustlab.attacks.losses import LossFn, is_adversarial
 from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
-from robustlab.common.allocator import tune_malloc
 from robustlab.common.checks import check_bool, check_choice, check_int, check_number
 from robustlab.common.modes import eval_mode
 
@@ -291,8 +290,6 @@ class Attack:
         self._check_inputs(x, y, target)
         if x.shape[0] == 0:
             return x.clone()
-        if x.device.type == "cpu":
-            tune_malloc()  # common/allocator.py: no page faults per step
         y, target = y.long(), None if target is None else target.long()
         xc = x.detach().to(compute_dtype(model, x))
         eps = self.eps_tensor(xc)

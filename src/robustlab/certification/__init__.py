@@ -2,7 +2,7 @@
 
 `certify_images(model, x, y, CertifySettings(sigma=...), num_classes=K)` runs CERTIFY on every
 image; `accuracy_curve` / `summarize` turn its per-sample radii into certified accuracy vs
-radius. The `robustlab certify RUN` command (`robustlab.experiments.certify`) writes both to a
+radius. The `robustlab certify RUN` command (`robustlab.certification.study`) writes both to a
 JSON file in the run folder (docs/certification.md).
 """
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.accel.cpu_kernels import CPUKernels
 from robustlab.certification.bounds import certified_radius, clopper_pearson_lower
 from robustlab.certification.settings import CertifySettings
 from robustlab.common.modes import eval_mode

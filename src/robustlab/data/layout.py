@@ -4,7 +4,7 @@ With one channel (MNIST, Fashion-MNIST), NCHW and channels_last strides both cou
 contiguous (`is_contiguous()` is True for either), so `.contiguous()` keeps whichever a source
 produced. The CPU convolution picks its algorithm, hence its output layout and rounding, by
 the strides: channels_last-looking inputs give channels_last activations, on which the 2x2
-max-pool and ReLU kernels of `robustlab.attacks.cpu_kernels` cannot run, and a batch
+max-pool and ReLU kernels of `robustlab.accel.cpu_kernels` cannot run, and a batch
 perturbed by an attack (its gradient is NCHW) then trains at a slower NCHW speed than its
 clean batch. Standard NCHW strides everywhere give one numeric result per seed whatever the
 data's source, and the fast kernels in every pass (bench/method_speed.py).

@@ -123,7 +123,7 @@ def _options_copy(options: Any) -> Any:
 
 
 def _check_against_data(settings: EvalSettings, x: Tensor, where: str) -> None:
-    """The checks the command line makes against the data (`experiments.evaluate_runs`):
+    """The checks the command line makes against the data (`evaluation.runs`):
     `n` within the samples, an L2 budget within the image cube's diameter sqrt(C*H*W)."""
     if settings.n is not None and settings.n > len(x):
         raise EvalSettingsError(f"n: {settings.n} exceeds the {len(x)} samples of {where}; "

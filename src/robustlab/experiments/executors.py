@@ -27,6 +27,7 @@ from multiprocessing import get_context
 from multiprocessing.connection import wait
 from typing import Any
 
+from robustlab.accel import tune_process
 from robustlab.common.checks import check_choice
 from robustlab.common.errors import ConfigError
 from robustlab.experiments.devices import Worker, pinned
@@ -149,6 +150,7 @@ def _worker_main(worker: Worker, fn: WorkerJobFn, tasks, send) -> None:
     sends ("start" | "done" | "error", job index, result) for each (sends are synchronous)."""
     import torch
 
+    tune_process()  # a worker is a program of its own (spawned: nothing inherited)
     if worker.threads:
         torch.set_num_threads(worker.threads)
     with pinned(worker), send:
@@ -192,6 +194,7 @@ def _job_name(job: Any) -> str:
 
 def _ray_task(fn: WorkerJobFn, job: Any, worker: Worker) -> str:
     """A Ray task (a plain function: Ray does not take a functools.partial)."""
+    tune_process()
     return fn(job, worker)
 
 

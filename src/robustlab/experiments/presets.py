@@ -79,7 +79,7 @@ class StudyPlan:
       leave-one-out ensemble source (experiments/transfer_study.py).
     - `certify`: per dataset, one extra run trained with Gaussian noise (`gaussian-aug`,
       sigma `certify_sigma`, the protocol's recipe) and certified by randomized smoothing on
-      the first `certify_images` test images with `certify_n` samples (experiments/certify.py).
+      the first `certify_images` test images with `certify_n` samples (certification/study.py).
     - `patch`: every run evaluated at a budget label of `patch_budgets` is also evaluated
       under the patch attacks (`patch_attacks`, a `patch_size` square window, unrestricted
       values: eps 1) on the first `patch_n` test images, as its own budget label "patch".

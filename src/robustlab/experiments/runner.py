@@ -196,7 +196,7 @@ def _eval_job(job: RunJob, worker: Worker | None = None) -> str:
     """Evaluate what the job's eval files lack, at the job's torch threads (restored after:
     an in-process job must not change the thread count, hence the numerics, of what the
     process computes next)."""
-    from robustlab.experiments.evaluate_runs import read_cached
+    from robustlab.evaluation.runs import read_cached
     from robustlab.training.loop import torch_threads
 
     train = placed_train(job.train, worker)
@@ -208,7 +208,7 @@ def _eval_job(job: RunJob, worker: Worker | None = None) -> str:
 
 
 def _evaluate(job: RunJob, train: dict, todo: list[EvalJob]) -> str:
-    from robustlab.experiments.evaluate_runs import evaluate_loaded_run
+    from robustlab.evaluation.runs import evaluate_loaded_run
     from robustlab.runs.load import load_run
 
     device, data_dir = train["device"], train["data_dir"]

@@ -6,7 +6,7 @@ Every study writes its own file and skips one already written (resume), so rerun
 `reproduce` computes only what is missing:
 
     OUT/studies/transfer-<dataset>-<protocol>-<budget>.json (+ .png)   experiments/transfer_study.py
-    OUT/runs/<gaussian-aug run>/certify-sigma<S>.json (+ .png)          experiments/certify.py
+    OUT/runs/<gaussian-aug run>/certify-sigma<S>.json (+ .png)          certification/study.py
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _transfer(st, jobs, out: Path, *, device: str, data_dir: str | None, log) ->
 
 
 def _certify(st, jobs, *, device: str, data_dir: str | None, log) -> list[Path]:
-    from robustlab.experiments.certify import certify_run, default_out
+    from robustlab.certification.study import certify_run, default_out
 
     files = []
     for job in (j for j in jobs if j.role == CERTIFY_ROLE):

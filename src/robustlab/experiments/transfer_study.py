@@ -29,6 +29,7 @@ from robustlab.common.device import resolve_device
 from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
+from robustlab.evaluation.runs import check_replaceable, check_writable
 from robustlab.evaluation.transfer_matrix import (
     ENSEMBLE_RULE,
     TRANSFER_ATTACKS,
@@ -36,7 +37,6 @@ from robustlab.evaluation.transfer_matrix import (
     build_crafter,
     transfer_matrix,
 )
-from robustlab.experiments.evaluate_runs import check_replaceable, check_writable
 from robustlab.runs.folder import RunFolder, RunFolderError
 
 SCHEMA = "robustlab.transfer/1"

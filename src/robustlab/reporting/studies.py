@@ -25,7 +25,7 @@ from robustlab.reporting.fig_transfer import (
 from robustlab.reporting.plot_style import FIG_WIDTH, RC, method_style, save
 
 TRANSFER_SCHEMA = "robustlab.transfer/1"  # = experiments.transfer_study.SCHEMA
-CERTIFY_KIND = "certification"  # = experiments.certify.KIND
+CERTIFY_KIND = "certification"  # = certification.study.KIND
 CERTIFY_FIGURE = "fig7_certified_radius.png"
 
 Block = tuple[Any, ...]

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from robustlab.common.allocator import tune_malloc
 from robustlab.common.device import peak_memory_mb, resolve_device
 from robustlab.common.inference import accuracy
 from robustlab.common.seeding import epoch_seed, seed_everything
@@ -88,8 +87,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
 
 def _train(cfg: TrainConfig, device: torch.device, dist: DistContext, *, resume: bool,
            overwrite: bool, callbacks: tuple[Callback, ...], injected: tuple) -> RunResult:
-    if device.type == "cpu":
-        tune_malloc()  # the perturbation passes' buffers: heap, not fresh pages each step
     target = Path(cfg.out_dir or default_run_dir(cfg))
     # rank 0 holds the folder's lock for the whole run; the other ranks only check it
     with claim_run_folder(target, cfg.to_dict(), resume=resume, overwrite=overwrite,

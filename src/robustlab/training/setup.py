@@ -31,10 +31,7 @@ def build_components(cfg: TrainConfig, device: torch.device, *, model: nn.Module
     """Data, model, method and optimizer of the run. `model` / `splits` are a model and data
     passed from Python (`robustlab.train`); `cfg.model` / `cfg.dataset` then read "custom"."""
     _check_injected(cfg, model, splits)
-    try:
-        method = create_method(cfg.method, **cfg.method_options)
-    except TypeError as err:
-        raise ConfigError(f"method_options: {cfg.method}: {err}") from None
+    method = create_method(cfg.method, **cfg.method_options)  # checked by its OPTIONS
     data = load_run_data(cfg, device, splits)
     model = (build_model(cfg, data.info, device) if model is None
              else prepare_model(cfg, model, device))

@@ -61,7 +61,7 @@ class TrainingMethod:
     #: then logs no train/val/test accuracy (null in metrics.jsonl and summary.json).
     reports_accuracy: bool = True
     #: True for methods whose training step may run under the CPU kernels of
-    #: `robustlab.attacks.cpu_kernels` (equal values, faster 2x2 max-pool / ReLU / 1-channel
+    #: `robustlab.accel.cpu_kernels` (equal values, faster 2x2 max-pool / ReLU / 1-channel
     #: convolution on CPU models that have them). Off by default, and for double
     #: backpropagation (`gradient-reg`): the kernels' backward is once-differentiable.
     cpu_kernels: bool = False

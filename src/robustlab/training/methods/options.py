@@ -1,88 +1,23 @@
-"""Method options declared once: each method lists its options as typed `Option`s (default,
-type, bounds, one line of documentation) in `OPTIONS`; validation, the defaults and the options
-table of docs/method-options.md (`tests/test_method_options.py` checks it is current) are all
-generated from that one declaration.
-
-`resolve_options` rejects unknown keys with TypeError (the loop turns it into a ConfigError
-naming `method_options`) and checks every value against its `Option`, raising `ConfigError`
-naming the option, the value and what was expected, all before any compute. Checks that tie
-two options together (e.g. `alpha_max >= alpha_min`) stay in the method's `__init__`.
+"""The training methods' options: each method lists its options as typed `Option`s
+(`robustlab.common.options`, the one option system of every registry kind) in `OPTIONS`;
+validation, the defaults and docs/method-options.md (`tests/test_method_options.py` checks it is
+current) come from that one declaration. An unknown key or a bad value is a `ConfigError`
+naming `method_options.NAME`, before any compute. This module holds the option groups several
+methods share (the training-time perturbation, the validation probe).
 Subclasses registered under other names change a few defaults with `with_defaults`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from robustlab.common import checks
+from robustlab.common import options as common_options
 from robustlab.common.errors import ConfigError
+from robustlab.common.options import Option, defaults_of, with_defaults
 from robustlab.training.methods.perturb import GENERATORS
-
-KINDS = ("int", "float", "bool", "choice", "str", "table")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One method option. `kind` is one of `KINDS`; numbers lie in [low, high] (`low_open`:
-    > low); `allow_none`: null is allowed too (it means "derived", see `doc`); `also`: literal
-    values allowed beside the kind (e.g. alpha = "adaptive")."""
-
-    default: Any
-    kind: str
-    doc: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    allow_none: bool = False
-    choices: tuple[str, ...] = ()
-    also: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"Option kind: expected one of {', '.join(KINDS)}, got {self.kind!r}")
-
-    def check(self, name: str, value: Any) -> Any:
-        """`value` validated (ints and floats as such); else a `ConfigError` naming `name`."""
-        if isinstance(value, str) and value in self.also:
-            return value
-        if self.kind == "int":
-            return check_int(name, value, int(self.low or 0), allow_none=self.allow_none)
-        if self.kind == "float":
-            return check_float(name, value, self.low if self.low is not None else -math.inf,
-                               self.high if self.high is not None else math.inf,
-                               low_open=self.low_open, allow_none=self.allow_none)
-        if self.kind == "bool":
-            return check_bool(name, value)
-        if self.kind == "choice":
-            return check_choice(name, value, self.choices)
-        if value is None and self.allow_none:
-            return None
-        expected = str if self.kind == "str" else dict
-        if not isinstance(value, expected):
-            raise ConfigError(f"method_options.{name}: expected "
-                              f"{'a string' if self.kind == 'str' else 'a table of options'}"
-                              f", got {value!r}")
-        return value
-
-    def describe(self) -> str:
-        """The accepted values in words, e.g. "int >= 1", "float in [0, 1] or null"."""
-        if self.kind == "choice":
-            text = "one of " + ", ".join(self.choices)
-        elif self.kind in ("int", "float"):
-            low = "-inf" if self.low is None else f"{self.low:g}"
-            high = None if self.high is None or self.high == math.inf else f"{self.high:g}"
-            if high is None:
-                text = f"{self.kind} {'>' if self.low_open else '>='} {low}"
-            else:
-                text = f"{self.kind} in {'(' if self.low_open else '['}{low}, {high}]"
-        else:
-            text = {"bool": "true or false", "str": "string", "table": "table"}[self.kind]
-        extras = [f'"{a}"' for a in self.also] + (["null"] if self.allow_none else [])
-        return text + "".join(f" or {e}" for e in extras)
 
 
 def generator_options(k: int) -> dict[str, Option]:
@@ -115,28 +50,12 @@ def guard_options() -> dict[str, Option]:
     }
 
 
-def with_defaults(options: dict[str, Option], **defaults: Any) -> dict[str, Option]:
-    """`options` with some defaults changed (a variant registered under another name)."""
-    unknown = sorted(set(defaults) - set(options))
-    if unknown:
-        raise ValueError(f"with_defaults: unknown option(s) {', '.join(unknown)}")
-    return {k: dataclasses.replace(o, default=defaults[k]) if k in defaults else o
-            for k, o in options.items()}
-
-
-def defaults_of(options: dict[str, Option]) -> dict[str, Any]:
-    return {k: o.default for k, o in options.items()}
-
-
 def resolve_options(method: str, spec: dict[str, Option], options: dict[str, Any]
                     ) -> dict[str, Any]:
-    """Every option of `spec`: the given value or the default, each checked; TypeError listing
-    unknown keys and the known ones."""
-    unknown = sorted(set(options) - set(spec))
-    if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(unknown)} for method {method!r}; "
-                        f"known: {', '.join(sorted(spec))}")
-    return {k: o.check(k, options.get(k, o.default)) for k, o in spec.items()}
+    """Every option of `spec` for the method `method`: the given value or the default, each
+    checked (`ConfigError` naming `method_options.NAME`)."""
+    return common_options.resolve_options(spec, options, owner=f"method {method!r}",
+                                          error=ConfigError, prefix="method_options.")
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
@@ -157,3 +76,7 @@ def check_float(name: str, value: Any, low: float, high: float = math.inf, *,
 
 def check_bool(name: str, value: Any) -> bool:
     return checks.check_bool(f"method_options.{name}", value, error=ConfigError)
+
+
+__all__ = ["Option", "defaults_of", "generator_options", "guard_options", "resolve_options",
+           "with_defaults"]

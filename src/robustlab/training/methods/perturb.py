@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.attacks.cpu_kernels import CPUKernels
+from robustlab.accel.cpu_kernels import CPUKernels
 from robustlab.attacks.execution import frozen_parameters
 from robustlab.attacks.norms import project, random_in_ball, steepest_direction
 from robustlab.training.distributed import unwrap

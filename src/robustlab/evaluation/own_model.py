@@ -21,7 +21,7 @@ from robustlab.evaluation import (
 from robustlab.evaluation.adv_examples import check_adv_folder
 from robustlab.evaluation.api import check_model_for_evaluation
 from robustlab.evaluation.attack_runner import build_attacks
-from robustlab.experiments.evaluate_runs import (
+from robustlab.evaluation.runs import (
     DEFAULT_ATTACKS,
     check_replaceable,
     check_writable,

@@ -1,4 +1,5 @@
-"""The `reproduce` and `report` subcommands (added to the CLI by `robustlab.cli`)."""
+"""`robustlab reproduce --preset NAME`: the paper's experiment from a preset
+(`experiments/runner.py`), resuming what OUT already holds."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 
 from robustlab.common.threads import AUTO, add_threads_option
 
+NAME = "reproduce"
 
-def add_commands(subparsers) -> None:
+def add_command(subparsers) -> None:
     from robustlab.experiments.presets import PRESETS
 
     p = subparsers.add_parser("reproduce", help="run the paper's experiment from a preset "
@@ -38,11 +40,6 @@ def add_commands(subparsers) -> None:
                    help="train and evaluate only")
     p.set_defaults(func=cmd_reproduce)
 
-    p = subparsers.add_parser("report", help="write report.md/.html, figures and results "
-                              "tables for an experiment (or run) folder")
-    p.add_argument("dir", metavar="DIR")
-    p.set_defaults(func=cmd_report)
-
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from robustlab.data import load_dataset
@@ -62,14 +59,4 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, model=args.model, device=args.device,
                      report=args.report, threads=threads, executor=args.executor)
     print(f"report: {path}" if args.report else f"results in {path}")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from robustlab.reporting import write_report
-
-    paths = write_report(args.dir)
-    for key in ("md", "html", "json", "csv"):
-        print(f"{key}: {paths[key]}")
-    print(f"report: {paths['html']}")
     return 0

@@ -76,7 +76,7 @@ def numba_available() -> bool:
 def _compiled() -> ModuleType:
     """`compiled_kernels`, imported on first use: numba adds ~0.4 s to an import that most
     processes (GPU runs, models without a 2x2 pool) never need."""
-    from robustlab.attacks import compiled_kernels
+    from robustlab.accel import compiled_kernels
 
     return compiled_kernels
 

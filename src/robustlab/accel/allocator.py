@@ -13,10 +13,11 @@ way; docs/performance.md).
 
 `tune_malloc()` fixes both thresholds at `THRESHOLD_BYTES` through `mallopt`, once per
 process: blocks below it come from the heap and freed memory below it stays mapped (at most
-that much more resident memory). It is called by the training loop, `Attack.__call__` and
-`certify` on the CPU paths. It changes nothing off glibc (macOS, musl, Windows) or when the
-environment sets `ROBUSTLAB_MALLOC_TUNING=0`, and it never changes numbers, only where memory
-comes from.
+that much more resident memory). It is a process-wide setting, so no library call makes it:
+the `robustlab` command and its worker processes call it at their start (`tune_process`), a
+Python program calls `robustlab.accel.tune_process()` itself. It changes nothing off glibc
+(macOS, musl, Windows) or when the environment sets `ROBUSTLAB_MALLOC_TUNING=0`, and it never
+changes numbers, only where memory comes from.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
-"""The `transfer` subcommand (added to the CLI by `robustlab.cli`): docs/transfer.md."""
+"""`robustlab transfer RUN RUN [...]`: the transferability matrix (`experiments/transfer_study.py`;
+docs/transfer.md)."""
 
 from __future__ import annotations
 
 import argparse
 
-from robustlab.experiments.cli_options import add_study_options
+from robustlab.cli.common import add_study_options
 
+NAME = "transfer"
 # = robustlab.evaluation.transfer_matrix.TRANSFER_ATTACKS (not imported: parsing needs no torch)
 TRANSFER_ATTACKS = ("pgd", "mifgsm")
 

@@ -22,13 +22,12 @@ from robustlab.certification import (
     summarize,
 )
 from robustlab.certification.smoothing import print_progress
-from robustlab.common.allocator import tune_malloc
 from robustlab.common.checks import check_int
 from robustlab.common.device import resolve_device
 from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write, atomic_write_json, read_json
-from robustlab.experiments.evaluate_runs import (
+from robustlab.evaluation.runs import (
     check_replaceable,
     check_writable,
     run_facts,
@@ -105,8 +104,6 @@ def certify_run(run: str, *, sigma: float | None = None, images: int | None = 50
     count = len(test) if images is None else images
     dev = resolve_device(device)
     start = time.perf_counter()
-    if dev.type == "cpu":
-        tune_malloc()  # common/allocator.py
     rows = certify_images(loaded.model, test.x[:count].to(dev), test.y[:count], chosen,
                           num_classes=loaded.data.info.num_classes,
                           progress=print_progress() if progress else None)

@@ -1,0 +1,131 @@
+"""`robustlab evaluate`: run folders (`evaluation/runs.py`) or the user's own model
+(`evaluation/own_model.py`), clean and under attack."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from robustlab.cli.common import CLIError, launch_torchrun, parse_key_value
+from robustlab.common.checks import check_int
+
+NAME = "evaluate"
+
+def add_command(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="evaluate trained runs or your own model (clean and "
+                                        "under attack)")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run folder(s) written by train")
+    own = p.add_argument_group("your own model (instead of RUN; docs/own-model.md)")
+    own.add_argument("--model", default=None, metavar="PATH.py:FACTORY",
+                     help="FACTORY() in PATH.py returns an nn.Module taking [0, 1] images, or "
+                          "PATH is a TorchScript file (.pt, .pth, .ts)")
+    own.add_argument("--weights", default=None, metavar="FILE",
+                     help="state dict: .safetensors, or a torch file read with "
+                          "weights_only=True (no pickled code runs)")
+    own.add_argument("--normalize", nargs=2, default=None, metavar=("MEAN", "STD"),
+                     help="per-channel input normalisation applied before the model, "
+                          "comma-separated, e.g. 0.4914,0.4822,0.4465 0.247,0.243,0.261")
+    own.add_argument("--dataset", default=None, help="the test split to attack (with --model)")
+    p.add_argument("--attacks", default="",
+                   help="comma-separated attack names (default: fgsm,pgd; robustlab list "
+                        "attacks)")
+    p.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK.KEY=VALUE",
+                   help="an attack option, e.g. pgd.steps=50 or autoattack.version=standard "
+                        "(repeatable; docs/attack-options.md lists them)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="attack budget in [0, 1] pixel units (default: the run's training "
+                        "eps; required with --model)")
+    p.add_argument("--norm", default=None,
+                   help="linf or l2, case-insensitive (default: the run's norm; linf with "
+                        "--model)")
+    p.add_argument("--n", type=int, default=None,
+                   help="evaluate the first N test images (default: all)")
+    p.add_argument("--batch-size", type=int, default=500, help="default 500")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset folder (default: $ROBUSTLAB_DATA, then system locations)")
+    p.add_argument("--out", default=None,
+                   help="JSON output file (default RUN/eval.json; with --model "
+                        "<PATH stem>-eval.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--no-audit", dest="audit", action="store_false",
+                   help="skip the gradient-masking audit (default: run it)")
+    p.add_argument("--no-curve", dest="curve", action="store_false",
+                   help="skip the accuracy-vs-eps curve (default: PGD at 0-2x eps)")
+    p.add_argument("--save-adv", default=None, metavar="DIR",
+                   help="write each attack's adversarial examples to DIR/ATTACK.safetensors "
+                        "(x_adv, labels, robust; with several runs DIR/RUN_NAME/...)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="print no progress on stderr (default: a bar per attack on a "
+                        "terminal, one line per attack otherwise)")
+    p.add_argument("--non-adaptive", action="store_true",
+                   help="also report non-adaptive numbers (labelled) for preprocessing defenses")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="attack with N processes (torchrun); results equal one process's "
+                        "(default 1)")
+    p.set_defaults(func=cmd_evaluate)
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from robustlab.training.distributed import launched_by_torchrun
+
+    check_int("--nproc", args.nproc, 1, error=CLIError)
+    if bool(args.runs) == bool(args.model):
+        raise CLIError("give run folder(s) or --model PATH.py:FACTORY, not "
+                       + ("both" if args.runs else "neither"))
+    own = (args.weights, args.normalize, args.dataset)
+    if not args.model and any(v is not None for v in own):
+        raise CLIError("--weights, --normalize and --dataset go with --model")
+    if args.nproc > 1 and not launched_by_torchrun():
+        return launch_torchrun(args.nproc, args.argv)
+    attacks = _parse_attacks(args.attacks)
+    common = dict(attacks=attacks, eps=args.eps, norm=args.norm, n=args.n,
+                  batch_size=args.batch_size, seed=args.seed, device=args.device,
+                  data_dir=args.data_dir, out=args.out, overwrite=args.overwrite,
+                  attack_options=parse_attack_options(args.attack_opt), audit=args.audit,
+                  progress=args.progress, save_adv=args.save_adv,
+                  **({} if args.curve else {"curve_attack": None}))
+    if args.model:
+        from robustlab.evaluation.own_model import evaluate_user_model
+
+        evaluate_user_model(args.model, dataset=args.dataset, weights=args.weights,
+                            normalize=_parse_normalize(args.normalize), **common)
+        return 0
+    from robustlab.evaluation.runs import evaluate_runs
+
+    evaluate_runs(args.runs, non_adaptive=args.non_adaptive, **common)
+    return 0
+
+def _parse_attacks(text: str) -> list[str]:
+    """--attacks "fgsm, pgd" -> ["fgsm", "pgd"]; "" (not given) -> [] (the default attacks).
+    Given but naming no attack (",", " "), it is refused: not silently the default."""
+    attacks = [a.strip() for a in text.split(",") if a.strip()]
+    if text and not attacks:
+        raise CLIError(f"--attacks: expected comma-separated attack names (e.g. fgsm,pgd; "
+                       f"robustlab list attacks), got {text!r}")
+    return attacks
+
+def parse_attack_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    """['pgd.steps=50', 'autoattack.version=standard'] -> {'pgd': {'steps': 50}, ...}."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        if not dot or "=" not in rest or not name:
+            raise CLIError(f"--attack-opt: expected ATTACK.KEY=VALUE (e.g. pgd.steps=50), "
+                           f"got {item!r}")
+        key, value = parse_key_value(rest, "--attack-opt")
+        options.setdefault(name.strip(), {})[key] = value
+    return options
+
+def _parse_normalize(pair: list[str] | None) -> tuple[list[float], list[float]] | None:
+    if pair is None:
+        return None
+    try:
+        mean, std = ([float(v) for v in part.split(",")] for part in pair)
+    except ValueError:
+        raise CLIError(f"--normalize: expected MEAN STD as comma-separated numbers (e.g. "
+                       f"0.1307 0.3081), got {' '.join(pair)!r}") from None
+    if len(mean) != len(std) or min(std) <= 0:
+        raise CLIError(f"--normalize: expected as many MEAN as STD values, every STD > 0; "
+                       f"got mean {mean}, std {std}")
+    return mean, std
