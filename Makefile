@@ -6,7 +6,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # Tests read real MNIST from the shared data folder when it is there (see README, "Data").
 export ROBUSTLAB_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 
-.PHONY: demo test test-slow bench lint clean-venv chromium
+.PHONY: demo docs test test-fast test-slow bench lint clean-venv chromium
 
 # What the demo needs: robustlab and its compiled CPU kernels (numba), nothing more.
 $(VENV)/.installed-base: pyproject.toml
@@ -38,8 +38,15 @@ demo: $(VENV)/.installed-base
 chromium:
 	sh scripts/install-chromium.sh
 
+# Everything but `slow` (what CI runs): unit, property, integration and reference tests.
 test: $(VENV)/.installed-ray chromium
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Unit and property tests only, under 2 minutes on 2 cores: no subprocess, no reproduce
+# pipeline, no training beyond the session's shared model (tests/conftest.py), no reference
+# cross-checks. `make test` runs these too.
+test-fast: $(VENV)/.installed-ray
+	$(PY) -m pytest -q -m 'not slow and not integration and not reference' $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
@@ -48,6 +55,11 @@ bench: $(VENV)/.installed
 	$(PY) bench/train_speed.py
 	$(PY) bench/attack_speed.py
 	$(PY) bench/kernel_speed.py
+
+# The generated options tables (a test checks they are current).
+docs: $(VENV)/.installed-base
+	$(PY) -c "from robustlab.attacks.options_doc import markdown; print(markdown(), end='')" > docs/attack-options.md
+	$(PY) -c "from robustlab.training.methods.options_doc import markdown; print(markdown(), end='')" > docs/method-options.md
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

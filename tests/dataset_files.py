@@ -1,12 +1,13 @@
 """Tiny dataset folders in each built-in dataset's official on-disk format, written by the tests
 (`write_dataset(name, folder) -> (root, options)` for `load_dataset(name, root, **options)`).
 
-A dataset registered without a writer here fails `tests/test_registry_contracts.py`: every
-dataset gets the same contract tests."""
+A dataset registered without a writer here (or `write_files` in its own test file) fails
+`tests/test_registry_contracts.py`: every dataset gets the same contract tests."""
 
 from __future__ import annotations
 
 import gzip
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,15 @@ WRITERS: dict[str, Callable[[Path], tuple[Path, dict[str, Any]]]] = {
 
 
 def write_dataset(name: str, folder: Path) -> tuple[Path, dict[str, Any]]:
-    if name not in WRITERS:
-        raise AssertionError(f"dataset {name!r} has no writer in tests/dataset_files.py: add one "
-                             "so the registry contract tests cover it")
-    return WRITERS[name](folder)
+    """Write dataset `name`'s files in its official format into `folder`; return the root to
+    load from and the options to load with. A dataset not listed above brings its writer in
+    its own test file: `write_files(folder)` in tests/test_dataset_<name>.py."""
+    if name in WRITERS:
+        return WRITERS[name](folder)
+    module = f"test_dataset_{name.replace('-', '_')}"
+    try:
+        writer = importlib.import_module(module).write_files
+    except (ImportError, AttributeError):
+        raise AssertionError(f"dataset {name!r} has no writer: add write_files(folder) to "
+                             f"tests/{module}.py so the registry contract tests cover it") from None
+    return writer(folder)

@@ -50,6 +50,7 @@ def _probe(tuning: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.integration  # fresh interpreters
 def test_tuning_removes_the_page_faults_of_every_input_gradient_pass_and_keeps_numbers():
     tuned, plain = _probe("1"), _probe("0")
     assert tuned["tuned"] is True and plain["tuned"] is False
@@ -86,6 +87,7 @@ LIBRARY_CALLS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_a_library_call_changes_no_process_wide_setting():
     """An attack or `robustlab.evaluate` leaves the host process's malloc alone; only the
     robustlab command (and `robustlab.accel.tune_process()`) sets it."""

@@ -1,6 +1,7 @@
 """The layering of docs/architecture.md, checked on the source: every import statement in
-src/robustlab (module level or inside a function) must point to the same or a lower layer, and
-no two modules may import each other, directly or through others.
+src/robustlab (module level or inside a function) must point to the same or a lower layer, no
+two modules may import each other, directly or through others, and no two packages may import
+from each other (robustlab.X imports from robustlab.Y and Y from X, whatever the modules).
 
 Plugin packages are imported by name in `robustlab.plugins.load_plugins()` (importlib, like
 entry points); that is how the registries are filled and is not an import dependency.
@@ -20,12 +21,11 @@ PACKAGE = SRC / "robustlab"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("robustlab", "robustlab.registry", "robustlab.plugins", "robustlab.common",
      "robustlab.accel"),
-    # run records: the folder and its safetensors files (the autoencoder defense reads them)
-    ("robustlab.runs", "robustlab.runs.folder", "robustlab.runs.checkpoint"),
+    # the plugins; a defense receives the modules it needs (it opens no run folder)
     ("robustlab.data", "robustlab.models", "robustlab.attacks", "robustlab.defenses"),
-    # a run rebuilt from its config: data, model (+ defense), weights
-    ("robustlab.runs.config", "robustlab.runs.build", "robustlab.runs.load",
-     "robustlab.runs.export"),
+    # runs on disk (folder, safetensors files) and a run rebuilt from its config: data,
+    # model (+ defense, with the models of the run folders its options name), weights
+    ("robustlab.runs",),
     ("robustlab.training", "robustlab.evaluation", "robustlab.certification"),
     ("robustlab.reporting", "robustlab.experiments"),
     ("robustlab.catalog", "robustlab.cli", "robustlab.__main__"),
@@ -131,6 +131,23 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def package_of(module: str) -> str:
+    """`robustlab.X` for any module of package X (or the module robustlab.X itself)."""
+    return ".".join(module.split(".")[:2])
+
+
+def package_ties(graph: dict[str, set[str]]) -> list[str]:
+    """Pairs of packages that import from each other, each with one import of either way."""
+    edges: dict[tuple[str, str], str] = {}
+    for module, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            pair = (package_of(module), package_of(target))
+            if pair[0] != pair[1]:
+                edges.setdefault(pair, f"{module} imports {target}")
+    return [f"{a} <-> {b}: {edges[a, b]}; {edges[b, a]}"
+            for (a, b) in sorted(edges) if a < b and (b, a) in edges]
+
+
 def test_every_module_has_a_layer():
     for name in MODULES:
         layer_of(name)
@@ -138,6 +155,13 @@ def test_every_module_has_a_layer():
 
 def test_no_import_cycle():
     assert cycles(import_graph()) == []
+
+
+def test_no_two_way_package_tie():
+    """No package imports from a package that imports from it, at any module depth and
+    counting imports inside functions (e.g. defenses <-> runs, when the autoencoder defense
+    opened run folders itself)."""
+    assert package_ties(import_graph()) == []
 
 
 def test_no_upward_import():
@@ -160,8 +184,14 @@ def test_the_checker_sees_cycles_and_upward_imports():
     """The checks above would fail on the faults they look for."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
-    assert layer_of("robustlab.runs.folder") < layer_of("robustlab.defenses.autoencoder")
+    assert layer_of("robustlab.defenses.autoencoder") < layer_of("robustlab.runs.folder")
     assert layer_of("robustlab.defenses.autoencoder") < layer_of("robustlab.runs.load")
+    assert package_ties({"robustlab.a.x": {"robustlab.b.y"}, "robustlab.b.z": {"robustlab.a"},
+                         "robustlab.a": set(), "robustlab.b.y": set()}) == [
+        "robustlab.a <-> robustlab.b: robustlab.a.x imports robustlab.b.y; "
+        "robustlab.b.z imports robustlab.a"]
+    assert package_ties({"robustlab.a.x": {"robustlab.a.y", "robustlab.b"},
+                         "robustlab.b": set()}) == []
     assert layer_of("robustlab.training.loop") > layer_of("robustlab.runs.load")
     assert layer_of("robustlab") == 0
     with pytest.raises(AssertionError, match="in no layer"):

@@ -39,6 +39,7 @@ def test_sample_covers_every_category_and_about_40_cases():
     assert 35 <= len(chosen) <= 45
 
 
+@pytest.mark.integration  # a one-thread subprocess
 def test_sampled_bad_inputs_are_refused_in_one_line(tmp_path):
     """The sample runs in a fresh process with one OpenMP thread, as the bench does: the
     corpus forks a child per case, and a child forked from a process whose OpenMP pool has
@@ -65,6 +66,7 @@ def _raise_config_error(ctx, tmp):
     raise ConfigError("x: expected 1, got 2")
 
 
+@pytest.mark.integration  # forked children
 def test_the_harness_tells_refused_traceback_hang_and_silent_accept_apart(tmp_path):
     """What the corpus counts must mean what it says: a robustlab error is 'refused', any other
     exception a 'traceback', a call that returns 'accepted' (or 'warned' where a warning is

@@ -40,6 +40,7 @@ def _cfg(out, **kw) -> TrainConfig:
                        progress=False, out_dir=str(out), threads=1, lr=0.05, **kw)
 
 
+@pytest.mark.integration  # two training runs
 def test_callbacks_see_every_step_and_epoch_and_change_nothing(tmp_path):
     rec, epochs_only = Recorder(), EpochsOnly()
     with_cb = train(_cfg(tmp_path / "a"), callbacks=[rec, epochs_only])

@@ -224,6 +224,7 @@ def gauss_run(mnist_root, tmp_path_factory):
     return result
 
 
+@pytest.mark.integration  # trains a gaussian-aug run
 def test_certify_run_writes_json_and_refuses_overwrite(gauss_run, mnist_root, capsys):
     from robustlab.certification.study import certify_run
     from robustlab.runs.folder import RunFolderError
@@ -250,6 +251,7 @@ def test_certify_run_writes_json_and_refuses_overwrite(gauss_run, mnist_root, ca
         certify_run(run, **{**kw, "images": 20_000, "overwrite": True})
 
 
+@pytest.mark.integration  # the gaussian-aug run above
 def test_certify_cli_checks_before_compute(gauss_run, mnist_root, tmp_path, capsys):
     from robustlab.cli import main
 
@@ -270,13 +272,9 @@ def test_certify_cli_checks_before_compute(gauss_run, mnist_root, tmp_path, caps
     assert data["training_sigma"] == 0.25 and not out.with_suffix(".png").exists()
 
 
-def test_certify_needs_sigma_for_a_run_not_trained_with_noise(mnist_root, tmp_path):
+def test_certify_needs_sigma_for_a_run_not_trained_with_noise(mnist_root, mnist_run):
     from robustlab.certification.study import certify_run
-    from robustlab.training import TrainConfig, train
 
-    run = tmp_path / "std"
-    train(TrainConfig(dataset="mnist", model="lenet5", epochs=1, train_size=500, val_size=100,
-                      data_dir=str(mnist_root), out_dir=str(run), progress=False, device="cpu",
-                      threads=1))
+    run = mnist_run  # tests/conftest.py: standard training; refused before anything is written
     with pytest.raises(ConfigError, match="--sigma: run .* was not trained with noise"):
         certify_run(str(run), images=2, data_dir=str(mnist_root), device="cpu")

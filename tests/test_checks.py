@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 from pathlib import Path
@@ -84,10 +85,10 @@ def test_check_bool_and_choice():
 
 @pytest.mark.parametrize(("call", "error", "message"), [
     (lambda: create("pgd", eps=0.3, steps=0), AttackError,
-     "steps: expected an integer >= 1, got 0"),
+     "pgd.steps: expected an integer >= 1, got 0"),
     (lambda: create("pgd", eps=0.3, steps=10, seed=1.5), AttackError,
-     "seed: expected an integer, got 1.5"),
-    (lambda: EvalSettings(n=0).validate(), EvalSettingsError,
+     "pgd.seed: expected an integer in [0, 9223372036854775807], got 1.5"),
+    (lambda: EvalSettings(eps=0.3, n=0).validate(), EvalSettingsError,
      "n: expected an integer >= 1 or null, got 0"),
 ])
 def test_every_layer_speaks_the_same_format(call, error, message):
@@ -103,8 +104,9 @@ def test_layers_raise_their_own_error_classes():
 
     with pytest.raises(DefenseError, match=r"^bits: expected an integer in \[1, 16\], got 0$"):
         defense_int("bits", 0, 1, 16)
-    with pytest.raises(ConfigError, match=r"^method_options.k: expected an integer >= 1, got 0$"):
-        option_int("k", 0, 1)
+    with pytest.raises(ConfigError,
+                       match=r"^method_options.steps: expected an integer >= 1, got 0$"):
+        option_int("steps", 0, 1)
     with pytest.raises(ConfigError, match=r"^epochs: expected an integer in \[1, 100000\], got 0$"):
         TrainConfig(dataset="mnist", model="lenet5", method="standard", epochs=0).validate()
     with pytest.raises(DataError, match=r"^batch_size: expected an integer >= 1, got 0$"):
@@ -119,3 +121,98 @@ def test_no_hand_written_type_checks_outside_common_checks():
                  if p.name != "checks.py"
                  for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
+
+
+def _option_names() -> set[str]:
+    """Every option name a registered component declares (attacks: merged along the MRO)."""
+    from robustlab.plugins import load_plugins
+    from robustlab.registry import ATTACKS, DATASETS, DEFENSES, METHODS, MODELS
+
+    load_plugins()
+    names: set[str] = set()
+    for registry in (ATTACKS, METHODS, DEFENSES, DATASETS, MODELS):
+        for name in registry.list():
+            factory = registry.get(name)
+            declared = factory.options() if registry is ATTACKS else getattr(
+                factory, "OPTIONS", None)
+            names |= set(declared or {})
+    return names
+
+
+def _named(node: ast.expr) -> str | None:
+    """The option-like name `node` reads: `x`, `self.x`, `opts["x"]`, `opts.get("x")`."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    key = node.slice if isinstance(node, ast.Subscript) else (
+        node.args[0] if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "get" and node.args else None)
+    return key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else None
+
+
+def _is_bool_check(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """`isinstance(v, bool)` used as a hand-written check: combined with another test
+    (`isinstance(v, int) and not isinstance(v, bool)`) or deciding a `raise`."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "isinstance" and len(node.args) == 2
+            and isinstance(node.args[1], ast.Name) and node.args[1].id == "bool"):
+        return False
+    up = parents.get(node)
+    while isinstance(up, ast.UnaryOp):
+        up = parents.get(up)
+    if isinstance(up, ast.BoolOp):
+        return True
+    return isinstance(up, ast.If) and any(isinstance(s, ast.Raise) for s in up.body)
+
+
+# Hand-written bool checks in modules other sessions own, to move to common/checks.py
+# (`is_integer` / `is_real` / `check_*`); the list may only shrink.
+KNOWN_BOOL_CHECKS: set[str] = set()
+
+
+def test_no_option_is_coerced_with_bool_and_no_bool_check_is_hand_written():
+    """`bool(random_start)` turned the string "false" into True (the random start stayed on);
+    `isinstance(v, bool)` checks written by hand drift from common/checks.py. An ast scan of
+    src/robustlab: no `bool(...)` of a declared option's value, no hand-written bool check
+    outside common/checks.py."""
+    options = _option_names()
+    assert {"random_start", "stop_on_success", "abort_early", "adaptive"} <= options
+    coerced, checks = [], set()
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+        where = str(path.relative_to(SRC))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "bool" and len(node.args) == 1
+                    and _named(node.args[0]) in options):
+                coerced.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+            if where != "common/checks.py" and _is_bool_check(node, parents):
+                checks.add(where)
+    assert coerced == []
+    assert checks <= KNOWN_BOOL_CHECKS, sorted(checks - KNOWN_BOOL_CHECKS)
+
+
+@pytest.mark.parametrize("source, found", [
+    ("def f(random_start):\n    return bool(random_start)\n", True),
+    ("def f(self):\n    return bool(self.stop_on_success)\n", True),
+    ("def f(o):\n    return bool(o.get('adaptive'))\n", True),
+    ("def f(t):\n    return bool(t.any())\n", False),
+])
+def test_the_bool_scan_finds_a_coerced_option(source, found):
+    hits = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name) and n.func.id == "bool"
+            and _named(n.args[0]) in {"random_start", "stop_on_success", "adaptive"}]
+    assert bool(hits) is found
+
+
+@pytest.mark.parametrize("source, found", [
+    ("if isinstance(v, int) and not isinstance(v, bool):\n    pass\n", True),
+    ("if isinstance(v, bool):\n    raise ValueError(v)\n", True),
+    ("x = 'a' if isinstance(v, bool) else 'b'\n", False),
+])
+def test_the_bool_scan_finds_a_hand_written_check(source, found):
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    assert any(_is_bool_check(n, parents) for n in ast.walk(tree)) is found

@@ -56,7 +56,7 @@ TRAIN_VALUES = {
     "--set": ["progress=maybe", "lr=1e-2", "epochs=x", "nosuch=1", "compile=yes",
               "dataset_options={n_train: -1}", "dataset_options=5", "method_options=[1]",
               "dataset_options={n_train: 64, n_test: 16}", "eps=.nan", "lr=", "=3", "lr"],
-    "--opt": ["k=2", "k=-1", "bogus=1", "k", "k=nan", "schedule=cosine"],
+    "--opt": ["steps=2", "steps=-1", "bogus=1", "steps", "steps=nan", "schedule=cosine"],
     "--defense": ["median", "jpeg", "nope", "bit-depth"],
     "--defense-opt": ["size=-3", "quality=500", "size=3", "bits=0", "quality=x"],
     "--epoch": ["1"],  # an abbreviation of --epochs: must be refused

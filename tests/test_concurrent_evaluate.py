@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-import robustlab
 from robustlab.cli import main
+
+pytestmark = pytest.mark.integration  # real concurrent subprocesses
 
 _ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -55,11 +57,9 @@ robustlab.train("lenet5", "mnist", data_dir=data, epochs=2, train_size=256, val_
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, mnist_root) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "lenet"
-    robustlab.train("lenet5", "mnist", data_dir=str(mnist_root), epochs=1, train_size=256,
-                    val_size=64, batch_size=64, threads=1, progress=False, out_dir=str(out))
-    return out
+def run_dir(tmp_path_factory, mnist_run) -> Path:
+    """A copy of the session's shared MNIST run (tests/conftest.py): evaluate writes into it."""
+    return Path(shutil.copytree(mnist_run, tmp_path_factory.mktemp("runs") / "lenet"))
 
 
 def _evaluate_args(run: Path, mnist_root: Path, eps: str) -> list[str]:

@@ -92,7 +92,7 @@ def test_cli_refuses_a_huge_epoch_count_in_one_line(tmp_path, capsys, monkeypatc
 def test_apgd_refuses_momentum_and_rho_out_of_range(name, option, value, expected):
     with pytest.raises(AttackError) as err:
         create_attack(name, eps=0.1, **{option: value})
-    assert str(err.value) == expected
+    assert str(err.value) == f"{name}.{expected}"  # named as --attack-opt spells it
 
 
 @pytest.mark.parametrize("options", [{"momentum": 0.0}, {"momentum": 1.0}, {"rho": 0.5},

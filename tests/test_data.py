@@ -122,7 +122,8 @@ def test_val_size_validation():
 
 
 def test_unknown_option_is_rejected():
-    with pytest.raises(DataError, match=r"unknown option 'colour' for dataset 'mnist'.*verify"):
+    with pytest.raises(DataError, match=r"^mnist: unknown option\(s\) colour for dataset 'mnist'; "
+                                        r"known: verify$"):
         load_dataset("mnist", colour=True)
 
 
@@ -323,8 +324,10 @@ def test_array_split_validation_subset_and_to():
         ArraySplit(torch.rand(5, 2, 2, dtype=torch.float64), torch.arange(5))
     with pytest.raises(DataError, match="5 images but y has 4 labels"):
         ArraySplit(torch.rand(5, 1, 2, 2), torch.arange(4))
-    with pytest.raises(DataError, match=r"n must be in \[0, 5\], found 6"):
+    with pytest.raises(DataError, match=r"subset n: expected an integer in \[0, 5\], got 6"):
         s.subset(6)
+    with pytest.raises(DataError, match=r"subset n: expected an integer in \[0, 5\], got True"):
+        s.subset(True)
 
 
 def test_dataset_info_validation():

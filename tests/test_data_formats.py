@@ -248,5 +248,5 @@ def test_imagefolder_errors(tmp_path):
     assert str(tmp_path / "nowhere") in str(exc.value) and "ROBUSTLAB_DATA" in str(exc.value)
     with pytest.raises(DataError, match="download=True is not supported"):
         load_dataset("imagefolder", tmp_path, download=True)
-    with pytest.raises(DataError, match=r"image_size: expected an int >= 1 or \(H, W\)"):
+    with pytest.raises(DataError, match=r"image_size: expected an integer >= 1 or \(H, W\)"):
         load_dataset("imagefolder", tmp_path, image_size=0)

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from robustlab.training.distributed import DistContext
 
+pytestmark = pytest.mark.integration  # torchrun-style worker processes
+
 
 def _train(root, out, nproc: int) -> None:
     cmd = [sys.executable, "-m", "robustlab", "train", "--dataset", "mnist", "--model", "lenet5",

@@ -49,7 +49,7 @@ def test_median_mixed_bits_and_budget():
 ])
 def test_settings_validation_names_the_field(field, value, match):
     with pytest.raises(EvalSettingsError, match=match):
-        EvalSettings(**{field: value}).validate()
+        EvalSettings(**{"eps": 0.3, field: value}).validate()
 
 
 def test_settings_key_ignores_label_only():

@@ -139,6 +139,7 @@ def _run(jobs, fn, pool):
     return done
 
 
+@pytest.mark.integration  # worker processes
 def test_a_free_worker_takes_the_next_job():
     """One long job then many short ones on 2 workers: the worker with the long job runs
     fewer jobs (round-robin would give it half); every worker is its own process with its
@@ -164,6 +165,7 @@ def test_one_worker_runs_in_this_process():
     assert json.loads(done[0][2])["pid"] == os.getpid()
 
 
+@pytest.mark.integration  # worker processes
 def test_a_jobs_error_and_a_dead_worker_stop_the_grid():
     pool = plan_workers(("cpu",), 2, threads=1)
     with pytest.raises(ConfigError, match="lr: expected a number > 0"):
@@ -180,7 +182,7 @@ def _tiny_preset():
 
     return get_preset("smoke").replace(
         name="devices-tiny", datasets=(DatasetPlan("mnist", "lenet5", (("paper", 0.03),)),),
-        methods=(MethodPlan("standard"), MethodPlan("pgd-at", {"k": 2})), protocols=("paper",),
+        methods=(MethodPlan("standard"), MethodPlan("pgd-at", {"steps": 2})), protocols=("paper",),
         protocol_budgets={}, train_size=300, val_size=100, epochs=1,
         eval=EvalPlan(attacks=("fgsm", "pgd"), n=40, batch_size=40, curve_factors=(0.0, 1.0),
                       curve_n=20, audit=False, attack_options={"pgd": {"steps": 3}}))
@@ -197,6 +199,7 @@ def _numbers(value):
     return value
 
 
+@pytest.mark.integration  # two tiny pipelines, worker processes
 def test_one_or_two_workers_give_the_same_numbers(tmp_path, mnist_root):
     from safetensors.torch import load_file
 

@@ -59,7 +59,7 @@ def test_quick_trains_every_method_with_its_recipe_at_the_standard_budget(tmp_pa
     assert [j.train["eps_warmup"] for j in adversarial] == pytest.approx([5 / 3] * 4)
     assert jobs[0].train["eps_warmup"] == 0
     assert {j.train["lr_schedule"] for j in jobs} == {"onecycle"}
-    assert jobs[1].train["method_options"] == {"k": 5}  # the preset's own options win
+    assert jobs[1].train["method_options"] == {"steps": 5}  # the preset's own options win
     assert jobs[3].train["method_options"]["per_step"] is True
     assert [e.settings.eps for e in jobs[0].evals] == [0.3]
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,16 +16,16 @@ from robustlab.experiments.presets import get_preset
 from robustlab.experiments.runner import reproduce
 from robustlab.reporting.figures import FILES as FIGURE_FILES
 
+# the reproduce pipeline (run once per session: tests/conftest.py smoke_experiment)
+pytestmark = pytest.mark.integration
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    before = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("smoke")
-    html = reproduce(get_preset("smoke"), out, workers=1, threads=1)
-    yield out, html
-    torch.set_num_threads(before)
+def smoke(smoke_experiment):
+    """The session's one smoke pipeline (tests/conftest.py): read-only, copied to rerun."""
+    return smoke_experiment
 
 
 def test_smoke_writes_every_report_file(smoke):
@@ -77,8 +79,8 @@ def test_smoke_tables_match_results_and_eval_files(smoke):
                                                          "not measured here"}
 
 
-def test_smoke_rerun_resumes_without_recomputing(smoke, capsys):
-    out, _ = smoke
+def test_smoke_rerun_resumes_without_recomputing(smoke, capsys, tmp_path):
+    out = Path(shutil.copytree(smoke[0], tmp_path / "smoke"))  # the shared one stays as it is
     evals = sorted((out / "runs").rglob("eval/*.json"))
     mtimes = [p.stat().st_mtime_ns for p in evals]
     reproduce(get_preset("smoke"), out, workers=1, threads=1, report=False)
@@ -154,7 +156,8 @@ def _without_timings(value):
 
 def test_ray_executor_gives_the_same_results(smoke, tmp_path):
     """`--executor ray` (2 Ray tasks at a time, local Ray) writes the same numbers as local
-    execution: every accuracy, every per-sample bit, the same Table 1."""
+    execution: every accuracy, every per-sample bit, the same Table 1. (The one run of the
+    pipeline besides the session's: Ray startup is most of its ~20 s, so it runs all 6 jobs.)"""
     pytest.importorskip("ray", reason="the optional extra robustlab[ray]")
     local_out, _ = smoke
     before = torch.get_num_threads()

@@ -10,22 +10,18 @@ from torch import nn
 import robustlab
 from robustlab.cli import main
 from robustlab.common.errors import ConfigError
-from robustlab.data import load_dataset
 from robustlab.runs.export import ExportError, export_model
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, mnist_root):
-    mnist = load_dataset("mnist", mnist_root)
-    out = tmp_path_factory.mktemp("export") / "run"
-    robustlab.train("lenet5", (mnist.train.x[:600], mnist.train.y[:600]), epochs=1,
-                    batch_size=64, threads=1, progress=False, out_dir=out)
-    return out
+def run_dir(mnist_run):
+    """The session's shared MNIST run (tests/conftest.py); export only reads it."""
+    return mnist_run
 
 
 @pytest.fixture(scope="module")
-def test_images(mnist_root):
-    test = load_dataset("mnist", mnist_root).test
+def test_images(mnist_splits):
+    test = mnist_splits.test
     return test.x[:64], test.y[:64]
 
 

@@ -22,6 +22,8 @@ from safetensors.torch import load_file
 
 from robustlab.cli import main
 
+pytestmark = pytest.mark.integration  # subprocesses killed at each write, CLI training runs
+
 KILLER = r"""
 import atexit, os, signal, sys
 root, k, phase = os.path.realpath(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -49,7 +51,8 @@ TIMING = {"epoch_time_s", "peak_mem_mb", "train_time_s", "epoch_time_s_mean"}
 
 def train_args(out: Path, seed: int = 0) -> list[str]:
     return ["train", "--dataset", "synthetic", "--model", "lenet5", "--method", "pgd-at",
-            "--eps", "0.1", "--opt", "k=2", "--epochs", "2", "--batch-size", "32", "--lr", "0.05",
+            "--eps", "0.1", "--opt", "steps=2", "--epochs", "2", "--batch-size", "32",
+            "--lr", "0.05",
             "--set", "dataset_options={n_train: 192, n_test: 64}", "--seed", str(seed),
             "--recipe", "none", "--no-progress", "--threads", "1", "--device", "cpu",
             "--out", str(out)]
@@ -267,7 +270,7 @@ def test_non_finite_loss_stops_training_and_writes_valid_json(tmp_path, capsys):
     run = tmp_path / "run"
     args = train_args(run)
     args[args.index("pgd-at")] = "standard"
-    args = [a for a in args if a not in ("--eps", "0.1", "--opt", "k=2")]
+    args = [a for a in args if a not in ("--eps", "0.1", "--opt", "steps=2")]
     code = main(args + ["--lr", "1e30", "--set", "epochs=4"])
     assert code == 1
     assert "non-finite" in capsys.readouterr().err

@@ -27,6 +27,8 @@ from robustlab.common.files import atomic_write_json
 from robustlab.runs import checkpoint
 from robustlab.runs.checkpoint import write_safetensors
 
+pytestmark = pytest.mark.integration  # a real tmpfs (mount/umount) and training runs
+
 SRC = Path(__file__).resolve().parents[1] / "src" / "robustlab"
 
 

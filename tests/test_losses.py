@@ -53,6 +53,7 @@ def standard_accs(mnist):
 
 
 @pytest.mark.parametrize("name", ["pgd-at", "trades", "mart", "hybrid"])
+@pytest.mark.integration  # five training loops
 def test_objective_in_a_plain_loop_trains_a_robust_model(mnist, standard_accs, name):
     hybrid = HybridLoss(eps=EPS, epochs=1, steps=3)
     objectives = {

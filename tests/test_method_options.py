@@ -20,8 +20,7 @@ ALL = [(m, k) for m in METHODS.list() for k in METHODS.get(m).OPTIONS]
 
 def test_the_options_doc_is_generated_from_the_declarations():
     assert DOC.read_text() == markdown(), (
-        "docs/method-options.md is stale: python -m robustlab.training.methods.options_doc "
-        "> docs/method-options.md")
+        "docs/method-options.md is stale: run `make docs`")
 
 
 @pytest.mark.parametrize(("method", "name"), ALL)

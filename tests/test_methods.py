@@ -39,6 +39,7 @@ def check_alpha_formula(metrics):
         assert alphas[e + 1] == pytest.approx(want, abs=1e-12)
 
 
+@pytest.mark.integration  # real-MNIST training runs
 def test_ablations_differ_only_where_they_should(tmp_path, mnist_root):
     opts = {**VAL, "generator": "fgsm"}
     runs = {n: run(tmp_path, mnist_root, n, **opts)
@@ -64,6 +65,7 @@ def test_ablations_differ_only_where_they_should(tmp_path, mnist_root):
     assert runs["hybrid"][0]["train_loss"] != runs["hybrid-fixed-eps"][0]["train_loss"]
 
 
+@pytest.mark.integration  # real-MNIST training runs
 def test_hybrid_schedule_options(tmp_path, mnist_root):
     per_step = run(tmp_path, mnist_root, "hybrid", name="ps", per_step=True, generator="fgsm",
                    **VAL)
@@ -78,9 +80,11 @@ def test_hybrid_schedule_options(tmp_path, mnist_root):
 
 
 @pytest.mark.parametrize("method,options", [
-    ("pgd-at", {"k": 2}), ("fgsm-rs", {"val_samples": 200}), ("n-fgsm", {"val_samples": 200}),
-    ("free-at", {"m": 2}), ("trades", {"k": 2}), ("mart", {"k": 2}), ("gradient-reg", {}),
+    ("pgd-at", {"steps": 2}), ("fgsm-rs", {"val_samples": 200}), ("n-fgsm", {"val_samples": 200}),
+    ("free-at", {"m": 2}), ("trades", {"steps": 2}), ("mart", {"steps": 2}),
+    ("gradient-reg", {}),
 ])
+@pytest.mark.integration  # a real-MNIST training run
 def test_adversarial_baselines_train_and_log_eps(tmp_path, mnist_root, method, options):
     m = run(tmp_path, mnist_root, method, epochs=1, **options)
     assert m[0]["eps"] == EPS
@@ -89,6 +93,7 @@ def test_adversarial_baselines_train_and_log_eps(tmp_path, mnist_root, method, o
         assert {"val_clean_acc", "val_adv_acc", "catastrophic_overfitting"} <= set(m[0])
 
 
+@pytest.mark.integration  # a real-MNIST training run
 def test_lipschitz_trains_and_reloads(tmp_path, mnist_root):
     from robustlab.runs.load import load_run
 
@@ -100,12 +105,13 @@ def test_lipschitz_trains_and_reloads(tmp_path, mnist_root):
     assert loaded.model is not None
 
 
+@pytest.mark.integration  # a real-MNIST training run
 def test_cli_trains_hybrid_with_options(tmp_path, mnist_root):
     out = tmp_path / "cli"
     rc = cli_main(["train", "--method", "hybrid", "--eps", "0.3", "--epochs", "1",
                    "--recipe", "paper",
                    "--train-size", "256", "--val-size", "500", "--data-dir", str(mnist_root),
-                   "--opt", "k=1", "--opt", "val-samples=100", "--no-progress",
+                   "--opt", "steps=1", "--opt", "val-samples=100", "--no-progress",
                    "--out", str(out)])
     assert rc == 0
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])

@@ -179,7 +179,7 @@ def test_hybrid_fgsm_shared_backward_equals_the_two_term_loss_gradient(norm):
 def test_hybrid_generic_generator_step_uses_both_terms():
     x, y = batch()
     model = tiny_model()
-    method = create_method("hybrid", generator="pgd", k=2, alpha=1.0)
+    method = create_method("hybrid", generator="pgd", steps=2, alpha=1.0)
     ctx = fake_ctx(x, y)
     method.setup(ctx)
     method.start_epoch(ctx)
@@ -214,13 +214,13 @@ def test_trades_and_mart_add_a_nonnegative_robust_term():
     model = tiny_model()
     ce = float(F.cross_entropy(model(x), y).detach())
     for name in ("trades", "mart"):
-        m = create_method(name, k=2)
+        m = create_method(name, steps=2)
         ctx = fake_ctx(x, y, method=name)
         m.setup(ctx)
         torch.manual_seed(0)
         out = m.loss(model, x, y, ctx)
         assert out.loss.requires_grad and float(out.loss) >= ce - 1e-4
-        zero = create_method(name, k=2, beta=0.0)
+        zero = create_method(name, steps=2, beta=0.0)
         zero.setup(ctx)
         torch.manual_seed(0)
         base = float(zero.loss(model, x, y, ctx).loss)
@@ -337,8 +337,8 @@ def test_eps_warmup_is_the_hybrids_schedule_code_per_step():
 
 
 @pytest.mark.parametrize("name, options", [
-    ("pgd-at", {"k": 2}), ("fgsm-rs", {"guard": False}), ("n-fgsm", {"guard": False}),
-    ("trades", {"k": 2}), ("mart", {"k": 2}), ("free-at", {})])
+    ("pgd-at", {"steps": 2}), ("fgsm-rs", {"guard": False}), ("n-fgsm", {"guard": False}),
+    ("trades", {"steps": 2}), ("mart", {"steps": 2}), ("free-at", {})])
 def test_every_adversarial_baseline_trains_at_the_warmed_up_budget(name, options, monkeypatch):
     """The perturbation each baseline builds is bounded by the warm-up's eps_t, not eps."""
     x, y = batch()

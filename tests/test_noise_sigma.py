@@ -56,7 +56,7 @@ def test_every_training_batch_gets_noise_of_sigma(tmp_path, method, extra):
     net = RecordingNet()
     robustlab.train(net, _grey_data(), method=method, noise_sigma=0.1, epochs=1, batch_size=64,
                     val_size=0, threads=1, progress=False, out_dir=tmp_path / method,
-                    recipe="none", **({"method_options": {"k": 2}} if extra else {}), **extra)
+                    recipe="none", **({"method_options": {"steps": 2}} if extra else {}), **extra)
     noise = torch.cat(net.seen) - 0.5
     if method == "standard":
         assert noise.std().item() == pytest.approx(0.1, abs=0.002)
@@ -92,6 +92,7 @@ def _noisy_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: f
         return (model.eval()(noisy).argmax(1) == y).float().mean().item()
 
 
+@pytest.mark.integration  # two training runs
 def test_noise_trained_model_is_better_under_noise_and_certify_reads_its_sigma(mnist_root,
                                                                                tmp_path):
     """Real MNIST: training with noise_sigma 0.4 makes LeNet-5 more accurate on inputs with

@@ -18,7 +18,7 @@ from torch import nn
 
 import robustlab
 from robustlab.cli import main
-from robustlab.data import DataError, load_dataset
+from robustlab.data import DataError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "own-model.md"
 EPS = 0.1
@@ -30,8 +30,8 @@ def tiny_net() -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def mnist(mnist_root):
-    return load_dataset("mnist", mnist_root)
+def mnist(mnist_splits):
+    return mnist_splits  # tests/conftest.py: loaded once per session
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +79,7 @@ def _blocks(text: str) -> list[tuple[str, str]]:
     return re.findall(r"```(python[^\n]*|sh)\n(.*?)```", text, flags=re.S)
 
 
+@pytest.mark.integration  # the doc's commands in subprocesses
 def test_docs_page_runs_as_written(tmp_path, monkeypatch, mnist_root):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ROBUSTLAB_DATA", str(mnist_root))
@@ -281,6 +282,7 @@ torch.save(x_adv, sys.argv[2])
 """
 
 
+@pytest.mark.integration  # a subprocess without numba
 def test_attacks_work_without_numba(tmp_path, trained, mnist):
     from robustlab.attacks import create_attack
 
@@ -294,14 +296,11 @@ def test_attacks_work_without_numba(tmp_path, trained, mnist):
 
 
 # ------------------------------------------------------------- load_model without the data
-def test_load_model_needs_no_dataset_on_disk(tmp_path, monkeypatch, mnist_root):
+def test_load_model_needs_no_dataset_on_disk(tmp_path, monkeypatch, mnist_root, mnist_run):
     from robustlab.runs.load import load_run
-    from robustlab.training import TrainConfig, train
 
     monkeypatch.setenv("ROBUSTLAB_DATA", str(mnist_root))
-    out = tmp_path / "run"
-    train(TrainConfig(dataset="mnist", model="lenet5", epochs=1, train_size=512, val_size=64,
-                      batch_size=64, progress=False, out_dir=str(out), recipe="none"))
+    out = mnist_run  # tests/conftest.py: trained with ROBUSTLAB_DATA, no data_dir recorded
     recorded = json.loads((out / "config.json").read_text())["model_kwargs"]
     assert recorded["num_classes"] == 10 and recorded["in_channels"] == 1
     x = load_run(out, device="cpu").data.test.x[:16]
@@ -316,14 +315,12 @@ def test_load_model_needs_no_dataset_on_disk(tmp_path, monkeypatch, mnist_root):
     assert not model.training
 
 
-def test_load_model_of_an_older_run_and_bad_records(tmp_path, monkeypatch, mnist_root):
+def test_load_model_of_an_older_run_and_bad_records(tmp_path, monkeypatch, mnist_root,
+                                                    mnist_run_copy):
     from robustlab.runs.folder import RunFolderError
-    from robustlab.training import TrainConfig, train
 
     monkeypatch.setenv("ROBUSTLAB_DATA", str(mnist_root))
-    out = tmp_path / "run"
-    train(TrainConfig(dataset="mnist", model="lenet5", epochs=1, train_size=256, val_size=64,
-                      batch_size=64, progress=False, out_dir=str(out), recipe="none"))
+    out = mnist_run_copy  # its config.json is edited below
     config = json.loads((out / "config.json").read_text())
     fresh = robustlab.load_model(out, device="cpu")
     config.pop("model_kwargs")  # as written before config.json recorded it

@@ -17,6 +17,8 @@ import pytest
 
 from robustlab.cli import main
 
+pytestmark = pytest.mark.integration  # the robustlab command in subprocesses
+
 MLP = '''
 from torch import nn
 

@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # the robustlab command in subprocesses
+
 PLUGIN = '''
 from torch import nn
 

@@ -18,9 +18,9 @@ def test_auto_picks_the_recipe_written_for_the_dataset_and_budget():
     assert cfg.recipe == "mnist-linf"
     assert (cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.epochs) == ("sgd", 0.05, "onecycle", 6)
     assert cfg.eps_warmup == pytest.approx(2.0)  # a third of the run
-    assert cfg.method_options == {"k": 7}
+    assert cfg.method_options == {"steps": 7}
     hybrid = configure({"method": "hybrid", "eps": 0.3})
-    assert hybrid.method_options == {"k": 7, "per_step": True}  # same warm-up, PGD-7 copies
+    assert hybrid.method_options == {"steps": 7, "per_step": True}  # same warm-up, PGD-7 copies
     assert configure({"method": "hybrid-fgsm", "eps": 0.3}).method_options == {"per_step": True}
     # lam 1 collapsed LeNet-5 at eps 0.3 (paper-cpu, 11.35 %); the recipe's lam 0.3 learns
     assert configure({"method": "gradient-reg", "eps": 0.3}).method_options == {"lam": 0.3}
@@ -36,9 +36,9 @@ def test_auto_picks_the_recipe_written_for_the_dataset_and_budget():
 
 def test_the_users_values_always_win_over_the_recipe():
     cfg = configure({"method": "trades", "eps": 0.3, "lr": 0.02, "epochs": 3,
-                     "eps_warmup": 0.5, "method_options": {"k": 3, "beta": 1.0}})
+                     "eps_warmup": 0.5, "method_options": {"steps": 3, "beta": 1.0}})
     assert cfg.lr == 0.02 and cfg.epochs == 3 and cfg.eps_warmup == 0.5
-    assert cfg.method_options == {"k": 3, "beta": 1.0}
+    assert cfg.method_options == {"steps": 3, "beta": 1.0}
     assert cfg.lr_schedule == "onecycle"  # what the user left unset still comes from it
 
 
@@ -103,13 +103,14 @@ def test_collapse_rule_and_run_verdict():
     assert run_health([{"catastrophic_overfitting": True}]) == "catastrophic overfitting"
 
 
+@pytest.mark.integration  # two training runs
 def test_a_collapsed_and_a_diverged_run_are_flagged(tmp_path, mnist_root):
     """The paper's protocol at eps 0.3 on a tiny subset leaves PGD-AT at the constant
     classifier; a learning rate of 1e4 makes the loss non-finite. Both are flagged per epoch
     and in summary.json."""
     base = dict(dataset="mnist", train_size=256, batch_size=64, val_size=500, epochs=1,
                 data_dir=str(mnist_root), progress=False)
-    collapsed = train(TrainConfig(method="pgd-at", eps=0.3, method_options={"k": 2},
+    collapsed = train(TrainConfig(method="pgd-at", eps=0.3, method_options={"steps": 2},
                                   out_dir=str(tmp_path / "c"), **base))
     assert collapsed.metrics[-1]["val_acc"] < 0.19
     assert collapsed.metrics[-1]["collapsed"] is True
@@ -124,15 +125,16 @@ def test_a_collapsed_and_a_diverged_run_are_flagged(tmp_path, mnist_root):
     assert json.loads((tmp_path / "ok" / "summary.json").read_text())["health"] == "ok"
 
 
+@pytest.mark.integration  # a CLI training run
 def test_train_cli_prints_the_recipe_and_warms_up_per_step(tmp_path, mnist_root, capsys):
     out = tmp_path / "run"
     rc = cli_main(["train", "--method", "pgd-at", "--eps", "0.3", "--epochs", "2",
-                   "--train-size", "256", "--val-size", "500", "--opt", "k=2",
+                   "--train-size", "256", "--val-size", "500", "--opt", "steps=2",
                    "--data-dir", str(mnist_root), "--out", str(out), "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "recipe: mnist-linf: optimizer=sgd, lr=0.05" in printed
-    assert "eps_warmup=0.666667" in printed and "k=2" in printed
+    assert "eps_warmup=0.666667" in printed and "steps=2" in printed
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # eps_t of each epoch's last step: warm-up over 2/3 epoch from 0.03 (2 steps an epoch)
     assert rows[0]["eps"] == pytest.approx(0.03 + 0.27 * 0.5 / (2 / 3))

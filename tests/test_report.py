@@ -158,6 +158,7 @@ def test_csv_has_one_row_per_evaluation(report_dir):
     assert float(rows[0]["clean"]) > 0.9
 
 
+@pytest.mark.integration  # a fresh interpreter
 def test_reporting_never_imports_torch(report_dir):
     root, _ = report_dir
     code = ("import sys; from robustlab.reporting import write_report; "

@@ -21,6 +21,8 @@ from robustlab.reporting import write_report
 
 # Flags that work in a container as root with no network (without the background-networking
 # ones Chromium waits on refused connections).
+pytestmark = pytest.mark.integration  # headless Chromium in a subprocess
+
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--disable-extensions")

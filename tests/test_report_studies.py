@@ -12,7 +12,8 @@ import pytest
 
 from robustlab.reporting import write_report
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
+              pytest.mark.integration]  # training runs, studies, a subprocess
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -95,6 +95,7 @@ def studied(tmp_path_factory):
     return preset, out, log.getvalue()
 
 
+@pytest.mark.integration  # a reproduce pipeline with every study
 def test_reproduce_runs_every_study_and_reports_it(studied):
     preset, out, log = studied
     # 600 images for 1 epoch do not train the eps-0.3 recipe runs: the study leaves out
@@ -123,6 +124,7 @@ def test_reproduce_runs_every_study_and_reports_it(studied):
     assert len(results["patch_records"]) == len(patch_files)
 
 
+@pytest.mark.integration  # reruns that pipeline
 def test_a_rerun_reuses_every_study_file(studied, capsys):
     preset, out, _ = studied
     stamps = {p: p.stat().st_mtime_ns for p in (out / "studies").glob("*.json")}

@@ -281,6 +281,7 @@ def _untimed(obj):
     return obj
 
 
+@pytest.mark.integration  # a killed subprocess
 def test_a_killed_evaluation_resumes_from_its_finished_batches(tmp_path, monkeypatch):
     import json
     import subprocess

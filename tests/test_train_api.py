@@ -83,12 +83,13 @@ def test_same_seed_same_weights_from_numpy_and_dataloader(tmp_path, subset):
     assert _same_weights(a.model, b.model)
 
 
+@pytest.mark.integration  # two training runs compared
 def test_adversarial_method_beats_standard_under_pgd(tmp_path, subset):
     train, (xt, yt) = subset
     eps, opt = 0.1, dict(optimizer="adam", lr=2e-3, epochs=3)
     std, _ = _fit(tmp_path, train, (xt, yt), "std", **opt)
     adv, res = _fit(tmp_path, train, (xt, yt), "pgd", method="pgd-at", eps=eps,
-                    method_options={"k": 3}, **opt)
+                    method_options={"steps": 3}, **opt)
     assert res.summary["method"] == "pgd-at" and res.summary["eps"] == eps
     assert res.summary["health"] == "ok"
     r_std = robustlab.evaluate(std, xt, yt, eps=eps, attacks=["pgd"])
@@ -102,7 +103,7 @@ def test_hybrid_reads_the_validation_split_given(tmp_path, subset, mnist):
     train, test = subset
     val = (mnist.train.x[N_TRAIN:N_TRAIN + 200], mnist.train.y[N_TRAIN:N_TRAIN + 200])
     _, result = _fit(tmp_path, train, test, "hybrid", epochs=1, method="hybrid", eps=0.1,
-                     val=val, method_options={"k": 2})
+                     val=val, method_options={"steps": 2})
     assert result.summary["n_train"] == N_TRAIN and result.summary["n_val"] == 200
     row = result.metrics[-1]
     assert row["alpha"] is not None and 0.0 < row["alpha"] <= 0.5  # acc_adv <= acc_clean

@@ -23,6 +23,7 @@ def small_cfg(root, out, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.mark.integration  # 2 epochs, 6,000 images
 def test_short_run_learns_and_writes_the_run_folder(mnist_root, tmp_path):
     result = train(small_cfg(mnist_root, tmp_path / "run", train_size=6000, epochs=2))
     files = sorted(p.name for p in result.run_dir.iterdir())
@@ -40,6 +41,7 @@ def test_short_run_learns_and_writes_the_run_folder(mnist_root, tmp_path):
     assert result.summary["train_time_s"] == pytest.approx(sum(r["epoch_time_s"] for r in rows))
 
 
+@pytest.mark.integration  # three runs
 def test_same_seed_same_weights_and_different_seed_differs(mnist_root, tmp_path):
     a = train(small_cfg(mnist_root, tmp_path / "a", epochs=1))
     b = train(small_cfg(mnist_root, tmp_path / "b", epochs=1))
@@ -49,6 +51,7 @@ def test_same_seed_same_weights_and_different_seed_differs(mnist_root, tmp_path)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
+@pytest.mark.integration  # four runs
 def test_existing_run_is_never_overwritten_unless_asked(mnist_root, tmp_path):
     cfg = small_cfg(mnist_root, tmp_path / "run", epochs=1, train_size=500)
     first = train(cfg)
@@ -64,13 +67,16 @@ def test_existing_run_is_never_overwritten_unless_asked(mnist_root, tmp_path):
     assert again.summary["seed"] == 3
 
 
+@pytest.mark.integration  # a killed subprocess
 def test_resume_after_kill_is_bit_identical(mnist_root, tmp_path):
     """Kill a real `robustlab train` process mid-run, resume it, compare with an unbroken run."""
     killed = tmp_path / "killed"
     args = [sys.executable, "-m", "robustlab", "train", "--dataset", "mnist", "--model", "lenet5",
             "--epochs", "5", "--train-size", "6000", "--val-size", "500", "--device", "cpu",
             "--data-dir", str(mnist_root), "--out", str(killed), "--no-progress",
-            "--recipe", "none"]  # the library run below is a plain TrainConfig
+            "--recipe", "none", "--threads", "1"]  # the library runs below: the same config
+    # (one thread in all three runs: `--threads auto` would follow the machine's load, and
+    # two thread counts may sum a convolution's gradient in another order)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     metrics = killed / "metrics.jsonl"
     deadline = time.time() + 600  # a loaded machine may need minutes for the first epoch
@@ -85,7 +91,7 @@ def test_resume_after_kill_is_bit_identical(mnist_root, tmp_path):
     done_before_kill = metrics.read_text().count("\n")
     assert 1 <= done_before_kill < 5
 
-    cfg = small_cfg(mnist_root, killed, epochs=5, train_size=6000)
+    cfg = small_cfg(mnist_root, killed, epochs=5, train_size=6000, threads=1)
     resumed = train(cfg, resume=True)
     unbroken = train(cfg.replace(out_dir=str(tmp_path / "unbroken")))
     w1 = load_file(str(resumed.run_dir / "model.safetensors"))
@@ -115,9 +121,9 @@ def test_unknown_config_field_and_config_files(tmp_path):
 
     toml = tmp_path / "c.toml"
     toml.write_text('[train]\ndataset = "fashion-mnist"\nepochs = 3\n'
-                    '[train.method_options]\nk = 2\n')
+                    '[train.method_options]\nsteps = 2\n')
     assert load_config_file(toml) == {"dataset": "fashion-mnist", "epochs": 3,
-                                      "method_options": {"k": 2}}
+                                      "method_options": {"steps": 2}}
     yml = tmp_path / "c.yaml"
     yml.write_text("model: smallcnn\nlr: 0.05\n")
     assert load_config_file(yml) == {"model": "smallcnn", "lr": 0.05}

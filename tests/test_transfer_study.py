@@ -20,7 +20,8 @@ from robustlab.evaluation.transfer_matrix import (
 )
 from robustlab.runs.folder import RunFolderError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
+              pytest.mark.integration]  # three real-MNIST training runs
 
 EPS, IMAGES, STEPS = 0.1, 200, 10
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -36,7 +37,7 @@ def runs(mnist_root, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("transfer")
     specs = {"std0": dict(seed=0), "std1": dict(seed=1),
-             "pgd": dict(method="pgd-at", eps=EPS, method_options={"k": 5})}
+             "pgd": dict(method="pgd-at", eps=EPS, method_options={"steps": 5})}
     for name, kw in specs.items():
         result = train(TrainConfig(dataset="mnist", model="lenet5", epochs=3, train_size=2000,
                                    val_size=200, optimizer="adam", lr=2e-3,

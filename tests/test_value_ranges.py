@@ -159,6 +159,7 @@ def _dying_job(job, worker) -> str:
     os._exit(3)  # a worker killed mid-job (out of memory, kill -9)
 
 
+@pytest.mark.integration  # worker processes
 def test_a_dead_worker_ends_reproduce_with_one_line(tmp_path, mnist_root, monkeypatch, capsys):
     from robustlab.experiments import runner
 
@@ -295,6 +296,7 @@ def test_export_of_an_unfinished_run_warns(tiny_run, tmp_path, capsys):
     assert (tmp_path / "m.pt").is_file()
 
 
+@pytest.mark.integration  # a killed subprocess
 def test_a_killed_exports_part_file_is_removed_by_the_next(tiny_run, tmp_path):
     out = tmp_path / "out"
     code = ("import os, sys\nimport robustlab.runs.export as e\n"
@@ -371,7 +373,7 @@ def test_seed_range_in_the_configs():
     with pytest.raises(ConfigError, match=r"^seed: expected an integer in \[0, 2\*\*63 - 1\]"):
         TrainConfig(dataset="synthetic", seed=SEED_MAX + 1).validate()
     with pytest.raises(EvalSettingsError, match=r"^seed: expected an integer in \[0, 2\*\*63"):
-        EvalSettings(seed=2**64).validate()
+        EvalSettings(eps=0.3, seed=2**64).validate()
 
 
 def _train(argv: list[str], tmp_path: Path) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import pkgutil
 import sys
 from collections.abc import Iterable
 from importlib.metadata import entry_points
@@ -37,6 +38,15 @@ BUILTIN_PLUGINS = (
 )
 ENTRY_POINT_GROUP = "robustlab.plugins"
 ENV_VAR = "ROBUSTLAB_PLUGINS"
+
+
+def import_submodules(package: str, path: Iterable[str]) -> None:
+    """Import every module of the plugin package `package` (its `__path__`), in name order,
+    so a new component file registers itself: adding a dataset, model, attack, defense or
+    method is its file (and its test), with no list to edit. Modules named `_*` are skipped."""
+    for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package}.{info.name}")
 
 
 class PluginError(ImportError):

@@ -41,8 +41,9 @@ NORMS_OF = {name: set(supported_norms(name)) for name in ALL}
 
 
 def _field(err: Exception) -> str:
-    """The argument an error message names (`"eps: ..."` -> `"eps"`)."""
-    return str(err).split(":", 1)[0]
+    """The argument an error message names (`"eps: ..."` -> `"eps"`; an option is named as
+    `ATTACK.OPTION`: `"pgd.norm: ..."` -> `"norm"`)."""
+    return str(err).split(":", 1)[0].rsplit(".", 1)[-1]
 
 
 def _assert_valid_output(out, x, eps, norm, bounded) -> None:
@@ -196,7 +197,7 @@ def test_health_check_adds_no_forward_pass():
 
 # ---------------------------------------------------------- 3. norm, eps and step sizes
 def test_unknown_norm_raises_attack_error():
-    with pytest.raises(AttackError, match=r"^norm: unknown norm 'l3'"):
+    with pytest.raises(AttackError, match=r"^pgd\.norm: expected one of linf, l2, got 'l3'$"):
         create_attack("pgd", eps=0.1, norm="l3")
     with pytest.raises(ValueError, match="norm"):  # still a ValueError
         create_attack("pgd", eps=0.1, norm=2)
@@ -230,9 +231,9 @@ def test_bad_eps_raises_naming_eps(eps):
 
 @pytest.mark.parametrize("name", ["pgd", "fgsm-rs", "mifgsm"])
 def test_zero_step_size_with_positive_eps_raises(name):
-    with pytest.raises(AttackError, match=r"^step_size: .*> 0"):
+    with pytest.raises(AttackError, match=rf"^{name}\.step_size: .*> 0"):
         create_attack(name, eps=0.1, step_size=0.0)
-    with pytest.raises(AttackError, match=r"^step_size: "):
+    with pytest.raises(AttackError, match=rf"^{name}\.step_size: "):
         create_attack(name, eps=0.1, step_size=float("nan"))
     assert create_attack(name, eps=0.0, step_size=0.0).step_size == 0.0  # eps ramp at 0
 

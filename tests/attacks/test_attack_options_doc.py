@@ -19,8 +19,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "attack-options.md"
 
 def test_the_attack_options_doc_is_current():
     assert DOC.read_text() == markdown(), (
-        "docs/attack-options.md is stale: python -m robustlab.attacks.options_doc "
-        "> docs/attack-options.md")
+        "docs/attack-options.md is stale: run `make docs`")
 
 
 @pytest.mark.parametrize("name", ATTACKS.list())

@@ -205,5 +205,7 @@ def test_autoattack_matches_original_linf(ref_data):
 
 @pytest.mark.reference
 def test_autoattack_matches_original_l2(ref_data):
+    # 50 images (100 took ~100 s on one thread, over the suite's 60 s per test): CI keeps
+    # the L2 comparison with the original AutoAttack
     model, x, y = ref_data
-    _check_against_original(model, x[:100], y[:100], 1.0, "l2", max_missed=1)
+    _check_against_original(model, x[:50], y[:50], 1.0, "l2", max_missed=1)

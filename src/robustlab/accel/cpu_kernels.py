@@ -51,6 +51,8 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from torch.overrides import TorchFunctionMode
 
+from robustlab.common.checks import is_integer
+
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
 _POOL_ARGS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
               "return_indices")
@@ -90,9 +92,9 @@ def _bind(names: tuple[str, ...], args: tuple, kwargs: dict, defaults: dict) -> 
 
 def _pair(v: Any) -> tuple[int, int] | None:
     """(a, b) for an int or a 2-sequence of ints, else None (e.g. padding='same')."""
-    if isinstance(v, int) and not isinstance(v, bool):
+    if is_integer(v):
         return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
+    if isinstance(v, (tuple, list)) and len(v) == 2 and all(is_integer(i) for i in v):
         return (int(v[0]), int(v[1]))
     return None
 

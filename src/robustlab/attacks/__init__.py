@@ -1,43 +1,31 @@
 """Adversarial attacks: `create_attack(name, **kw)` -> `Attack`; `x_adv = attack(model, x, y)`.
 
-Every attack is registered in `robustlab.registry.ATTACKS` by importing its module here.
+Every module of this package is imported here (`plugins.import_submodules`), so an attack
+file registers itself in `robustlab.registry.ATTACKS`: adding one is its file and its test.
 See `robustlab.attacks.base` for the contract and for how to write a new attack.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from robustlab.attacks import (  # noqa: F401  (importing registers the attacks)
-    apgd,
-    autoattack,
-    cw,
-    fab,
-    fgsm,
-    mifgsm,
-    patch,
-    pgd,
-    square,
-    transfer,
-)
 from robustlab.attacks.adaptive import BPDAWrapper, bpda
 from robustlab.attacks.base import Attack, AttackError, AttackModel, input_gradient
+from robustlab.plugins import import_submodules
 from robustlab.registry import ATTACKS
+
+import_submodules(__name__, __path__)  # every attack file registers itself
 
 
 def create_attack(name: str, **kwargs: Any) -> Attack:
-    """Build the attack registered as `name` with its hyper-parameters (validated here; an
-    option the attack does not take is an `AttackError` listing the ones it does)."""
-    try:
-        return ATTACKS.create(name, **kwargs)
-    except TypeError as err:  # an option no __init__ along the way takes
-        bad = re.search(r"unexpected keyword argument '(\w+)'", str(err))
-        factory = ATTACKS.get(name)
-        if bad is None or not (isinstance(factory, type) and issubclass(factory, Attack)):
-            raise
-        raise AttackError(f"{name}: unknown option {bad.group(1)!r}; {name} takes "
-                          f"{', '.join(factory.options())} (docs/attack-options.md)") from None
+    """Build the attack registered as `name` with its options (`eps` and those the attack
+    declares, `Attack.options()`). Every value is checked against the declaration before any
+    compute: an `AttackError` names `NAME.OPTION`, and an option the attack does not declare
+    is named with the ones it does."""
+    factory = ATTACKS.get(name)
+    if isinstance(factory, type) and issubclass(factory, Attack):
+        factory.check_option_names(kwargs)
+    return ATTACKS.create(name, **kwargs)
 
 
 create = create_attack

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackError, AttackModel, BestIterate
+from robustlab.attacks.base import Attack, AttackModel, BestIterate
 from robustlab.attacks.losses import LossFn, ce_loss, dlr_loss, is_adversarial
 from robustlab.attacks.norms import (
     eps_view,
@@ -36,7 +36,7 @@ from robustlab.attacks.norms import (
     steepest_direction,
 )
 from robustlab.attacks.progress import step_reporter
-from robustlab.common.checks import check_number
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 
@@ -157,32 +157,21 @@ def _keep(st: dict[str, Tensor], keep: Tensor) -> dict[str, Tensor]:
 
 
 class _APGDBase(Attack):
-    """Shared parameters: `eps`, `norm` ("linf" | "l2"), `steps` (default 100), `restarts`
-    (default 1), `momentum` (0.75), `rho` (0.75), plus the common `Attack` parameters."""
+    """The options every APGD shares (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        steps: int = 100,
-        restarts: int = 1,
-        momentum: float = 0.75,
-        rho: float = 0.75,
-        seed: int = 0,
-        **common,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.steps = self.check_positive_int("steps", steps)
-        self.restarts = self.check_positive_int("restarts", restarts)
+    OPTIONS = {
+        "steps": Option(100, "int", "iterations per run", low=1),
+        "restarts": Option(1, "int", "runs, each on the samples still robust", low=1),
         # the paper's step weight a of the new point: x_{k+1} mixes it with the last move as
         # a (z - x_k) + (1 - a) (x_k - x_{k-1}), a convex combination only for a in [0, 1]
-        self.momentum = check_number("momentum", momentum, 0.0, 1.0, error=AttackError)
-        # the paper's checkpoint threshold (0.75): halve the step when the loss rose in at most
-        # this fraction of the steps since the last checkpoint; a fraction strictly inside
-        # (0, 1) -- at 1 the test always passes, at 0 only when the loss never rose
-        self.rho = check_number("rho", rho, 0.0, 1.0, low_open=True, high_open=True,
-                                error=AttackError)
+        "momentum": Option(0.75, "float", "weight a of the new point against the last move",
+                           low=0.0, high=1.0),
+        # the paper's checkpoint threshold: a fraction strictly inside (0, 1) -- at 1 the test
+        # always passes, at 0 only when the loss never rose
+        "rho": Option(0.75, "float", "halve the step when the loss rose in at most this "
+                      "fraction of the steps since the last checkpoint", low=0.0, high=1.0,
+                      low_open=True, high_open=True),
+    }
 
     def _run(self, model, x, y, eps, target, generator, best, loss_fn) -> None:
         for _ in range(self.restarts):
@@ -207,6 +196,8 @@ class _APGDBase(Attack):
 class APGDCE(_APGDBase):
     """APGD on the cross-entropy loss (untargeted, or targeted CE when `target` is given)."""
 
+    quick_options = {"steps": 8}
+
 
     def perturb(self, model, x, y, eps, target, generator):
         best = BestIterate.from_clean(model, x, y, ce_loss, target)
@@ -217,6 +208,8 @@ class APGDCE(_APGDBase):
 @ATTACKS.register("apgd-dlr")
 class APGDDLR(_APGDBase):
     """APGD on the DLR loss (needs >= 3 classes)."""
+
+    quick_options = {"steps": 8}
 
     min_classes = 3
 
@@ -232,14 +225,13 @@ class APGDT(_APGDBase):
     classes other than the predicted one (needs >= 3 classes). Untargeted in its result (any
     misclassification counts); does not take `target`."""
 
+    quick_options = {"steps": 5, "n_target_classes": 3}
+
     min_classes = 3
     supports_target = False
 
-    def __init__(
-        self, *, eps: float | Tensor | None = None, n_target_classes: int = 9, **kw
-    ) -> None:
-        super().__init__(eps=eps, **kw)
-        self.n_target_classes = self.check_positive_int("n_target_classes", n_target_classes)
+    OPTIONS = {"n_target_classes": Option(9, "int", "target classes (the most likely "
+                                          "after the predicted one, capped at K - 1)", low=1)}
 
     def perturb(self, model, x, y, eps, target, generator):
         best = BestIterate.from_clean(model, x, y, ce_loss)

@@ -17,6 +17,7 @@ original AutoAttack logs "robust accuracy after APGD-CE".
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch import Tensor
 from robustlab.attacks.base import Attack, AttackError
 from robustlab.attacks.norms import eps_view, project_and_clip
 from robustlab.attacks.progress import AttackStep, StepCallback, callback_of, reporting
-from robustlab.common.checks import check_choice
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 VERSIONS = ("standard",)
@@ -64,34 +65,33 @@ def standard_components(
 
 @ATTACKS.register("autoattack")
 class AutoAttack(Attack):
-    """Parameters: `eps`, `norm` ("linf" | "l2"), `version` ("standard"), `seed`, the
-    components' counts `steps` (APGD and FAB iterations, 100), `n_target_classes` (9) and
-    `n_queries` (Square, 5000), plus the common `Attack` parameters (passed on to every
-    component). `components` may replace the standard list with `[(name, Attack), ...]`."""
+    """AutoAttack, standard version. The common options (norm, seed, adaptive, ...) are passed
+    on to every component. From Python, `components` may replace the standard list with
+    `[(name, Attack), ...]` (the counts then play no role)."""
+
+    quick_options = {"steps": 5, "n_target_classes": 2, "n_queries": 20}
 
     min_classes = 3
     supports_target = False
+    OPTIONS = {
+        "version": Option("standard", "choice", "the component list", choices=VERSIONS),
+        "steps": Option(STANDARD_STEPS, "int", "APGD and FAB iterations", low=1),
+        "n_target_classes": Option(STANDARD_TARGET_CLASSES, "int", "target classes of APGD-T "
+                                   "and FAB-T", low=1),
+        "n_queries": Option(STANDARD_QUERIES, "int", "Square's queries", low=1),
+    }
+    #: the counts are the components' (their `describe()` records them), not AutoAttack's own
+    COUNTS = ("steps", "n_target_classes", "n_queries")
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        version: str = "standard",
-        seed: int = 0,
-        steps: int = STANDARD_STEPS,
-        n_target_classes: int = STANDARD_TARGET_CLASSES,
-        n_queries: int = STANDARD_QUERIES,
-        components: list[tuple[str, Attack]] | None = None,
-        **common: Any,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.version = check_choice("version", version, VERSIONS, error=AttackError)
+    def __init__(self, *, components: list[tuple[str, Attack]] | None = None,
+                 **options: Any) -> None:
+        super().__init__(**options)
         if components is None:
+            shared = {k: getattr(self, k) for k in ("adaptive", "eot_iter", "memory_format",
+                                                    "cpu_kernels") if k in options}
             components = standard_components(
-                eps, norm, seed, common, steps=self.check_positive_int("steps", steps),
-                n_target_classes=self.check_positive_int("n_target_classes", n_target_classes),
-                n_queries=self.check_positive_int("n_queries", n_queries))
+                options.get("eps"), self.norm, self.seed, shared,
+                **{k: getattr(self, k) for k in self.COUNTS})
         for name, att in components:
             if not isinstance(att, Attack):
                 raise AttackError(f"components: {name!r} is not an Attack: {att!r}")
@@ -101,8 +101,14 @@ class AutoAttack(Attack):
         self.last_robust: Tensor | None = None
         self.last_breakdown: dict[str, int] = {}
 
+    @classmethod
+    def parameters(cls) -> list[inspect.Parameter]:
+        return super().parameters() + [inspect.Parameter(
+            "components", inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation="list[tuple[str, Attack]] | None")]
+
     def describe(self) -> dict[str, Any]:
-        out = super().describe()
+        out = {k: v for k, v in super().describe().items() if k not in self.COUNTS}
         out["components"] = [att.describe() for _, att in self.components]
         return out
 

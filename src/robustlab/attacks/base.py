@@ -6,22 +6,28 @@ The model as an attack sees it (`AttackModel`) and the one input-gradient routin
 
 How to write an attack
 ----------------------
-1. Subclass `Attack`, register it, and implement `perturb`::
+1. Subclass `Attack`, register it, declare its options, and implement `perturb`::
 
        from robustlab.registry import ATTACKS
        from robustlab.attacks.base import Attack, AttackModel
+       from robustlab.common.options import Option
 
        @ATTACKS.register("my-attack")
        class MyAttack(Attack):
-           def __init__(self, *, eps, norm="linf", steps=10, seed=0, **common):
-               super().__init__(eps=eps, norm=norm, seed=seed, **common)
-               self.steps = self.check_positive_int("steps", steps)
+           OPTIONS = {"steps": Option(10, "int", "iterations", low=1)}
 
            def perturb(self, model, x, y, eps, target, generator):
                ...  # return x_adv, same shape as x, in [0, 1] and in the eps-ball
 
-   `__init__` validates its own hyper-parameters (raise `AttackError`/ValueError naming the
-   field, the value and what was expected) -- before any compute.
+   `OPTIONS` (`robustlab.common.options.Option`: default, kind, bounds, one doc line) extends
+   the options of the bases (`Attack.OPTIONS`: norm, seed, adaptive, eot_iter,
+   memory_format, cpu_kernels); a subclass redeclares one to change its default. Construction
+   checks every option once, before any compute (`AttackError` naming `my-attack.steps`, the
+   value and what is accepted; an unknown option is named with the known ones), and sets each
+   as an attribute (`self.steps`). `MyAttack(eps=..., steps=5)`, `create_attack("my-attack",
+   ...)`, `help(MyAttack)` and docs/attack-options.md all read the declaration. An `__init__`
+   of its own (keyword arguments only, passed on to `super().__init__`) only makes checks
+   that tie options together (a step against eps) and derived state.
 
 2. `Attack.__call__(model, x, y, target=None)` does everything generic, then calls `perturb`:
    validates inputs (`check_images`: finite float tensor in [0, 1]; `check_labels`: integer
@@ -72,11 +78,10 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.accel.cpu_kernels import CPUKernels
-from robustlab.attacks.adaptive import adaptive_settings
+from robustlab.attacks.adaptive import DEFAULT_EOT_ITER, adaptive_settings
 from robustlab.attacks.attack_model import AttackModel, Gradient, input_gradient
 from robustlab.attacks.errors import AttackError
 from robustlab.attacks.execution import (
-    MEMORY_FORMATS,
     ClassCounts,
     frozen_parameters,
     input_layout,
@@ -85,9 +90,11 @@ from robustlab.attacks.execution import (
 )
 from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
 from robustlab.attacks.losses import LossFn, is_adversarial
-from robustlab.attacks.norms import check_norm, eps_view, layout_of, linf_box, project_and_clip
-from robustlab.common.checks import check_bool, check_choice, check_int, check_number
+from robustlab.attacks.norms import eps_view, layout_of, linf_box, project_and_clip
+from robustlab.common.checks import SEED_MAX, check_number
 from robustlab.common.modes import eval_mode
+from robustlab.common.options import Option, merged_options, options_signature, resolve_options
+from robustlab.common.vocabulary import MEMORY_FORMATS, NORMS
 
 __all__ = ["Attack", "AttackError", "AttackModel", "BestIterate", "Gradient", "input_gradient",
            "eval_mode", "frozen_parameters"]
@@ -157,16 +164,10 @@ class BestIterate:
 class Attack:
     """Base class of every attack. See the module docstring for how to write one.
 
-    Common parameters: `eps` (float >= 0 or a per-sample tensor `[N]`; radius of the threat
-    model in pixel units of [0, 1] images; <= 1 for linf), `norm` ("linf" | "l2",
-    case-insensitive: "Linf" / "L2" work too), `seed` (the same seed gives
-    the same output), `adaptive` (use BPDA / EOT when the model declares them), `eot_iter`
-    (EOT passes for randomized models; default 10), `memory_format` ("auto" | "channels_last"
-    | "contiguous": the layout inputs are converted to for the model's conv layers; "auto"
-    picks channels_last for multi-channel 4-D inputs (CPU and CUDA) of models with Conv2d layers),
-    `cpu_kernels` (True: on the CPU, faster kernels with PyTorch's values replace 1-channel
-    convolutions, 2x2 max-pools and ReLUs while attacking; False keeps PyTorch's own, e.g. for
-    an audit of the kernels themselves).
+    `eps` (float >= 0 or a per-sample tensor `[N]`; radius of the threat model in pixel units
+    of [0, 1] images; <= 1 for linf) is the threat model, not an option; the options every
+    attack takes are declared in `OPTIONS` below (`norm` is case-insensitive: "Linf" / "L2"
+    work too).
     """
 
     name: ClassVar[str] = ""  # set by the registry decorator (`ATTACKS.register(name)`)
@@ -175,49 +176,113 @@ class Attack:
     gradient_based: ClassVar[bool] = True
     min_classes: ClassVar[int] = 2
     supports_target: ClassVar[bool] = True
-    # Options a base class takes but this attack fixes (rejected when passed, left out of the docs).
-    fixed_options: ClassVar[tuple[str, ...]] = ()
+    #: The options every attack takes, declared once; a subclass's `OPTIONS` extends them
+    #: (merged along the MRO, `options()`), redeclaring one to change its default.
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "norm": Option("linf", "choice", "threat-model norm (case-insensitive)", choices=NORMS),
+        "seed": Option(0, "int", "seed of the attack's random numbers (same seed, same output)",
+                       low=0, high=SEED_MAX),
+        "adaptive": Option(True, "bool", "use BPDA / EOT where the model declares them "
+                           "(nondifferentiable / randomized)"),
+        "eot_iter": Option(None, "int", f"EOT passes for randomized models (null: "
+                           f"{DEFAULT_EOT_ITER})", low=1, allow_none=True),
+        "memory_format": Option("auto", "choice", "layout of the inputs for the model's conv "
+                                "layers (auto: channels_last for multi-channel 4-D inputs of "
+                                "conv models)", choices=MEMORY_FORMATS),
+        "cpu_kernels": Option(True, "bool", "on the CPU, faster kernels with PyTorch's values "
+                              "for 1-channel convolutions, 2x2 max-pools and ReLUs (false: "
+                              "PyTorch's own)"),
+    }
+    #: Options a base declares that this attack fixes, with their value: refused when passed,
+    #: left out of `options()` and the docs, set as attributes like the others.
+    fixed_options: ClassVar[dict[str, Any]] = {}
+    #: Options for a quick run (few steps / queries): the property tests build every attack
+    #: with them, so a new attack joins those tests by declaring them here.
+    quick_options: ClassVar[dict[str, Any]] = {}
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        seed: int = 0,
-        adaptive: bool = True,
-        eot_iter: int | None = None,
-        memory_format: str = "auto",
-        cpu_kernels: bool = True,
-    ) -> None:
-        self.norm = check_norm(norm)
+    def __init__(self, *, eps: float | Tensor | None = None, **options: Any) -> None:
+        values = self._resolve(options)
+        self.norm = values.pop("norm")
         if self.needs_eps and eps is None:
             raise AttackError(f"eps: {type(self).__name__} needs eps (the threat-model radius)")
         self.eps = None if eps is None else self.check_eps(eps, self.norm)
-        self.seed = check_int("seed", seed, error=AttackError)
-        self.adaptive = check_bool("adaptive", adaptive, error=AttackError)
-        if eot_iter is not None:
-            self.check_positive_int("eot_iter", eot_iter)
-        self.eot_iter = eot_iter
-        self.memory_format = check_choice("memory_format", memory_format, MEMORY_FORMATS,
-                                          error=AttackError)
-        self.cpu_kernels = check_bool("cpu_kernels", cpu_kernels, error=AttackError)
+        vars(self).update(values)
         self._class_counts = ClassCounts()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = vars(cls).get("__init__")
+        taken = set() if init is None else {
+            p.name for p in inspect.signature(init).parameters.values()
+            if p.kind is p.KEYWORD_ONLY}
+        undeclared = sorted(taken - {p.name for p in cls.parameters()})
+        if undeclared:  # an option only __init__ knows: the checks and the docs would miss it
+            raise TypeError(f"{cls.__name__}.__init__ takes {', '.join(undeclared)}, which "
+                            f"{cls.__name__}.OPTIONS does not declare: declare every option "
+                            "in OPTIONS (robustlab.attacks.base, 'How to write an attack')")
+        cls.__signature__ = cls._signature()
+
+    # ------------------------------------------------------------------------- options
     @classmethod
-    def options(cls) -> dict[str, inspect.Parameter]:
-        """Keyword options of this attack by name, its own first, then those its `**kwargs`
-        pass to its bases (without `fixed_options`)."""
-        seen: dict[str, inspect.Parameter] = {}
-        for klass in cls.__mro__:
-            if "__init__" not in vars(klass):
-                continue
-            params = inspect.signature(klass.__init__).parameters.values()
-            for p in params:
-                if p.kind is p.KEYWORD_ONLY and p.name not in cls.fixed_options:
-                    seen.setdefault(p.name, p)
-            if klass is Attack or not any(p.kind is p.VAR_KEYWORD for p in params):
-                break
-        return seen
+    def options(cls) -> dict[str, Option]:
+        """The attack's options by name: its own `OPTIONS` extended by its bases' (along the
+        MRO), less `fixed_options`. `eps` is the threat model, not an option."""
+        return merged_options(cls, drop=cls.fixed_options)
+
+    @classmethod
+    def parameters(cls) -> list[inspect.Parameter]:
+        """The keyword parameters beside the options: `eps` (and, in some attacks, objects no
+        option kind describes, such as a surrogate model)."""
+        return [inspect.Parameter("eps", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                  annotation="float | Tensor | None")]
+
+    @classmethod
+    def _signature(cls) -> inspect.Signature:
+        """`inspect.signature(cls)` / `help(cls)`: the parameters, then every option with
+        its default."""
+        return options_signature(cls.options(), before=cls.parameters())
+
+    @classmethod
+    def label(cls) -> str:
+        """The name the attack was registered under (the class name if it was not)."""
+        return vars(cls).get("name") or cls.__name__
+
+    @classmethod
+    def field(cls, option: str) -> str:
+        """`option` as the user spells it: `pgd.steps` (`--attack-opt pgd.steps=...`)."""
+        return f"{cls.label()}.{option}"
+
+    @classmethod
+    def known_options(cls, given: dict[str, Any]) -> list[str]:
+        """The keywords the attack takes (its parameters, then its options, sorted); `given`
+        for attacks whose options depend on another (transfer: its inner attack's)."""
+        return [p.name for p in cls.parameters()] + sorted(cls.options())
+
+    @classmethod
+    def check_option_names(cls, given: dict[str, Any]) -> None:
+        """`AttackError` naming the keys of `given` the attack does not declare (and the
+        ones it does), or a fixed option."""
+        name = cls.label()
+        for key in sorted(given.keys() & cls.fixed_options.keys()):
+            raise AttackError(f"{cls.field(key)}: expected no {key} ({name} always uses "
+                              f"{cls.fixed_options[key]!r}), got {given[key]!r}")
+        known = cls.known_options(given)
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise AttackError(f"{name}: unknown option(s) {', '.join(unknown)} for attack "
+                              f"{name!r}; known: {', '.join(known)} (docs/attack-options.md)")
+
+    def _resolve(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Every option (fixed ones included): the given value or the default, each checked
+        against its declaration (`AttackError` naming `ATTACK.OPTION`)."""
+        type(self).check_option_names(given)
+        norm = given.get("norm")
+        if isinstance(norm, str) and norm.lower() in NORMS:  # "Linf" / "L2" spellings
+            given = {**given, "norm": norm.lower()}
+        name = type(self).label()
+        return resolve_options(merged_options(type(self)), {**given, **self.fixed_options},
+                               owner=f"attack {name!r}", error=AttackError,
+                               prefix=f"{name}.")
 
     # ----------------------------------------------------------------- validation helpers
     @staticmethod
@@ -243,24 +308,15 @@ class Attack:
             )
         return eps
 
-    @staticmethod
-    def check_positive_int(field: str, value: Any, minimum: int = 1) -> int:
-        return check_int(field, value, minimum, error=AttackError)
-
-    @staticmethod
-    def check_nonneg_float(field: str, value: Any, *, positive: bool = False) -> float:
-        return check_number(field, value, 0.0, low_open=positive, error=AttackError)
-
-    def check_step(self, field: str, value: Any) -> float:
-        """A step size (absolute, in the norm's units): a finite float >= 0, and > 0 unless
-        eps is 0 everywhere (a zero step never moves). Call after `Attack.__init__`."""
-        value = self.check_nonneg_float(field, value)
-        eps = self.eps
+    def check_step(self, option: str) -> None:
+        """The step-size option `option` (absolute, in the norm's units; null: derived from
+        eps) against eps: > 0 unless eps is 0 everywhere (a zero step never moves). Call after
+        `Attack.__init__` (which checked it is a number >= 0)."""
+        value, eps = getattr(self, option), self.eps
         eps_max = float(eps.max()) if isinstance(eps, Tensor) and eps.numel() else float(eps or 0)
-        if value == 0 and eps_max > 0:
-            raise AttackError(f"{field}: expected a value > 0 when eps > 0, got 0 "
-                              "(a zero step never moves)")
-        return value
+        if value is not None and eps_max > 0:
+            check_number(self.field(option), value, 0.0, low_open=True, error=AttackError,
+                         expected="a number > 0 when eps > 0 (a zero step never moves)")
 
     def describe(self) -> dict[str, Any]:
         """Hyper-parameters as a JSON-friendly dict (for result files)."""
@@ -409,3 +465,6 @@ class Attack:
             check_labels("target", target, x)
             if bool((target == y).any()):
                 raise AttackError("target: some target labels equal the true labels y")
+
+
+Attack.__signature__ = Attack._signature()  # subclasses: `Attack.__init_subclass__`

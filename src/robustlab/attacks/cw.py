@@ -15,14 +15,16 @@ The attack is unbounded: `eps` is not used (it may be passed and is ignored).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackError, AttackModel
+from robustlab.attacks.base import Attack, AttackModel
 from robustlab.attacks.losses import is_adversarial, margin_loss
-from robustlab.attacks.norms import check_norm, eps_view, lp_norm
+from robustlab.attacks.norms import eps_view, lp_norm
 from robustlab.attacks.progress import step_reporter
-from robustlab.common.checks import check_bool
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 _ATANH_CLAMP = 1 - 1e-6
@@ -30,42 +32,29 @@ _ATANH_CLAMP = 1 - 1e-6
 
 @ATTACKS.register("cw-l2")
 class CarliniWagnerL2(Attack):
-    """Parameters: `kappa` (confidence >= 0, default 0), `c_init` (default 1e-2),
-    `binary_search_steps` (default 9), `steps` (Adam iterations per c, default 100),
-    `lr` (default 5e-2: larger than the paper's 1e-2 because pixels at exactly 0 or 1 start
-    deep in tanh's saturation and need ~600 Adam steps at 1e-2 to move at all),
-    `abort_early` (stop a round when the objective stalls), plus `seed`, `adaptive`,
-    `eot_iter`, `memory_format`. `eps` is accepted and ignored."""
+    """Minimal-L2 adversarial examples (an L2 attack: `norm` is l2 only). `lr` 5e-2 is larger
+    than the paper's 1e-2 because pixels at exactly 0 or 1 start deep in tanh's saturation
+    and need ~600 Adam steps at 1e-2 to move at all. `eps` is accepted and ignored."""
+
+    quick_options = {"steps": 10, "binary_search_steps": 2}
 
     bounded = False
     needs_eps = False
+    OPTIONS = {
+        "norm": Option("l2", "choice", "an L2 attack", choices=("l2",)),
+        "kappa": Option(0.0, "float", "confidence: the margin a success must reach", low=0.0),
+        "c_init": Option(1e-2, "float", "first weight c of the misclassification term",
+                         low=0.0, low_open=True),
+        "binary_search_steps": Option(9, "int", "rounds of the per-sample search over c",
+                                      low=1),
+        "steps": Option(100, "int", "Adam iterations per value of c", low=1),
+        "lr": Option(5e-2, "float", "Adam learning rate", low=0.0, low_open=True),
+        "abort_early": Option(True, "bool", "stop a round when the objective stalls"),
+    }
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        kappa: float = 0.0,
-        c_init: float = 1e-2,
-        binary_search_steps: int = 9,
-        steps: int = 100,
-        lr: float = 5e-2,
-        abort_early: bool = True,
-        seed: int = 0,
-        norm: str = "l2",
-        **common,
-    ) -> None:
-        if check_norm(norm) != "l2":
-            raise AttackError(f"norm: cw-l2 is an L2 attack, got norm={norm!r}")
-        super().__init__(eps=eps, norm="l2", seed=seed, **common)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.eps = None  # unbounded: the threat-model radius plays no role
-        self.kappa = self.check_nonneg_float("kappa", kappa)
-        self.c_init = self.check_nonneg_float("c_init", c_init, positive=True)
-        self.binary_search_steps = self.check_positive_int(
-            "binary_search_steps", binary_search_steps
-        )
-        self.steps = self.check_positive_int("steps", steps)
-        self.lr = self.check_nonneg_float("lr", lr, positive=True)
-        self.abort_early = check_bool("abort_early", abort_early, error=AttackError)
         self.last_norms: Tensor | None = None
         self.last_success: Tensor | None = None
 

@@ -22,8 +22,6 @@ from torch import Tensor, nn
 from robustlab.attacks.attack_model import AttackModel
 from robustlab.attacks.inputs import check_logits
 
-MEMORY_FORMATS: tuple[str, ...] = ("auto", "channels_last", "contiguous")
-
 
 def input_layout(memory_format: str, model: nn.Module, x: Tensor) -> torch.memory_format:
     """The layout inputs `x` are converted to for `model` (`memory_format` of the attack)."""
@@ -32,7 +30,8 @@ def input_layout(memory_format: str, model: nn.Module, x: Tensor) -> torch.memor
     if memory_format == "channels_last":
         return torch.channels_last
     # Measured on the 2-core CPU (bench/attack_speed.py): channels_last costs ~23 % for
-    # 1-channel inputs (LeNet-5 / MNIST), so `auto` keeps those contiguous (CPU and CUDA).
+    # 1-channel inputs (LeNet-5 / MNIST), so `auto` keeps those contiguous (CPU and CUDA):
+    # common/vocabulary.py AUTO_INPUT_LAYOUT.
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     use = has_conv and x.shape[1] > 1
     return torch.channels_last if use else torch.contiguous_format

@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackError, AttackModel
+from robustlab.attacks.base import Attack, AttackModel
 from robustlab.attacks.losses import is_adversarial, margin_loss
 from robustlab.attacks.norms import eps_view, lp_norm, random_in_ball
 from robustlab.attacks.progress import step_reporter
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 _TINY = 1e-12
@@ -99,31 +100,18 @@ class _FABBase(Attack):
     min_classes = 2
     supports_target = True
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        steps: int = 100,
-        restarts: int = 1,
-        alpha_max: float = 0.1,
-        eta: float = 1.05,
-        beta: float = 0.9,
-        grad_batch_size: int = 2048,
-        seed: int = 0,
-        **common: Any,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.steps = self.check_positive_int("steps", steps)
-        self.restarts = self.check_positive_int("restarts", restarts)
-        self.alpha_max = self.check_nonneg_float("alpha_max", alpha_max)
-        if self.alpha_max > 1:
-            raise AttackError(f"alpha_max: expected a value in [0, 1], got {alpha_max}")
-        self.eta = self.check_nonneg_float("eta", eta, positive=True)
-        self.beta = self.check_nonneg_float("beta", beta, positive=True)
-        if self.beta > 1:
-            raise AttackError(f"beta: expected a value in (0, 1], got {beta}")
-        self.grad_batch_size = self.check_positive_int("grad_batch_size", grad_batch_size)
+    OPTIONS = {
+        "steps": Option(100, "int", "iterations per run", low=1),
+        "restarts": Option(1, "int", "runs (after the first: from a random start, on the "
+                           "samples without a success within eps)", low=1),
+        "alpha_max": Option(0.1, "float", "largest weight of the step towards the original "
+                            "point", low=0.0, high=1.0),
+        "eta": Option(1.05, "float", "overshoot of the projection", low=0.0, low_open=True),
+        "beta": Option(0.9, "float", "step back towards the original point after a success",
+                       low=0.0, high=1.0, low_open=True),
+        "grad_batch_size": Option(2048, "int", "rows per backward pass of the replicated "
+                                  "Jacobian batch", low=1),
+    }
 
     # ------------------------------------------------------------------ the boundary model
     def _untargeted_linearisation(
@@ -289,12 +277,11 @@ def _run_report(reporter: Any, offset: int, base: int, eps: Tensor
 class FAB(_FABBase):
     """Untargeted FAB (`fab`): follows the closest of the K - 1 linearised boundaries.
 
-    Parameters: `eps`, `norm` ("linf" | "l2"), `steps` (100), `restarts` (1; runs after
-    the first start at random), `alpha_max` (0.1), `eta` (1.05, overshoot), `beta` (0.9, step
-    back after a success), `grad_batch_size` (rows per backward pass of the replicated
-    Jacobian batch, 2048), `seed`. With `target` given it follows the boundary between the
-    target class and its strongest competitor and succeeds only when the target is predicted.
+    With `target` given it follows the boundary between the target class and its strongest
+    competitor and succeeds only when the target is predicted.
     """
+
+    quick_options = {"steps": 5}
 
 
     def _targets(self, logits: Tensor, target: Tensor | None) -> list[tuple[Tensor | None, bool]]:
@@ -307,14 +294,14 @@ class FABTargeted(_FABBase):
     the 2nd ... `(n_target_classes + 1)`-th largest clean logit (capped at K - 1 targets),
     each following the single boundary z_t - z_y; any misclassification counts.
 
-    Parameters as `fab`, plus `n_target_classes` (9). With `target` given, only that target
-    is attacked and success means predicting it.
+    The options of `fab`, plus `n_target_classes`. With `target` given, only that target is
+    attacked and success means predicting it.
     """
 
+    quick_options = {"steps": 5, "n_target_classes": 2}
 
-    def __init__(self, *, n_target_classes: int = 9, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.n_target_classes = self.check_positive_int("n_target_classes", n_target_classes)
+    OPTIONS = {"n_target_classes": Option(9, "int", "target classes (the most likely after "
+                                          "the predicted one, capped at K - 1)", low=1)}
 
     def _targets(self, logits: Tensor, target: Tensor | None) -> list[tuple[Tensor | None, bool]]:
         if target is not None:

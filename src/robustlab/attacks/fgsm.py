@@ -10,11 +10,12 @@ shows it), so the output's accuracy is never above the clean accuracy.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import Tensor
 
 from robustlab.attacks.base import Attack
-from robustlab.attacks.losses import get_loss, is_adversarial
+from robustlab.attacks.losses import LOSSES, get_loss, is_adversarial
 from robustlab.attacks.norms import (
     eps_view,
     linf_box,
@@ -22,28 +23,22 @@ from robustlab.attacks.norms import (
     random_in_ball,
     steepest_direction,
 )
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
+
+LOSS = Option("ce", "choice", "loss maximised (dlr needs >= 3 classes)", choices=tuple(LOSSES))
 
 
 @ATTACKS.register("fgsm")
 class FGSM(Attack):
-    """Single-step attack. Parameters: `eps`, `norm` ("linf" | "l2"), `loss` ("ce" | "margin"),
-    plus the common `Attack` parameters."""
+    """Single-step attack: one step of size eps along the loss's steepest-ascent direction."""
 
+    OPTIONS = {"loss": LOSS}
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        loss: str = "ce",
-        seed: int = 0,
-        **common,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.loss = loss
-        self._loss_fn = get_loss(loss)
-        if loss == "dlr":
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._loss_fn = get_loss(self.loss)
+        if self.loss == "dlr":
             self.min_classes = 3
 
     def perturb(self, model, x, y, eps, target, generator):
@@ -59,27 +54,19 @@ class FGSM(Attack):
 
 @ATTACKS.register("fgsm-rs")
 class FGSMRandomStart(Attack):
-    """FGSM from a random start. Parameters: `eps`, `norm`, `step_size` (absolute; default
-    `1.25 * eps` per sample), `loss`, plus the common `Attack` parameters."""
+    """FGSM from a uniform random start in the eps-ball, one step of `step_size`."""
 
+    OPTIONS = {
+        "step_size": Option(None, "float", "absolute step, in the norm's units (null: 1.25 eps "
+                            "per sample)", low=0.0, allow_none=True),
+        "loss": LOSS,
+    }
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        step_size: float | None = None,
-        loss: str = "ce",
-        seed: int = 0,
-        **common,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.step_size = (
-            None if step_size is None else self.check_step("step_size", step_size)
-        )
-        self.loss = loss
-        self._loss_fn = get_loss(loss)
-        if loss == "dlr":
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.check_step("step_size")
+        self._loss_fn = get_loss(self.loss)
+        if self.loss == "dlr":
             self.min_classes = 3
 
     def perturb(self, model, x, y, eps, target, generator):

@@ -9,47 +9,39 @@ sample takes every step and the highest-loss iterate is returned (for transfer, 
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor  # noqa: F401
+from typing import Any
 
-from robustlab.attacks.base import Attack, AttackError, BestIterate
+import torch
+
+from robustlab.attacks.base import Attack, BestIterate
+from robustlab.attacks.fgsm import LOSS
 from robustlab.attacks.losses import get_loss, is_adversarial
 from robustlab.attacks.norms import eps_view, project_and_clip, steepest_direction
-from robustlab.common.checks import check_bool
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 
 @ATTACKS.register("mifgsm")
 class MIFGSM(Attack):
-    """Parameters: `eps`, `norm`, `steps` (default 10), `step_size` (absolute; default
-    `eps / steps`), `decay` (momentum mu, default 1.0), `loss`, `stop_on_success` (default
-    True; False: the highest-loss iterate, for transfer), plus the common ones."""
+    """Momentum iterative FGSM (no random start)."""
 
+    quick_options = {"steps": 5}
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        steps: int = 10,
-        step_size: float | None = None,
-        decay: float = 1.0,
-        loss: str = "ce",
-        stop_on_success: bool = True,
-        seed: int = 0,
-        **common,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.steps = self.check_positive_int("steps", steps)
-        self.step_size = (
-            None if step_size is None else self.check_step("step_size", step_size)
-        )
-        self.decay = self.check_nonneg_float("decay", decay)
-        self.loss = loss
-        self.stop_on_success = check_bool("stop_on_success", stop_on_success,
-                                          error=AttackError)
-        self._loss_fn = get_loss(loss)
-        if loss == "dlr":
+    OPTIONS = {
+        "steps": Option(10, "int", "iterations", low=1),
+        "step_size": Option(None, "float", "absolute step, in the norm's units (null: eps / "
+                            "steps per sample)", low=0.0, allow_none=True),
+        "decay": Option(1.0, "float", "momentum mu", low=0.0),
+        "loss": LOSS,
+        "stop_on_success": Option(True, "bool", "freeze a sample at its first adversarial "
+                                  "iterate (false: the highest-loss iterate, for transfer)"),
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.check_step("step_size")
+        self._loss_fn = get_loss(self.loss)
+        if self.loss == "dlr":
             self.min_classes = 3
 
     def perturb(self, model, x, y, eps, target, generator):

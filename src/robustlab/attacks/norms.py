@@ -14,8 +14,7 @@ import torch
 from torch import Tensor
 
 from robustlab.attacks.errors import AttackError
-
-NORMS: tuple[str, ...] = ("linf", "l2")
+from robustlab.common.vocabulary import NORMS
 
 _TINY = 1e-12  # guards divisions by a zero norm
 

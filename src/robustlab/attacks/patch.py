@@ -37,22 +37,24 @@ from robustlab.attacks.norms import (
     random_in_ball,
     steepest_direction,
 )
-from robustlab.common.checks import check_choice, check_int, check_number
+from robustlab.common.checks import check_number
 from robustlab.common.modes import eval_mode
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 UNFITTED = ("cross-fit", "refuse")
 
 
 # ------------------------------------------------------------------------------- windows
-def check_window(size: int, x: Tensor) -> None:
-    """`AttackError` unless `x` is `[N, C, H, W]` and a `size x size` window fits in it."""
+def check_window(size: int, x: Tensor, field: str = "size") -> None:
+    """`AttackError` unless `x` is `[N, C, H, W]` and a `size x size` window fits in it (the
+    option `size` named as `field`)."""
     if x.dim() != 4:
         raise AttackError(f"x: patch attacks need images [N, C, H, W], got shape "
                           f"{tuple(x.shape)}")
     h, w = x.shape[2], x.shape[3]
     if size > min(h, w):
-        raise AttackError(f"size: expected a patch side <= the image side {min(h, w)} "
+        raise AttackError(f"{field}: expected a patch side <= the image side {min(h, w)} "
                           f"(images {h}x{w}), got {size}")
 
 
@@ -98,66 +100,48 @@ def fits_in_window(x: Tensor, x_adv: Tensor, size: int) -> Tensor:
     return (extent(rows) <= size) & (extent(cols) <= size)
 
 
-def _check_location(location: Any) -> tuple[int, int] | None:
-    """`location` as (row, col) of the window's top-left corner, or None (random)."""
-    if location is None:
-        return None
-    if not isinstance(location, (list, tuple)) or len(location) != 2:
-        raise AttackError(f"location: expected null or [row, col] (the window's top-left "
-                          f"corner), got {location!r}")
-    return (check_int("location[0]", location[0], 0, error=AttackError),
-            check_int("location[1]", location[1], 0, error=AttackError))
-
-
 # ------------------------------------------------------------------------ patch-local
 @ATTACKS.register("patch-local")
 class PatchLocal(Attack):
     """Per-image square patch: PGD on the pixels of one `size x size` window (LaVAN setting).
 
-    Parameters: `size` (window side in pixels, default 8), `location` (null: a random window
-    per image, drawn again at each restart -- a random search over locations; or
-    `[row, col]`, the top-left corner for every image), `steps` (PGD steps per restart, 40),
-    `step_size` (absolute, default `2.5 * eps / steps`), `restarts` (1), `loss` ("ce" |
-    "margin"), `eps` / `norm`: the cap on the change INSIDE the window (`eps=1`, linf: the
-    unrestricted patch, any values in [0, 1]; a smaller eps gives the patch-and-Lp threat
-    model). Outside the window nothing changes. Each restart starts from uniform noise in the
+    `eps` / `norm`: the cap on the change INSIDE the window (`eps=1`, linf: the unrestricted
+    patch, any values in [0, 1]; a smaller eps gives the patch-and-Lp threat model). Outside
+    the window nothing changes. Each restart starts from uniform noise in the
     capped window (clipped to [0, 1]); per image the first adversarial iterate (else the
     highest-loss one) over all restarts is returned; samples already adversarial are frozen.
     `within_threat_model(x, x_adv)` checks an output against the threat model.
     """
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        size: int = 8,
-        location: list[int] | tuple[int, int] | None = None,
-        steps: int = 40,
-        step_size: float | None = None,
-        restarts: int = 1,
-        loss: str = "ce",
-        seed: int = 0,
-        **common: Any,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.size = self.check_positive_int("size", size)
-        self.location = _check_location(location)
-        self.steps = self.check_positive_int("steps", steps)
-        self.step_size = None if step_size is None else self.check_step("step_size", step_size)
-        self.restarts = self.check_positive_int("restarts", restarts)
-        self.loss = check_choice("loss", loss, ("ce", "margin"), error=AttackError)
-        self._loss_fn = get_loss(loss)
+    quick_options = {"size": 3, "steps": 5, "restarts": 2}
+
+    OPTIONS = {
+        "size": Option(8, "int", "window side in pixels", low=1),
+        "location": Option(None, "ints", "[row, col]: the window's top-left corner for every "
+                           "image (null: a random window per image, drawn again at each "
+                           "restart)", length=2, allow_none=True),
+        "steps": Option(40, "int", "PGD steps per restart", low=1),
+        "step_size": Option(None, "float", "absolute step (null: 2.5 eps / steps)", low=0.0,
+                            allow_none=True),
+        "restarts": Option(1, "int", "runs, each on the samples still robust", low=1),
+        "loss": Option("ce", "choice", "loss maximised", choices=("ce", "margin")),
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.check_step("step_size")
+        self._loss_fn = get_loss(self.loss)
 
     def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:
         super()._check_inputs(x, y, target)
-        check_window(self.size, x)
+        check_window(self.size, x, self.field("size"))
         if self.location is not None:
             row, col = self.location
             h, w = x.shape[2], x.shape[3]
             if row + self.size > h or col + self.size > w:
-                raise AttackError(f"location: a {self.size}x{self.size} window at {[row, col]} "
-                                  f"does not fit in {h}x{w} images; expected row <= "
+                raise AttackError(f"{self.field('location')}: a {self.size}x{self.size} window "
+                                  f"at {[row, col]} does not fit in {h}x{w} images; expected "
+                                  f"row <= "
                                   f"{h - self.size} and col <= {w - self.size}")
 
     def within_threat_model(self, x: Tensor, x_adv: Tensor) -> Tensor:
@@ -249,38 +233,31 @@ class PatchUniversal(Attack):
     range); at a smaller eps its breaks are discarded (docs/patches.md).
     """
 
+    quick_options = {"size": 3, "steps": 5, "batch_size": 6}
+
     needs_eps = False
     bounded = False
     supports_target = False  # the target of a universal patch is `target_class`
 
-    def __init__(
-        self,
-        *,
-        size: int = 8,
-        steps: int = 200,
-        step_size: float = 0.02,
-        batch_size: int = 64,
-        scale_min: float = 1.0,
-        scale_max: float = 1.0,
-        target_class: int | None = None,
-        unfitted: str = "cross-fit",
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        seed: int = 0,
-        **common: Any,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.size = self.check_positive_int("size", size)
-        self.steps = self.check_positive_int("steps", steps)
-        self.step_size = self.check_nonneg_float("step_size", step_size, positive=True)
-        self.batch_size = self.check_positive_int("batch_size", batch_size)
-        self.scale_min = check_number("scale_min", scale_min, 0.0, low_open=True,
-                                      error=AttackError)
-        self.scale_max = check_number("scale_max", scale_max, self.scale_min, error=AttackError,
-                                      expected=f"a number >= scale_min ({self.scale_min:g})")
-        self.target_class = check_int("target_class", target_class, 0, allow_none=True,
-                                      error=AttackError)
-        self.unfitted = check_choice("unfitted", unfitted, UNFITTED, error=AttackError)
+    OPTIONS = {
+        "size": Option(8, "int", "patch side in pixels", low=1),
+        "steps": Option(200, "int", "signed-gradient steps of the fit", low=1),
+        "step_size": Option(0.02, "float", "step of the fit", low=0.0, low_open=True),
+        "batch_size": Option(64, "int", "training images per fit step", low=1),
+        "scale_min": Option(1.0, "float", "smallest scale of the patch while fitting", low=0.0,
+                            low_open=True),
+        "scale_max": Option(1.0, "float", "largest scale while fitting (>= scale_min)",
+                            low=0.0, low_open=True),
+        "target_class": Option(None, "int", "class the patch pushes to (null: untargeted)",
+                               low=0, allow_none=True),
+        "unfitted": Option("cross-fit", "choice", "without a fit: cross-fit the two halves of "
+                           "the batch, or refuse", choices=UNFITTED),
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        check_number(self.field("scale_max"), self.scale_max, self.scale_min, error=AttackError,
+                     expected=f"a number >= scale_min ({self.scale_min:g})")
         self._patch: Tensor | None = None
 
     @property
@@ -308,10 +285,11 @@ class PatchUniversal(Attack):
 
     def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:
         super()._check_inputs(x, y, target)
-        check_window(self.size, x)
+        check_window(self.size, x, self.field("size"))
         if round(self.size * self.scale_max) > min(x.shape[2], x.shape[3]):
-            raise AttackError(f"scale_max: size * scale_max = {self.size * self.scale_max:g} "
-                              f"exceeds the image side {min(x.shape[2], x.shape[3])}")
+            raise AttackError(f"{self.field('scale_max')}: size * scale_max = "
+                              f"{self.size * self.scale_max:g} exceeds the image side "
+                              f"{min(x.shape[2], x.shape[3])}")
         if self._patch is not None and self._patch.shape[0] != x.shape[1]:
             raise AttackError(f"x: the patch was fitted on {self._patch.shape[0]}-channel "
                               f"images, got {x.shape[1]} channels")
@@ -319,8 +297,8 @@ class PatchUniversal(Attack):
     def _check_classes(self, k: int, y: Tensor, target: Tensor | None) -> None:
         super()._check_classes(k, y, target)
         if self.target_class is not None and self.target_class >= k:
-            raise AttackError(f"target_class: expected a class < {k} (the model's logits "
-                              f"width), got {self.target_class}")
+            raise AttackError(f"{self.field('target_class')}: expected a class < {k} (the "
+                              f"model's logits width), got {self.target_class}")
 
     def fit(self, model: nn.Module, x: Tensor, y: Tensor) -> PatchUniversal:
         """Optimise the patch on training images `x` `[N, C, H, W]` in [0, 1] with labels

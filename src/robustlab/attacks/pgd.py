@@ -15,11 +15,14 @@ loss), so the attack never lowers a sample's loss or turns a misclassified sampl
 from __future__ import annotations
 
 import functools
+import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackError, AttackModel, BestIterate
+from robustlab.attacks.base import Attack, AttackModel, BestIterate
+from robustlab.attacks.fgsm import LOSS
 from robustlab.attacks.losses import LossFn, get_loss, is_adversarial, margin_loss
 from robustlab.attacks.norms import (
     eps_view,
@@ -28,7 +31,7 @@ from robustlab.attacks.norms import (
     random_in_ball,
     steepest_direction,
 )
-from robustlab.common.checks import check_bool, is_real
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 
@@ -118,42 +121,28 @@ def _success(logits: Tensor, y: Tensor, target: Tensor | None, stop: bool) -> Te
 
 @ATTACKS.register("pgd")
 class PGD(Attack):
-    """PGD with random start and restarts.
+    """PGD with random start and restarts (Madry et al., 2018)."""
 
-    Parameters: `eps`, `norm` ("linf" | "l2"), `steps` (>= 1), `step_size` (absolute, in the
-    norm's units; default `2.5 * eps / steps` per sample, Madry et al.), `restarts` (>= 1),
-    `random_start`, `loss` ("ce" | "margin" | "dlr"), `stop_on_success` (default True: freeze
-    a sample at its first adversarial iterate; False: highest-loss iterate, for transfer), plus
-    the common `Attack` parameters.
-    """
+    quick_options = {"steps": 5, "restarts": 2}
 
+    OPTIONS = {
+        "steps": Option(10, "int", "iterations per restart", low=1),
+        "step_size": Option(None, "float", "absolute step, in the norm's units (null: 2.5 eps "
+                            "/ steps per sample, Madry et al.)", low=0.0, allow_none=True),
+        "restarts": Option(1, "int", "runs from fresh random starts, on the samples still "
+                           "robust", low=1),
+        "random_start": Option(True, "bool", "start at a uniform random point of the eps-ball "
+                               "(false: at the clean input)"),
+        "stop_on_success": Option(True, "bool", "freeze a sample at its first adversarial "
+                                  "iterate (false: the highest-loss iterate, for transfer)"),
+        "loss": LOSS,
+    }
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        steps: int = 10,
-        step_size: float | None = None,
-        restarts: int = 1,
-        random_start: bool = True,
-        loss: str = "ce",
-        stop_on_success: bool = True,
-        seed: int = 0,
-        **common,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.steps = self.check_positive_int("steps", steps)
-        self.step_size = (
-            None if step_size is None else self.check_step("step_size", step_size)
-        )
-        self.restarts = self.check_positive_int("restarts", restarts)
-        self.random_start = check_bool("random_start", random_start, error=AttackError)
-        self.stop_on_success = check_bool("stop_on_success", stop_on_success,
-                                          error=AttackError)
-        self.loss = loss
-        self._loss_fn = get_loss(loss)
-        if loss == "dlr":
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.check_step("step_size")
+        self._loss_fn = get_loss(self.loss)
+        if self.loss == "dlr":
             self.min_classes = 3
 
     def loss_fn(self) -> LossFn:
@@ -185,23 +174,15 @@ class PGD(Attack):
 class CWLinf(PGD):
     """PGD on the Carlini–Wagner margin loss `max_{j != y} z_j - z_y` (capped at `kappa`).
 
-    Same parameters as `pgd` except `loss` (fixed to the margin) plus `kappa` (confidence cap,
-    default inf = uncapped). Default norm is Linf; `norm="l2"` gives CW-L2-style PGD.
+    The options of `pgd` except `loss` (always the margin; use pgd for others), plus `kappa`.
+    Default norm is Linf; `norm="l2"` gives CW-L2-style PGD.
     """
 
-    fixed_options = ("loss",)
+    quick_options = {"steps": 5}
 
-    def __init__(
-        self, *, eps: float | Tensor | None = None, kappa: float = float("inf"), **kw
-    ) -> None:
-        if "loss" in kw:
-            raise AttackError("loss: cw-linf always uses the CW margin loss; use pgd for others")
-        super().__init__(eps=eps, loss="margin", **kw)
-        if not (kappa == float("inf") or is_real(kappa)) or isinstance(kappa, bool) or \
-                not kappa > 0:
-            raise AttackError(f"kappa: expected a number > 0 or inf (the margin cap), got "
-                              f"{kappa!r}")
-        self.kappa = float(kappa)
+    fixed_options = {"loss": "margin"}
+    OPTIONS = {"kappa": Option(math.inf, "float", "cap of the margin (confidence; inf: "
+                               "uncapped)", low=0.0, low_open=True, allow_inf=True)}
 
     def loss_fn(self) -> LossFn:
         if self.kappa == float("inf"):

@@ -32,6 +32,7 @@ from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.losses import margin_loss
 from robustlab.attacks.norms import eps_view, lp_norm
 from robustlab.attacks.progress import StepReporter, step_reporter
+from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
 
 _P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # per 10,000 queries
@@ -121,31 +122,24 @@ def _restart_report(reporter: StepReporter, offset: int, base: int
 class Square(Attack):
     """Square Attack, linf or l2 (black-box, margin loss; see the module docstring).
 
-    Parameters: `eps`, `norm` ("linf" | "l2"), `n_queries` (5000 per sample and restart,
-    initial point included), `p_init` (0.8, as in AutoAttack, both norms), `restarts` (1;
-    later restarts start afresh on the samples still robust), `seed`. After a call,
-    `last_queries` `[N]` holds the forward passes each sample used (the clean one included).
+    After a call, `last_queries` `[N]` holds the forward passes each sample used (the clean
+    one included).
     """
 
-    gradient_based = False
+    quick_options = {"n_queries": 30}
 
-    def __init__(
-        self,
-        *,
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        n_queries: int = 5000,
-        p_init: float = 0.8,
-        restarts: int = 1,
-        seed: int = 0,
-        **common: Any,
-    ) -> None:
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
-        self.n_queries = self.check_positive_int("n_queries", n_queries)
-        self.p_init = self.check_nonneg_float("p_init", p_init, positive=True)
-        if self.p_init > 1:
-            raise AttackError(f"p_init: expected a fraction in (0, 1], got {p_init}")
-        self.restarts = self.check_positive_int("restarts", restarts)
+    gradient_based = False
+    OPTIONS = {
+        "n_queries": Option(5000, "int", "queries per sample and restart, the initial point "
+                            "included", low=1),
+        "p_init": Option(0.8, "float", "initial fraction of the image a square covers (as in "
+                         "AutoAttack, both norms)", low=0.0, high=1.0, low_open=True),
+        "restarts": Option(1, "int", "runs, later ones afresh on the samples still robust",
+                           low=1),
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.last_queries: Tensor | None = None
 
     def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:

@@ -16,6 +16,7 @@ tests/attacks/test_fab_square_transfer.py).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -23,29 +24,29 @@ from torch import Tensor, nn
 
 from robustlab.attacks.base import Attack, AttackError, AttackModel
 from robustlab.attacks.norms import eps_view
+from robustlab.common.checks import check_choice
+from robustlab.common.options import Option, options_signature
 from robustlab.registry import ATTACKS
+
+# inner attacks that stop at a sample's first adversarial iterate unless told otherwise
+_STOPPING = ("pgd", "cw-linf", "mifgsm")
 
 
 @ATTACKS.register("transfer")
 class Transfer(Attack):
-    """Parameters: `surrogate` (an `nn.Module` on the inputs' device; required), `attack`
-    (name of the registered attack to run on it, default "pgd"), `eps`, `norm`, `seed`, and
-    any further keyword for that attack (e.g. `steps=40`). Targeted when the inner attack
-    supports it. `bounded` / `needs_eps` follow the inner attack.
+    """Crafts on `surrogate` (an `nn.Module` on the inputs' device; required) with the
+    registered attack `attack`. The common options go to both; every further keyword goes to
+    that attack and is checked against its options (e.g. `steps=40`: `pgd.steps`). Targeted
+    when the inner attack supports it. `bounded` / `needs_eps` follow the inner attack.
     """
 
-    gradient_based = False  # no gradient of the target model is used
+    quick_options = {"attack": "pgd", "steps": 3}
 
-    def __init__(
-        self,
-        *,
-        surrogate: nn.Module | None = None,
-        attack: str = "pgd",
-        eps: float | Tensor | None = None,
-        norm: str = "linf",
-        seed: int = 0,
-        **attack_kw: Any,
-    ) -> None:
+    gradient_based = False  # no gradient of the target model is used
+    OPTIONS = {"attack": Option("pgd", "str", "the registered attack run on the surrogate "
+                                "(any but transfer); its options pass through")}
+
+    def __init__(self, *, surrogate: nn.Module | None = None, **options: Any) -> None:
         if surrogate is None:
             raise AttackError(
                 "surrogate: the transfer attack needs surrogate=<nn.Module>, the model the "
@@ -53,23 +54,45 @@ class Transfer(Attack):
             )
         if not isinstance(surrogate, nn.Module):
             raise AttackError(f"surrogate: expected an nn.Module, got {type(surrogate).__name__}")
-        if not isinstance(attack, str) or attack == "transfer":
-            raise AttackError(
-                f"attack: expected the name of a registered attack other than 'transfer', "
-                f"got {attack!r}"
-            )
-        if attack in ("pgd", "cw-linf", "mifgsm"):
-            attack_kw.setdefault("stop_on_success", False)
-        inner = ATTACKS.create(attack, eps=eps, norm=norm, seed=seed, **attack_kw)
+        type(self).check_option_names(options)  # the inner attack's options included
+        own = {k: v for k, v in options.items() if k in self.options() or k == "eps"}
+        self._resolve({k: v for k, v in own.items() if k != "eps"})  # transfer.NAME first
+        inner_kw = {k: v for k, v in options.items() if k != "attack"}
+        name = options.get("attack", "pgd")
+        if name in _STOPPING:
+            inner_kw.setdefault("stop_on_success", False)
+        inner = ATTACKS.create(name, **inner_kw)
         self.needs_eps = inner.needs_eps
         self.bounded = inner.bounded
         self.supports_target = inner.supports_target
         self.min_classes = inner.min_classes
-        shared = ("adaptive", "eot_iter", "memory_format")
-        common = {k: attack_kw[k] for k in shared if k in attack_kw}
-        super().__init__(eps=eps, norm=norm, seed=seed, **common)
+        super().__init__(**own)
         self.surrogate = surrogate
         self.attack = inner
+
+    @classmethod
+    def inner_class(cls, name: Any) -> type[Attack]:
+        """The registered attack `name` runs on the surrogate (`AttackError` naming
+        `transfer.attack` for anything else)."""
+        inner = [n for n in ATTACKS.list() if n != "transfer" and isinstance(ATTACKS.get(n), type)
+                 and issubclass(ATTACKS.get(n), Attack)]
+        return ATTACKS.get(check_choice(cls.field("attack"), name, inner, error=AttackError))
+
+    @classmethod
+    def known_options(cls, given: dict[str, Any]) -> list[str]:
+        own = super().known_options(given)
+        inner = cls.inner_class(given.get("attack", "pgd"))
+        return own + [k for k in sorted(inner.options()) if k not in own]
+
+    @classmethod
+    def parameters(cls) -> list[inspect.Parameter]:
+        return [inspect.Parameter("surrogate", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                  annotation="nn.Module"), *super().parameters()]
+
+    @classmethod
+    def _signature(cls) -> inspect.Signature:
+        return options_signature(cls.options(), before=cls.parameters(),
+                                 var_keyword="attack_options")
 
     def describe(self) -> dict[str, Any]:
         return {

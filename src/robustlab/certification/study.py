@@ -27,6 +27,8 @@ from robustlab.common.device import resolve_device
 from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write, atomic_write_json, read_json
+from robustlab.common.vocabulary import CERTIFY_KIND as KIND
+from robustlab.common.vocabulary import CERTIFY_SCHEMA_VERSION as SCHEMA_VERSION
 from robustlab.evaluation.runs import (
     check_replaceable,
     check_writable,
@@ -35,8 +37,6 @@ from robustlab.evaluation.runs import (
 )
 from robustlab.runs.folder import RunFolder, RunFolderError
 
-SCHEMA_VERSION = 1
-KIND = "certification"
 GAUSSIAN_METHOD = "gaussian-aug"
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from robustlab.cli.common import CLIError, launch_torchrun, on_rank0, parse_key_value, typed
 from robustlab.common.checks import check_int
 from robustlab.common.threads import AUTO as THREADS_AUTO
+from robustlab.common.vocabulary import AUTO_WEIGHTS_LAYOUT, HEALTH_NON_FINITE, HEALTH_OK
 
 NAME = "train"
 
@@ -54,7 +55,7 @@ _TRAIN_HELP: dict[str, str] = {
     "augment": "auto (the dataset's), none or crop-flip",
     "data_dir": "dataset folder (default: $ROBUSTLAB_DATA, then system locations)",
     "device": "auto (default), cpu, cuda, cuda:N or mps",
-    "memory_format": "auto (default), contiguous or channels_last",
+    "memory_format": f"auto (default: {AUTO_WEIGHTS_LAYOUT}), contiguous or channels_last",
     "amp": "mixed precision: off (default) or bf16",
     "out_dir": "run folder (default runs/DATASET-MODEL-METHOD-epsE-sSEED)",
 }
@@ -159,13 +160,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if result.summary["test_acc"] is not None:
         print(f"test accuracy: {result.summary['test_acc']:.4f}")
-    health = result.summary.get("health", "ok")
-    if health == "non-finite loss":
+    health = result.summary.get("health", HEALTH_OK)
+    if health == HEALTH_NON_FINITE:
         print(f"robustlab train: error: the training loss became non-finite (NaN or inf) at "
               f"epoch {result.summary.get('epochs_done')}; training stopped there. Lower --lr "
               "or check the data; the run folder records it", file=sys.stderr)
         return 1
-    if health != "ok":
+    if health != HEALTH_OK:
         print(f"warning: training verdict {health!r}: this model did not learn as it should "
               "(per-epoch flags in metrics.jsonl)", file=sys.stderr)
     print(f"run folder: {result.run_dir}")

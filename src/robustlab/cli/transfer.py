@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 
 from robustlab.cli.common import add_study_options
+from robustlab.common.vocabulary import TRANSFER_ATTACKS
 
 NAME = "transfer"
-# = robustlab.evaluation.transfer_matrix.TRANSFER_ATTACKS (not imported: parsing needs no torch)
-TRANSFER_ATTACKS = ("pgd", "mifgsm")
 
 
 def add_command(subparsers) -> None:

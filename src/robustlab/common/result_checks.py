@@ -16,6 +16,7 @@ from typing import Any
 
 from robustlab.common.checks import check_bool, check_choice, check_int, check_number, is_real
 from robustlab.common.files import FileFormatError
+from robustlab.common.vocabulary import NORMS
 
 # A field's kind -> (check, its keyword arguments). "?" after a kind: null allowed.
 _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
@@ -25,7 +26,7 @@ _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
     "positive": (check_int, {"low": 1}),
     "nonneg": (check_number, {"low": 0.0}),  # a budget, a time, a size, a distance
     "bool": (check_bool, {}),
-    "norm": (check_choice, {"choices": ("linf", "l2")}),
+    "norm": (check_choice, {"choices": NORMS}),
 }
 
 CONFIDENCE = {"mean": "fraction?", "correct": "fraction?", "incorrect": "fraction?"}

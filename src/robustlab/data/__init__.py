@@ -4,14 +4,13 @@ Every dataset is returned by `load_dataset(name, ...)` as a `DatasetSplits` whos
 float32 images [N, C, H, W] in [0, 1] and int64 labels [N]. See docs/data.md.
 """
 
-from robustlab.data import cifar as _cifar  # noqa: F401  (registers cifar10)
-from robustlab.data import imagefolder as _imagefolder  # noqa: F401  (registers imagefolder)
-from robustlab.data import mnist as _mnist  # noqa: F401  (registers mnist, fashion-mnist)
-from robustlab.data import synthetic as _synthetic  # noqa: F401  (registers synthetic)
 from robustlab.data.api import list_datasets, load_dataset
 from robustlab.data.batches import iterate_batches, random_crop_flip
 from robustlab.data.containers import AUGMENTATIONS, ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
+from robustlab.plugins import import_submodules
+
+import_submodules(__name__, __path__)  # every dataset file registers itself
 
 __all__ = [
     "AUGMENTATIONS",

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
-from robustlab.common.checks import check_int
+from robustlab.common.checks import check_bool, check_int
+from robustlab.common.options import resolve_options
 from robustlab.data.containers import DatasetSplits
 from robustlab.data.errors import DataError
 from robustlab.registry import DATASETS
-
-_COMMON = ("root", "val_size", "split_seed", "download")
 
 
 def list_datasets() -> list[str]:
@@ -32,17 +30,17 @@ def load_dataset(name: str, root: str | os.PathLike[str] | None = None, *,
             fraction); None = the dataset default (5,000 for the 60k sets and CIFAR-10).
         split_seed: seed of the permutation that selects the validation examples.
         download: fetch the official files (checksum-verified) if they are not found.
-        **options: dataset-specific options (e.g. `image_size`, `classes` for "imagefolder").
+        **options: dataset-specific options (e.g. `image_size`, `classes` for "imagefolder"),
+            as the dataset declares them (its factory's `OPTIONS`, `common.options.declare`):
+            each is checked here, once, and an absent one is its declared default.
 
     Raises:
-        RegistryError: unknown name. DataError: missing / bad files or invalid options.
+        RegistryError: unknown name. DataError: missing / bad files or invalid options (the
+        message names the option as `<dataset> <option>`, e.g. "mnist verify").
     """
     factory = DATASETS.get(name)
-    accepted = [p for p in inspect.signature(factory).parameters if p not in _COMMON]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise DataError(f"unknown option{'s' if len(unknown) > 1 else ''} "
-                        f"{', '.join(map(repr, unknown))} for dataset {name!r}; accepted: "
-                        f"{', '.join(accepted) or '(none)'}")
+    values = resolve_options(getattr(factory, "OPTIONS", {}), options,
+                             owner=f"dataset {name!r}", error=DataError, prefix=f"{name} ")
+    check_bool(f"{name} download", download, error=DataError)  # for every dataset, here once
     check_int("split_seed", split_seed, error=DataError)
-    return factory(root, val_size=val_size, split_seed=split_seed, download=download, **options)
+    return factory(root, val_size=val_size, split_seed=split_seed, download=download, **values)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from robustlab.common.checks import check_bool
+from robustlab.common.options import Option, declare
 from robustlab.data import checksums, roots
 from robustlab.data import download as downloader
 from robustlab.data.containers import DatasetInfo, DatasetSplits
@@ -44,16 +44,17 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 @DATASETS.register("cifar10")
+@declare({"verify": Option(True, "bool", "require the official 10,000 records per file "
+                           "(false: any whole number of records, e.g. a reduced copy)")})
 def load_cifar10(root: str | os.PathLike[str] | None = None, *,
                  val_size: int | float | None = None, split_seed: int = 0,
-                 download: bool = False, verify: bool = True) -> DatasetSplits:
+                 download: bool = False, verify: bool) -> DatasetSplits:
     """CIFAR-10: 50,000 train (minus `val_size`, default 5,000) / 10,000 test, 3x32x32.
 
     `verify=True` requires the official 10,000 records per file (the publisher gives no
     per-file checksums; downloads are verified against the archive's published MD5);
     `verify=False` accepts any whole number of records, e.g. a reduced copy.
     """
-    check_bool("cifar10 verify", verify, error=DataError)
     names = TRAIN_FILES + TEST_FILES
     folder, searched = roots.locate(
         "cifar10", root, subdirs=(f"cifar10/{FOLDER}", FOLDER, "cifar10", "cifar-10"),

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from robustlab.common.checks import check_choice
-from robustlab.data.errors import DataError
-from robustlab.data.layout import as_nchw
+from robustlab.common.checks import check_choice, check_int
 
 # Training augmentations a dataset can ask for by default (`DatasetInfo.augment`).
-AUGMENTATIONS = ("none", "crop-flip")
+from robustlab.common.vocabulary import AUGMENTATIONS
+from robustlab.data.errors import DataError
+from robustlab.data.layout import as_nchw
 
 
 @dataclass(frozen=True)
@@ -105,12 +105,8 @@ class ArraySplit:
     def subset(self, n_or_indices: int | Sequence[int] | torch.Tensor) -> ArraySplit:
         """The first `n` examples (an int), the examples at the given indices (in that order), or
         those where a boolean mask of length N is True."""
-        if isinstance(n_or_indices, bool):
-            raise DataError(f"subset: expected an int or indices, found {n_or_indices!r}")
-        if isinstance(n_or_indices, int):
-            n = n_or_indices
-            if not 0 <= n <= len(self):
-                raise DataError(f"subset: n must be in [0, {len(self)}], found {n}")
+        if isinstance(n_or_indices, (bool, int)):  # a bool is refused by check_int
+            n = check_int("subset n", n_or_indices, 0, len(self), error=DataError)
             return ArraySplit(self.x[:n], self.y[:n])
         idx = torch.as_tensor(n_or_indices)
         if idx.dtype == torch.bool:

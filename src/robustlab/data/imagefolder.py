@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robustlab.common.checks import check_bool, check_int, is_integer
+from robustlab.common.options import Option, declare
 from robustlab.data import roots
 from robustlab.data.containers import DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
@@ -47,25 +47,28 @@ MAX_IMAGE_PIXELS = 89_478_485
 
 
 @DATASETS.register("imagefolder")
+@declare({
+    "image_size": Option(224, "size", "S or (H, W): resized to cover it, centre-cropped to it",
+                         low=1),
+    "classes": Option(None, "names", "class folder names to use, in label order (null: all, "
+                      "sorted)", allow_none=True),
+    "max_per_class": Option(None, "int", "keep at most this many files per class and split, "
+                            "sorted by name (null: all)", low=1, allow_none=True),
+    "test_size": Option(DEFAULT_VAL_FRACTION, "amount", "single-folder layout only: test "
+                        "examples carved out (int or fraction)"),
+    "workers": Option(None, "int", "decoding threads (null: min(8, CPU count)); the result "
+                      "does not depend on it", low=1, allow_none=True),
+})
 def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
                      val_size: int | float | None = None, split_seed: int = 0,
-                     download: bool = False, image_size: int | tuple[int, int] = 224,
-                     classes: list[str] | tuple[str, ...] | None = None,
-                     max_per_class: int | None = None,
-                     test_size: int | float = 0.1, workers: int | None = None
-                     ) -> DatasetSplits:
-    """Images from class folders, resized + centre-cropped to `image_size` (S or (H, W)).
-
-    Args:
-        classes: class folder names to use, in label order (default: all, sorted).
-        max_per_class: keep at most this many files per class and split (sorted by name).
-        test_size: only for the single-folder layout: test examples carved out (int or fraction).
-        workers: decoding threads (default min(8, CPU count)); the result does not depend on it.
-    """
-    size = _check_size(image_size)
-    check_int("imagefolder max_per_class", max_per_class, 1, allow_none=True, error=DataError)
+                     download: bool = False, image_size: int | tuple[int, int],
+                     classes: list[str] | tuple[str, ...] | None, max_per_class: int | None,
+                     test_size: int | float, workers: int | None) -> DatasetSplits:
+    """Images from class folders, resized + centre-cropped to `image_size` (S or (H, W)); the
+    options are declared above and checked by `load_dataset`."""
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     check_split_seed(split_seed)
-    if check_bool("imagefolder download", download, error=DataError):
+    if download:
         raise DataError("imagefolder: download=True is not supported (there is no official "
                         "mirror for an arbitrary image folder); place the files locally")
     base = _find_root(root)
@@ -76,7 +79,6 @@ def load_imagefolder(root: str | os.PathLike[str] | None = None, *,
                        class_names=tuple(class_names), augment="crop-flip")
     if workers is None:
         workers = min(8, os.cpu_count() or 1)
-    check_int("imagefolder workers", workers, 1, error=DataError)
     arrays = {split: _decode_all(items, size, workers) for split, items in files.items()}
     layout = "single folder" if single else "+".join(sorted(split_dirs))
     source: dict[str, Any] = {
@@ -122,14 +124,6 @@ def _list_layout(base: Path, classes: Any, max_per_class: int | None
     return split_dirs, files, class_names
 
 
-def _check_size(image_size: Any) -> tuple[int, int]:
-    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or not all(is_integer(s) and s >= 1 for s in size):
-        raise DataError(f"imagefolder image_size: expected an int >= 1 or (H, W), "
-                        f"got {image_size!r}")
-    return size  # type: ignore[return-value]
-
-
 def _find_root(root: Any) -> Path:
     if root is not None:
         base = Path(root).expanduser()
@@ -172,9 +166,6 @@ def _select_classes(folder: Path, classes: Any) -> list[str]:
                         f"({', '.join(EXTENSIONS)}), found none")
     if classes is None:
         selected = present
-    elif isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
-        raise DataError(f"imagefolder classes: expected a list of folder names, found "
-                        f"{classes!r}")
     else:
         missing = [c for c in classes if c not in present]
         if missing or len(set(classes)) != len(classes) or len(classes) < 1:

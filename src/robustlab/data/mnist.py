@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from robustlab.common.checks import check_bool
+from robustlab.common.options import Option, declare
 from robustlab.data import checksums, idx, roots
 from robustlab.data import download as downloader
 from robustlab.data.containers import DatasetInfo, DatasetSplits
@@ -35,11 +35,15 @@ MNIST_INFO = DatasetInfo(name="mnist", num_classes=10, channels=1, image_size=(2
 FASHION_MNIST_INFO = DatasetInfo(name="fashion-mnist", num_classes=10, channels=1,
                                  image_size=(28, 28), mean=(0.2860,), std=(0.3530,),
                                  class_names=FASHION_CLASSES)
+# The options of both IDX datasets (`load_dataset(name, ..., verify=False)`), declared once.
+IDX_OPTIONS = {"verify": Option(True, "bool", "check the SHA-256 of the decompressed files "
+                                "(false: a deliberately reduced copy)")}
 
 
 @DATASETS.register("mnist")
+@declare(IDX_OPTIONS)
 def load_mnist(root: str | os.PathLike[str] | None = None, *, val_size: int | float | None = None,
-               split_seed: int = 0, download: bool = False, verify: bool = True) -> DatasetSplits:
+               split_seed: int = 0, download: bool = False, verify: bool) -> DatasetSplits:
     """MNIST handwritten digits: 60,000 train (minus `val_size`, default 5,000) / 10,000 test.
 
     `verify=False` skips the SHA-256 check of the decompressed files (structure is still
@@ -51,9 +55,10 @@ def load_mnist(root: str | os.PathLike[str] | None = None, *, val_size: int | fl
 
 
 @DATASETS.register("fashion-mnist")
+@declare(IDX_OPTIONS)
 def load_fashion_mnist(root: str | os.PathLike[str] | None = None, *,
                        val_size: int | float | None = None, split_seed: int = 0,
-                       download: bool = False, verify: bool = True) -> DatasetSplits:
+                       download: bool = False, verify: bool) -> DatasetSplits:
     """Fashion-MNIST (Zalando): 60,000 train (minus `val_size`, default 5,000) / 10,000 test."""
     return _load_idx_dataset(FASHION_MNIST_INFO,
                              ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw"),
@@ -66,8 +71,6 @@ def _load_idx_dataset(info: DatasetInfo, subdirs: tuple[str, ...], mirrors: tupl
                       table: dict[str, tuple[str, str | None]], root: Any, *,
                       val_size: int | float | None, split_seed: int, download: bool,
                       verify: bool) -> DatasetSplits:
-    check_bool(f"{info.name} verify", verify, error=DataError)
-    check_bool(f"{info.name} download", download, error=DataError)
     check_split_seed(split_seed)
     stems = [s for pair in FILES.values() for s in pair]
     folder, searched = roots.locate(

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from robustlab.common.checks import check_bool, check_int, check_number, check_seed
+from robustlab.common.checks import SEED_MAX
+from robustlab.common.options import Option, declare
 from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
-from robustlab.data.errors import DataError
 from robustlab.data.splitting import check_split_seed, make_splits
 from robustlab.registry import DATASETS
 
@@ -22,28 +22,26 @@ DEFAULT_VAL_FRACTION = 0.1
 
 
 @DATASETS.register("synthetic")
+@declare({
+    "n_train": Option(1000, "int", "training examples (classes balanced round-robin, then "
+                      "shuffled)", low=1),
+    "n_test": Option(200, "int", "test examples", low=1),
+    "num_classes": Option(10, "int", "classes K", low=2),
+    "channels": Option(1, "int", "image channels C", low=1),
+    "image_size": Option((28, 28), "size", "S or (H, W)", low=1),
+    "noise": Option(0.1, "float", "std of the additive Gaussian noise (pixel units)", low=0.0),
+    "seed": Option(0, "int", "seed of the patterns and noise (the val split uses split_seed)",
+                   high=SEED_MAX),
+})
 def load_synthetic(root: Any = None, *, val_size: int | float | None = None, split_seed: int = 0,
-                   download: bool = False, n_train: int = 1000, n_test: int = 200,
-                   num_classes: int = 10, channels: int = 1,
-                   image_size: int | tuple[int, int] = (28, 28), noise: float = 0.1,
-                   seed: int = 0) -> DatasetSplits:
+                   download: bool = False, n_train: int, n_test: int, num_classes: int,
+                   channels: int, image_size: int | tuple[int, int], noise: float,
+                   seed: int) -> DatasetSplits:
     """Class-pattern images [N, channels, H, W] in [0, 1]; `root` and `download` are ignored.
-
-    Args:
-        n_train, n_test: numbers of examples (classes balanced round-robin, then shuffled).
-        num_classes: K >= 2. channels: C >= 1. image_size: S or (H, W).
-        noise: standard deviation of the additive Gaussian noise (pixel units).
-        seed: seed of the patterns and noise (the val split uses `split_seed`).
-    Default val_size: 10% of n_train.
+    The options (declared above, checked by `load_dataset`) are the examples per split, the
+    classes, channels and image size, the noise and the seed. Default val_size: 10% of n_train.
     """
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    for fname, value, low in (("n_train", n_train, 1), ("n_test", n_test, 1),
-                              ("num_classes", num_classes, 2), ("channels", channels, 1),
-                              ("image height", h, 1), ("image width", w, 1)):
-        check_int(f"synthetic {fname}", value, low, error=DataError)
-    check_number("synthetic noise", noise, 0.0, error=DataError)
-    check_bool("synthetic download", download, error=DataError)  # accepted, nothing to fetch
-    check_seed("synthetic seed", seed, error=DataError)
     check_split_seed(split_seed)
     gen = torch.Generator().manual_seed(int(seed))
     patterns = (torch.rand(num_classes, channels, h, w, generator=gen) > 0.5).float()

@@ -2,87 +2,68 @@
 
 The DEFENSE `autoencoder` puts a trained denoising autoencoder (the MODEL
 `denoising-autoencoder`, `robustlab.models.autoencoder`) in front of a classifier:
-`classifier(autoencoder(x))`. A trained one is read from its run folder through the run-record
-modules (`robustlab.runs.folder` / `checkpoint`), which import nothing above `common`.
+`classifier(autoencoder(x))`. The defense receives the autoencoder as a module; it opens no
+run folder. A run trained with `--method autoencoder` is loaded by the runs layer:
+`robustlab.load_model(RUN)` from Python, or the runs layer itself when a training config's
+`defense_options` name the run (`autoencoder_run`, declared in `RUN_MODELS`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any, ClassVar
 
-from safetensors import safe_open
 from torch import Tensor, nn
 
+from robustlab.common.options import Option
 from robustlab.defenses.base import (
     DefenseError,
     PreprocessingDefense,
-    check_flag,
+    RunModel,
     check_image_batch,
 )
-from robustlab.models.autoencoder import AUTOENCODER_MODEL, DenoisingAutoencoder
+from robustlab.models.autoencoder import AUTOENCODER_MODEL
 from robustlab.registry import DEFENSES
-from robustlab.runs.checkpoint import load_weights
-from robustlab.runs.folder import WEIGHTS, RunFolder
-
-
-def load_autoencoder(run: str | Path) -> DenoisingAutoencoder:
-    """The trained autoencoder of a run folder written by `robustlab train --model
-    denoising-autoencoder --method autoencoder` (reads config.json and model.safetensors; loads
-    no data). Returned on CPU, in eval mode."""
-    folder = RunFolder(Path(run))
-    if not folder.path.is_dir():
-        raise DefenseError(f"autoencoder_run: run folder {folder.path} does not exist")
-    cfg = folder.read_config()
-    if cfg.get("model") != AUTOENCODER_MODEL:
-        raise DefenseError(
-            f"autoencoder_run: {folder.path} trained model {cfg.get('model')!r}, expected "
-            f"{AUTOENCODER_MODEL!r} (train one with --model {AUTOENCODER_MODEL} "
-            "--method autoencoder)"
-        )
-    weights = folder.file(WEIGHTS)
-    if not weights.is_file():
-        raise DefenseError(f"autoencoder_run: {weights} does not exist (no finished epoch yet)")
-    with safe_open(str(weights), framework="pt") as fh:
-        first = fh.get_slice("encoder.0.weight").get_shape()  # [width, C, 3, 3]
-    ae = DenoisingAutoencoder(in_channels=first[1], width=first[0])
-    load_weights(weights, ae)
-    return ae.eval()
 
 
 @DEFENSES.register("autoencoder")
 class AutoencoderDefense(PreprocessingDefense):
     """`classifier(autoencoder(x))`.
 
-    Options (exactly one of the first two): `autoencoder_run` (path of a run folder trained with
-    `--method autoencoder`), `autoencoder` (an image-to-image `nn.Module`); `freeze` (default
-    True: the autoencoder's parameters get `requires_grad = False`, so training a classifier
-    behind it leaves it unchanged). The autoencoder is submodule `autoencoder`: the wrapper's
-    state_dict holds `autoencoder.*` and `classifier.*`. Differentiable and deterministic, so
-    plain white-box gradients go through it (no BPDA, no EOT needed).
+    `autoencoder`: the image-to-image `nn.Module` (e.g. `robustlab.load_model(RUN)` of a run
+    trained with `--method autoencoder`). The autoencoder is submodule `autoencoder`: the
+    wrapper's state_dict holds `autoencoder.*` and `classifier.*`. Differentiable and
+    deterministic, so plain white-box gradients go through it (no BPDA, no EOT needed).
     """
 
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "autoencoder_run": Option(None, "str", "run folder trained with --method autoencoder "
+                                  "(in a training config; the runs layer loads its model)",
+                                  allow_none=True),
+        "freeze": Option(True, "bool", "the autoencoder's parameters get requires_grad = False "
+                         "(training a classifier behind it leaves it unchanged)"),
+    }
+    RUN_MODELS: ClassVar[dict[str, RunModel]] = {
+        "autoencoder_run": RunModel("autoencoder", AUTOENCODER_MODEL,
+                                    f"train one with --model {AUTOENCODER_MODEL} "
+                                    "--method autoencoder"),
+    }
 
-    def __init__(self, *, model: nn.Module, autoencoder_run: str | Path | None = None,
-                 autoencoder: nn.Module | None = None, freeze: bool = True) -> None:
-        if (autoencoder_run is None) == (autoencoder is None):
+    def __init__(self, model: nn.Module, *, autoencoder: nn.Module | None = None,
+                 **options: Any) -> None:
+        super().__init__(model, **options)
+        if autoencoder is None and self.autoencoder_run is not None:
             raise DefenseError(
-                "autoencoder: give exactly one of autoencoder_run (a run folder trained with "
-                "--method autoencoder) and autoencoder (an nn.Module); got "
-                f"autoencoder_run={autoencoder_run!r}, autoencoder="
-                f"{type(autoencoder).__name__ if autoencoder is not None else None}"
-            )
-        if autoencoder is not None and not isinstance(autoencoder, nn.Module):
+                f"autoencoder_run: a defense opens no run folder; pass "
+                f"autoencoder=robustlab.load_model({self.autoencoder_run!r}) (a training "
+                "config's defense_options may name the run: the runs layer loads it)")
+        if not isinstance(autoencoder, nn.Module):
             raise DefenseError(
-                f"autoencoder: expected an nn.Module, got {type(autoencoder).__name__}"
-            )
-        check_flag("freeze", freeze)
-        ae = load_autoencoder(autoencoder_run) if autoencoder is None else autoencoder
-        super().__init__(model)
-        self.autoencoder = ae
-        self.freeze = freeze
-        if freeze:
+                "autoencoder: expected an nn.Module (the trained autoencoder, e.g. "
+                "robustlab.load_model(RUN) of a run trained with --method autoencoder), got "
+                f"{type(autoencoder).__name__}")
+        self.autoencoder = autoencoder
+        if self.freeze:
             self.autoencoder.requires_grad_(False)
-        self.source = str(autoencoder_run) if autoencoder_run is not None else "module"
 
     def transform(self, x: Tensor) -> Tensor:
         check_image_batch(self.name, x)
@@ -93,6 +74,3 @@ class AutoencoderDefense(PreprocessingDefense):
                 f"{tuple(out.shape)}"
             )
         return out
-
-    def describe_options(self) -> str:
-        return f"autoencoder={self.source!r}, freeze={self.freeze}"

@@ -12,21 +12,56 @@ It declares to the attacks (see `robustlab.attacks.base.Attack.attack_model`):
 
 The classifier is the submodule `classifier`, so the wrapper's `state_dict` holds its weights
 (`classifier.*`) and a run trained behind a defense saves and reloads like any other model.
+
+A defense declares its options once, as typed `robustlab.common.options.Option`s in `OPTIONS`:
+`__init__` resolves them (defaults, `common/checks.py` messages, unknown options named from
+the declaration, an option without a default required) into attributes, raising
+`DefenseError`. A module the defense needs (the autoencoder) is an argument, never an option;
+an option that names a run folder holding that module is declared in `RUN_MODELS`, and the
+runs layer opens the folder (defenses import nothing from `robustlab.runs`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from robustlab.common.checks import check_bool, check_number
-from robustlab.common.checks import check_int as _check_int
+from robustlab.common import checks
+from robustlab.common.options import Option, resolve_options, unknown_options
 
 
 class DefenseError(ValueError):
     """An invalid defense option or input; the message names the option, the value and what was
     expected."""
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """An option naming a run folder whose trained model the defense takes as the argument
+    `argument`: the runs layer opens the folder, checks that it trained the registered model
+    `model` (else the error says `hint`) and passes the model in."""
+
+    argument: str
+    model: str
+    hint: str = ""
+
+
+def required_options(spec: dict[str, Option]) -> list[str]:
+    """The options of `spec` without a default (default None, null not allowed)."""
+    return [k for k, o in spec.items() if o.default is None and not o.allow_none]
+
+
+def resolve_defense_options(name: str, spec: dict[str, Option],
+                            given: dict[str, Any]) -> dict[str, Any]:
+    """Every option of `spec` for defense `name`, checked; an unknown or missing option, or a
+    bad value, is a `DefenseError` naming it."""
+    missing = [k for k in required_options(spec) if k not in given]
+    if missing and not unknown_options(spec, given):
+        raise DefenseError(f"defense {name!r} needs option(s) {', '.join(missing)}; it "
+                           f"accepts: {', '.join(spec)}")
+    return resolve_options(spec, given, owner=f"defense {name!r}", error=DefenseError)
 
 
 class PreprocessingDefense(nn.Module):
@@ -44,13 +79,18 @@ class PreprocessingDefense(nn.Module):
     nondifferentiable: bool = False
     #: the transform is random at every call -> attacks average over passes (EOT).
     randomized: bool = False
+    #: the defense's options, declared once; `__init__` sets each as an attribute.
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+    #: options that name a run folder whose model the runs layer loads and passes in.
+    RUN_MODELS: ClassVar[dict[str, RunModel]] = {}
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, **options: Any) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise DefenseError(
                 f"model: a defense wraps a classifier nn.Module, got {type(model).__name__}"
             )
+        vars(self).update(resolve_defense_options(self.name, self.OPTIONS, options))
         self.classifier = model
         # A wrapped defense's declarations carry over to this wrapper (instance attributes).
         if getattr(model, "nondifferentiable", False):
@@ -87,22 +127,14 @@ class PreprocessingDefense(nn.Module):
                 f"{self.describe_options()}")
 
     def describe_options(self) -> str:
-        return ""
+        """The options' values, `name=value` in declaration order."""
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in self.OPTIONS)
 
 
 def check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
-    """`value` as an int in [low, high]; raise `DefenseError` naming `field` otherwise."""
-    return _check_int(field, value, low, high, error=DefenseError)
-
-
-def check_positive_float(field: str, value: Any) -> float:
-    """`value` as a finite float > 0; raise `DefenseError` naming `field` otherwise."""
-    return check_number(field, value, 0.0, low_open=True, error=DefenseError)
-
-
-def check_flag(field: str, value: Any) -> bool:
-    """`value` if it is True or False; raise `DefenseError` naming `field` otherwise."""
-    return check_bool(field, value, error=DefenseError)
+    """`value` as an int in [low, high]; raise `DefenseError` naming `field` otherwise (for a
+    check an `Option` cannot declare)."""
+    return checks.check_int(field, value, low, high, error=DefenseError)
 
 
 def check_image_batch(defense: str, x: Tensor) -> None:

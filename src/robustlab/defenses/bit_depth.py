@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from typing import ClassVar
 
-from robustlab.defenses.base import PreprocessingDefense, check_image_batch, check_int
+import torch
+from torch import Tensor
+
+from robustlab.common.options import Option
+from robustlab.defenses.base import PreprocessingDefense, check_image_batch
 from robustlab.registry import DEFENSES
 
 
@@ -13,20 +16,16 @@ from robustlab.registry import DEFENSES
 class BitDepth(PreprocessingDefense):
     """`classifier(round(x * (2**bits - 1)) / (2**bits - 1))`.
 
-    Options: `bits` (int in [1, 16]; 1 = binarise at 0.5). Rounding has zero gradient almost
-    everywhere, so the defense is `nondifferentiable`; BPDA uses the identity.
+    Rounding has zero gradient almost everywhere, so the defense is `nondifferentiable`; BPDA
+    uses the identity.
     """
 
     nondifferentiable = True
-
-    def __init__(self, *, model: nn.Module, bits: int = 1) -> None:
-        self.bits = check_int("bits", bits, 1, 16)
-        super().__init__(model)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "bits": Option(1, "int", "bits per pixel (1: binarise at 0.5)", low=1, high=16),
+    }
 
     def transform(self, x: Tensor) -> Tensor:
         check_image_batch(self.name, x)
         levels = float(2**self.bits - 1)
         return torch.round(x.clamp(0.0, 1.0) * levels) / levels
-
-    def describe_options(self) -> str:
-        return f"bits={self.bits}"

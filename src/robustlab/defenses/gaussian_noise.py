@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from typing import ClassVar
 
-from robustlab.defenses.base import (
-    PreprocessingDefense,
-    check_flag,
-    check_image_batch,
-    check_positive_float,
-)
+import torch
+from torch import Tensor
+
+from robustlab.common.options import Option
+from robustlab.defenses.base import PreprocessingDefense, check_image_batch
 from robustlab.registry import DEFENSES
 
 
@@ -18,23 +16,19 @@ from robustlab.registry import DEFENSES
 class GaussianNoise(PreprocessingDefense):
     """`classifier(clip(x + sigma * N(0, I), 0, 1))`, active in training AND evaluation mode.
 
-    Options: `sigma` (> 0, the noise's standard deviation in pixel units of [0, 1] images),
-    `clip` (bool, default True: clamp the noisy input back to [0, 1]). The noise comes from
-    torch's global generator on `x`'s device, so `torch.manual_seed` makes it repeatable.
-    Differentiable, `randomized`: adaptive attacks average gradients over passes (EOT).
+    The noise comes from torch's global generator on `x`'s device, so `torch.manual_seed` makes
+    it repeatable. Differentiable, `randomized`: adaptive attacks average gradients over passes
+    (EOT).
     """
 
     randomized = True
-
-    def __init__(self, *, model: nn.Module, sigma: float, clip: bool = True) -> None:
-        self.sigma = check_positive_float("sigma", sigma)
-        self.clip = check_flag("clip", clip)
-        super().__init__(model)
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "sigma": Option(None, "float", "the noise's standard deviation in pixel units of [0, 1] "
+                        "images (required)", low=0.0, low_open=True),
+        "clip": Option(True, "bool", "clamp the noisy input back to [0, 1]"),
+    }
 
     def transform(self, x: Tensor) -> Tensor:
         check_image_batch(self.name, x)
         noisy = x + self.sigma * torch.randn_like(x)
         return noisy.clamp(0.0, 1.0) if self.clip else noisy
-
-    def describe_options(self) -> str:
-        return f"sigma={self.sigma:g}, clip={self.clip}"

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import io
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustlab.defenses.base import (
-    DefenseError,
-    PreprocessingDefense,
-    check_image_batch,
-    check_int,
-)
+from robustlab.common.options import Option
+from robustlab.defenses.base import DefenseError, PreprocessingDefense, check_image_batch
 from robustlab.registry import DEFENSES
 
 _PIL_MODES = {1: "L", 3: "RGB"}
@@ -59,20 +56,19 @@ def jpeg_roundtrip(x: Tensor, quality: int) -> Tensor:
 class JpegCompression(PreprocessingDefense):
     """`classifier(jpeg_decode(jpeg_encode(x, quality)))` (Pillow; 1- or 3-channel images).
 
-    Options: `quality` (int in [1, 100], default 75 — Pillow's default). The round trip runs on
-    CPU outside autograd, so the defense is `nondifferentiable`; BPDA uses the identity.
+    The round trip runs on CPU outside autograd, so the defense is `nondifferentiable`; BPDA
+    uses the identity.
     """
 
     nondifferentiable = True
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "quality": Option(75, "int", "JPEG quality (75: Pillow's default)", low=1, high=100),
+    }
 
-    def __init__(self, *, model: nn.Module, quality: int = 75) -> None:
-        self.quality = check_int("quality", quality, 1, 100)
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(model, **options)
         _require_pillow()  # fail at construction, before any compute
-        super().__init__(model)
 
     def transform(self, x: Tensor) -> Tensor:
         check_image_batch(self.name, x)
         return jpeg_roundtrip(x, self.quality)
-
-    def describe_options(self) -> str:
-        return f"quality={self.quality}"

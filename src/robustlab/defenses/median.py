@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustlab.defenses.base import (
-    DefenseError,
-    PreprocessingDefense,
-    check_image_batch,
-    check_int,
-)
+from robustlab.common.options import Option
+from robustlab.defenses.base import DefenseError, PreprocessingDefense, check_image_batch
 from robustlab.registry import DEFENSES
 
 
@@ -33,20 +31,21 @@ def median_filter(x: Tensor, size: int) -> Tensor:
 class MedianSmoothing(PreprocessingDefense):
     """`classifier(median_filter(x, size))`.
 
-    Options: `size` (odd int >= 1, default 3; the window is `size` x `size` pixels, and must be
-    smaller than twice the image side for reflect padding). The median's gradient reaches one
-    pixel per window only, so the defense is declared `nondifferentiable`; BPDA uses the
-    identity.
+    The window must be smaller than twice the image side (reflect padding). The median's
+    gradient reaches one pixel per window only, so the defense is declared `nondifferentiable`;
+    BPDA uses the identity.
     """
 
     nondifferentiable = True
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "size": Option(3, "int", "the window's side in pixels (odd)", low=1),
+    }
 
-    def __init__(self, *, model: nn.Module, size: int = 3) -> None:
-        check_int("size", size, 1)
-        if size % 2 == 0:
-            raise DefenseError(f"size: expected an odd window size (1, 3, 5, ...), got {size}")
-        self.size = size
-        super().__init__(model)
+    def __init__(self, model: nn.Module, **options: Any) -> None:
+        super().__init__(model, **options)
+        if self.size % 2 == 0:
+            raise DefenseError(f"size: expected an odd window size (1, 3, 5, ...), "
+                               f"got {self.size}")
 
     def transform(self, x: Tensor) -> Tensor:
         check_image_batch(self.name, x)
@@ -57,6 +56,3 @@ class MedianSmoothing(PreprocessingDefense):
                 f"per side for reflect padding, got {tuple(x.shape[-2:])}"
             )
         return median_filter(x, self.size)
-
-    def describe_options(self) -> str:
-        return f"size={self.size}"

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from robustlab.attacks import AttackError
 from robustlab.attacks.inputs import check_images
 from robustlab.attacks.norms import check_norm
-from robustlab.common.checks import check_l2_budget, check_number
+from robustlab.common.checks import check_l2_budget, check_number, is_integer
 from robustlab.common.device import resolve_device
 from robustlab.common.threads import use_threads
 from robustlab.evaluation import metrics as M
@@ -139,7 +139,7 @@ def _warn(line: str) -> None:
 
 def _norm_name(norm: Any) -> Any:
     """Accept the spellings of other libraries: 2 / "2" -> "l2", inf / "inf" -> "linf"."""
-    if isinstance(norm, (int, float)) and not isinstance(norm, bool):
+    if is_integer(norm) or isinstance(norm, float):
         return {2: "l2", float("inf"): "linf"}.get(norm, norm)
     if isinstance(norm, str) and norm.strip().lower() in ("inf", "2"):
         return "linf" if norm.strip().lower() == "inf" else "l2"

@@ -46,6 +46,7 @@ from torch import Tensor, nn
 from robustlab.common.inference import predict_logits
 from robustlab.common.modes import eval_mode
 from robustlab.common.sharding import Shard
+from robustlab.common.vocabulary import AUDIT_FLAG, AUDIT_PASS, AUDIT_SKIPPED
 from robustlab.evaluation.attack_runner import (
     AttackOutcome,
     accepted_kwargs,
@@ -63,7 +64,7 @@ EPS_BALL = "eps-ball"  # the threat model of every attack that does not declare 
 
 
 def check(name: str, ok: bool | None, reason: str, **values: Any) -> dict[str, Any]:
-    status = "skipped" if ok is None else ("pass" if ok else "flag")
+    status = AUDIT_SKIPPED if ok is None else (AUDIT_PASS if ok else AUDIT_FLAG)
     return {"name": name, "status": status, "reason": reason, "values": values}
 
 
@@ -146,7 +147,7 @@ def run_audit(model: nn.Module, x: Tensor, y: Tensor, clean_correct: Tensor, *,
         all_clean_correct=clean_correct.detach().cpu(),
         adv_conf={k: v.conf for k, v in outcomes.items()})
     checks = _run_checks(inputs)
-    flagged = [c["name"] for c in checks if c["status"] == "flag"]
+    flagged = [c["name"] for c in checks if c["status"] == AUDIT_FLAG]
     return {"flagged": bool(flagged), "flags": flagged, "n": n, "tolerance": inputs.tol,
             "checks": checks}
 

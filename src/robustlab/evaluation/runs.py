@@ -16,6 +16,7 @@ from robustlab.common.digest import check_digest, with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json, replace_refusal
 from robustlab.common.sharding import Shard
+from robustlab.common.vocabulary import EVAL_FILE as DEFAULT_EVAL_FILE
 from robustlab.evaluation import (
     EvalSettings,
     EvalSettingsError,
@@ -29,7 +30,6 @@ from robustlab.evaluation.schema import SCHEMA_VERSION, EvalFileError, check_eva
 from robustlab.runs.folder import RunFolderError, hold_lock, lock_path
 from robustlab.training.distributed import init_distributed, rank_device, shutdown
 
-DEFAULT_EVAL_FILE = "eval.json"
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 
 

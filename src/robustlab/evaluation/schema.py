@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from robustlab.common.result_checks import check_eval_values
-
-SCHEMA_VERSION = "robustlab.eval/1"
+from robustlab.common.vocabulary import EVAL_SCHEMA as SCHEMA_VERSION
 
 REQUIRED_KEYS = ("schema", "settings", "settings_key", "model", "n", "clean", "attacks",
                  "worst_case", "audit", "timing", "per_sample")

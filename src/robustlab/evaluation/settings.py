@@ -14,16 +14,23 @@ from typing import Any
 
 from robustlab.common.checks import check_choice, check_int, check_number, check_seed
 
-NORMS = ("linf", "l2")
-# The accuracy-versus-eps curve's budgets, as multiples of eps: dense around the evaluation
-# budget (0.8-1.2 x), where a robust model falls off (with 1.0 then 1.5 alone Figure 3 drew
-# that fall as one straight line). 8 PGD runs on curve_n images (1 x reuses the evaluated
-# PGD); linf points above 1 are skipped. = robustlab.experiments.presets.EvalPlan's default.
-CURVE_FACTORS = (0.0, 0.25, 0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)
+# CURVE_FACTORS: the accuracy-versus-eps curve's budgets, as multiples of eps (8 PGD runs on
+# curve_n images; 1 x reuses the evaluated PGD), also reproduce's default (EvalPlan).
+from robustlab.common.vocabulary import CURVE_FACTORS, NORMS
 
 
 class EvalSettingsError(ValueError):
     """An invalid evaluation setting; the message names the field, the value and what is allowed."""
+
+
+def require_eps(eps: Any, owner: str) -> None:
+    """The budget has no default: 0.3 is MNIST's, 12 times CIFAR-10's, and a default would
+    silently attack CIFAR at it. `EvalSettingsError` naming `owner` when `eps` is None."""
+    if eps is None:
+        raise EvalSettingsError(f"eps: {owner} needs the budget, in pixel units of [0, 1] "
+                                "images (e.g. 0.3 for MNIST, 0.1 Fashion-MNIST, 8/255 = 0.031 "
+                                "CIFAR-10: robustlab.experiments.presets.STANDARD_EPS); no "
+                                "default suits every dataset")
 
 
 # Options no attack of an evaluation may take: the evaluation's budget is `eps` / `norm` (a
@@ -57,6 +64,7 @@ def _check_attack_options(options: Any, names: list[str]) -> None:
 class EvalSettings:
     """Evaluation settings. `attacks` are registry names (checked in `validate`).
 
+    - `eps` (required, no default: `require_eps`): the budget under `norm`.
     - `n`: evaluate the first `n` test images (None: all).
     - `adaptive`: attacks use BPDA / EOT where the model declares them (the honest default).
     - `curve_attack` / `curve_factors` / `curve_n`: accuracy-versus-eps curve, on the first
@@ -72,7 +80,7 @@ class EvalSettings:
     """
 
     attacks: tuple[str, ...] = ("fgsm", "pgd")
-    eps: float = 0.3
+    eps: float | None = None  # required: __post_init__ refuses None
     norm: str = "linf"
     n: int | None = 1000
     batch_size: int = 500
@@ -90,6 +98,9 @@ class EvalSettings:
     ece_bins: int = 15
     attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     label: str = ""
+
+    def __post_init__(self) -> None:
+        require_eps(self.eps, "EvalSettings")
 
     def validate(self) -> EvalSettings:
         from robustlab.plugins import load_plugins

@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks import create_attack
+from robustlab.common.vocabulary import TRANSFER_ATTACKS
+from robustlab.evaluation.settings import require_eps
 
-TRANSFER_ATTACKS = ("pgd", "mifgsm")
 ENSEMBLE_RULE = "mean of the logits of every model except the target (leave-one-out)"
 
 Progress = Callable[[str], None]
@@ -48,15 +49,19 @@ class LogitEnsemble(nn.Module):
 
 @dataclass(frozen=True)
 class TransferSettings:
-    """The threat model and crafting attack: `eps` in [0, 1] pixel units, `steps` iterations,
-    `batch_size` images per crafting pass, `seed` of the attacks' random start."""
+    """The threat model and crafting attack: `eps` in [0, 1] pixel units (required, no default
+    suits every dataset: `settings.require_eps`), `steps` iterations, `batch_size` images per
+    crafting pass, `seed` of the attacks' random start."""
 
     attacks: tuple[str, ...] = TRANSFER_ATTACKS
-    eps: float = 0.3
+    eps: float | None = None  # required: __post_init__ refuses None
     norm: str = "linf"
     steps: int = 20
     batch_size: int = 500
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        require_eps(self.eps, "TransferSettings")
 
 
 def build_crafter(name: str, settings: TransferSettings) -> Any:

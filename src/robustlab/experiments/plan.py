@@ -21,6 +21,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from robustlab.common.vocabulary import CERTIFY_ROLE, PATCH_LABEL
 from robustlab.evaluation.settings import EvalSettings
 from robustlab.experiments.presets import PROTOCOL_RECIPES, MethodPlan, Preset
 from robustlab.training.recipes import configure
@@ -89,10 +90,6 @@ def plan_jobs(preset: Preset, out: Path, *, model: str | None = None,
                 preset):
             jobs.append(_certify_run(preset, ds, arch, seed, protocol, out, machine))
     return jobs
-
-
-CERTIFY_ROLE = "certification"  # the extra gaussian-aug run of the certify study (no evals)
-PATCH_LABEL = "patch"  # the budget label of the patch study's evaluations
 
 
 def _noise_protocol(preset: Preset) -> str:

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from robustlab.common.vocabulary import CURVE_FACTORS, TRANSFER_ATTACKS
+
 PAPER_EPS = 0.03
 # The protocols a preset can train under, and the recipe (`robustlab.training.recipes`) each
 # one applies: the paper's hyper-parameters for every method, or each method's working recipe.
@@ -59,8 +61,7 @@ class EvalPlan:
     attacks: tuple[str, ...] = ("fgsm", "pgd", "cw-linf", "autoattack")
     n: int | None = 1000
     batch_size: int = 500
-    # = evaluation.settings.CURVE_FACTORS (not imported: that package imports torch)
-    curve_factors: tuple[float, ...] = (0.0, 0.25, 0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)
+    curve_factors: tuple[float, ...] = CURVE_FACTORS
     curve_n: int | None = 500
     audit: bool = True
     audit_n: int | None = 200
@@ -86,7 +87,7 @@ class StudyPlan:
     """
 
     transfer: bool = False
-    transfer_attacks: tuple[str, ...] = ("pgd", "mifgsm")
+    transfer_attacks: tuple[str, ...] = TRANSFER_ATTACKS
     transfer_steps: int = 20
     transfer_n: int = 500
     certify: bool = False
@@ -164,7 +165,7 @@ PRESETS: dict[str, Preset] = {
                     "test images (1-2 minutes on 2 idle CPU cores).",
         datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),),
         methods=_methods("standard", "pgd-at", "hybrid",
-                         pgd_at={"k": 3}, hybrid={"val_samples": 100, "val_steps": 3}),
+                         pgd_at={"steps": 3}, hybrid={"val_samples": 100, "val_steps": 3}),
         seeds=(0,), epochs=1, batch_size=64, lr=0.05, train_size=2000, val_size=200,
         protocols=("paper", "recipe"),
         protocol_budgets={"paper": ("paper",), "recipe": ("standard",)},
@@ -185,8 +186,8 @@ PRESETS: dict[str, Preset] = {
                     "seed, evaluated on 1,000 test images (about 15 minutes on 2 CPU cores).",
         datasets=(DatasetPlan("mnist", "lenet5", (("standard", STANDARD_EPS["mnist"]),)),),
         methods=_methods("standard", "pgd-at", "trades", "hybrid", "hybrid-fgsm",
-                         pgd_at={"k": 5}, trades={"k": 5},
-                         hybrid={"k": 5, "val_samples": 500, "val_steps": 5},
+                         pgd_at={"steps": 5}, trades={"steps": 5},
+                         hybrid={"steps": 5, "val_samples": 500, "val_steps": 5},
                          hybrid_fgsm={"val_samples": 500, "val_steps": 5}),
         seeds=(0,), epochs=5, protocols=("recipe",),
         eval=EvalPlan(attacks=("fgsm", "pgd", "cw-linf", "autoattack"), n=1000,
@@ -205,12 +206,13 @@ PRESETS: dict[str, Preset] = {
                     "SmallCNN).",
         datasets=(DatasetPlan("mnist", "lenet5", _budgets("mnist")),
                   DatasetPlan("fashion-mnist", "lenet5", _budgets("fashion-mnist"))),
-        methods=_methods(*ALL_METHODS, pgd_at={"k": 5}, trades={"k": 5}, mart={"k": 5},
-                         hybrid={"k": 5, "val_samples": 500, "val_steps": 5},
+        methods=_methods(*ALL_METHODS, pgd_at={"steps": 5}, trades={"steps": 5},
+                         mart={"steps": 5},
+                         hybrid={"steps": 5, "val_samples": 500, "val_steps": 5},
                          hybrid_fgsm={"val_samples": 500, "val_steps": 5},
-                         hybrid_fixed_eps={"k": 5, "val_samples": 500, "val_steps": 5},
-                         hybrid_fixed_alpha={"k": 5, "val_samples": 500, "val_steps": 5},
-                         mix={"k": 5, "val_samples": 500, "val_steps": 5},
+                         hybrid_fixed_eps={"steps": 5, "val_samples": 500, "val_steps": 5},
+                         hybrid_fixed_alpha={"steps": 5, "val_samples": 500, "val_steps": 5},
+                         mix={"steps": 5, "val_samples": 500, "val_steps": 5},
                          fgsm_rs={"val_samples": 500, "val_steps": 5}),
         seeds=(0,), epochs=4, protocols=("paper", "recipe"),
         protocol_budgets={"paper": ("paper",), "recipe": ("standard",)},

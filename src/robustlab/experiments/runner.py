@@ -20,6 +20,7 @@ from robustlab.common.checks import check_int
 from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import FileFormatError, Layout, atomic_write_json, read_json
+from robustlab.common.vocabulary import EXPERIMENT_FILE, EXPERIMENT_SCHEMA, SUMMARY_FILE
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.settings import EvalSettingsError
 from robustlab.experiments.devices import (
@@ -39,8 +40,6 @@ from robustlab.runs.folder import (
     check_owned_folder,
 )
 
-EXPERIMENT_FILE = "experiment.json"
-EXPERIMENT_SCHEMA = "robustlab.experiment/1"
 # Every name reproduce (and the report it writes) puts into an experiment folder; `--overwrite`
 # deletes its runs/ only when the folder holds nothing else (runs/ of TensorBoard stays).
 EXPERIMENT_LAYOUT: Layout = {
@@ -186,7 +185,7 @@ def _train_job(job: RunJob, worker: Worker | None = None) -> str:
 
     cfg = TrainConfig.from_dict(placed_train(job.train, worker), source=job.name)
     t0 = time.perf_counter()
-    complete = (job.run_dir / "summary.json").is_file()
+    complete = (job.run_dir / SUMMARY_FILE).is_file()
     result = train(cfg, resume=True)
     how = "cached" if complete else f"{time.perf_counter() - t0:.0f}s"
     return f"test acc {result.summary['test_acc']:.4f} ({how})"

@@ -16,6 +16,12 @@ from pathlib import Path
 
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import read_json
+from robustlab.common.vocabulary import (
+    HEALTH_OK,
+    HEALTH_OVERFIT,
+    HEALTH_UNFINISHED,
+    SUMMARY_FILE,
+)
 from robustlab.experiments.plan import CERTIFY_ROLE, PATCH_LABEL, RunJob
 from robustlab.experiments.presets import Preset
 
@@ -86,16 +92,16 @@ def not_learned(run_dir: Path) -> str | None:
     training eps), which training's guard does not see for every method."""
     from robustlab.reporting.overfit import eval_overfit_note
 
-    summary = run_dir / "summary.json"
+    summary = run_dir / SUMMARY_FILE
     if not summary.is_file():
-        return "unfinished"
-    health = read_json(summary).get("health", "ok")
-    if health != "ok":
+        return HEALTH_UNFINISHED
+    health = read_json(summary).get("health", HEALTH_OK)
+    if health != HEALTH_OK:
         return health
     for path in sorted((run_dir / "eval").glob("*.json")):
         note = eval_overfit_note(read_json(path))
         if note:
-            return f"catastrophic overfitting: {note}"
+            return f"{HEALTH_OVERFIT}: {note}"
     return None
 
 

@@ -29,6 +29,9 @@ from robustlab.common.device import resolve_device
 from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
+from robustlab.common.vocabulary import NORMS
+from robustlab.common.vocabulary import TRANSFER_KIND as KIND
+from robustlab.common.vocabulary import TRANSFER_SCHEMA as SCHEMA
 from robustlab.evaluation.runs import check_replaceable, check_writable
 from robustlab.evaluation.transfer_matrix import (
     ENSEMBLE_RULE,
@@ -38,10 +41,6 @@ from robustlab.evaluation.transfer_matrix import (
     transfer_matrix,
 )
 from robustlab.runs.folder import RunFolder, RunFolderError
-
-SCHEMA = "robustlab.transfer/1"
-KIND = "transfer"
-NORMS = ("linf", "l2")
 
 
 class TransferStudyError(ConfigError):

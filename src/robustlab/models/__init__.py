@@ -4,11 +4,13 @@
 any model registered in `robustlab.registry.MODELS`; `list_models()` names them.
 """
 
-from . import autoencoder, efficientnet, lenet, preact_resnet, resnet, smallcnn  # noqa: F401
-from .common import NormalizedClassifier
-from .factory import create_model, list_models
-from .normalize import Normalize
-from .params import count_parameters
+from robustlab.models.common import NormalizedClassifier
+from robustlab.models.factory import create_model, list_models
+from robustlab.models.normalize import Normalize
+from robustlab.models.params import count_parameters
+from robustlab.plugins import import_submodules
+
+import_submodules(__name__, __path__)  # every model file registers itself
 
 __all__ = [
     "Normalize",

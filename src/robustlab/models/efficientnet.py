@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..common.checks import check_bool, is_real
+from ..common.options import Option, declare
 from ..registry import MODELS
 from .common import NormalizedClassifier, build_classifier, init_relu_convs
 from .drop_path import DropPath
@@ -124,6 +124,14 @@ class EfficientNetB0(nn.Module):
 
 
 @MODELS.register("efficientnet_b0")
+@declare({
+    "dropout": Option(0.2, "float", "dropout before the classifier (B0 standard 0.2)",
+                      low=0.0, high=1.0, high_open=True),
+    "drop_path_rate": Option(0.0, "float", "stochastic depth (0 = off; the reference training "
+                             "used 0.2)", low=0.0, high=1.0, high_open=True),
+    "use_timm": Option(False, "bool", "build timm.create_model('efficientnet_b0') (random "
+                       "init) instead; needs timm installed"),
+})
 def efficientnet_b0(
     *,
     num_classes: int,
@@ -131,20 +139,13 @@ def efficientnet_b0(
     mean: Sequence[float],
     std: Sequence[float],
     image_size: int | tuple[int, int],
-    dropout: float = 0.2,
-    drop_path_rate: float = 0.0,
-    use_timm: bool = False,
+    dropout: float,
+    drop_path_rate: float,
+    use_timm: bool,
 ) -> NormalizedClassifier:
-    """EfficientNet-B0 behind `Normalize(mean, std)`; see `EfficientNetB0`.
-
-    `dropout`: before the classifier (B0 standard 0.2). `drop_path_rate`: stochastic depth
-    (0 = off; the reference training used 0.2). `use_timm=True` builds
-    `timm.create_model("efficientnet_b0")` (random init) instead; needs timm installed.
+    """EfficientNet-B0 behind `Normalize(mean, std)`; see `EfficientNetB0`. The options
+    (`dropout`, `drop_path_rate`, `use_timm`) are declared above and checked by `create_model`.
     """
-    for field, value in (("dropout", dropout), ("drop_path_rate", drop_path_rate)):
-        if not (is_real(value) and 0 <= value < 1):
-            raise ValueError(f"{field}: expected a number in [0, 1), got {value!r}")
-    check_bool("use_timm", use_timm)
 
     def make_body(hw: tuple[int, int]) -> nn.Module:
         if use_timm:

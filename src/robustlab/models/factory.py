@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
-from ..registry import MODELS
+from robustlab.common.errors import ConfigError
+from robustlab.common.options import resolve_options
 
-_COMMON = ("num_classes", "in_channels", "mean", "std", "image_size")
+from ..registry import MODELS
 
 
 def create_model(
@@ -26,28 +26,21 @@ def create_model(
     """Build model `name` (see `list_models()`), taking pixel-space `[N, C, H, W]` in [0, 1].
 
     The model's first submodule is `Normalize(mean, std)`; `len(mean) == len(std) ==
-    in_channels`. `options` are model-specific (e.g. `dropout=` for efficientnet_b0); an
-    option the model does not take raises `ValueError` listing the ones it does.
+    in_channels`. `options` are model-specific (e.g. `dropout=` for efficientnet_b0), as the
+    model declares them (its factory's `OPTIONS`, `common.options.declare`): each is checked
+    here, once, an absent one is its declared default, and an option the model does not
+    declare is a `ConfigError` (a `ValueError`) listing the ones it does.
     """
     factory = MODELS.get(name)
-    accepted = [
-        p.name
-        for p in inspect.signature(factory).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _COMMON
-    ]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"model {name!r} got unknown option(s) {unknown}; "
-            f"it accepts: {accepted if accepted else 'no options'}"
-        )
+    values = resolve_options(getattr(factory, "OPTIONS", {}), options, owner=f"model {name!r}",
+                             error=ConfigError)
     return factory(
         num_classes=num_classes,
         in_channels=in_channels,
         mean=mean,
         std=std,
         image_size=image_size,
-        **options,
+        **values,
     )
 
 

@@ -12,16 +12,28 @@ from typing import Any
 from robustlab.common.digest import check_digest
 from robustlab.common.files import read_json, read_jsonl
 from robustlab.common.result_checks import check_eval_values
-from robustlab.reporting.overfit import OVERFIT, mark_test_overfitting
+from robustlab.common.vocabulary import (
+    EVAL_FILE,
+    EVAL_SCHEMA,
+    EXPERIMENT_FILE,
+    FLAG_COLLAPSED,
+    FLAG_NON_FINITE,
+    FLAG_OVERFIT,
+    HEALTH_COLLAPSED,
+    HEALTH_NON_FINITE,
+    HEALTH_OK,
+    HEALTH_OVERFIT,
+    HEALTH_UNFINISHED,
+    METRICS_FILE,
+    RUN_CONFIG_FILE,
+    SUMMARY_FILE,
+)
+from robustlab.reporting.overfit import mark_test_overfitting
 
-EVAL_SCHEMA = "robustlab.eval/1"  # = robustlab.evaluation.schema.SCHEMA_VERSION (no torch here)
 CW_ATTACKS = ("cw-l2", "cw-linf")
 METHOD_ORDER = ("standard", "pgd-at", "fgsm-rs", "free-at", "n-fgsm", "trades", "mart",
                 "gradient-reg", "lipschitz", "hybrid", "hybrid-pgd", "hybrid-fgsm",
                 "hybrid-fixed-eps", "hybrid-fixed-alpha", "mix")
-
-
-UNFINISHED = "unfinished"  # evaluated before training ended (no summary.json then)
 
 
 def _read(path: Path) -> Any:
@@ -35,13 +47,13 @@ def _read_optional(path: Path) -> dict[str, Any]:
 def run_health(run_dir: Path, metrics: list[dict[str, Any]]) -> str:
     """The training verdict written by the loop (summary.json `health`); for runs made before
     it was written, the same rule read off metrics.jsonl (training/health.py)."""
-    health = _read_optional(run_dir / "summary.json").get("health")
+    health = _read_optional(run_dir / SUMMARY_FILE).get("health")
     if health:
         return health
     last = metrics[-1] if metrics else {}
-    return ("non-finite loss" if any(m.get("non_finite_loss") for m in metrics)
-            else "collapsed" if last.get("collapsed")
-            else OVERFIT if last.get("catastrophic_overfitting") else "ok")
+    return (HEALTH_NON_FINITE if any(m.get(FLAG_NON_FINITE) for m in metrics)
+            else HEALTH_COLLAPSED if last.get(FLAG_COLLAPSED)
+            else HEALTH_OVERFIT if last.get(FLAG_OVERFIT) else HEALTH_OK)
 
 
 def protocol_of(recipe: str | None) -> str:
@@ -60,7 +72,7 @@ def method_rank(method: str) -> tuple[int, str]:
 
 def find_eval_files(root: Path) -> list[tuple[Path, Path, str | None]]:
     """[(eval file, run folder, role)] for the experiment or run folder `root`."""
-    exp = root / "experiment.json"
+    exp = root / EXPERIMENT_FILE
     if exp.is_file():
         data = _read(exp)
         out = []
@@ -70,8 +82,8 @@ def find_eval_files(root: Path) -> list[tuple[Path, Path, str | None]]:
                 if path.is_file():
                     out.append((path, root / job["run_dir"], job.get("role")))
         return out
-    files = sorted(set(root.rglob("eval.json")) | set(root.rglob("eval/*.json")))
-    return [(f, f.parent if f.name == "eval.json" else f.parent.parent, None) for f in files]
+    files = sorted(set(root.rglob(EVAL_FILE)) | set(root.rglob("eval/*.json")))
+    return [(f, f.parent if f.name == EVAL_FILE else f.parent.parent, None) for f in files]
 
 
 def load_records(root: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -79,7 +91,7 @@ def load_records(root: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"report: {root} is not a folder")
-    experiment = _read(root / "experiment.json") if (root / "experiment.json").is_file() else None
+    experiment = _read(root / EXPERIMENT_FILE) if (root / EXPERIMENT_FILE).is_file() else None
     records = []
     for path, run_dir, role in find_eval_files(root):
         data = check_digest(_read(path), str(path))  # an edited eval file is refused
@@ -103,8 +115,8 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
     cw = next((a for a in CW_ATTACKS if a in attacks), None)
     pgd = attacks.get("pgd", {})
     per = data.get("per_sample", {})
-    metrics = _read_jsonl(run_dir / "metrics.jsonl")
-    recipe = _read_optional(run_dir / "config.json").get("train", {}).get("recipe")
+    metrics = _read_jsonl(run_dir / METRICS_FILE)
+    recipe = _read_optional(run_dir / RUN_CONFIG_FILE).get("train", {}).get("recipe")
     rec = {
         "run": run_dir.name, "run_dir": _relative(run_dir, root),
         "eval_file": _relative(path, root),
@@ -112,7 +124,8 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "role": role, "seed": run.get("seed"), "train_eps": run.get("eps"),
         "defense": run.get("defense"), "recipe": recipe, "protocol": protocol_of(recipe),
         # an eval of an interrupted run says so (evaluate writes training.complete)
-        "health": UNFINISHED if tr.get("complete") is False else run_health(run_dir, metrics),
+        "health": (HEALTH_UNFINISHED if tr.get("complete") is False
+                   else run_health(run_dir, metrics)),
         "label": data.get("label") or s.get("label") or f"eps={s['eps']:g}",
         "eps": s["eps"], "norm": s["norm"], "adaptive": s.get("adaptive", True),
         "n": data["n"], "clean": data["clean"]["acc"],

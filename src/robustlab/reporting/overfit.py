@@ -3,7 +3,7 @@
 Training flags it from validation numbers (training/methods/validation.py `OverfitGuard`), but
 only for the single-step methods that run the guard, and only with the rule the code had when
 the run trained. The report applies the same signature to the evaluation itself: at the run's
-own training eps, test FGSM accuracy above test PGD accuracy by more than `TEST_GAP`. A model
+own training eps, test FGSM accuracy above test PGD accuracy by more than `OVERFIT_GAP`. A model
 that beats the attack it trained on but not a multi-step one has not learned robustness; its
 numbers are left out of every comparison like any run that did not learn.
 
@@ -17,8 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-TEST_GAP = 0.15  # = the training guard's `co_gap` default
-OVERFIT = "catastrophic overfitting"  # = training/health.py OVERFIT (no training import here)
+from robustlab.common.vocabulary import HEALTH_OK, HEALTH_OVERFIT, OVERFIT_GAP
 
 
 def overfit_note(rec: dict[str, Any]) -> str | None:
@@ -27,10 +26,10 @@ def overfit_note(rec: dict[str, Any]) -> str | None:
     train_eps, fgsm, pgd = rec.get("train_eps"), rec.get("fgsm"), rec.get("pgd")
     if not train_eps or fgsm is None or pgd is None:
         return None
-    if not math.isclose(rec["eps"], train_eps, rel_tol=1e-6) or fgsm - pgd <= TEST_GAP:
+    if not math.isclose(rec["eps"], train_eps, rel_tol=1e-6) or fgsm - pgd <= OVERFIT_GAP:
         return None
     return (f"test FGSM {100 * fgsm:.1f} % vs PGD {100 * pgd:.1f} % at eps {rec['eps']:g} "
-            f"(gap above {100 * TEST_GAP:.0f} pp)")
+            f"(gap above {100 * OVERFIT_GAP:.0f} pp)")
 
 
 def eval_overfit_note(data: dict[str, Any]) -> str | None:
@@ -49,10 +48,10 @@ def mark_test_overfitting(records: list[dict[str, Any]]) -> None:
     eps shows the FGSM/PGD gap (in place)."""
     notes = {}
     for rec in records:
-        note = overfit_note(rec) if rec["health"] == "ok" else None
+        note = overfit_note(rec) if rec["health"] == HEALTH_OK else None
         if note:
             notes.setdefault(rec["run_dir"], note)
     for rec in records:
         rec["health_note"] = notes.get(rec["run_dir"])
         if rec["health_note"]:
-            rec["health"] = OVERFIT
+            rec["health"] = HEALTH_OVERFIT

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from robustlab.common.vocabulary import HEALTH_OK, PATCH_LABEL
 from robustlab.reporting.collect import method_rank
-
-PATCH_LABEL = "patch"  # = robustlab.experiments.plan.PATCH_LABEL (no torch import here)
 
 Block = tuple[Any, ...]
 
@@ -54,14 +53,14 @@ def patch_section(records: list[dict[str, Any]]) -> list[Block]:
     for r in records:
         groups[(r["dataset"], r["protocol"])].append(r)
     for (dataset, protocol), recs in sorted(groups.items()):
-        ok = sorted((r for r in recs if r["health"] == "ok"),
+        ok = sorted((r for r in recs if r["health"] == HEALTH_OK),
                     key=lambda r: (method_rank(r["method"]), r["seed"]))
         rows = [[r["method"], str(r["seed"]), _pct(r["clean"]),
                  *(_pct(r["attack_acc"].get(a)) for a in attacks), _pct(r["worst"])]
                 for r in ok]
         doc += [("h3", f"{dataset}, {protocol} protocol"),
                 ("table", ["method", "seed", "clean", *attacks, "worst"], rows)]
-        failed = [f"{r['method']} ({r['health']})" for r in recs if r["health"] != "ok"]
+        failed = [f"{r['method']} ({r['health']})" for r in recs if r["health"] != HEALTH_OK]
         if failed:
             doc.append(("p", "Not compared (did not learn): " + ", ".join(failed) + "."))
     return doc

@@ -15,10 +15,17 @@ from robustlab.common.files import (
     read_json,
     replace_refusal,
 )
+from robustlab.common.vocabulary import (
+    AUDIT_FLAG,
+    AUDIT_PASS,
+    AUDIT_SKIPPED,
+    HEALTH_OK,
+    OVERFIT_GAP,
+    RESULTS_SCHEMA,
+)
 from robustlab.reporting import figures
 from robustlab.reporting.claims import PAPER_PRESETS, check_claims, claims_apply
 from robustlab.reporting.collect import load_records
-from robustlab.reporting.overfit import TEST_GAP
 from robustlab.reporting.patches import patch_section, split_patch_records
 from robustlab.reporting.render import to_html, to_markdown
 from robustlab.reporting.studies import study_sections
@@ -34,8 +41,6 @@ from robustlab.reporting.tables import (
     setup_of,
     table1,
 )
-
-RESULTS_SCHEMA = "robustlab.results/1"
 
 
 def _fmt(value: float | None, fmt: str = ".1f") -> str:
@@ -61,7 +66,8 @@ def write_report(root: str | Path) -> dict[str, Path]:
     claims = check_claims(blocks, over, headline) if with_claims else []
     figdir = root / "figures"
     figs = figures.draw_all(records, figdir, headline)
-    not_compared = {r["run"]: r["health"] for r in records if r.get("health", "ok") != "ok"}
+    not_compared = {r["run"]: r["health"] for r in records
+                    if r.get("health", HEALTH_OK) != HEALTH_OK}
     studies, study_figs = study_sections(root, experiment, figdir,  # transfer, certification
                                          not_compared)
     studies = patch_section(patch_records) + studies
@@ -95,7 +101,8 @@ def check_outputs(root: Path) -> None:
 
 def _is_results_json(path: Path) -> bool:
     data = read_json(path)
-    return isinstance(data, dict) and str(data.get("schema")).startswith("robustlab.results/")
+    return isinstance(data, dict) and str(data.get("schema")).startswith(
+        RESULTS_SCHEMA.split("/")[0] + "/")  # any version of our results.json
 
 
 _OUTPUTS = {
@@ -137,7 +144,7 @@ def results_csv(records: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> 
     rows_of = {(b["dataset"], b["protocol"], b["label"], b["eps"], row["method"]): row
                for b in blocks for row in b["rows"]}
     rows = [_csv_row(r, rows_of.get((r["dataset"], r.get("protocol", "paper"), r["label"],
-                                     r["eps"], r["method"])) if r["health"] == "ok" else None)
+                                     r["eps"], r["method"])) if r["health"] == HEALTH_OK else None)
             for r in records]
     fields: list[str] = []
     for row in rows:
@@ -275,7 +282,7 @@ def hybrid_sentence(blocks: list[dict[str, Any]]) -> str:
 def _warnings(records) -> list[tuple]:
     """Runs that did not learn and models the audit flagged."""
     doc: list[tuple] = []
-    failed = [r for r in records if r["health"] != "ok"]
+    failed = [r for r in records if r["health"] != HEALTH_OK]
     if failed:
         doc.append(("p", f"**{len({r['run'] for r in failed})} trained model(s) did not learn** "
                          "(collapsed to near-chance accuracy, non-finite loss, or catastrophic "
@@ -284,7 +291,7 @@ def _warnings(records) -> list[tuple]:
                          "recipe, not findings. Catastrophic overfitting is read from "
                          "training's validation guard and, for every adversarially trained "
                          "run, from its own evaluation: test FGSM accuracy more than "
-                         f"{100 * TEST_GAP:.0f} points above PGD accuracy at the training "
+                         f"{100 * OVERFIT_GAP:.0f} points above PGD accuracy at the training "
                          "eps."))
     if any(r["flagged"] for r in records):
         doc.append(("p", f"{FLAG} marks numbers of models the gradient-masking audit flagged: "
@@ -391,7 +398,7 @@ def _overhead(over) -> list[tuple]:
     return doc
 
 
-AUDIT_MARKS = {"pass": "✓", "flag": f"{FLAG} flag", "skipped": "not run"}
+AUDIT_MARKS = {AUDIT_PASS: "✓", AUDIT_FLAG: f"{FLAG} flag", AUDIT_SKIPPED: "not run"}
 
 
 def _audit(records) -> list[tuple]:
@@ -428,7 +435,7 @@ def _audit_cell(check: dict[str, str] | None) -> dict[str, str] | str:
 
 def _audit_flags(rows: list[dict[str, Any]]) -> list[tuple]:
     flagged = [a for a in rows if a["verdict"] == "FLAGGED" or any(
-        c["status"] == "flag" for c in a["checks"].values())]
+        c["status"] == AUDIT_FLAG for c in a["checks"].values())]
     if not flagged:
         return [("p", "No compared model was flagged by any check that ran.")]
     return [("p", "Flagged checks:"),

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 
 from robustlab.common.digest import check_digest
 from robustlab.common.files import read_json
+from robustlab.common.vocabulary import CERTIFY_KIND, TRANSFER_SCHEMA
 from robustlab.reporting.fig_transfer import (
     ENSEMBLE_LABEL,
     attack_order,
@@ -24,8 +25,6 @@ from robustlab.reporting.fig_transfer import (
 )
 from robustlab.reporting.plot_style import FIG_WIDTH, RC, method_style, save
 
-TRANSFER_SCHEMA = "robustlab.transfer/1"  # = experiments.transfer_study.SCHEMA
-CERTIFY_KIND = "certification"  # = certification.study.KIND
 CERTIFY_FIGURE = "fig7_certified_radius.png"
 
 Block = tuple[Any, ...]

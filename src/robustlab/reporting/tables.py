@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from robustlab.common.vocabulary import AUDIT_FLAG, AUDIT_SKIPPED, HEALTH_OK
 from robustlab.reporting.collect import method_rank
 from robustlab.reporting.stats import summarize
 
@@ -53,7 +54,7 @@ PROTOCOL_NAMES = {"paper": "paper protocol (the paper's hyper-parameters for eve
 def learned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The records of models whose training did not collapse, diverge or overfit
     catastrophically (`health` ok): the only ones compared."""
-    return [r for r in records if r.get("health", "ok") == "ok"]
+    return [r for r in records if r.get("health", HEALTH_OK) == HEALTH_OK]
 
 
 def groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, float], list[dict]]:
@@ -110,7 +111,7 @@ def table1(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         failed = [{"run": r["run"], "method": r["method"], "seed": r["seed"],
                    "health": r["health"], "health_note": r.get("health_note"),
                    "clean": r["clean"], "worst": r["worst"]}
-                  for r in recs if r.get("health", "ok") != "ok"]
+                  for r in recs if r.get("health", HEALTH_OK) != HEALTH_OK]
         for r in learned(recs):
             by_method[r["method"]].append(r)
         cols = columns(recs)
@@ -248,14 +249,14 @@ def audit_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         base = {"run": r["run"], "label": r["label"], "eps": r["eps"], "method": r["method"],
                 "seed": r["seed"]}
-        if r.get("health", "ok") != "ok":
+        if r.get("health", HEALTH_OK) != HEALTH_OK:
             rows.append({**base, "verdict": f"NOT COMPARED ({r['health']})", "checks": {},
                          "reasons": "training did not learn", "skipped": ""})
             continue
         checks = {c["name"]: {"status": c["status"], "reason": c.get("reason", "")}
                   for c in r["_audit"]}
-        flagged = [c for c in r["_audit"] if c["status"] == "flag"]
-        skipped = [c["name"] for c in r["_audit"] if c["status"] == "skipped"]
+        flagged = [c for c in r["_audit"] if c["status"] == AUDIT_FLAG]
+        skipped = [c["name"] for c in r["_audit"] if c["status"] == AUDIT_SKIPPED]
         rows.append({**base, "verdict": "FLAGGED" if r["flagged"] else "pass",
                      "checks": checks,
                      "reasons": "; ".join(f"{c['name']}: {c['reason']}" for c in flagged),

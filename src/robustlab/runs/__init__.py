@@ -1,9 +1,10 @@
 """A training run on disk and back: its config, folder, checkpoints and weights, and reopening it.
 
-Two levels, so that plugins may read run records without an import circle:
+One layer, above the data, models and defenses it builds (no plugin imports from here):
 - records (`folder`, `checkpoint`): the run folder and its safetensors files; import only
-  `robustlab.common` (the autoencoder defense reads a trained autoencoder through them);
-- runs rebuilt (`config`: `TrainConfig`; `build`: a run's data and model; `load`: `load_run`):
-  above the data, models and defenses they build.
+  `robustlab.common`;
+- runs rebuilt (`config`: `TrainConfig`; `saved`: a finished run's config, recorded model and
+  weights' digest, and the models of the run folders a defense's options name; `build`: a
+  run's data and model; `load`: `load_run`, `load_model`).
 This package file imports nothing, so importing a record module loads no plugin.
 """

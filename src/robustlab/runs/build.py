@@ -23,9 +23,10 @@ from robustlab.data import (
     random_crop_flip,
 )
 from robustlab.data.in_memory import CUSTOM
-from robustlab.defenses import create_defense
+from robustlab.defenses import DefenseError, create_defense
 from robustlab.models import create_model
 from robustlab.runs.config import TrainConfig
+from robustlab.runs.saved import defense_arguments
 
 # The validation/test split is drawn with this fixed seed so every seed and method of an
 # experiment is validated on the same images.
@@ -134,11 +135,10 @@ def prepare_model(cfg: TrainConfig, model: nn.Module, device: torch.device) -> n
     """`model` wrapped in the run's preprocessing defense (if any), on `device`, in the run's
     memory format: the same for a registered model and one passed from Python."""
     if cfg.defense is not None:
-        try:
-            model = create_defense(cfg.defense, model=model, **cfg.defense_options)
-        except TypeError as err:  # unknown or missing option: the message names the defense
-            raise ConfigError(f"defense_options: {err}") from None
-        except ValueError as err:  # a bad value (DefenseError): the message names the option
+        try:  # a run folder an option names is opened here (runs.saved), not by the defense
+            model = create_defense(cfg.defense, model=model,
+                                   **defense_arguments(cfg.defense, cfg.defense_options))
+        except DefenseError as err:  # the message names the option
             raise ConfigError(f"defense_options: {cfg.defense} {err}") from None
     model = model.to(device)
     if _use_channels_last(cfg, model, device):
@@ -147,8 +147,9 @@ def prepare_model(cfg: TrainConfig, model: nn.Module, device: torch.device) -> n
 
 
 def _use_channels_last(cfg: TrainConfig, model: nn.Module, device: torch.device) -> bool:
-    """`auto`: channels_last for conv models on CUDA only; on the CPU the measured floor
-    (bench/train_speed.py) is slower in channels_last for LeNet-5."""
+    """`auto` (common/vocabulary.py AUTO_WEIGHTS_LAYOUT): channels_last for conv models on CUDA
+    only; on the CPU the measured floor (bench/train_speed.py) is slower in channels_last for
+    LeNet-5."""
     if cfg.memory_format != "auto":
         return cfg.memory_format == "channels_last"
     return device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())

@@ -18,16 +18,18 @@ from robustlab.common.checks import (
 )
 from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
+from robustlab.common.renamed import upgrade_train_fields
+from robustlab.common.vocabulary import (
+    AUGMENT_CHOICES,
+    MEMORY_FORMATS,
+    NORMS,
+    SMOOTH_EPS_SCHEDULES,
+)
 from robustlab.common.yaml_io import load_yaml
 from robustlab.data.in_memory import CUSTOM
 
 LR_SCHEDULES = ("constant", "cosine", "step", "piecewise", "onecycle")
-# Budget warm-up schedules: the smooth ones of methods/eps_schedule.py (they change every step).
-EPS_WARMUP_SCHEDULES = ("linear", "cosine", "exponential")
 OPTIMIZERS = ("sgd", "adam")
-NORMS = ("linf", "l2")
-AUGMENTS = ("auto", "none", "crop-flip")
-MEMORY_FORMATS = ("auto", "contiguous", "channels_last")
 AMP_MODES = ("off", "bf16")
 # Upper bounds of the counts, far above any real run but below what overflows or never ends:
 # 100,000 epochs is years of CIFAR-10 adversarial training (a typo such as 2**70 would run
@@ -124,7 +126,7 @@ class TrainConfig:
         self._validate_warmup(method_is_adversarial=bool(
             getattr(METHODS.get(self.method), "needs_eps", False)))
         for fname, allowed in (("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
-                               ("norm", NORMS), ("augment", AUGMENTS),
+                               ("norm", NORMS), ("augment", AUGMENT_CHOICES),
                                ("memory_format", MEMORY_FORMATS), ("amp", AMP_MODES)):
             check_choice(fname, getattr(self, fname), allowed, error=ConfigError)
         _check_device(self.device)
@@ -179,7 +181,7 @@ class TrainConfig:
             raise ConfigError(f"eps_warmup: method {self.method!r} trains without a budget, so "
                               f"it has nothing to warm up; got {w:g}, expected 0")
         _check_number(self, "eps_warmup_start", "a fraction of eps in [0, 1]", low=0.0, high=1.0)
-        check_choice("eps_warmup_schedule", self.eps_warmup_schedule, EPS_WARMUP_SCHEDULES,
+        check_choice("eps_warmup_schedule", self.eps_warmup_schedule, SMOOTH_EPS_SCHEDULES,
                      error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +189,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """The config of the fields `data` (from a file, a run folder, a preset); renamed
+        option names written before a rename (`method_options.k`) are read under their new
+        name, with a warning naming `source` (`common/renamed.py`)."""
+        data = upgrade_train_fields(data, source=source)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -50,13 +50,13 @@ from robustlab.common.files import (
     read_jsonl,
     remove_stale_temp_files,
 )
+from robustlab.common.renamed import upgrade_train_fields
 from robustlab.common.result_checks import check_summary_values
-
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
-CHECKPOINT = "checkpoint.safetensors"
-WEIGHTS = "model.safetensors"
-SUMMARY = "summary.json"
+from robustlab.common.vocabulary import CHECKPOINT_FILE as CHECKPOINT
+from robustlab.common.vocabulary import METRICS_FILE as METRICS
+from robustlab.common.vocabulary import RUN_CONFIG_FILE as CONFIG
+from robustlab.common.vocabulary import SUMMARY_FILE as SUMMARY
+from robustlab.common.vocabulary import WEIGHTS_FILE as WEIGHTS
 
 # Every name robustlab writes into a run folder (train, evaluate, certify, reproduce's eval/,
 # atomic_write's temporary files): `--overwrite` deletes a folder only if it holds nothing else.
@@ -348,7 +348,8 @@ def _check_replaceable(target: Path) -> None:
 
 def _check_same_config(run: RunFolder, config: dict[str, Any], defaults: dict[str, Any]
                        ) -> None:
-    old = {**defaults, **run.read_config()}
+    # a run written before an option's rename reads under the new name (common/renamed.py)
+    old = {**defaults, **upgrade_train_fields(run.read_config(), source=str(run.file(CONFIG)))}
     diff = sorted(k for k in set(old) | set(config)
                   if k not in _RESUME_FREE_FIELDS and old.get(k) != config.get(k))
     if diff:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from robustlab.common.vocabulary import FLAG_COLLAPSED, FLAG_NON_FINITE, FLAG_OVERFIT
+from robustlab.common.vocabulary import HEALTH_COLLAPSED as COLLAPSED
+from robustlab.common.vocabulary import HEALTH_NON_FINITE as NON_FINITE
+from robustlab.common.vocabulary import HEALTH_OK as OK
+from robustlab.common.vocabulary import HEALTH_OVERFIT as OVERFIT
+
 #: Share of the way from chance (1/K) to perfect accuracy below which a model counts as collapsed.
 COLLAPSE_MARGIN = 0.1
-
-OK, COLLAPSED, NON_FINITE, OVERFIT = ("ok", "collapsed", "non-finite loss",
-                                      "catastrophic overfitting")
 
 
 def collapse_threshold(num_classes: int) -> float:
@@ -31,17 +34,17 @@ def epoch_flags(train_loss: float, val_acc: float | None, *, num_classes: int,
     accuracy) and `non_finite_loss` for one epoch."""
     collapsed = (past_warmup and val_acc is not None
                  and val_acc <= collapse_threshold(num_classes))
-    return {"collapsed": bool(collapsed), "non_finite_loss": not math.isfinite(train_loss)}
+    return {FLAG_COLLAPSED: bool(collapsed), FLAG_NON_FINITE: not math.isfinite(train_loss)}
 
 
 def run_health(metrics: list[dict[str, Any]]) -> str:
     """The run's verdict from its per-epoch rows: a non-finite loss at any epoch, else the LAST
     epoch's collapse or catastrophic-overfitting flag (a model that recovered is fine), else ok."""
-    if any(m.get("non_finite_loss") for m in metrics):
+    if any(m.get(FLAG_NON_FINITE) for m in metrics):
         return NON_FINITE
     last = metrics[-1] if metrics else {}
-    if last.get("collapsed"):
+    if last.get(FLAG_COLLAPSED):
         return COLLAPSED
-    if last.get("catastrophic_overfitting"):
+    if last.get(FLAG_OVERFIT):
         return OVERFIT
     return OK

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from robustlab.common.device import peak_memory_mb, resolve_device
 from robustlab.common.inference import accuracy
 from robustlab.common.seeding import epoch_seed, seed_everything
+from robustlab.common.vocabulary import EPOCH_FLAGS, FLAG_NON_FINITE
 from robustlab.data import DatasetSplits
 from robustlab.data.in_memory import CUSTOM
 from robustlab.runs.checkpoint import RUN_CONFIG_KEY, load_state, save_state, save_weights
@@ -136,7 +137,7 @@ def _run_epochs(cfg: TrainConfig, device: torch.device, dist: DistContext, run: 
 
     metrics, start_epoch, digest = _resume_point(cfg, dist, run, parts, resuming)
     for epoch in range(start_epoch, cfg.epochs):
-        if metrics and metrics[-1].get("non_finite_loss"):
+        if metrics and metrics[-1].get(FLAG_NON_FINITE):
             break  # the loss diverged: more epochs cannot bring it back
         on_step = [cb.on_step for cb in callbacks if hasattr(cb, "on_step")]
         metrics.append(_train_epoch(cfg, ctx, parts, train_model, epoch, on_step))
@@ -295,8 +296,7 @@ def _print_epoch(row: dict[str, Any], cfg: TrainConfig) -> None:
         return
     extra = "".join(f" {k}={row[k]:.4g}" for k in ("eps", "alpha", "val_adv_acc")
                     if row.get(k) is not None)
-    extra += "".join(f"  [{flag.replace('_', ' ')}]" for flag in
-                     ("collapsed", "non_finite_loss", "catastrophic_overfitting") if row.get(flag))
+    extra += "".join(f"  [{flag.replace('_', ' ')}]" for flag in EPOCH_FLAGS if row.get(flag))
     val = "n/a" if row["val_acc"] is None else f"{row['val_acc']:.4f}"
     tr = "n/a" if row["train_acc"] is None else f"{row['train_acc']:.4f}"
     tqdm.write(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}  "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robustlab.common.errors import ConfigError
+from robustlab.common.renamed import upgrade_train_fields
 from robustlab.data.in_memory import CUSTOM
 from robustlab.runs.config import TrainConfig
 
@@ -70,10 +71,10 @@ _ONECYCLE = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e
 # hybrid reached 72.2 % AutoAttack against PGD-AT's 86.6 %, with PGD-7 84.0 %: docs/methods.md).
 # The ramped hybrids ramp over the same warm-up as the baselines, per step like theirs.
 _DIGIT_METHOD_OPTIONS = {
-    "pgd-at": {"k": 7}, "trades": {"k": 7}, "mart": {"k": 7},
-    "hybrid": {"k": 7, "per_step": True}, "hybrid-pgd": {"k": 7, "per_step": True},
-    "hybrid-fixed-alpha": {"k": 7, "per_step": True}, "hybrid-fgsm": {"per_step": True},
-    "hybrid-fixed-eps": {"k": 7}, "mix": {"k": 7},
+    "pgd-at": {"steps": 7}, "trades": {"steps": 7}, "mart": {"steps": 7},
+    "hybrid": {"steps": 7, "per_step": True}, "hybrid-pgd": {"steps": 7, "per_step": True},
+    "hybrid-fixed-alpha": {"steps": 7, "per_step": True}, "hybrid-fgsm": {"per_step": True},
+    "hybrid-fixed-eps": {"steps": 7}, "mix": {"steps": 7},
     # lam 1 (the default) drove LeNet-5 to the constant classifier at MNIST eps 0.3 (11.35 %
     # after 4 full epochs; 74 % clean after 3 epochs on 15k images); lam 0.3 and 0.1 learn
     # (98.2 / 98.0 % clean) -- and, honestly, resist PGD at eps 0.3 no better (0.0 %)
@@ -143,6 +144,7 @@ def configure(fields: dict[str, Any], recipe: str = AUTO, *, source: str = "conf
     """
     if not isinstance(recipe, str):
         raise ConfigError(f"recipe: expected a recipe's name, got {recipe!r}")
+    fields = upgrade_train_fields(fields, source=source)  # before the recipe's options join
     base = TrainConfig()
     dataset = fields.get("dataset", base.dataset)
     method = fields.get("method", base.method)

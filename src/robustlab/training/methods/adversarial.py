@@ -2,13 +2,14 @@
 
 One class, registered under three names with different default generators:
 
-- `pgd-at` (Madry et al. 2018): PGD-`k` (default 10) with random start, step `2.5 eps / k`.
+- `pgd-at` (Madry et al. 2018): PGD (`steps`, default 10) with random start, step `2.5 eps / steps`.
 - `fgsm-rs` ("fast" adversarial training, Wong et al. 2020): random start uniform in the
   eps-ball, one step of 1.25 eps, projected back.
 - `n-fgsm` (de Jorge et al. 2022): noise from the 2 eps ball, one step of eps, no projection.
 
-Loss: `CE(f(x_adv), y)`. The logits reported to the loop (its running `train_acc`) are those on
-`x_adv`: the method never forwards the clean batch, and an extra forward only for a statistic
+Loss: `CE(f(x_adv), y)` (`losses.pgd_at_loss`). The logits reported to the loop (its running
+`train_acc`) are those on `x_adv`: the method never forwards the clean batch, and an extra
+forward only for a statistic
 would cost ~1/3 of a training step. Single-step variants watch for catastrophic overfitting
 (validation PGD accuracy each epoch, option `guard`, on by default for them); its cost counts
 in the epoch time. Every generator runs at the step's budget (`AdversarialMethod.budget`:
@@ -20,18 +21,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch.nn.functional as F
-
 from robustlab.common.errors import ConfigError
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput
+from robustlab.training.methods.losses import pgd_at_loss
 from robustlab.training.methods.options import (
     Option,
     generator_options,
     guard_options,
     with_defaults,
 )
-from robustlab.training.methods.perturb import generate
 from robustlab.training.methods.validation import OverfitGuard, ValProbe
 
 
@@ -40,7 +39,7 @@ class AdversarialTraining(AdversarialMethod):
     """Train on `generator` examples at eps only (see the module docstring)."""
 
     OPTIONS: ClassVar[dict[str, Option]] = {
-        **generator_options(k=10),
+        **generator_options(steps=10),
         "random_start": Option(True, "bool", "PGD starts at a random point of the ball"),
         "guard": Option(False, "bool", "measure validation accuracy each epoch and flag "
                         "catastrophic overfitting (on for fgsm-rs and n-fgsm)"),
@@ -61,11 +60,11 @@ class AdversarialTraining(AdversarialMethod):
                                           seed=ctx.cfg.seed) if self.guard else None)
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
-        x_adv = generate(self.generator, model, x, y, self.budget(ctx), self.norm, steps=self.k,
-                         step=self.step_size, noise_mult=self.noise_mult,
-                         random_start=self.random_start)
-        logits = model(x_adv)
-        return BatchOutput(F.cross_entropy(logits, y), logits.detach())
+        loss, logits = pgd_at_loss(model, x, y, eps=self.budget(ctx), norm=self.norm,
+                                   steps=self.steps, step_size=self.step_size,
+                                   random_start=self.random_start, generator=self.generator,
+                                   noise_mult=self.noise_mult, return_logits=True)
+        return BatchOutput(loss, logits)
 
     def end_epoch(self, ctx) -> dict[str, Any]:
         logs = super().end_epoch(ctx)

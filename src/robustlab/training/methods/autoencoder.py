@@ -4,7 +4,8 @@
 trains the model to reconstruct CLEAN inputs from clean, noisy and (optionally) adversarial
 versions of them: loss = mean over the views of MSE(model(view), x). The run folder's
 `model.safetensors` then holds the autoencoder, and
-`create_defense("autoencoder", model=classifier, autoencoder_run=RUN)` puts it in front of a
+`create_defense("autoencoder", model=classifier, autoencoder=robustlab.load_model(RUN))` (in a
+training config: `defense_options = { autoencoder_run = RUN }`) puts it in front of a
 classifier.
 
 The model is not a classifier, so the method declares `reports_accuracy = False`: the loop logs

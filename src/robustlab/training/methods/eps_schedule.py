@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 
 SCHEDULES: tuple[str, ...] = ("linear", "cosine", "step", "exponential", "adaptive", "constant")
-#: Schedules that are continuous in the progress and may therefore change at every step.
-SMOOTH: tuple[str, ...] = ("linear", "cosine", "exponential")
 
 
 def ramp_fraction(progress: float, ramp_epochs: float) -> float:

@@ -12,8 +12,10 @@ One class, registered under several names that differ only in their default opti
 | `mix`                | constant eps           | fixed 0.5 (Goodfellow 2015) | PGD-2         |
 
 Each step trains on the clean batch and its adversarial copy at eps_t (D ∪ D_adv) with
-`L = a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)`. The copy comes from `generator`: `pgd` with
-`k` = 2 steps by default (random start, step 2.5 eps_t / k). The paper's FGSM (`generator=fgsm`,
+`L = a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)` (`losses.hybrid_loss`, through
+`losses.hybrid_backward`; a's update is `losses.next_alpha`). The copy comes from
+`generator`: `pgd` with `steps` = 2 by default (random start, step 2.5 eps_t / steps). The
+paper's FGSM (`generator=fgsm`,
 registered as `hybrid-fgsm`) takes its input gradient from the clean loss's own backward pass
 (~2 forward+backward per step, the floor of training on D ∪ D_adv) but overfits
 catastrophically on MNIST at eps 0.3 (0 % PGD-40; docs/methods.md has the numbers; the guard
@@ -32,18 +34,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch.nn.functional as F
-
 from robustlab.common.errors import ConfigError
+from robustlab.common.vocabulary import SMOOTH_EPS_SCHEDULES
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import BatchOutput, TrainingMethod
 from robustlab.training.methods.eps_schedule import (
     SCHEDULES,
-    SMOOTH,
     AdaptiveEps,
     ramp_fraction,
     scheduled_eps,
 )
+from robustlab.training.methods.losses import hybrid_backward, next_alpha
 from robustlab.training.methods.options import (
     Option,
     check_float,
@@ -51,13 +52,7 @@ from robustlab.training.methods.options import (
     guard_options,
     with_defaults,
 )
-from robustlab.training.methods.perturb import (
-    differentiable_forward,
-    fgsm,
-    generate,
-    training_pass_kernels,
-)
-from robustlab.training.methods.validation import OverfitGuard, ValProbe, adaptive_alpha
+from robustlab.training.methods.validation import OverfitGuard, ValProbe
 
 
 @METHODS.register("hybrid")
@@ -85,7 +80,7 @@ class Hybrid(TrainingMethod):
                                      "accuracy that raises eps", low=0.0, high=1.0),
         # adversarial copies: PGD-2, since the paper's FGSM overfits catastrophically on
         # MNIST/LeNet-5 at eps 0.3 (0 % PGD-40, docs/methods.md); `hybrid-fgsm` keeps FGSM
-        **generator_options(k=2),
+        **generator_options(steps=2),
         # loss weight
         "alpha": Option("adaptive", "float", "weight of the clean loss: adaptive (the paper's "
                         "acc_adv / (acc_adv + acc_clean)) or fixed", low=0.0, high=1.0,
@@ -105,10 +100,10 @@ class Hybrid(TrainingMethod):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if self.per_step and self.schedule not in SMOOTH:
+        if self.per_step and self.schedule not in SMOOTH_EPS_SCHEDULES:
             raise ConfigError(f"method_options.per_step: only smooth schedules "
-                              f"({', '.join(SMOOTH)}) can change per step, got schedule "
-                              f"{self.schedule!r}")
+                              f"({', '.join(SMOOTH_EPS_SCHEDULES)}) can change per step, got "
+                              f"schedule {self.schedule!r}")
         if self.step_size is not None and self.generator == "fgsm":
             raise ConfigError("method_options.step_size: generator 'fgsm' always steps by eps; "
                               "use generator=fgsm-rs, n-fgsm or pgd for another step size")
@@ -157,32 +152,13 @@ class Hybrid(TrainingMethod):
             self._eps_now = self.eps_at(ctx.progress)
         eps_t, a = self._eps_now, self.alpha
         optimizer.zero_grad(set_to_none=True)
-        if self.generator == "fgsm":
-            # One backward gives both the clean parameter gradient and the FGSM input gradient.
-            xr = x.detach().requires_grad_(True)
-            with training_pass_kernels(model, x):  # the input gradient's CPU kernels
-                logits = differentiable_forward(model)(xr)
-            ce_clean = F.cross_entropy(logits, y)
-            ce_clean.backward()
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        p.grad.mul_(a)
-            x_adv = fgsm(model, x, y, eps_t, self.norm, grad=xr.grad)
-            ce_adv = F.cross_entropy(model(x_adv), y)
-            (ce_adv * (1.0 - a)).backward()
-        else:
-            x_adv = generate(self.generator, model, x, y, eps_t, self.norm, steps=self.k,
-                             step=self.step_size, noise_mult=self.noise_mult)
-            logits = model(x)
-            ce_clean = F.cross_entropy(logits, y)
-            ce_adv = F.cross_entropy(model(x_adv), y)
-            (a * ce_clean + (1.0 - a) * ce_adv).backward()
+        loss, logits = hybrid_backward(model, optimizer, x, y, eps=eps_t, alpha=a,
+                                       norm=self.norm, generator=self.generator, steps=self.steps,
+                                       step_size=self.step_size, noise_mult=self.noise_mult)
         optimizer.step()
         if self.update_every is not None and (ctx.step + 1) % self.update_every == 0:
             self._update_alpha(self.probe.clean_acc(model), self.probe.pgd_acc(model, self.eps))
-        loss = a * ce_clean.detach() + (1.0 - a) * ce_adv.detach()
-        return BatchOutput(loss, logits.detach())
+        return BatchOutput(loss, logits)
 
     def end_epoch(self, ctx) -> dict[str, Any]:
         model = ctx.model
@@ -207,10 +183,8 @@ class Hybrid(TrainingMethod):
     def _update_alpha(self, clean: float, adv: float) -> None:
         if self.fixed_alpha is not None:
             return
-        new = adaptive_alpha(clean, adv)
-        if self.alpha_ema > 0:
-            new = self.alpha_ema * self.alpha + (1.0 - self.alpha_ema) * new
-        self.alpha = min(self.alpha_max, max(self.alpha_min, new))
+        self.alpha = next_alpha(self.alpha, clean, adv, ema=self.alpha_ema,
+                                low=self.alpha_min, high=self.alpha_max)
 
     # --------------------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
@@ -237,7 +211,7 @@ HybridFixedAlpha = _variant("hybrid-fixed-alpha", "Ablation: eps schedule, alpha
                             alpha=0.5)
 HybridPGD = _variant("hybrid-pgd", "The hybrid with its default 2-step PGD generator (the name "
                      "older presets and run folders use; identical to `hybrid`).",
-                     generator="pgd", k=2)
+                     generator="pgd", steps=2)
 HybridFGSM = _variant("hybrid-fgsm", "The hybrid with the paper's FGSM generator (overfits "
                       "catastrophically on MNIST at eps 0.3; see docs/methods.md).",
                       generator="fgsm")

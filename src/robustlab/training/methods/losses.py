@@ -1,15 +1,19 @@
 """The training objectives as plain functions, for your own training loop.
 
     loss = trades_loss(model, x, y, eps=0.3)        # then loss.backward(); optimizer.step()
-    hybrid = HybridLoss(eps=0.3, epochs=6)          # the paper's adaptive loss and its state
+    loss = hybrid_loss(model, x, y, eps=0.3, alpha=0.5)   # the paper's loss at one eps, alpha
+    hybrid = HybridLoss(eps=0.3, epochs=6)          # ... with its state: eps ramp, adaptive alpha
     loss = hybrid(model, x, y, progress=epoch + i / steps)
     hybrid.update(clean_acc, adv_acc)               # after each epoch, on held-out data
 
-The registered methods (`pgd-at`, `trades`, `mart`, `hybrid`) compute their losses with these
-same functions. Shapes: `x` `[N, C, H, W]` in [0, 1], `y` `[N]` int64; `eps` and `step_size`
-in pixel units of the `norm` ball ("linf" | "l2"). Each returns the batch-mean loss (a scalar
-with a graph through the model's parameters); `return_logits=True` also returns the clean
-(for PGD-AT: adversarial) logits, detached. The inner attacks touch no parameter `.grad`.
+The registered methods compute their losses with these same functions: `pgd-at`, `fgsm-rs`
+and `n-fgsm` with `pgd_at_loss`, `trades` with `trades_loss`, `mart` with `mart_loss`, the
+hybrid family (`hybrid`, `mix`, ...) with `hybrid_loss` (its FGSM generator through
+`hybrid_backward`, which shares the clean pass's backward) and `next_alpha`. Shapes: `x`
+`[N, C, H, W]` in [0, 1], `y` `[N]` int64; `eps` and `step_size` in pixel units of the `norm`
+ball ("linf" | "l2"). Each returns the batch-mean loss (a scalar with a graph through the
+model's parameters); `return_logits=True` also returns the clean (for `pgd_at_loss`: the
+adversarial) logits, detached. The inner attacks touch no parameter `.grad`.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from torch import Tensor, nn
 from robustlab.training.methods.eps_schedule import ramp_fraction, scheduled_eps
 from robustlab.training.methods.perturb import (
     differentiable_forward,
+    fgsm,
+    generate,
     input_gradient_mode,
     pgd,
     step_from,
+    training_pass_kernels,
     unwrap,
 )
 from robustlab.training.methods.validation import adaptive_alpha
@@ -34,14 +41,19 @@ _TINY = 1e-12
 
 
 def _step(eps: float, steps: int, step_size: float | None) -> float:
+    """TRADES' and MART's inner step: `step_size`, else `2.5 * eps / steps` (computed so)."""
     return step_size if step_size is not None else 2.5 * eps / steps
 
 
 def pgd_at_loss(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str = "linf",
-                steps: int = 10, step_size: float | None = None, return_logits: bool = False):
-    """Madry et al. (2018): `CE(f(x_adv), y)`, x_adv from PGD-`steps` with a random start
-    (step `2.5 eps / steps` unless `step_size`)."""
-    x_adv = pgd(model, x, y, eps, norm, steps=steps, step=_step(eps, steps, step_size))
+                steps: int = 10, step_size: float | None = None, random_start: bool = True,
+                generator: str = "pgd", noise_mult: float = 2.0, return_logits: bool = False):
+    """Madry et al. (2018): `CE(f(x_adv), y)`, x_adv from PGD-`steps` (random start unless
+    `random_start=False`; step `2.5 eps / steps` unless `step_size`). `generator` "fgsm-rs"
+    (Wong et al. 2020), "n-fgsm" (de Jorge et al. 2022, noise `noise_mult` eps) or "fgsm" makes
+    the single-step copies instead (`perturb.generate`)."""
+    x_adv = generate(generator, model, x, y, eps, norm, steps=steps, step=step_size,
+                     noise_mult=noise_mult, random_start=random_start)
     logits = model(x_adv)
     loss = F.cross_entropy(logits, y)
     return (loss, logits.detach()) if return_logits else loss
@@ -88,12 +100,75 @@ def mart_loss(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: str =
     return (loss, logits.detach()) if return_logits else loss
 
 
+def hybrid_objective(alpha: float, ce_clean: Tensor, ce_adv: Tensor) -> Tensor:
+    """The paper's weighted sum `a * CE(f(x), y) + (1 - a) * CE(f(x_adv), y)`: the one place
+    the formula is written (the method's logged loss and `hybrid_loss` use it)."""
+    return alpha * ce_clean + (1.0 - alpha) * ce_adv
+
+
+def hybrid_loss(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float,
+                norm: str = "linf", generator: str = "pgd", steps: int = 2,
+                step_size: float | None = None, noise_mult: float = 2.0,
+                return_logits: bool = False):
+    """The paper's hybrid loss on the clean batch and its adversarial copy (D ∪ D_adv) at
+    budget `eps`: `hybrid_objective(alpha, CE(f(x), y), CE(f(x_adv), y))`, x_adv from
+    `generator` (default PGD-`steps` with a random start, step `2.5 eps / steps` unless
+    `step_size`; see `perturb.generate`). The copy is made first, then the clean forward, then
+    the adversarial one."""
+    x_adv = generate(generator, model, x, y, eps, norm, steps=steps, step=step_size,
+                     noise_mult=noise_mult)
+    logits = model(x)
+    loss = hybrid_objective(alpha, F.cross_entropy(logits, y), F.cross_entropy(model(x_adv), y))
+    return (loss, logits.detach()) if return_logits else loss
+
+
+def hybrid_backward(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+                    *, eps: float, alpha: float, norm: str = "linf", generator: str = "pgd",
+                    steps: int = 2, step_size: float | None = None,
+                    noise_mult: float = 2.0) -> tuple[Tensor, Tensor]:
+    """The gradient of `hybrid_loss` accumulated into the `.grad` of `optimizer`'s parameters
+    (call `zero_grad` before and `step` after); returns the loss and the clean logits, both
+    detached. With `generator="fgsm"` (the paper's) the clean pass's one backward gives both
+    the clean parameter gradient (then scaled by `alpha`) and FGSM's input gradient, so a step
+    costs ~2 forward+backward passes; the gradient equals `hybrid_loss`'s up to rounding."""
+    if generator != "fgsm":
+        loss, logits = hybrid_loss(model, x, y, eps=eps, alpha=alpha, norm=norm,
+                                   generator=generator, steps=steps, step_size=step_size,
+                                   noise_mult=noise_mult, return_logits=True)
+        loss.backward()
+        return loss.detach(), logits
+    xr = x.detach().requires_grad_(True)
+    with training_pass_kernels(model, x):  # the input gradient's CPU kernels
+        logits = differentiable_forward(model)(xr)
+    ce_clean = F.cross_entropy(logits, y)
+    ce_clean.backward()
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                p.grad.mul_(alpha)
+    x_adv = fgsm(model, x, y, eps, norm, grad=xr.grad)
+    ce_adv = F.cross_entropy(model(x_adv), y)
+    (ce_adv * (1.0 - alpha)).backward()
+    return hybrid_objective(alpha, ce_clean.detach(), ce_adv.detach()), logits.detach()
+
+
+def next_alpha(alpha: float, clean_acc: float, adv_acc: float, *, ema: float = 0.0,
+               low: float = 0.0, high: float = 1.0) -> float:
+    """The weight after a measurement: the paper's `acc_adv / (acc_adv + acc_clean)`
+    (`validation.adaptive_alpha`), smoothed with the previous `alpha` by `ema` (0: none) and
+    clipped to [low, high]."""
+    new = adaptive_alpha(clean_acc, adv_acc)
+    if ema > 0:
+        new = ema * alpha + (1.0 - ema) * new
+    return min(high, max(low, new))
+
+
 @dataclass
 class HybridLoss:
-    """The paper's hybrid objective with its state: `L = a CE(f(x), y) + (1 - a) CE(f(x_adv), y)`
-    on the clean batch and its PGD-`steps` copy at the ramped budget eps_t (eps/10 -> eps,
-    linear over `ramp` of `epochs`), and `a = acc_adv / (acc_adv + acc_clean)` set by `update`
-    from accuracies measured on held-out data (`alpha` before the first update)."""
+    """The paper's hybrid objective with its state: `hybrid_loss` on the clean batch and its
+    PGD-`steps` copy at the ramped budget eps_t (eps/10 -> eps, linear over `ramp` of
+    `epochs`), with `a = acc_adv / (acc_adv + acc_clean)` set by `update` (`next_alpha`) from
+    accuracies measured on held-out data (`alpha` before the first update)."""
 
     eps: float
     epochs: float
@@ -114,14 +189,10 @@ class HybridLoss:
         return scheduled_eps("linear", self.eps, self.eps / 10, fraction)
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *, progress: float) -> Tensor:
-        eps_t = self.eps_at(progress)
-        x_adv = pgd(model, x, y, eps_t, self.norm, steps=self.steps,
-                    step=_step(eps_t, self.steps, None))
-        ce_clean = F.cross_entropy(model(x), y)
-        ce_adv = F.cross_entropy(model(x_adv), y)
-        return self.alpha * ce_clean + (1.0 - self.alpha) * ce_adv
+        return hybrid_loss(model, x, y, eps=self.eps_at(progress), alpha=self.alpha,
+                           norm=self.norm, steps=self.steps)
 
     def update(self, clean_acc: float, adv_acc: float) -> float:
         """Set `alpha` from validation accuracies (fractions); returns the new value."""
-        self.alpha = adaptive_alpha(clean_acc, adv_acc)
+        self.alpha = next_alpha(self.alpha, clean_acc, adv_acc)
         return self.alpha

@@ -1,6 +1,6 @@
 """MART (Wang et al. 2020, "misclassification aware adversarial training"): `mart`.
 
-Adversarial examples: PGD-`k` (10) on cross-entropy with random start, step 2.5 eps / k.
+Adversarial examples: PGD (`steps`, 10) on cross-entropy with random start, step 2.5 eps / steps.
 Loss: `BCE(f(x_adv), y) + beta * mean_i KL(p(x_i) || p(x_adv_i)) * (1 - p_y(x_i))`, where the
 boosted CE `BCE = CE(f(x_adv), y) - log(1 - max_{j != y} p_j(x_adv))` also pushes down the
 strongest wrong class. `beta` defaults to 6. The budget follows `eps_warmup`
@@ -21,13 +21,13 @@ from robustlab.training.methods.options import Option
 class Mart(AdversarialMethod):
     OPTIONS: ClassVar[dict[str, Option]] = {
         "beta": Option(6.0, "float", "weight of the misclassification-aware KL term", low=0.0),
-        "k": Option(10, "int", "PGD steps", low=1),
-        "step_size": Option(None, "float", "PGD step (null: 2.5 eps / k)", low=0.0,
+        "steps": Option(10, "int", "PGD steps", low=1),
+        "step_size": Option(None, "float", "PGD step (null: 2.5 eps / steps)", low=0.0,
                             low_open=True, allow_none=True),
     }
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
         loss, logits = mart_loss(model, x, y, eps=self.budget(ctx), norm=self.norm,
-                                 beta=self.beta, steps=self.k, step_size=self.step_size,
+                                 beta=self.beta, steps=self.steps, step_size=self.step_size,
                                  return_logits=True)
         return BatchOutput(loss, logits)

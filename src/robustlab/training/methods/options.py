@@ -17,17 +17,21 @@ from robustlab.common import checks
 from robustlab.common import options as common_options
 from robustlab.common.errors import ConfigError
 from robustlab.common.options import Option, defaults_of, with_defaults
+from robustlab.common.renamed import RENAMED_METHOD_OPTIONS
+from robustlab.common.vocabulary import OVERFIT_GAP
 from robustlab.training.methods.perturb import GENERATORS
 
 
-def generator_options(k: int) -> dict[str, Option]:
+def generator_options(steps: int) -> dict[str, Option]:
     """The options of the training-time perturbation (`methods/perturb.py`), shared by pgd-at
-    and the hybrid family; `k` is the default number of PGD steps."""
+    and the hybrid family; `steps` is the default number of PGD steps (the option's name is
+    the attacks' name for it: `--opt steps=7` trains with what `--attack-opt pgd.steps=7`
+    evaluates with)."""
     return {
         "generator": Option("pgd", "choice", "how the adversarial examples are made",
                             choices=GENERATORS),
-        "k": Option(k, "int", "PGD steps (generator pgd)", low=1),
-        "step_size": Option(None, "float", "step (null: 2.5 eps / k for pgd, 1.25 eps for "
+        "steps": Option(steps, "int", "PGD steps (generator pgd)", low=1),
+        "step_size": Option(None, "float", "step (null: 2.5 eps / steps for pgd, 1.25 eps for "
                             "fgsm-rs, eps for n-fgsm)", low=0.0, low_open=True, allow_none=True),
         "noise_mult": Option(2.0, "float", "n-fgsm noise, in multiples of eps", low=0.0),
     }
@@ -45,15 +49,21 @@ def guard_options() -> dict[str, Option]:
                            low=0.0, high=1.0),
         "co_fgsm_high": Option(0.5, "float", "guard: ... while FGSM accuracy stays above this",
                                low=0.0, high=1.0),
-        "co_gap": Option(0.15, "float", "guard: validation FGSM accuracy above PGD accuracy by "
-                         "more than this (at the target eps) flags it", low=0.0, high=1.0),
+        "co_gap": Option(OVERFIT_GAP, "float", "guard: validation FGSM accuracy above PGD "
+                         "accuracy by more than this (at the target eps) flags it",
+                         low=0.0, high=1.0),
     }
 
 
 def resolve_options(method: str, spec: dict[str, Option], options: dict[str, Any]
                     ) -> dict[str, Any]:
     """Every option of `spec` for the method `method`: the given value or the default, each
-    checked (`ConfigError` naming `method_options.NAME`)."""
+    checked (`ConfigError` naming `method_options.NAME`). A renamed option given under its
+    old name from Python (files are upgraded when read) is named with its new one."""
+    for old, new in RENAMED_METHOD_OPTIONS.items():
+        if old in options and old not in spec and new in spec:
+            raise ConfigError(f"method_options.{old}: renamed {new} (the attacks' name for it); "
+                              f"expected method_options.{new}={options[old]!r}")
     return common_options.resolve_options(spec, options, owner=f"method {method!r}",
                                           error=ConfigError, prefix="method_options.")
 

@@ -1,6 +1,5 @@
 """docs/method-options.md, generated from every registered method's `OPTIONS`
-(`python -m robustlab.training.methods.options_doc > docs/method-options.md`; a test checks
-the committed file is current)."""
+(`make docs`; a test checks the committed file is current)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from robustlab.training.methods.options import defaults_of
 HEADER = """# Training-method options
 
 Generated from the methods' `OPTIONS` declarations
-(`python -m robustlab.training.methods.options_doc > docs/method-options.md`); set them with
+(`make docs`); set them with
 `robustlab train --opt NAME=VALUE` or a config's `method_options` table. A bad value fails
 before any compute, naming the option, the value and what is accepted.
 """

@@ -113,7 +113,7 @@ def n_fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: str, *,
 
 def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, norm: str, *, steps: int,
         step: float, random_start: bool = True) -> Tensor:
-    """PGD-k with cross-entropy (Madry et al. 2018): the LAST iterate (no best-iterate
+    """PGD-`steps` with cross-entropy (Madry et al. 2018): the LAST iterate (no best-iterate
     tracking), optionally from a uniform random start in the ball."""
     x_adv = x.detach()
     if random_start:

@@ -1,10 +1,10 @@
 """TRADES (Zhang et al. 2019): `trades`.
 
 `L = CE(f(x), y) + beta * KL(softmax f(x) || softmax f(x_adv))` (batch mean), with `x_adv`
-crafted to maximise the KL term: start `x + 0.001 * N(0, 1)`, `k` (10) projected ascent steps
-of `step_size` (default 2.5 eps / k, i.e. the paper's 0.01 for eps 0.031 scaled with eps).
+crafted to maximise the KL term: start `x + 0.001 * N(0, 1)`, `steps` (10) projected ascent steps
+of `step_size` (default 2.5 eps / steps, i.e. the paper's 0.01 for eps 0.031 scaled with eps).
 The clean forward pass is made once, before the attack, and its graph is reused for the loss
-(its detached probabilities are the attack's target), so a step costs k input-gradient passes
+(its detached probabilities are the attack's target), so a step costs `steps` input-gradient passes
 plus 2 forwards and 1 backward. The budget follows `eps_warmup` (`AdversarialMethod`). The
 loss itself is `losses.trades_loss`, usable in any training loop.
 Per-epoch log: `eps`.
@@ -24,14 +24,14 @@ from robustlab.training.methods.options import Option
 class Trades(AdversarialMethod):
     OPTIONS: ClassVar[dict[str, Option]] = {
         "beta": Option(6.0, "float", "weight of the KL robustness term", low=0.0),
-        "k": Option(10, "int", "KL-PGD steps", low=1),
-        "step_size": Option(None, "float", "KL-PGD step (null: 2.5 eps / k)", low=0.0,
+        "steps": Option(10, "int", "KL-PGD steps", low=1),
+        "step_size": Option(None, "float", "KL-PGD step (null: 2.5 eps / steps)", low=0.0,
                             low_open=True, allow_none=True),
         "init_std": Option(0.001, "float", "std of the Gaussian start around x", low=0.0),
     }
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
         loss, logits = trades_loss(model, x, y, eps=self.budget(ctx), norm=self.norm,
-                                   beta=self.beta, steps=self.k, step_size=self.step_size,
+                                   beta=self.beta, steps=self.steps, step_size=self.step_size,
                                    init_std=self.init_std, return_logits=True)
         return BatchOutput(loss, logits)

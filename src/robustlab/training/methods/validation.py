@@ -19,6 +19,7 @@ from tqdm import tqdm
 from robustlab.attacks import create_attack
 from robustlab.common.inference import accuracy, predict_logits
 from robustlab.common.modes import eval_mode
+from robustlab.common.vocabulary import FLAG_OVERFIT, OVERFIT_GAP
 from robustlab.training.methods.perturb import fgsm
 
 
@@ -88,7 +89,7 @@ class OverfitGuard:
     """
 
     def __init__(self, drop: float = 0.3, floor: float = 0.05, fgsm_high: float = 0.5,
-                 gap: float = 0.15) -> None:
+                 gap: float = OVERFIT_GAP) -> None:
         self.drop, self.floor, self.fgsm_high, self.gap = drop, floor, fgsm_high, gap
         self.best: float | None = None
 
@@ -107,7 +108,7 @@ class OverfitGuard:
             collapsed = (collapsed or fgsm_acc - pgd_acc > self.gap
                          or (pgd_acc < self.floor and fgsm_acc >= self.fgsm_high))
         self.best = pgd_acc if self.best is None else max(self.best, pgd_acc)
-        logs["catastrophic_overfitting"] = bool(collapsed)
+        logs[FLAG_OVERFIT] = bool(collapsed)
         if collapsed:
             msg = (f"{method}: catastrophic overfitting suspected in epoch {epoch + 1}: "
                    f"validation PGD accuracy {pgd_acc:.3f} (best {self.best:.3f}"
