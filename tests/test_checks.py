@@ -216,3 +216,45 @@ def test_the_bool_scan_finds_a_hand_written_check(source, found):
     tree = ast.parse(source)
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     assert any(_is_bool_check(n, parents) for n in ast.walk(tree)) is found
+
+
+def _is_range_check(node: ast.AST) -> bool:
+    """`if not LOW <= value <= HIGH: raise ...` (or `<`): a number's range checked by hand,
+    with literal bounds, deciding a `raise` -- what `check_int` / `check_number` do."""
+    if not (isinstance(node, ast.If) and any(isinstance(s, ast.Raise) for s in node.body)):
+        return False
+    for sub in ast.walk(node.test):
+        if (isinstance(sub, ast.Compare) and len(sub.ops) == 2
+                and all(isinstance(op, (ast.Lt, ast.LtE)) for op in sub.ops)
+                and isinstance(sub.left, ast.Constant)
+                and isinstance(sub.left.value, (int, float))):
+            return True
+    return False
+
+
+# Range checks that are not a user's value: a math function's precondition on its own
+# arguments (clopper_pearson_lower's k and n).
+RANGE_CHECKS_ALLOWED = {"certification/bounds.py"}
+
+
+def test_no_range_check_is_hand_written():
+    """A number's range is checked by `check_int` / `check_number` (one message format, a
+    bool never a number), not by `if not 0 <= x < 1: raise` written again in each layer."""
+    found = set()
+    for path in SRC.rglob("*.py"):
+        where = str(path.relative_to(SRC))
+        if where == "common/checks.py":
+            continue
+        found |= {f"{where}:{n.lineno}" for n in ast.walk(ast.parse(path.read_text()))
+                  if _is_range_check(n) and where not in RANGE_CHECKS_ALLOWED}
+    assert found == set(), sorted(found)
+
+
+@pytest.mark.parametrize("source, found", [
+    ("def f(r):\n    if not 0.0 <= r < 1.0:\n        raise ValueError(r)\n", True),
+    ("def f(n):\n    if n < 0 or not 0 <= n <= 9:\n        raise ValueError(n)\n", True),
+    ("def f(r):\n    return check_number('r', r, 0.0, 1.0)\n", False),
+    ("def f(lo, hi):\n    if not (lo <= hi):\n        raise ValueError(lo)\n", False),
+])
+def test_the_range_check_scan_finds_hand_written_checks(source, found):
+    assert any(_is_range_check(n) for n in ast.walk(ast.parse(source))) is found

@@ -113,9 +113,11 @@ def test_split_indices_disjoint_cover_and_seeded():
 
 
 def test_val_size_validation():
-    with pytest.raises(DataError, match=r"0 <= val_size < 90.*found 90"):
+    with pytest.raises(DataError,
+                       match=r"val_size for 'synthetic': expected an integer in \[0, 89\], got 90"):
         load_dataset("synthetic", n_train=90, val_size=90)
-    with pytest.raises(DataError, match=r"fraction must be in \[0, 1\), found 1.5"):
+    with pytest.raises(DataError,
+                       match=r"val_size for 'synthetic': expected a fraction in \[0, 1\), got 1.5"):
         load_dataset("synthetic", val_size=1.5)
     d = load_dataset("synthetic", n_train=200, val_size=0.25, image_size=8)
     assert (len(d.train), len(d.val)) == (150, 50)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from robustlab.common.checks import check_int
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -22,9 +24,8 @@ class Shard:
     world_size: int = 1
 
     def __post_init__(self) -> None:
-        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
-            raise ValueError(f"Shard: expected 0 <= rank < world_size, got rank {self.rank}, "
-                             f"world_size {self.world_size}")
+        check_int("Shard world_size", self.world_size, 1)
+        check_int("Shard rank", self.rank, 0, self.world_size - 1)  # < world_size
 
     @property
     def enabled(self) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustlab.common.checks import check_seed, is_real
+from robustlab.common.checks import check_int, check_number, check_seed, is_real
 from robustlab.data.containers import ArraySplit, DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
 
@@ -25,14 +25,12 @@ def resolve_val_size(val_size: int | float | None, default: int | float, n_train
     if not is_real(value):
         raise DataError(f"{field} for {name!r}: expected an int count or a fraction in "
                         f"[0, 1), found {value!r}")
-    if isinstance(value, float):
-        if not 0.0 <= value < 1.0:
-            raise DataError(f"{field} for {name!r}: a fraction must be in [0, 1), found {value}")
+    where = f"{field} for {name!r}"
+    if isinstance(value, float):  # a fraction of the training examples
+        value = check_number(where, value, 0.0, 1.0, high_open=True,
+                             expected="a fraction in [0, 1)", error=DataError)
         value = int(round(value * n_train))
-    if not 0 <= value < n_train:
-        raise DataError(f"{field} for {name!r}: expected 0 <= {field} < {n_train} (the number "
-                        f"of training examples), found {value}")
-    return value
+    return check_int(where, value, 0, n_train - 1, error=DataError)  # < the training examples
 
 
 def check_split_seed(split_seed: Any) -> int:

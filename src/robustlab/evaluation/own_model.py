@@ -93,7 +93,7 @@ def _checked_model_and_data(spec: str, weights: str | None,
     test, channels = splits.test, splits.info.channels
     if evs.n is not None and evs.n > len(test):
         raise ConfigError(f"--n: {evs.n} exceeds the {len(test)} test images of {dataset}")
-    if evs.norm == "l2":  # as for a run folder (evaluate_runs._check_against_data)
+    if evs.norm == "l2":  # as for a run folder (evaluation/runs.py, _check_against_data)
         check_l2_budget("--eps", evs.eps, test.x[0].numel(), where=dataset, error=ConfigError)
     if normalize is not None and len(normalize[0]) != channels:
         raise ConfigError(f"--normalize: {len(normalize[0])} MEAN and STD value(s) given, but "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from robustlab.common.checks import check_number
+
 
 class DropPath(nn.Module):
     """Zero the whole branch for each sample with probability `rate` (training only) and
@@ -14,9 +16,7 @@ class DropPath(nn.Module):
 
     def __init__(self, rate: float) -> None:
         super().__init__()
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"drop path rate must be in [0, 1), got {rate}")
-        self.rate = float(rate)
+        self.rate = check_number("drop path rate", rate, 0.0, 1.0, high_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.rate == 0.0:

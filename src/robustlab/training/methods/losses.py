@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustlab.common import checks
 from robustlab.training.methods.eps_schedule import ramp_fraction, scheduled_eps
 from robustlab.training.methods.perturb import (
     differentiable_forward,
@@ -178,10 +179,10 @@ class HybridLoss:
     alpha: float = 0.5
 
     def __post_init__(self) -> None:
-        if not (self.eps >= 0 and self.epochs > 0 and 0 < self.ramp <= 1 and self.steps >= 1):
-            raise ValueError(f"HybridLoss: expected eps >= 0, epochs > 0, 0 < ramp <= 1, "
-                             f"steps >= 1; got eps={self.eps}, epochs={self.epochs}, "
-                             f"ramp={self.ramp}, steps={self.steps}")
+        checks.check_number("HybridLoss eps", self.eps, 0.0)
+        checks.check_number("HybridLoss epochs", self.epochs, 0.0, low_open=True)
+        checks.check_number("HybridLoss ramp", self.ramp, 0.0, 1.0, low_open=True)
+        checks.check_int("HybridLoss steps", self.steps, 1)
 
     def eps_at(self, progress: float) -> float:
         """The budget after `progress` epochs (a float: epoch + fraction of it)."""
