@@ -140,3 +140,15 @@ def test_eval_settings_need_a_budget():
         assert "0.031 CIFAR-10" in msg and "\n" not in msg
     assert EvalSettings(eps=8 / 255).validate().eps == 8 / 255
     assert TransferSettings(eps=0.1).eps == 0.1
+
+
+def test_evaluate_counts_images_with_images_like_certify_and_transfer():
+    """The first N test images are `--images` in every command; evaluate keeps `--n`, its
+    older name, for the same value."""
+    from robustlab.cli import build_parser
+
+    parser = build_parser()
+    for flag in ("--images", "--n"):
+        assert parser.parse_args(["evaluate", "run", flag, "7"]).n == 7
+    for command in (["certify", "run"], ["transfer", "a", "b"]):
+        assert parser.parse_args([*command, "--images", "7"]).images == 7

@@ -38,8 +38,9 @@ def add_command(sub: Any) -> None:
     p.add_argument("--norm", default=None,
                    help="linf or l2, case-insensitive (default: the run's norm; linf with "
                         "--model)")
-    p.add_argument("--n", type=int, default=None,
-                   help="evaluate the first N test images (default: all)")
+    p.add_argument("--images", "--n", dest="n", type=int, default=None, metavar="N",
+                   help="evaluate the first N test images (default: all); --images as in "
+                        "certify and transfer (--n: the same, its older name)")
     p.add_argument("--batch-size", type=int, default=500, help="default 500")
     p.add_argument("--seed", type=int, default=0, help="default 0")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N, mps")

@@ -112,7 +112,7 @@ def _warn_unused_eps(cfg: Any) -> None:
               f"{cfg.eps:g} is ignored (recorded in config.json only)", file=sys.stderr)
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from robustlab.training import ConfigError, train
+    from robustlab.training import train
     from robustlab.training.distributed import launched_by_torchrun
     from robustlab.training.recipes import AUTO, configure
 
@@ -136,10 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data[field] = {**_options_table(data, field),
                            **dict(parse_key_value(o, flag) for o in items)}
     recipe = args.recipe or data.pop("recipe", None) or AUTO
-    try:
-        cfg = configure(data, recipe, source=args.config or "command line")
-    except TypeError as err:
-        raise ConfigError(str(err)) from None
+    cfg = configure(data, recipe, source=args.config or "command line")
     if on_rank0():
         print(f"recipe: {_recipe_line(cfg, recipe)}")
         _warn_unused_eps(cfg)
