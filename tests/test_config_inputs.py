@@ -266,3 +266,20 @@ def test_data_errors_pass_through_unchanged(tmp_path, monkeypatch):
     bad = TrainConfig(dataset="mnist", data_dir=str(tmp_path), dataset_options={"verify": "no"})
     with pytest.raises(DataError, match=r"mnist verify: expected true or false, got 'no'"):
         load_run_data(bad, CPU)
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"eps": [0.1]}, "eps: expected a number in [0, 1] (pixel scale), got [0.1]"),
+    ({"method": ["pgd-at"], "eps": 0.3}, "method: expected a string, got list"),
+    ({"dataset": {"name": "mnist"}}, "dataset: expected a string, got dict"),
+])
+def test_fields_the_recipe_reads_are_typed_first(tmp_path, capsys, fields, expected):
+    """A recipe is chosen from dataset, method, norm and eps before the config is validated:
+    their types are checked first, so a list or a table there is one line, not a TypeError
+    from inside the recipe table (found by tests/test_cli_fuzz.py)."""
+    path = tmp_path / "cfg.yaml"  # JSON is YAML
+    path.write_text(json.dumps(fields))
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("robustlab train: error: ") and expected in err, err
+    assert not (tmp_path / "run").exists()

@@ -96,6 +96,14 @@ class TrainConfig:
     out_dir: str | None = None
     progress: bool = True
 
+    def check_types(self) -> TrainConfig:
+        """The fields' types (strings, flags, option tables) and eps as a pixel-scale number:
+        what a recipe reads before the whole config is validated. Returns self."""
+        _check_types(self)
+        if self.eps is not None:
+            _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
+        return self
+
     def validate(self) -> TrainConfig:
         """Check every field; raise `ConfigError` naming the first bad one. Returns self.
 

@@ -145,6 +145,7 @@ def configure(fields: dict[str, Any], recipe: str = AUTO, *, source: str = "conf
     if not isinstance(recipe, str):
         raise ConfigError(f"recipe: expected a recipe's name, got {recipe!r}")
     fields = upgrade_train_fields(fields, source=source)  # before the recipe's options join
+    TrainConfig.from_dict(dict(fields), source=source).check_types()  # what the recipe reads
     base = TrainConfig()
     dataset = fields.get("dataset", base.dataset)
     method = fields.get("method", base.method)
