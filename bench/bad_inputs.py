@@ -53,6 +53,10 @@ import numpy as np
 import torch
 from torch import nn
 
+# The data files the corpus damages are written by the tests' writers of the official formats.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import dataset_files  # noqa: E402
+
 OUTCOMES = ("refused", "warned", "accepted", "traceback", "unclear", "hang")
 TINY = "dataset_options={n_train: 64, n_test: 16}"
 
@@ -1030,28 +1034,11 @@ def _damaged_run_with_eval(kind: str) -> Callable[[Ctx, Path], dict[str, str]]:
 # data files
 
 
-def _idx(array: np.ndarray, magic: int | None = None) -> bytes:
-    magic = (0x08 << 8 | array.ndim) if magic is None else magic
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
+_idx = dataset_files.idx_bytes  # the tests' writers of the official formats
 
 
 def _mnist_folder(folder: Path, gz: bool = True, **override: bytes) -> Path:
-    rng = np.random.default_rng(0)
-    files = {"train-images-idx3-ubyte": _idx(rng.integers(0, 256, (40, 28, 28))),
-             "train-labels-idx1-ubyte": _idx(np.arange(40) % 10),
-             "t10k-images-idx3-ubyte": _idx(rng.integers(0, 256, (20, 28, 28))),
-             "t10k-labels-idx1-ubyte": _idx(np.arange(20) % 10)}
-    files.update(override)
-    target = folder / "mnist"
-    target.mkdir(parents=True, exist_ok=True)
-    for stem, data in files.items():
-        if data is None:
-            continue
-        if gz:
-            (target / f"{stem}.gz").write_bytes(gzip.compress(data))
-        else:
-            (target / stem).write_bytes(data)
+    dataset_files.write_idx_folder(folder / "mnist", n_train=40, n_test=20, gz=gz, **override)
     return folder
 
 
@@ -1139,15 +1126,9 @@ def mnist_cases() -> list[Case]:
 
 
 def _cifar_folder(folder: Path, edit: Callable[[Path], Any] | None = None) -> Path:
-    target = folder / "cifar-10-batches-bin"
-    target.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name, n in [(f"data_batch_{i}.bin", 8) for i in range(1, 6)] + [("test_batch.bin", 10)]:
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        pixels = rng.integers(0, 256, (n, 3 * 32 * 32)).astype(np.uint8)
-        (target / name).write_bytes(np.concatenate([labels[:, None], pixels], 1).tobytes())
+    dataset_files.write_dataset("cifar10", folder)
     if edit is not None:
-        edit(target)
+        edit(folder / "cifar-10-batches-bin")
     return folder
 
 

@@ -24,7 +24,8 @@ def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
 
 def write_idx_folder(folder: Path, n_train: int = 6, n_test: int = 4, gz: bool = True,
                      **override: bytes) -> Path:
-    """A tiny but well-formed MNIST-layout folder; `override[stem]` replaces a file."""
+    """A tiny but well-formed MNIST-layout folder; `override[stem]` replaces a file (None:
+    leaves it out)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     files = {
@@ -35,6 +36,8 @@ def write_idx_folder(folder: Path, n_train: int = 6, n_test: int = 4, gz: bool =
     }
     files.update(override)
     for stem, data in files.items():
+        if data is None:
+            continue
         if gz:
             (folder / f"{stem}.gz").write_bytes(gzip.compress(data))
         else:

@@ -89,7 +89,7 @@ from robustlab.attacks.execution import (
     weights_layout_for,
 )
 from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
-from robustlab.attacks.losses import LossFn, is_adversarial
+from robustlab.attacks.losses import LossFn, get_loss, is_adversarial
 from robustlab.attacks.norms import eps_view, layout_of, linf_box, project_and_clip
 from robustlab.common.checks import SEED_MAX, check_number
 from robustlab.common.modes import eval_mode
@@ -307,6 +307,13 @@ class Attack:
                 "images scaled to [0, 1] (e.g. 8/255, not 8)"
             )
         return eps
+
+    def chosen_loss(self) -> LossFn:
+        """The loss the `loss` option names (`attacks/losses.py`); dlr needs >= 3 classes, so
+        choosing it raises this attack's `min_classes`."""
+        if self.loss == "dlr":
+            self.min_classes = 3
+        return get_loss(self.loss)
 
     def check_step(self, option: str) -> None:
         """The step-size option `option` (absolute, in the norm's units; null: derived from

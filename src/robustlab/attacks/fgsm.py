@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from robustlab.attacks.base import Attack
-from robustlab.attacks.losses import LOSSES, get_loss, is_adversarial
+from robustlab.attacks.losses import LOSSES, is_adversarial
 from robustlab.attacks.norms import (
     eps_view,
     linf_box,
@@ -37,9 +37,7 @@ class FGSM(Attack):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._loss_fn = get_loss(self.loss)
-        if self.loss == "dlr":
-            self.min_classes = 3
+        self._loss_fn = self.chosen_loss()
 
     def perturb(self, model, x, y, eps, target, generator):
         e = eps_view(eps, x)
@@ -65,9 +63,7 @@ class FGSMRandomStart(Attack):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.check_step("step_size")
-        self._loss_fn = get_loss(self.loss)
-        if self.loss == "dlr":
-            self.min_classes = 3
+        self._loss_fn = self.chosen_loss()
 
     def perturb(self, model, x, y, eps, target, generator):
         e = eps_view(eps, x)

@@ -15,7 +15,7 @@ import torch
 
 from robustlab.attacks.base import Attack, BestIterate
 from robustlab.attacks.fgsm import LOSS
-from robustlab.attacks.losses import get_loss, is_adversarial
+from robustlab.attacks.losses import is_adversarial
 from robustlab.attacks.norms import eps_view, project_and_clip, steepest_direction
 from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
@@ -40,9 +40,7 @@ class MIFGSM(Attack):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.check_step("step_size")
-        self._loss_fn = get_loss(self.loss)
-        if self.loss == "dlr":
-            self.min_classes = 3
+        self._loss_fn = self.chosen_loss()
 
     def perturb(self, model, x, y, eps, target, generator):
         loss_fn = self._loss_fn

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from robustlab.attacks.base import Attack, AttackModel, BestIterate
 from robustlab.attacks.fgsm import LOSS
-from robustlab.attacks.losses import LossFn, get_loss, is_adversarial, margin_loss
+from robustlab.attacks.losses import LossFn, is_adversarial, margin_loss
 from robustlab.attacks.norms import (
     eps_view,
     linf_box,
@@ -141,9 +141,7 @@ class PGD(Attack):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.check_step("step_size")
-        self._loss_fn = get_loss(self.loss)
-        if self.loss == "dlr":
-            self.min_classes = 3
+        self._loss_fn = self.chosen_loss()
 
     def loss_fn(self) -> LossFn:
         return self._loss_fn

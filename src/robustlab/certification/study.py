@@ -30,8 +30,7 @@ from robustlab.common.files import atomic_write, atomic_write_json, read_json
 from robustlab.common.vocabulary import CERTIFY_KIND as KIND
 from robustlab.common.vocabulary import CERTIFY_SCHEMA_VERSION as SCHEMA_VERSION
 from robustlab.evaluation.runs import (
-    check_replaceable,
-    check_writable,
+    claim_output,
     run_facts,
     training_facts,
 )
@@ -73,11 +72,7 @@ def plan_certify(run: str, *, sigma: float | None, images: int | None, out: str 
     for line in chosen.warnings():  # valid but rarely meant (--n < --n0)
         print(line, file=sys.stderr)
     path = Path(out) if out else default_out(run, chosen.sigma)
-    check_writable(path)
-    if path.exists() and not overwrite:
-        raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
-                             "(results are never overwritten silently)")
-    check_replaceable(path, _is_certify_file)  # --overwrite replaces a certify JSON only
+    claim_output(path, overwrite=overwrite, is_ours=_is_certify_file)  # a certify JSON only
     return chosen, path, trained
 
 

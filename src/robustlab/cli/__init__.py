@@ -61,6 +61,7 @@ def _version() -> str:
 
     return __version__
 
+
 def _resume_hint(args: argparse.Namespace) -> str:
     return ("; every file written so far is whole: fix the cause and pass --resume to "
             "continue from the last finished epoch" if args.command == "train" else "")

@@ -10,8 +10,9 @@ from robustlab.cli.common import add_study_options
 
 NAME = "certify"
 
+
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("certify", help="certified L2 radius per test image by randomized "
+    p = sub.add_parser(NAME, help="certified L2 radius per test image by randomized "
                                        "smoothing (Cohen et al. 2019; docs/certification.md)")
     p.add_argument("run", metavar="RUN", help="run folder written by train")
     p.add_argument("--sigma", type=float, default=None,
@@ -26,6 +27,7 @@ def add_command(sub: Any) -> None:
     add_study_options(p, out_help="JSON file (default RUN/certify-sigmaS.json)",
                       figure_help="skip the PNG curve beside the JSON file")
     p.set_defaults(func=cmd_certify)
+
 
 def cmd_certify(args: argparse.Namespace) -> int:
     from robustlab.certification.study import certify_run

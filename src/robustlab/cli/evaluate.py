@@ -11,8 +11,9 @@ from robustlab.common.checks import check_int
 
 NAME = "evaluate"
 
+
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("evaluate", help="evaluate trained runs or your own model (clean and "
+    p = sub.add_parser(NAME, help="evaluate trained runs or your own model (clean and "
                                         "under attack)")
     p.add_argument("runs", nargs="*", metavar="RUN", help="run folder(s) written by train")
     own = p.add_argument_group("your own model (instead of RUN; docs/own-model.md)")
@@ -67,6 +68,7 @@ def add_command(sub: Any) -> None:
                         "(default 1)")
     p.set_defaults(func=cmd_evaluate)
 
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from robustlab.training.distributed import launched_by_torchrun
 
@@ -97,6 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluate_runs(args.runs, non_adaptive=args.non_adaptive, **common)
     return 0
 
+
 def _parse_attacks(text: str) -> list[str]:
     """--attacks "fgsm, pgd" -> ["fgsm", "pgd"]; "" (not given) -> [] (the default attacks).
     Given but naming no attack (",", " "), it is refused: not silently the default."""
@@ -105,6 +108,7 @@ def _parse_attacks(text: str) -> list[str]:
         raise CLIError(f"--attacks: expected comma-separated attack names (e.g. fgsm,pgd; "
                        f"robustlab list attacks), got {text!r}")
     return attacks
+
 
 def parse_attack_options(items: list[str]) -> dict[str, dict[str, Any]]:
     """['pgd.steps=50', 'autoattack.version=standard'] -> {'pgd': {'steps': 50}, ...}."""
@@ -117,6 +121,7 @@ def parse_attack_options(items: list[str]) -> dict[str, dict[str, Any]]:
         key, value = parse_key_value(rest, "--attack-opt")
         options.setdefault(name.strip(), {})[key] = value
     return options
+
 
 def _parse_normalize(pair: list[str] | None) -> tuple[list[float], list[float]] | None:
     if pair is None:

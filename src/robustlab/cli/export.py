@@ -9,8 +9,9 @@ from robustlab.cli.common import CLIError
 
 NAME = "export"
 
+
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("export", help="export a run's model as TorchScript or ONNX, checked "
+    p = sub.add_parser(NAME, help="export a run's model as TorchScript or ONNX, checked "
                                       "against the model's logits (docs/own-model.md)")
     p.add_argument("run", metavar="RUN", help="run folder written by train")
     p.add_argument("--format", default="torchscript", choices=["torchscript", "onnx"],
@@ -18,6 +19,7 @@ def add_command(sub: Any) -> None:
     p.add_argument("--out", required=True, help="file to write (.pt / .onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_export)
+
 
 def cmd_export(args: argparse.Namespace) -> int:
     from robustlab.runs.export import export_model

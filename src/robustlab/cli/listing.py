@@ -7,11 +7,12 @@ from typing import Any
 
 NAME = "list"
 
+
 KINDS = ("all", "datasets", "models", "methods", "attacks", "defenses", "recipes")
 
 
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("list", help="list datasets, models, methods, attacks and defenses")
+    p = sub.add_parser(NAME, help="list datasets, models, methods, attacks and defenses")
     p.add_argument("what", nargs="?", default="all", choices=list(KINDS))
     p.set_defaults(func=cmd_list)
 

@@ -6,8 +6,9 @@ import argparse
 
 NAME = "report"
 
+
 def add_command(subparsers) -> None:
-    p = subparsers.add_parser("report", help="write report.md/.html, figures and results "
+    p = subparsers.add_parser(NAME, help="write report.md/.html, figures and results "
                               "tables for an experiment (or run) folder")
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(func=cmd_report)

@@ -9,10 +9,11 @@ from robustlab.common.threads import AUTO, add_threads_option
 
 NAME = "reproduce"
 
+
 def add_command(subparsers) -> None:
     from robustlab.experiments.presets import PRESETS
 
-    p = subparsers.add_parser("reproduce", help="run the paper's experiment from a preset "
+    p = subparsers.add_parser(NAME, help="run the paper's experiment from a preset "
                               "(resumes what OUT already holds)")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS),
                    help="; ".join(f"{k}: {v.description}" for k, v in PRESETS.items()))

@@ -60,8 +60,9 @@ _TRAIN_HELP: dict[str, str] = {
     "out_dir": "run folder (default runs/DATASET-MODEL-METHOD-epsE-sSEED)",
 }
 
+
 def add_command(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a model (any method) and write a run folder")
+    p = sub.add_parser(NAME, help="train a model (any method) and write a run folder")
     p.add_argument("--config", help="TOML or YAML file of TrainConfig fields; flags override it")
     for flag, (fname, ftype) in _TRAIN_FLAGS.items():
         p.add_argument(flag, dest=fname, type=typed(flag, ftype), default=None,
@@ -91,6 +92,7 @@ def add_command(sub: Any) -> None:
                    help="train with N processes (DistributedDataParallel, launched via torchrun)")
     p.set_defaults(func=cmd_train)
 
+
 def _config_fields(path: str | None) -> dict[str, Any]:
     """The fields of `--config PATH` ({} without one); an empty file is said on stderr."""
     from robustlab.training import load_config_file
@@ -101,6 +103,7 @@ def _config_fields(path: str | None) -> dict[str, Any]:
               "flags or its default", file=sys.stderr)
     return data
 
+
 def _warn_unused_eps(cfg: Any) -> None:
     """A budget given to a method that trains without one is ignored: say so (the autoencoder
     uses it only to attack its adversarial_run's classifier)."""
@@ -110,6 +113,7 @@ def _warn_unused_eps(cfg: Any) -> None:
             and cfg.method_options.get("adversarial_run") is None):
         print(f"warning: method {cfg.method!r} trains without a perturbation budget: eps "
               f"{cfg.eps:g} is ignored (recorded in config.json only)", file=sys.stderr)
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from robustlab.training import train
@@ -169,11 +173,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"run folder: {result.run_dir}")
     return 0
 
+
 def _options_table(data: dict[str, Any], field: str) -> dict[str, Any]:
     value = data.get(field, {})
     if not isinstance(value, dict):
         raise CLIError(f"{field}: expected a table of options, got {value!r}")
     return value
+
 
 def _recipe_line(cfg, asked: str) -> str:
     from robustlab.training.recipes import RECIPES

@@ -14,8 +14,8 @@ NAME = "transfer"
 def add_command(subparsers) -> None:
     """Register `robustlab transfer RUN RUN [...]` on `subparsers`."""
     p = subparsers.add_parser(
-        "transfer", help="transferability matrix: accuracy of every run on adversarial "
-                         "examples crafted on every other run (docs/transfer.md)")
+        NAME, help="transferability matrix: accuracy of every run on adversarial "
+                   "examples crafted on every other run (docs/transfer.md)")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="two or more run folders of one dataset")
     p.add_argument("--attacks", default=",".join(TRANSFER_ATTACKS),

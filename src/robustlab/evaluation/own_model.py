@@ -23,12 +23,10 @@ from robustlab.evaluation.api import check_model_for_evaluation
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.runs import (
     DEFAULT_ATTACKS,
-    check_replaceable,
-    check_writable,
+    claim_output,
 )
 from robustlab.models.probe import input_dtype
 from robustlab.models.user import load_user_model
-from robustlab.runs.folder import RunFolderError
 
 
 def evaluate_user_model(spec: str, *, dataset: str | None, weights: str | None,
@@ -56,11 +54,7 @@ def evaluate_user_model(spec: str, *, dataset: str | None, weights: str | None,
     except (EvalSettingsError, AttackError) as err:
         raise ConfigError(str(err)) from None
     path = Path(out) if out else Path(f"{Path(spec.partition(':')[0]).stem}-eval.json")
-    check_writable(path)
-    if path.exists() and not overwrite:
-        raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
-                             "(results are never overwritten silently)")
-    check_replaceable(path)  # --overwrite replaces an eval JSON, nothing else
+    claim_output(path, overwrite=overwrite)  # --overwrite replaces an eval JSON, nothing else
     if save_adv is not None:
         check_adv_folder(save_adv, evs.attacks, overwrite=overwrite)
     dev = resolve_device(device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,7 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
             settings = _settings(run, cfg, attacks=attacks, eps=eps, norm=norm, n=n,
                                  batch_size=batch_size, seed=seed, extra=extra)
             path = Path(out) if out else folder.file(DEFAULT_EVAL_FILE)
-            check_writable(path)
-            if path.exists() and not overwrite:  # checked under the lock: no race with a twin
-                raise RunFolderError(f"{path} already exists; pass --overwrite to replace it "
-                                     "(results are never overwritten silently)")
-            check_replaceable(path)  # --overwrite replaces an eval JSON, nothing else
+            claim_output(path, overwrite=overwrite)  # under the lock: no race with a twin
             if not folder.is_complete:
                 print(f"warning: run {run} is not complete (no summary.json): evaluating the "
                       f"weights of its last finished epoch ({len(folder.read_metrics())} of "
@@ -173,6 +169,20 @@ def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path, Path | None]], ru
                   f"{tr['epoch_time_s_mean']:.1f}s/epoch, peak memory {tr['peak_mem_mb']:.0f} MiB")
         print(f"  wrote {path}\n")
     return results
+
+
+def claim_output(path: Path, *, overwrite: bool,
+                 is_ours: Callable[[Path], bool] | None = None,
+                 beside: Sequence[Path] = ()) -> None:
+    """Before any compute: `path` can be written; it (and `beside`, the files written next to
+    it) does not exist unless `overwrite`; and what `--overwrite` would replace is a file
+    robustlab wrote (`is_ours`, by default an eval JSON; `check_replaceable`)."""
+    check_writable(path)
+    for p in (path, *beside):
+        if p.exists() and not overwrite:
+            raise RunFolderError(f"{p} already exists; pass --overwrite to replace it "
+                                 "(results are never overwritten silently)")
+    check_replaceable(path, is_ours)
 
 
 def check_writable(path: Path) -> None:

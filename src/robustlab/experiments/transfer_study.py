@@ -32,7 +32,7 @@ from robustlab.common.files import atomic_write_json, read_json
 from robustlab.common.vocabulary import NORMS
 from robustlab.common.vocabulary import TRANSFER_KIND as KIND
 from robustlab.common.vocabulary import TRANSFER_SCHEMA as SCHEMA
-from robustlab.evaluation.runs import check_replaceable, check_writable
+from robustlab.evaluation.runs import claim_output
 from robustlab.evaluation.transfer_matrix import (
     ENSEMBLE_RULE,
     TRANSFER_ATTACKS,
@@ -154,13 +154,8 @@ def plan_study(runs: list[str | Path], *, out: str | Path | None, attacks: Any,
     except AttackError as err:
         raise TransferStudyError(str(err)) from None
     path = Path(out) if out else default_out(infos[0].dataset, settings.eps)
-    check_writable(path)
-    outputs = [path] + ([path.with_suffix(".png")] if figure else [])
-    for p in outputs:
-        if p.exists() and not overwrite:
-            raise RunFolderError(f"{p} already exists; pass --overwrite to replace it "
-                                 "(results are never overwritten silently)")
-    check_replaceable(path, _is_transfer_file)  # --overwrite replaces a transfer JSON only
+    claim_output(path, overwrite=overwrite, is_ours=_is_transfer_file,  # a transfer JSON only
+                 beside=[path.with_suffix(".png")] if figure else [])
     return infos, settings, path
 
 
