@@ -22,6 +22,10 @@ $(VENV)/.installed: $(VENV)/.installed-base
 	$(PIP) install -e ".[dev,reference,fast-cpu,tensorboard,export]"
 	# torchattacks declares torchvision as a dependency it does not need for its attacks.
 	$(PIP) install --no-deps "torchattacks==3.5.1"
+	# robustbench: its architecture files are the reference of tests/test_wide_resnet.py and
+	# tests/test_robustbench_load.py (imported file by file; they need only torch). The package
+	# declares torchvision, timm, gdown, ... that robustlab does not use.
+	$(PIP) install --no-deps "robustbench==1.1.1"
 	touch $@
 
 # Ray (the optional `ray` extra) only for the tests of `reproduce --executor ray`; the demo

@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("robustlab.data", "robustlab.models", "robustlab.attacks", "robustlab.defenses"),
     # runs on disk (folder, safetensors files) and a run rebuilt from its config: data,
     # model (+ defense, with the models of the run folders its options name), weights
-    ("robustlab.runs",),
+    ("robustlab.runs", "robustlab.zoo"),  # the zoo: pretrained models on disk
     ("robustlab.training", "robustlab.evaluation", "robustlab.certification"),
     ("robustlab.reporting", "robustlab.experiments"),
     ("robustlab.catalog", "robustlab.cli", "robustlab.__main__"),

@@ -26,7 +26,8 @@ def test_list_names_every_kind(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0
     lines = dict(line.split(": ", 1) for line in out.strip().splitlines())
-    assert set(lines) == {"datasets", "models", "methods", "attacks", "defenses", "recipes"}
+    assert set(lines) == {"datasets", "models", "methods", "attacks", "defenses", "recipes",
+                          "pretrained"}
     assert "mnist" in lines["datasets"] and "lenet5" in lines["models"]
     assert "hybrid" in lines["methods"] and "autoattack" in lines["attacks"]
     assert "bit-depth" in lines["defenses"]

@@ -1,4 +1,5 @@
-"""Every registered name, by kind (after `load_plugins()` has filled the registries)."""
+"""Every registered name, by kind (after `load_plugins()` has filled the registries), and the
+zoo's pretrained models."""
 
 from __future__ import annotations
 
@@ -10,4 +11,12 @@ def all_names() -> dict[str, list[str]]:
 
     load_plugins()
     return {"datasets": DATASETS.list(), "models": MODELS.list(), "methods": METHODS.list(),
-            "attacks": ATTACKS.list(), "defenses": DEFENSES.list(), "recipes": list(RECIPES)}
+            "attacks": ATTACKS.list(), "defenses": DEFENSES.list(), "recipes": list(RECIPES),
+            "pretrained": pretrained_names()}
+
+
+def pretrained_names() -> list[str]:
+    """The zoo's models (`robustlab.zoo`: `$ROBUSTLAB_ZOO`, else the ones robustlab ships)."""
+    from robustlab.zoo import list_pretrained
+
+    return list_pretrained()

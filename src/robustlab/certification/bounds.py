@@ -82,6 +82,20 @@ def clopper_pearson_lower(k: int, n: int, alpha: float) -> float:
     return beta_quantile(alpha, float(k), float(n - k + 1))
 
 
+def clopper_pearson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided exact (Clopper-Pearson) `confidence` interval on p from k successes in n
+    Bernoulli(p) trials: the alpha/2 quantile of Beta(k, n - k + 1) and the 1 - alpha/2 quantile
+    of Beta(k + 1, n - k), alpha = 1 - confidence; 0 when k = 0, 1 when k = n (the benchmark's
+    accuracy intervals, docs/benchmark.md)."""
+    if not 0 <= k <= n or n < 1 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"clopper_pearson_interval: expected 0 <= k <= n, n >= 1 and a "
+                         f"confidence in (0, 1), got k={k}, n={n}, confidence={confidence}")
+    half = (1.0 - confidence) / 2.0
+    low = 0.0 if k == 0 else beta_quantile(half, float(k), float(n - k + 1))
+    high = 1.0 if k == n else beta_quantile(1.0 - half, float(k + 1), float(n - k))
+    return low, high
+
+
 def certified_radius(p_lower: float, sigma: float) -> float | None:
     """The certified L2 radius sigma * Phi^-1(p_lower) (pixel units), None (abstain) unless
     p_lower > 0.5."""

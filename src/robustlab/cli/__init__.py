@@ -1,5 +1,5 @@
 """Command-line interface: `robustlab COMMAND`, one module per command in this package
-(train, evaluate, certify, export, list, reproduce, report, transfer).
+(train, evaluate, benchmark, certify, export, list, reproduce, report, transfer).
 
 Each command module has `add_command(subparsers)` and its `cmd_*` function: it parses its
 arguments, builds a config, validates it (bad values fail here, before any compute, with a
@@ -14,14 +14,24 @@ import argparse
 import sys
 
 from robustlab.accel import tune_process
-from robustlab.cli import certify, evaluate, export, listing, report, reproduce, train, transfer
+from robustlab.cli import (
+    benchmark,
+    certify,
+    evaluate,
+    export,
+    listing,
+    report,
+    reproduce,
+    train,
+    transfer,
+)
 from robustlab.cli.common import CLIError, StrictParser, say_on_rank0
 from robustlab.common.threads import add_threads_option, use_threads
 
 DESCRIPTION = ("train adversarially robust image classifiers and evaluate them: "
                "robustlab COMMAND --help for each command")
 # Commands in the order `robustlab --help` lists them.
-COMMANDS = (train, evaluate, certify, export, listing, reproduce, report, transfer)
+COMMANDS = (train, evaluate, benchmark, certify, export, listing, reproduce, report, transfer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 
 from robustlab.cli.common import CLIError, launch_torchrun, parse_key_value
 from robustlab.common.checks import check_int
+from robustlab.common.vocabulary import RUN_WEIGHTS
 
 NAME = "evaluate"
 
@@ -16,17 +17,11 @@ def add_command(sub: Any) -> None:
     p = sub.add_parser(NAME, help="evaluate trained runs or your own model (clean and "
                                         "under attack)")
     p.add_argument("runs", nargs="*", metavar="RUN", help="run folder(s) written by train")
-    own = p.add_argument_group("your own model (instead of RUN; docs/own-model.md)")
-    own.add_argument("--model", default=None, metavar="PATH.py:FACTORY",
-                     help="FACTORY() in PATH.py returns an nn.Module taking [0, 1] images, or "
-                          "PATH is a TorchScript file (.pt, .pth, .ts)")
-    own.add_argument("--weights", default=None, metavar="FILE",
-                     help="state dict: .safetensors, or a torch file read with "
-                          "weights_only=True (no pickled code runs)")
-    own.add_argument("--normalize", nargs=2, default=None, metavar=("MEAN", "STD"),
-                     help="per-channel input normalisation applied before the model, "
-                          "comma-separated, e.g. 0.4914,0.4822,0.4465 0.247,0.243,0.261")
-    own.add_argument("--dataset", default=None, help="the test split to attack (with --model)")
+    p.add_argument("--run-weights", default=None, choices=RUN_WEIGHTS,
+                   help="which weights of a run: averaged (default: the EMA / SWA weights of "
+                        "a run trained with --ema or --swa-start, else the last) or last (the "
+                        "last iterate)")
+    _add_model_arguments(p)
     p.add_argument("--attacks", default="",
                    help="comma-separated attack names (default: fgsm,pgd; robustlab list "
                         "attacks)")
@@ -35,10 +30,10 @@ def add_command(sub: Any) -> None:
                         "(repeatable; docs/attack-options.md lists them)")
     p.add_argument("--eps", type=float, default=None,
                    help="attack budget in [0, 1] pixel units (default: the run's training "
-                        "eps; required with --model)")
+                        "eps, the entry's with --robustbench; required with --model)")
     p.add_argument("--norm", default=None,
                    help="linf or l2, case-insensitive (default: the run's norm; linf with "
-                        "--model)")
+                        "--model; the entry's threat model with --robustbench)")
     p.add_argument("--images", "--n", dest="n", type=int, default=None, metavar="N",
                    help="evaluate the first N test images (default: all); --images as in "
                         "certify and transfer (--n: the same, its older name)")
@@ -49,7 +44,8 @@ def add_command(sub: Any) -> None:
                    help="dataset folder (default: $ROBUSTLAB_DATA, then system locations)")
     p.add_argument("--out", default=None,
                    help="JSON output file (default RUN/eval.json; with --model "
-                        "<PATH stem>-eval.json)")
+                        "<PATH stem>-eval.json; with --robustbench or --pretrained "
+                        "NAME-eval.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-audit", dest="audit", action="store_false",
                    help="skip the gradient-masking audit (default: run it)")
@@ -69,16 +65,45 @@ def add_command(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def _add_model_arguments(p: Any) -> None:
+    """--model and its flags; --robustbench and its flags (instead of run folders)."""
+    own = p.add_argument_group("your own model (instead of RUN; docs/own-model.md)")
+    own.add_argument("--model", default=None, metavar="PATH.py:FACTORY",
+                     help="FACTORY() in PATH.py returns an nn.Module taking [0, 1] images, or "
+                          "PATH is a TorchScript file (.pt, .pth, .ts)")
+    own.add_argument("--weights", default=None, metavar="FILE",
+                     help="state dict: .safetensors, or a torch file read with "
+                          "weights_only=True (no pickled code runs)")
+    own.add_argument("--normalize", nargs=2, default=None, metavar=("MEAN", "STD"),
+                     help="per-channel input normalisation applied before the model, "
+                          "comma-separated, e.g. 0.4914,0.4822,0.4465 0.247,0.243,0.261")
+    own.add_argument("--dataset", default=None,
+                     help="the test split to attack (with --model; with --robustbench the "
+                          "entry's dataset, default cifar10)")
+    p.add_argument("--pretrained", default=None, metavar="NAME",
+                   help="a model of robustlab's zoo, instead of RUN (robustlab list pretrained; "
+                        "--eps and --norm default to its card's; docs/zoo.md)")
+    rb = p.add_argument_group("a RobustBench model (instead of RUN; docs/robustbench.md)")
+    rb.add_argument("--robustbench", default=None, metavar="NAME",
+                    help="a RobustBench entry, e.g. Carmon2019Unlabeled (--eps and --norm "
+                         "default to the entry's)")
+    rb.add_argument("--threat-model", default="Linf", help="the entry's threat model: Linf "
+                                                           "(default) or L2")
+    rb.add_argument("--robustbench-file", default=None, metavar="PATH",
+                    help="the entry's checkpoint file on disk (offline; default: the cache)")
+    rb.add_argument("--download", action="store_true",
+                    help="download the entry's checkpoint into the cache, and the dataset, "
+                         "if they are not there")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from robustlab.training.distributed import launched_by_torchrun
 
     check_int("--nproc", args.nproc, 1, error=CLIError)
-    if bool(args.runs) == bool(args.model):
-        raise CLIError("give run folder(s) or --model PATH.py:FACTORY, not "
-                       + ("both" if args.runs else "neither"))
-    own = (args.weights, args.normalize, args.dataset)
-    if not args.model and any(v is not None for v in own):
-        raise CLIError("--weights, --normalize and --dataset go with --model")
+    _check_model_source(args)
+    if args.model and args.run_weights is not None:
+        raise CLIError("--run-weights goes with run folders (RUN), not --model (whose weight "
+                       "file is --weights)")
     if args.nproc > 1 and not launched_by_torchrun():
         return launch_torchrun(args.nproc, args.argv)
     attacks = _parse_attacks(args.attacks)
@@ -88,6 +113,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   attack_options=parse_attack_options(args.attack_opt), audit=args.audit,
                   progress=args.progress, save_adv=args.save_adv,
                   **({} if args.curve else {"curve_attack": None}))
+    if args.pretrained:
+        from robustlab.evaluation.own_model import evaluate_pretrained_model
+
+        evaluate_pretrained_model(args.pretrained, **common)
+        return 0
+    if args.robustbench:
+        from robustlab.evaluation.own_model import evaluate_robustbench_model
+
+        evaluate_robustbench_model(args.robustbench, dataset=args.dataset,
+                                   threat_model=args.threat_model,
+                                   file=args.robustbench_file, download=args.download,
+                                   **common)
+        return 0
     if args.model:
         from robustlab.evaluation.own_model import evaluate_user_model
 
@@ -96,8 +134,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     from robustlab.evaluation.runs import evaluate_runs
 
-    evaluate_runs(args.runs, non_adaptive=args.non_adaptive, **common)
+    evaluate_runs(args.runs, non_adaptive=args.non_adaptive, run_weights=args.run_weights,
+                  **common)
     return 0
+
+
+def _check_model_source(args: argparse.Namespace) -> None:
+    """Exactly one of run folders, --model, --robustbench, --pretrained; each one's flags only
+    with it."""
+    given = [name for name, value in (("run folder(s)", args.runs), ("--model", args.model),
+                                      ("--robustbench", args.robustbench),
+                                      ("--pretrained", args.pretrained)) if value]
+    if args.pretrained and len(given) == 1:
+        _check_pretrained_flags(args)
+    if args.pretrained and len(given) > 1:
+        raise CLIError(f"give --pretrained NAME alone, not with {given[0]}")
+    if len(given) != 1:
+        raise CLIError("give run folder(s), --model PATH.py:FACTORY or --robustbench NAME: "
+                       + (f"not both ({' and '.join(given)})" if len(given) == 2 else
+                          f"not all three ({', '.join(given)})" if given else "none given"))
+    if args.runs and any(v is not None for v in (args.weights, args.normalize, args.dataset)):
+        raise CLIError("--weights, --normalize and --dataset go with --model (--dataset also "
+                       "with --robustbench)")
+    if args.robustbench and any(v is not None for v in (args.weights, args.normalize,
+                                                        getattr(args, "run_weights", None))):
+        raise CLIError("--weights, --normalize and --run-weights do not go with --robustbench "
+                       "(the entry brings its weights and normalisation)")
+    rb_flags = (args.robustbench_file is not None or args.download
+                or args.threat_model != "Linf")
+    if rb_flags and not args.robustbench:
+        raise CLIError("--threat-model, --robustbench-file and --download go with "
+                       "--robustbench NAME")
+
+
+def _check_pretrained_flags(args: argparse.Namespace) -> None:
+    if any(v is not None for v in (args.weights, args.normalize, args.dataset,
+                                   args.run_weights, args.robustbench_file)) \
+            or args.download or args.threat_model != "Linf":
+        raise CLIError("--pretrained NAME brings its weights, dataset and normalisation: "
+                       "--weights, --normalize, --dataset, --run-weights and the --robustbench "
+                       "flags do not go with it")
 
 
 def _parse_attacks(text: str) -> list[str]:

@@ -24,9 +24,14 @@ _TRAIN_FLAGS: dict[str, tuple[str, type]] = {
     "--eps-warmup": ("eps_warmup", float), "--eps-warmup-start": ("eps_warmup_start", float),
     "--eps-warmup-schedule": ("eps_warmup_schedule", str),
     "--noise-sigma": ("noise_sigma", float),
+    "--awp": ("awp", float), "--awp-warmup": ("awp_warmup", float),
+    "--label-smoothing": ("label_smoothing", float),
+    "--ema": ("ema", float), "--swa-start": ("swa_start", float),
     "--seed": ("seed", int), "--val-size": ("val_size", int), "--train-size": ("train_size", int),
     "--augment": ("augment", str), "--data-dir": ("data_dir", str), "--device": ("device", str),
     "--memory-format": ("memory_format", str), "--amp": ("amp", str),
+    "--extra-images": ("extra_images", str), "--extra-teacher": ("extra_teacher", str),
+    "--extra-fraction": ("extra_fraction", float),
     "--out": ("out_dir", str),
 }  # --threads: every command's, from common/threads.py (build_parser adds it)
 
@@ -49,6 +54,14 @@ _TRAIN_HELP: dict[str, str] = {
     "eps_warmup_start": "warm-up starts at this fraction of eps (default 0.1: eps/10)",
     "eps_warmup_schedule": "warm-up shape: linear, cosine or exponential",
     "noise_sigma": "Gaussian noise sigma added to every training batch (0 = off)",
+    "awp": "adversarial weight perturbation: relative size gamma (0 = off; 0.01 for "
+           "pgd-at, 0.005 for trades, as in Wu et al. 2020)",
+    "awp_warmup": "epochs before AWP starts (default 0)",
+    "label_smoothing": "label smoothing of the training cross-entropy, in [0, 1) (0 = off)",
+    "ema": "evaluate an exponential moving average of the weights with this decay per "
+           "step, in [0, 1) (0 = off, the default; typical 0.995-0.9999)",
+    "swa_start": "SWA: average the epoch-end weights of the epochs after this many "
+                 "(< epochs; default off)",
     "seed": "random seed; the same seed gives the same weights on CPU (default 0)",
     "val_size": "validation images carved from the training set (default: the dataset's)",
     "train_size": "use only the first N training images (quick runs)",
@@ -57,6 +70,12 @@ _TRAIN_HELP: dict[str, str] = {
     "device": "auto (default), cpu, cuda, cuda:N or mps",
     "memory_format": f"auto (default: {AUTO_WEIGHTS_LAYOUT}), contiguous or channels_last",
     "amp": "mixed precision: off (default) or bf16",
+    "extra_images": "unlabeled extra images, pseudo-labelled by --extra-teacher (RST): a "
+                    ".safetensors file with a tensor x [N, C, H, W] or a .npy array, float in "
+                    "[0, 1] or uint8",
+    "extra_teacher": "run folder of a finished run whose model labels --extra-images",
+    "extra_fraction": "share of each batch drawn from the extra images, in (0, 1) (default "
+                      "0.5, as in RST)",
     "out_dir": "run folder (default runs/DATASET-MODEL-METHOD-epsE-sSEED)",
 }
 

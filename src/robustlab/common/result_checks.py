@@ -31,7 +31,8 @@ _KINDS: dict[str, tuple[Any, dict[str, Any]]] = {
 
 CONFIDENCE = {"mean": "fraction?", "correct": "fraction?", "incorrect": "fraction?"}
 SUMMARY_FIELDS: dict[str, Any] = {
-    "test_acc": "fraction?", "val_acc": "fraction?", "train_time_s": "nonneg?",
+    "test_acc": "fraction?", "test_acc_last": "fraction?", "val_acc": "fraction?",
+    "train_time_s": "nonneg?",
     "epoch_time_s_mean": "nonneg?", "peak_mem_mb": "nonneg?", "epochs": "positive?",
     "epochs_done": "count?", "n_train": "count?", "n_val": "count?", "n_test": "count?",
     "n_params": "count?", "eps": "nonneg?", "eps_warmup": "nonneg?", "seed": "count?",

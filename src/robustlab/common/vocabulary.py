@@ -44,12 +44,24 @@ CERTIFY_KIND = "certification"  # `kind` of a certification file (robustlab cert
 CERTIFY_SCHEMA_VERSION = 1  # `schema_version` of a certification file
 EXPERIMENT_SCHEMA = "robustlab.experiment/1"  # `schema` of OUT/experiment.json (reproduce)
 RESULTS_SCHEMA = "robustlab.results/1"  # `schema` of the report's results.json
+BENCHMARK_SCHEMA = "robustlab.benchmark/1"  # `robustlab benchmark`'s JSON (docs/benchmark.md)
+ZOO_CARD_SCHEMA = "robustlab.zoo-card/1"  # a pretrained model's card (docs/zoo.md)
 EXPERIMENT_FILE = "experiment.json"  # reproduce's job list and preset, in the experiment folder
 # the files of a run folder (runs/folder.py RUN_LAYOUT) that other layers and the report read
 RUN_CONFIG_FILE = "config.json"  # the run's TrainConfig (its `train` object)
 METRICS_FILE = "metrics.jsonl"  # one row of metrics and flags per epoch
 CHECKPOINT_FILE = "checkpoint.safetensors"  # the whole training state, for --resume
 WEIGHTS_FILE = "model.safetensors"  # the final weights
+AVERAGED_WEIGHTS_FILE = "model-averaged.safetensors"  # the averaged weights (EMA or SWA)
+# which weights of a run to load (`load_run(weights=...)`, `evaluate --run-weights`, the eval
+# file's `weights`): the averaged ones when the run has them (else the last), or the last iterate
+WEIGHTS_AVERAGED = "averaged"  # model-averaged.safetensors (model.safetensors if the run has none)
+WEIGHTS_LAST = "last"  # model.safetensors: the last iterate
+RUN_WEIGHTS = (WEIGHTS_AVERAGED, WEIGHTS_LAST)  # every value; the first is the default
+# how a run averages its weights (summary.json and eval file `averaging`; from TrainConfig's
+# `ema` / `swa_start`)
+AVERAGING_EMA = "ema"  # an exponential moving average, updated after every optimizer step
+AVERAGING_SWA = "swa"  # the equal-weight mean of the epoch-end weights (stochastic weight avg.)
 SUMMARY_FILE = "summary.json"  # written when training ends: test accuracy, times, `health`
 EVAL_FILE = "eval.json"  # `robustlab evaluate RUN`'s default result file (reproduce: eval/*.json)
 # experiment.json `role` of the certify study's noise-trained run (it has no evaluations)

@@ -10,10 +10,6 @@ which only an unpickler that imports code could load, and we do not unpickle cod
 from __future__ import annotations
 
 import os
-import shutil
-import tarfile
-import tempfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,7 @@ import numpy as np
 from robustlab.common.options import Option, declare
 from robustlab.data import checksums, roots
 from robustlab.data import download as downloader
+from robustlab.data.archives import ArchiveLayout, extract_tar
 from robustlab.data.containers import DatasetInfo, DatasetSplits
 from robustlab.data.errors import DataError
 from robustlab.data.splitting import make_splits_uint8
@@ -156,49 +153,10 @@ def _download(target: Path) -> Path:
 
 
 def extract_archive(archive: Path, target: Path) -> None:
-    """Extract `cifar-10-batches-bin/` from the archive into `target`, safely and atomically.
-
-    Only regular files directly inside `cifar-10-batches-bin/` are extracted (no links, no
-    absolute or `..` paths); they go to a temporary folder that is renamed into place. The
-    archive is read as one stream (each member decompressed once, in chunks), and a member
-    above `MAX_MEMBER_BYTES` or a total above `MAX_EXTRACT_BYTES` is refused before it is read.
-    """
-    tmp = Path(tempfile.mkdtemp(prefix=".cifar10-extract-", dir=target))
-    try:
-        with tarfile.open(archive, "r|gz") as tar:
-            total = 0
-            for member in tar:
-                total += _extract_member(archive, tar, member, tmp, total)
-        missing = [n for n in TRAIN_FILES + TEST_FILES if not (tmp / n).is_file()]
-        if missing:
-            raise DataError(f"{archive}: expected {', '.join(missing)} inside {FOLDER}/, "
-                            f"found none")
-        final = target / FOLDER
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{archive}: cannot extract the CIFAR-10 archive: {exc}") from exc
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
-def _extract_member(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, tmp: Path,
-                    total: int) -> int:
-    """Write one checked member into `tmp`; returns its size in bytes (0 for the folder)."""
-    parts = Path(member.name).parts
-    if member.isdir() and parts == (FOLDER,):
-        return 0
-    if not (member.isfile() and len(parts) == 2 and parts[0] == FOLDER
-            and parts[1] not in ("..", ".")):
-        raise DataError(f"{archive}: unexpected member {member.name!r}: expected "
-                        f"only regular files inside {FOLDER}/")
-    if member.size > MAX_MEMBER_BYTES or total + member.size > MAX_EXTRACT_BYTES:
-        raise DataError(f"{archive}: member {member.name!r} declares {member.size} bytes "
-                        f"({total} extracted before it); expected at most {MAX_MEMBER_BYTES} "
-                        f"bytes per member and {MAX_EXTRACT_BYTES} in all")
-    src = tar.extractfile(member)
-    with src, open(tmp / parts[1], "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
-    return member.size
+    """Extract `cifar-10-batches-bin/` from the archive into `target`, safely and atomically
+    (`data/archives.py`): only regular files directly inside `cifar-10-batches-bin/` (no links,
+    no absolute or `..` paths), read as one stream, a member above `MAX_MEMBER_BYTES` or a
+    total above `MAX_EXTRACT_BYTES` refused before it is read."""
+    extract_tar(archive, target, ArchiveLayout(
+        folder=FOLDER, required=TRAIN_FILES + TEST_FILES, flat=True,
+        max_member=MAX_MEMBER_BYTES, max_total=MAX_EXTRACT_BYTES))

@@ -19,8 +19,9 @@ from typing import BinaryIO
 from robustlab.data.errors import DataError
 
 _CHUNK = 1 << 20
-# Largest file one download may write, in bytes (the biggest official file, CIFAR-10, is 170 MB).
-MAX_DOWNLOAD_BYTES = 1 << 30
+# Largest file one download may write, in bytes (the biggest official file, SVHN's
+# extra_32x32.mat, is 1.33 GB).
+MAX_DOWNLOAD_BYTES = 3 << 29
 
 
 def fetch(url: str, dest: Path) -> None:

@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from robustlab.attacks import AttackError
-from robustlab.common.checks import check_l2_budget
+from robustlab.common.checks import check_choice, check_l2_budget
 from robustlab.common.device import resolve_device
 from robustlab.common.digest import check_digest, with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json, replace_refusal
 from robustlab.common.sharding import Shard
+from robustlab.common.vocabulary import AVERAGED_WEIGHTS_FILE as AVERAGED_WEIGHTS
 from robustlab.common.vocabulary import EVAL_FILE as DEFAULT_EVAL_FILE
+from robustlab.common.vocabulary import RUN_WEIGHTS, WEIGHTS_AVERAGED, WEIGHTS_LAST
+from robustlab.common.vocabulary import WEIGHTS_FILE as WEIGHTS
 from robustlab.evaluation import (
     EvalSettings,
     EvalSettingsError,
@@ -37,15 +40,19 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
                   n: int | None, batch_size: int, seed: int, device: str, data_dir: str | None,
                   out: str | None, overwrite: bool, non_adaptive: bool,
                   progress: bool = False, save_adv: str | None = None,
-                  **extra: Any) -> list[dict]:
+                  run_weights: str | None = None, **extra: Any) -> list[dict]:
     """Evaluate each run folder (the CLI hook); returns the written eval dicts. `extra` are
-    further `EvalSettings` fields (audit, curve_attack, attack_options, ...).
+    further `EvalSettings` fields (audit, curve_attack, attack_options, ...). `run_weights`:
+    "averaged" (None: the default, said only for runs that average) or "last", as
+    `load_run(weights=...)`; the eval file's `weights` says which were evaluated.
 
     Every check happens before any compute: the run folders exist, the settings are valid, and
     no output file would be overwritten without `overwrite`.
     """
     from robustlab.runs.folder import RunFolder
 
+    if run_weights is not None:
+        check_choice("--run-weights", run_weights, RUN_WEIGHTS, error=ConfigError)
     if out is not None and len(runs) > 1:
         raise RunFolderError(f"--out names one file but {len(runs)} runs were given; omit it "
                              f"to write RUN/{DEFAULT_EVAL_FILE} for each run")
@@ -79,7 +86,8 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
         try:
             return _evaluate_plans(plans, runs, device=str(rank_device(dev, dist)),
                                    data_dir=data_dir, non_adaptive=non_adaptive,
-                                   shard=Shard(dist.rank, dist.world_size), progress=progress)
+                                   shard=Shard(dist.rank, dist.world_size), progress=progress,
+                                   run_weights=run_weights)
         finally:
             shutdown(dist)
 
@@ -140,12 +148,15 @@ def _lock_holder(target: Path) -> str:
 
 def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path, Path | None]], runs: list[str], *,
                     device: str, data_dir: str | None, non_adaptive: bool, shard: Shard,
-                    progress: bool = False) -> list[dict]:
+                    progress: bool = False, run_weights: str | None = None) -> list[dict]:
     from robustlab.runs.load import load_run
 
     results = []
     for run, settings, path, adv_dir in plans:
-        loaded = load_run(run, device=device, data_dir=data_dir)
+        loaded = load_run(run, device=device, data_dir=data_dir,
+                          weights=run_weights or WEIGHTS_AVERAGED)
+        if shard.rank == 0:
+            _say_weights(run, loaded, asked=run_weights)
         _check_against_data(settings, loaded.data.test, run)
         surrogate = _surrogate_for(loaded, runs, device, data_dir)
         if progress and shard.rank == 0:
@@ -169,6 +180,21 @@ def _evaluate_plans(plans: list[tuple[str, EvalSettings, Path, Path | None]], ru
                   f"{tr['epoch_time_s_mean']:.1f}s/epoch, peak memory {tr['peak_mem_mb']:.0f} MiB")
         print(f"  wrote {path}\n")
     return results
+
+
+def _say_weights(run: str, loaded: Any, *, asked: str | None) -> None:
+    """On stderr, which weights of `run` are evaluated, when it has a choice (or asked for
+    averaged weights it does not have); silent for a run that did not average, by default."""
+    averaging = loaded.cfg.averaging
+    if loaded.weights == WEIGHTS_AVERAGED:
+        print(f"run {run}: evaluating its averaged weights ({averaging}, {AVERAGED_WEIGHTS}); "
+              "--run-weights last evaluates the last iterate", file=sys.stderr)
+    elif averaging is not None:
+        print(f"run {run}: evaluating its last weights ({WEIGHTS}), not its {averaging} "
+              "average", file=sys.stderr)
+    elif asked == WEIGHTS_AVERAGED:
+        print(f"run {run} trained without weight averaging (no ema or swa_start): evaluating "
+              f"its last weights ({WEIGHTS})", file=sys.stderr)
 
 
 def claim_output(path: Path, *, overwrite: bool,
@@ -244,6 +270,9 @@ def evaluate_loaded_run(loaded: Any, settings: EvalSettings, *, surrogate: Any =
         result["non_adaptive"] = plain
     result["run"] = run_facts(loaded.folder.path, loaded.cfg.to_dict())
     result["training"] = training_facts(loaded.folder)
+    result["weights"] = getattr(loaded, "weights", WEIGHTS_LAST)  # which of the run's weights
+    if result["weights"] == WEIGHTS_AVERAGED:
+        result["averaging"] = loaded.cfg.averaging  # ema or swa
     return result
 
 
@@ -260,6 +289,8 @@ def training_facts(folder: Any) -> dict[str, Any]:
     keys = ("test_acc", "train_time_s", "epoch_time_s_mean", "peak_mem_mb", "epochs", "n_train",
             "n_params")
     facts = {k: summary.get(k) for k in keys}
+    if "test_acc_last" in summary:  # a run that averaged: test_acc is the averaged weights'
+        facts["test_acc_last"] = summary["test_acc_last"]
     facts["complete"] = complete
     if not complete:
         facts["epochs_done"] = len(folder.read_metrics())

@@ -27,6 +27,7 @@ from robustlab.common.vocabulary import (
     METRICS_FILE,
     RUN_CONFIG_FILE,
     SUMMARY_FILE,
+    WEIGHTS_LAST,
 )
 from robustlab.reporting.overfit import mark_test_overfitting
 
@@ -123,6 +124,7 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "dataset": run.get("dataset"), "model": run.get("model"), "method": run.get("method"),
         "role": role, "seed": run.get("seed"), "train_eps": run.get("eps"),
         "defense": run.get("defense"), "recipe": recipe, "protocol": protocol_of(recipe),
+        "weights": data.get("weights", WEIGHTS_LAST), "averaging": data.get("averaging"),
         # an eval of an interrupted run says so (evaluate writes training.complete)
         "health": (HEALTH_UNFINISHED if tr.get("complete") is False
                    else run_health(run_dir, metrics)),

@@ -22,6 +22,7 @@ from robustlab.common.vocabulary import (
     HEALTH_OK,
     OVERFIT_GAP,
     RESULTS_SCHEMA,
+    WEIGHTS_AVERAGED,
 )
 from robustlab.reporting import figures
 from robustlab.reporting.claims import PAPER_PRESETS, check_claims, claims_apply
@@ -308,11 +309,27 @@ def _cells_legend(records) -> tuple:
                  "results.csv (`ci95_low_*`, `ci95_high_*`) and results.json.")
 
 
+def _weights_note(records) -> list[tuple]:
+    """Which weights the rows evaluated, when any run averaged its weights (EMA / SWA): the
+    averaged ones are evaluate's default; every other row is the last iterate."""
+    runs: dict[tuple[str, str], set[str]] = {}
+    for r in records:
+        if r.get("weights") == WEIGHTS_AVERAGED:
+            runs.setdefault((r["method"], r["averaging"] or "?"), set()).add(r["run_dir"])
+    if not runs:
+        return []
+    which = "; ".join(f"{m}: {a.upper()}, {len(d)} run{'s' if len(d) > 1 else ''}"
+                      for (m, a), d in sorted(runs.items()))
+    return [("note", "Weights: the runs trained with weight averaging are evaluated with "
+                     f"their averaged weights ({which}); every other row with the last "
+                     "iterate (the `weights` column of results.csv).")]
+
+
 def _table1(records, blocks) -> list[tuple]:
     """Table 1, one block per dataset / model / protocol / budget, with the columns its
     evaluations ran."""
     doc: list[tuple] = [("h2", "Table 1: clean and adversarial accuracy"),
-                        _cells_legend(records)]
+                        _cells_legend(records), *_weights_note(records)]
     for b in blocks:
         doc.append(("h3", f"{b['dataset']} / {b['model']}, {b['protocol']} protocol, budget "
                           f"`{b['label']}`: eps = {b['eps']:.4g} ({b['norm']})"))

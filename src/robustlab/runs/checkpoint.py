@@ -152,6 +152,7 @@ _NO_RESUME = ("the run cannot be resumed from it: pass --overwrite (instead of -
 
 
 DIGEST_KEY = "weights_sha256"
+AVERAGED_DIGEST_KEY = "averaged_weights_sha256"  # summary.json's, of model-averaged.safetensors
 
 
 class WeightsError(ValueError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ from robustlab.common.errors import ConfigError
 from robustlab.common.renamed import upgrade_train_fields
 from robustlab.common.vocabulary import (
     AUGMENT_CHOICES,
+    AVERAGING_EMA,
+    AVERAGING_SWA,
     MEMORY_FORMATS,
     NORMS,
     SMOOTH_EPS_SCHEDULES,
@@ -37,6 +40,16 @@ AMP_MODES = ("off", "bf16")
 # holds (a batch larger than the set is the whole set) and 12 GiB of CIFAR-10 floats per step.
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 2**20
+# The share of each batch drawn from the pseudo-labelled extra images: RST's (Carmon et al.
+# 2019, semisup-adv's --unsup_fraction) default.
+EXTRA_FRACTION_DEFAULT = 0.5
+
+
+def extra_per_batch(batch_size: int, fraction: float) -> int:
+    """Extra images in a batch of `batch_size` at share `fraction`: floor(batch_size x
+    fraction), as RST's sampler counts them (the labelled images are the rest); 1e-9 absorbs
+    the float error of a product such as 100 x 0.29."""
+    return math.floor(batch_size * fraction + 1e-9)
 
 
 @dataclass
@@ -58,6 +71,20 @@ class TrainConfig:
     `data_fingerprint`: set by `robustlab.train` for data passed from Python ("custom"), the
     SHA-256 of its train/val/test tensors (`data.in_memory.fingerprint`); resume compares it,
     so an interrupted run never continues on other data.
+    `extra_images` / `extra_teacher` / `extra_fraction`: pseudo-labelled extra images (RST,
+    training/extra_data.py): a .safetensors (tensor "x") or .npy file of unlabeled images
+    [N, C, H, W] (float in [0, 1] or uint8), labelled at the start of the run by the model of
+    the finished run folder `extra_teacher`; each batch draws the share `extra_fraction` from
+    them. `extra_images_sha256` / `extra_teacher_sha256` are recorded by the run (the file's
+    SHA-256, the teacher's weights digest); resume compares them.
+    `ema` / `swa_start`: weight averaging (training/averaging.py), at most one of them: an
+    exponential moving average of the weights with this decay per optimizer step (0 = off), or
+    the mean of the epoch-end weights of the epochs after the first `swa_start` (None = off);
+    the run saves the averaged weights beside the last ones (docs/training.md).
+    `awp` / `awp_warmup`: adversarial weight perturbation (training/methods/awp.py): each
+    step's weights are pushed by gamma = `awp` x each layer's norm along the method's own loss
+    gradient before the update, from epoch `awp_warmup` on (0 = off). `label_smoothing` (0 =
+    off) smooths the targets of the training objective's cross-entropy terms (docs/training.md).
     """
 
     dataset: str = "mnist"
@@ -71,6 +98,9 @@ class TrainConfig:
     eps_warmup_start: float = 0.1
     eps_warmup_schedule: str = "linear"
     noise_sigma: float = 0.0
+    awp: float = 0.0
+    awp_warmup: float = 0.0
+    label_smoothing: float = 0.0
     recipe: str | None = None
     defense: str | None = None
     defense_options: dict[str, Any] = field(default_factory=dict)
@@ -81,10 +111,17 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "constant"
+    ema: float = 0.0
+    swa_start: float | None = None
     seed: int = 0
     val_size: int | None = None
     train_size: int | None = None
     data_fingerprint: str | None = None
+    extra_images: str | None = None
+    extra_teacher: str | None = None
+    extra_fraction: float = EXTRA_FRACTION_DEFAULT
+    extra_images_sha256: str | None = None
+    extra_teacher_sha256: str | None = None
     augment: str = "auto"
     data_dir: str | None = None
     download: bool = False
@@ -129,10 +166,14 @@ class TrainConfig:
                               "a defense (--defense-opt needs --defense NAME); expected no "
                               "options, or a defense to take them")
         self._validate_numbers()
+        self._validate_averaging()
         self._validate_fingerprint()
+        self._validate_extra()
         self._validate_noise()
         self._validate_warmup(method_is_adversarial=bool(
             getattr(METHODS.get(self.method), "needs_eps", False)))
+        self._validate_awp(METHODS.get(self.method))
+        self._validate_label_smoothing(METHODS.get(self.method))
         for fname, allowed in (("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
                                ("norm", NORMS), ("augment", AUGMENT_CHOICES),
                                ("memory_format", MEMORY_FORMATS), ("amp", AMP_MODES)):
@@ -167,11 +208,61 @@ class TrainConfig:
         if self.eps is not None:
             _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
 
+    def _validate_averaging(self) -> None:
+        """`ema` (a decay per step in [0, 1), 0 = off) and `swa_start` (epochs, < epochs; None
+        = off): one way of averaging the weights per run (training/averaging.py)."""
+        ema = _check_number(self, "ema", "a decay per step in [0, 1) (0 = off; typical "
+                                         "0.995-0.9999)", low=0.0, high=1.0, high_open=True)
+        if self.swa_start is None:
+            return
+        check_number("swa_start", self.swa_start, 0.0, self.epochs, high_open=True,
+                     expected=f"a number of epochs in [0, {self.epochs}) (epochs = "
+                              f"{self.epochs}), or null for no SWA", error=ConfigError)
+        if ema > 0:
+            raise ConfigError(f"swa_start: one weight averaging per run, but ema is {ema:g} "
+                              f"and swa_start {self.swa_start:g}; expected ema 0 or swa_start "
+                              "null")
+
+    @property
+    def averaging(self) -> str | None:
+        """How the run averages its weights: "ema", "swa", or None (the last iterate only)."""
+        if self.swa_start is not None:
+            return AVERAGING_SWA
+        return AVERAGING_EMA if self.ema else None
+
     def _validate_fingerprint(self) -> None:
         if self.data_fingerprint is not None and self.dataset != CUSTOM:
             raise ConfigError(f"data_fingerprint: recorded only for data passed from Python "
                               f"(dataset 'custom'); dataset {self.dataset!r} is checked by its "
                               f"files, expected null, got {_short(self.data_fingerprint)}")
+
+    def _validate_extra(self) -> None:
+        """The pseudo-labelled extra images' settings (training/extra_data.py): ranges and how
+        they go together. The files themselves are read when the run starts, not here (a
+        finished run loads without them)."""
+        f = check_number("extra_fraction", self.extra_fraction, 0.0, 1.0, low_open=True,
+                         high_open=True, error=ConfigError,
+                         expected="the share of each batch drawn from the extra images, in "
+                                  "(0, 1) (default 0.5, as in RST)")
+        if self.extra_images is None:
+            given = [name for name in ("extra_teacher", "extra_images_sha256",
+                                       "extra_teacher_sha256") if getattr(self, name) is not None]
+            given += ["extra_fraction"] if f != EXTRA_FRACTION_DEFAULT else []
+            if given:
+                raise ConfigError(f"{given[0]}: {_short(getattr(self, given[0]))} given without "
+                                  "extra_images (--extra-images FILE); expected no extra-data "
+                                  "settings, or a file of extra images for them")
+            return
+        if self.extra_teacher is None:
+            raise ConfigError(f"extra_teacher: extra_images {self.extra_images!r} need a teacher "
+                              "to label them; expected the folder of a finished robustlab run "
+                              "(--extra-teacher RUN), got none")
+        n = extra_per_batch(self.batch_size, f)
+        if n < 1 or n >= self.batch_size:
+            raise ConfigError(f"extra_fraction: {f:g} of batch_size {self.batch_size} is {n} "
+                              f"extra and {self.batch_size - n} labelled images per batch; "
+                              "expected at least one of each (a larger batch_size, or a "
+                              "fraction nearer 0.5)")
 
     def _validate_noise(self) -> None:
         sigma = _check_number(self, "noise_sigma", "a noise std >= 0 in pixel units", low=0.0)
@@ -179,6 +270,33 @@ class TrainConfig:
             raise ConfigError(f"noise_sigma: method 'gaussian-aug' adds its own noise (its "
                               f"option sigma); got noise_sigma {sigma:g} too, expected 0 -- "
                               "use one of them")
+
+    def _validate_awp(self, method_cls: Any) -> None:
+        """Adversarial weight perturbation (training/methods/awp.py): gamma and its warm-up."""
+        # gamma is the perturbation's size relative to each layer's weight norm: the paper uses
+        # 5e-3 (TRADES) and 1e-2 (PGD-AT); at 1 the perturbation is as large as the weights
+        # themselves, so anything above it is a typo, never a setting.
+        gamma = _check_number(self, "awp", "a relative size gamma in [0, 1] (0 = off; the "
+                              "paper's 0.005 for trades, 0.01 for pgd-at)", low=0.0, high=1.0)
+        if gamma > 0 and not getattr(method_cls, "supports_awp", False):
+            raise ConfigError(f"awp: method {self.method!r} has no adversarial-weight-"
+                              f"perturbation step; got {gamma:g}, expected 0 (AWP works with "
+                              "pgd-at, fgsm-rs, n-fgsm, trades, mart and the hybrid family)")
+        w = _check_number(self, "awp_warmup", "a number of epochs >= 0", low=0.0)
+        if w > self.epochs:
+            raise ConfigError(f"awp_warmup: {w:g} epochs is longer than the run "
+                              f"(epochs = {self.epochs}); expected at most {self.epochs}")
+        if w > 0 and gamma == 0:
+            raise ConfigError(f"awp_warmup: {w:g} epochs given without awp (AWP is off); "
+                              "expected 0, or an awp gamma > 0 (--awp 0.01)")
+
+    def _validate_label_smoothing(self, method_cls: Any) -> None:
+        s = _check_number(self, "label_smoothing", "a number in [0, 1) (0 = off)", low=0.0,
+                          high=1.0, high_open=True)
+        if s > 0 and not getattr(method_cls, "reports_accuracy", True):
+            raise ConfigError(f"label_smoothing: method {self.method!r} does not train a "
+                              f"classifier, so it has no labels to smooth; got {s:g}, "
+                              "expected 0")
 
     def _validate_warmup(self, *, method_is_adversarial: bool) -> None:
         w = _check_number(self, "eps_warmup", "a number of epochs >= 0", low=0.0)
@@ -282,7 +400,9 @@ def _check_int(cfg: TrainConfig, fname: str, low: int, high: int | None = None) 
 # `_check_int`, with their ranges).
 _STR_FIELDS = ("dataset", "model", "method", "norm", "eps_warmup_schedule", "optimizer",
                "lr_schedule", "augment", "device", "memory_format", "amp")
-_OPTIONAL_STR_FIELDS = ("recipe", "defense", "data_dir", "out_dir", "data_fingerprint")
+_OPTIONAL_STR_FIELDS = ("recipe", "defense", "data_dir", "out_dir", "data_fingerprint",
+                        "extra_images", "extra_teacher", "extra_images_sha256",
+                        "extra_teacher_sha256")
 _BOOL_FIELDS = ("download", "compile", "progress")
 _DICT_FIELDS = ("dataset_options", "method_options", "defense_options")
 
@@ -310,11 +430,12 @@ def _check_types(cfg: TrainConfig) -> None:
 
 
 def _check_number(cfg: TrainConfig, fname: str, expected: str | None = None, *, low: float,
-                  high: float | None = None, low_open: bool = False) -> float:
+                  high: float | None = None, low_open: bool = False,
+                  high_open: bool = False) -> float:
     """The field as a finite real number in [low, high] (not a bool, nan or inf); else a
     `ConfigError` saying `expected` (default: the bounds)."""
     return check_number(fname, getattr(cfg, fname), low, high, low_open=low_open,
-                        expected=expected, error=ConfigError)
+                        high_open=high_open, expected=expected, error=ConfigError)
 
 
 def _check_device(name: str) -> None:

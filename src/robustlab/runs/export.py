@@ -29,7 +29,8 @@ from torch import nn
 from robustlab.common.checks import check_choice, check_int
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import replace_refusal
-from robustlab.runs.folder import RunFolder
+from robustlab.common.vocabulary import RUN_WEIGHTS, WEIGHTS_AVERAGED
+from robustlab.runs.folder import AVERAGED_WEIGHTS, RunFolder
 
 FORMATS = ("torchscript", "onnx")
 ATOL = 1e-4  # float32 logits; ONNX Runtime's kernels round differently from PyTorch's
@@ -43,13 +44,17 @@ class ExportError(RuntimeError):
 
 def export_model(model: nn.Module | str | Path, path: str | Path, *,
                  format: str = "torchscript", input_shape: tuple[int, ...] | None = None,
-                 overwrite: bool = False, atol: float = ATOL) -> Path:
+                 overwrite: bool = False, atol: float = ATOL,
+                 weights: str = WEIGHTS_AVERAGED) -> Path:
     """Write `model` (an `nn.Module` or a run folder) to `path` and return it.
 
     `input_shape`: one image's `(C, H, W)`; taken from the run's config.json for a run folder,
-    required for a module. The batch dimension stays dynamic in ONNX.
+    required for a module. The batch dimension stays dynamic in ONNX. `weights`: a run
+    folder's "averaged" weights (the default; the last ones for a run that did not average)
+    or "last", as `load_run`; the averaged ones are said on stderr.
     """
     check_choice("format", format, FORMATS, error=ConfigError)
+    check_choice("weights", weights, RUN_WEIGHTS, error=ConfigError)
     path = Path(path)
     if os.path.lexists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
@@ -57,7 +62,7 @@ def export_model(model: nn.Module | str | Path, path: str | Path, *,
     if refusal:
         raise FileExistsError(refusal)
     if not isinstance(model, nn.Module):
-        model, input_shape = _from_run(Path(model), input_shape)
+        model, input_shape = _from_run(Path(model), input_shape, weights)
     if input_shape is None:
         raise ConfigError("input_shape: one image's (C, H, W) is needed to trace a module")
     shape = tuple(check_int(f"input_shape[{i}]", v, low=1, error=ConfigError)
@@ -130,15 +135,18 @@ def _umask() -> int:
     return mask
 
 
-def _from_run(folder: Path, input_shape: tuple[int, ...] | None):
+def _from_run(folder: Path, input_shape: tuple[int, ...] | None, weights: str):
     from robustlab.runs.load import load_model
 
     run = RunFolder(folder)
+    if weights == WEIGHTS_AVERAGED and run.file(AVERAGED_WEIGHTS).is_file():
+        print(f"exporting the averaged weights of run {folder} ({AVERAGED_WEIGHTS}; "
+              "--run-weights last for the last iterate)", file=sys.stderr)
     if run.path.is_dir() and not run.is_complete:
         print(f"warning: run {folder} is not complete (no summary.json): exporting the weights "
               f"of its last finished epoch ({len(run.read_metrics())} of "
               f"{run.read_config().get('epochs')})", file=sys.stderr)
-    model = load_model(folder, device="cpu")
+    model = load_model(folder, device="cpu", weights=weights)
     if input_shape is None:
         kwargs = RunFolder(folder).read_model_kwargs() or {}
         if "in_channels" in kwargs and "image_size" in kwargs:

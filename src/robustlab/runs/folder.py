@@ -5,6 +5,7 @@
     RUN/checkpoint.safetensors  resumable training state (weights, optimizer, method, epoch)
     RUN/model.safetensors       the weights (+ JSON metadata, SHA-256 digest), each epoch and at
                                 the end
+    RUN/model-averaged.safetensors  the averaged weights (EMA / SWA runs only), written like it
     RUN/summary.json            written last: its presence marks a complete run
     RUN/eval*.json, RUN/eval/*.json, RUN/certify-sigma*.json|.png   evaluations written later
     RUN/.NAME.XXXX.tmp          a write in flight (or killed): common/files.atomic_write
@@ -52,6 +53,7 @@ from robustlab.common.files import (
 )
 from robustlab.common.renamed import upgrade_train_fields
 from robustlab.common.result_checks import check_summary_values
+from robustlab.common.vocabulary import AVERAGED_WEIGHTS_FILE as AVERAGED_WEIGHTS
 from robustlab.common.vocabulary import CHECKPOINT_FILE as CHECKPOINT
 from robustlab.common.vocabulary import METRICS_FILE as METRICS
 from robustlab.common.vocabulary import RUN_CONFIG_FILE as CONFIG
@@ -62,7 +64,8 @@ from robustlab.common.vocabulary import WEIGHTS_FILE as WEIGHTS
 # atomic_write's temporary files): `--overwrite` deletes a folder only if it holds nothing else.
 TEMP_FILES = ".*.tmp"
 RUN_LAYOUT: Layout = {
-    CONFIG: None, METRICS: None, CHECKPOINT: None, WEIGHTS: None, SUMMARY: None,
+    CONFIG: None, METRICS: None, CHECKPOINT: None, WEIGHTS: None, AVERAGED_WEIGHTS: None,
+    SUMMARY: None,
     "eval*.json": None, "eval": {"*.json": None, TEMP_FILES: None},
     "certify-sigma*.json": None, "certify-sigma*.png": None, TEMP_FILES: None,
 }
@@ -383,6 +386,6 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-__all__ = ["CHECKPOINT", "CONFIG", "METRICS", "RUN_LAYOUT", "SUMMARY", "TEMP_FILES", "WEIGHTS",
-           "RunFolder", "RunFolderError", "check_owned_folder", "check_run_folder",
-           "claim_run_folder", "hold_lock"]
+__all__ = ["AVERAGED_WEIGHTS", "CHECKPOINT", "CONFIG", "METRICS", "RUN_LAYOUT", "SUMMARY",
+           "TEMP_FILES", "WEIGHTS", "RunFolder", "RunFolderError", "check_owned_folder",
+           "check_run_folder", "claim_run_folder", "hold_lock"]

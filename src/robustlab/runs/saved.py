@@ -67,14 +67,16 @@ def recorded_model_kwargs(folder: RunFolder) -> dict[str, Any] | None:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
-def check_summary_digest(folder: RunFolder, metadata: dict) -> None:
-    """The weights must be the ones the run finished with (summary.json records their digest):
+def check_summary_digest(folder: RunFolder, metadata: dict, *, key: str = DIGEST_KEY,
+                         name: str = WEIGHTS) -> None:
+    """The weights must be the ones the run finished with (summary.json records their digest,
+    under `key` for the file `name`: the averaged weights' under `averaged_weights_sha256`):
     weights copied in from another run, or an older epoch's, are refused."""
     if not folder.is_complete:
         return
-    recorded = folder.read_summary().get(DIGEST_KEY)
+    recorded = folder.read_summary().get(key)
     if recorded is not None and recorded != metadata.get(DIGEST_KEY):
-        raise WeightsError(f"weights file {folder.file(WEIGHTS)} does not match the digest in "
+        raise WeightsError(f"weights file {folder.file(name)} does not match the digest in "
                            f"{folder.file('summary.json')}: these are not the weights this run "
                            "finished with")
 

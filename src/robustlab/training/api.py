@@ -65,7 +65,9 @@ def train(model: nn.Module | str, data: Any, *, method: str = "standard",
             overwrite: as `robustlab train --resume / --overwrite`. Resuming data of your own
             needs the same tensors (config.json's `data_fingerprint`); resuming a finished run
             loads its final weights into `model` and returns it.
-        **fields: any other `TrainConfig` field: epochs, lr, batch_size, seed, threads, ...
+        **fields: any other `TrainConfig` field: epochs, lr, batch_size, seed, threads, ...;
+            `extra_images=FILE, extra_teacher=RUN` (`extra_fraction=0.5`) add pseudo-labelled
+            images to every batch (training/extra_data.py, docs/training.md).
     """
     named_data = isinstance(data, str)
     splits = None
@@ -115,6 +117,9 @@ def _config(*, model: str, dataset: str, method: str, eps: float | None,
         given["eps"] = eps
     if out_dir is not None:
         given["out_dir"] = str(out_dir)
+    for name in ("extra_images", "extra_teacher"):  # files (extra_data.py) as paths too
+        if isinstance(given.get(name), os.PathLike):
+            given[name] = os.fspath(given[name])
     shape = None
     if splits is not None:  # data of your own: what resume compares, what `auto` goes by
         given["data_fingerprint"] = fingerprint(splits)

@@ -15,6 +15,9 @@ would cost ~1/3 of a training step. Single-step variants watch for catastrophic 
 in the epoch time. Every generator runs at the step's budget (`AdversarialMethod.budget`:
 the config's `eps_warmup` ramp, then eps). Logs per epoch: `eps` (at the epoch's last step),
 and with the guard `val_clean_acc`, `val_adv_acc`, `catastrophic_overfitting`.
+Option `grad_align` (lambda, default 0 = off) adds GradAlign (Andriushchenko & Flammarion 2020)
+to the loss at the step's budget, by double backpropagation and so without the CPU kernels
+(`grad_align.py`; docs/training.md, "GradAlign").
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any, ClassVar
 
 from robustlab.common.errors import ConfigError
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import AdversarialMethod, BatchOutput
-from robustlab.training.methods.losses import pgd_at_loss
+from robustlab.training.methods.base import AdversarialMethod, BatchOutput, label_smoothing
+from robustlab.training.methods.grad_align import grad_align_loss, grad_align_options
+from robustlab.training.methods.losses import pgd_at_examples, pgd_at_loss, pgd_at_objective
 from robustlab.training.methods.options import (
     Option,
     generator_options,
@@ -38,18 +42,23 @@ from robustlab.training.methods.validation import OverfitGuard, ValProbe
 class AdversarialTraining(AdversarialMethod):
     """Train on `generator` examples at eps only (see the module docstring)."""
 
+    supports_awp = True
+
     OPTIONS: ClassVar[dict[str, Option]] = {
         **generator_options(steps=10),
         "random_start": Option(True, "bool", "PGD starts at a random point of the ball"),
         "guard": Option(False, "bool", "measure validation accuracy each epoch and flag "
                         "catastrophic overfitting (on for fgsm-rs and n-fgsm)"),
         **guard_options(),
+        **grad_align_options(),
     }
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         if self.step_size is not None and self.generator == "fgsm":
             raise ConfigError("method_options.step_size: generator 'fgsm' always steps by eps")
+        if self.grad_align > 0:  # double backpropagation: not under the CPU kernels
+            self.cpu_kernels = False
         self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high, self.co_gap)
 
     def setup(self, ctx) -> None:
@@ -63,8 +72,26 @@ class AdversarialTraining(AdversarialMethod):
         loss, logits = pgd_at_loss(model, x, y, eps=self.budget(ctx), norm=self.norm,
                                    steps=self.steps, step_size=self.step_size,
                                    random_start=self.random_start, generator=self.generator,
-                                   noise_mult=self.noise_mult, return_logits=True)
+                                   noise_mult=self.noise_mult, return_logits=True,
+                                   label_smoothing=label_smoothing(ctx))
+        if self.grad_align > 0:  # at the step's budget (grad_align.py)
+            loss = loss + grad_align_loss(model, x, y, eps=self.eps_last, lam=self.grad_align,
+                                          norm=self.norm)
         return BatchOutput(loss, logits)
+
+    def adversarial_examples(self, model, x, y, ctx):
+        return pgd_at_examples(model, x, y, eps=self.budget(ctx), norm=self.norm,
+                               steps=self.steps, step_size=self.step_size,
+                               random_start=self.random_start, generator=self.generator,
+                               noise_mult=self.noise_mult)
+
+    def objective(self, model, x, y, x_adv, ctx) -> BatchOutput:
+        logits = model(x_adv)
+        loss = pgd_at_objective(logits, y, label_smoothing=label_smoothing(ctx))
+        if getattr(self, "grad_align", 0) > 0:  # the GradAlign term of `loss`, same budget
+            loss = loss + grad_align_loss(model, x, y, eps=self.eps_last, lam=self.grad_align,
+                                          norm=self.norm)
+        return BatchOutput(loss, logits.detach())
 
     def end_epoch(self, ctx) -> dict[str, Any]:
         logs = super().end_epoch(ctx)

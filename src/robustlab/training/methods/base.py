@@ -5,6 +5,11 @@ A method supplies the loss for one batch (`loss`). Methods whose optimisation st
 method's shared clean/adversarial backward) override `train_step` instead. Per-epoch work (budget
 schedules, the hybrid's validation measurements) goes in `start_epoch` / `end_epoch`, whose
 returned dicts are written to `metrics.jsonl`.
+
+Adversarial weight perturbation (`TrainConfig.awp`, `awp.py`) needs the loss split in two:
+a method with `supports_awp = True` implements `adversarial_examples` (x_adv at the current
+weights) and `objective` (its loss at a fixed x_adv); they are used only on the AWP path
+(`train_step` when `awp_active`), so the plain step stays as it was.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torch import nn
 
 from robustlab.data import ArraySplit
 from robustlab.runs.config import TrainConfig
+from robustlab.training.methods.awp import awp_active, awp_step
 from robustlab.training.methods.eps_schedule import EpsWarmup
 from robustlab.training.methods.options import Option, resolve_options
 
@@ -50,6 +56,12 @@ class TrainContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def label_smoothing(ctx: TrainContext) -> float:
+    """The run's label smoothing of the training cross-entropy (`TrainConfig.label_smoothing`;
+    0 for a context without a config, as a method called from Python may be given)."""
+    return float(getattr(getattr(ctx, "cfg", None), "label_smoothing", 0.0))
+
+
 class TrainingMethod:
     """Base class. Subclasses set `name` via the registry decorator and override `loss`."""
 
@@ -63,8 +75,12 @@ class TrainingMethod:
     #: True for methods whose training step may run under the CPU kernels of
     #: `robustlab.accel.cpu_kernels` (equal values, faster 2x2 max-pool / ReLU / 1-channel
     #: convolution on CPU models that have them). Off by default, and for double
-    #: backpropagation (`gradient-reg`): the kernels' backward is once-differentiable.
+    #: backpropagation (`gradient-reg`; an instance with `grad_align > 0` sets it False): the
+    #: kernels' backward is once-differentiable.
     cpu_kernels: bool = False
+    #: True for methods that implement `adversarial_examples` and `objective`, the two halves
+    #: adversarial weight perturbation needs (`TrainConfig.awp`, checked before any compute).
+    supports_awp: bool = False
 
     #: The method's options, declared once (`robustlab.training.methods.options.Option`):
     #: `__init__` checks the given values against them and sets each as an attribute.
@@ -84,8 +100,21 @@ class TrainingMethod:
              ctx: TrainContext) -> BatchOutput:
         raise NotImplementedError
 
+    def adversarial_examples(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                             ctx: TrainContext) -> torch.Tensor:
+        """The step's x_adv `[B, C, H, W]` at the current weights (AWP path only)."""
+        raise NotImplementedError(f"method {self.name!r} does not support awp")
+
+    def objective(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  x_adv: torch.Tensor, ctx: TrainContext) -> BatchOutput:
+        """The method's loss on the batch and a fixed x_adv (AWP path only); the logits are
+        those `loss` reports, detached."""
+        raise NotImplementedError(f"method {self.name!r} does not support awp")
+
     def train_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                    y: torch.Tensor, ctx: TrainContext) -> BatchOutput:
+        if awp_active(ctx):
+            return awp_step(self, model, optimizer, x, y, ctx, ctx.cfg.awp)
         optimizer.zero_grad(set_to_none=True)
         out = self.loss(model, x, y, ctx)
         out.loss.backward()

@@ -7,7 +7,9 @@ across minibatches (it starts at zero). An epoch therefore costs ~m standard epo
 optimizer steps per batch: to match a standard run's budget, train for `epochs / m` epochs
 (Shafahi et al.). The budget follows `eps_warmup` (`AdversarialMethod`; the carried
 `delta` is projected onto the current ball). Per-epoch log: `eps`. The logits reported are
-those of the first replay (at `x + delta` carried from the previous batch).
+those of the first replay (at `x + delta` carried from the previous batch). With
+`label_smoothing` the one backward is that of the smoothed loss, so `delta`'s ascent follows
+it too: the method's single backward serves both, by design.
 
 Note: the input gradient is taken at the clipped point `clamp(x + delta, 0, 1)`; where the clip
 is active it is the gradient w.r.t. that point, a standard simplification.
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 
 from robustlab.attacks.norms import steepest_direction
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import AdversarialMethod, BatchOutput
+from robustlab.training.methods.base import AdversarialMethod, BatchOutput, label_smoothing
 from robustlab.training.methods.options import Option
 from robustlab.training.methods.perturb import ball_project, differentiable_forward
 
@@ -49,11 +51,11 @@ class FreeAT(AdversarialMethod):
                 fresh[: len(self.delta)] = self.delta.to(x.device)
             self.delta = fresh
         delta = self.delta[:n]
-        first_logits = None
+        first_logits, smoothing = None, label_smoothing(ctx)
         for _ in range(self.m):
             xa = (x + delta).clamp(0.0, 1.0).requires_grad_(True)
             logits = differentiable_forward(model)(xa)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

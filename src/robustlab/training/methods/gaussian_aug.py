@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.base import BatchOutput, TrainingMethod, label_smoothing
 from robustlab.training.methods.options import Option
 
 
@@ -33,4 +33,5 @@ class GaussianAugmentation(TrainingMethod):
 
     def loss(self, model, x, y, ctx) -> BatchOutput:
         logits = model(x + self.sigma * torch.randn_like(x))
-        return BatchOutput(F.cross_entropy(logits, y), logits.detach())
+        return BatchOutput(F.cross_entropy(logits, y, label_smoothing=label_smoothing(ctx)),
+                           logits.detach())

@@ -20,8 +20,11 @@ registered as `hybrid-fgsm`) takes its input gradient from the clean loss's own 
 (~2 forward+backward per step, the floor of training on D ∪ D_adv) but overfits
 catastrophically on MNIST at eps 0.3 (0 % PGD-40; docs/methods.md has the numbers; the guard
 flags it), so it is no longer the default; `fgsm-rs` and `n-fgsm` are the other single-step
-choices. The ramp's length defaults to the config's `eps_warmup` when that is set (the same
-warm-up as every baseline), else half the epochs. After each epoch the method measures, on the
+choices, and option `grad_align` (lambda, default 0 = off) adds GradAlign (Andriushchenko &
+Flammarion 2020) at eps_t, its gradient added after `hybrid_backward`'s (`grad_align.py`;
+docs/training.md, "GradAlign"; double backpropagation, so no CPU kernels). The ramp's
+length defaults to the config's `eps_warmup` when that is set (the same warm-up as every
+baseline), else half the epochs. After each epoch the method measures, on the
 first `val_samples` validation images, clean accuracy and accuracy under the registry's PGD
 (`val_steps` steps at the TARGET eps) and sets `a = acc_adv / (acc_adv + acc_clean)` (0.5 when
 both are 0; `alpha_init` before the first measurement). Per-epoch logs: `eps` (budget used that
@@ -37,14 +40,25 @@ from typing import Any, ClassVar
 from robustlab.common.errors import ConfigError
 from robustlab.common.vocabulary import SMOOTH_EPS_SCHEDULES
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.awp import awp_active, awp_step
+from robustlab.training.methods.base import BatchOutput, TrainingMethod, label_smoothing
 from robustlab.training.methods.eps_schedule import (
     SCHEDULES,
     AdaptiveEps,
     ramp_fraction,
     scheduled_eps,
 )
-from robustlab.training.methods.losses import hybrid_backward, next_alpha
+from robustlab.training.methods.grad_align import (
+    grad_align_backward,
+    grad_align_loss,
+    grad_align_options,
+)
+from robustlab.training.methods.losses import (
+    hybrid_backward,
+    hybrid_examples,
+    hybrid_objective_on,
+    next_alpha,
+)
 from robustlab.training.methods.options import (
     Option,
     check_float,
@@ -62,6 +76,7 @@ class Hybrid(TrainingMethod):
     needs_eps = True
     needs_val = True
     cpu_kernels = True
+    supports_awp = True
     OPTIONS: ClassVar[dict[str, Option]] = {
         # budget schedule
         "schedule": Option("linear", "choice", "how eps ramps from eps_start_frac x eps to eps",
@@ -96,6 +111,8 @@ class Hybrid(TrainingMethod):
                                "epoch)", low=1, allow_none=True),
         # validation measurements and the catastrophic-overfitting guard
         **guard_options(),
+        # GradAlign (grad_align.py; docs/training.md)
+        **grad_align_options(),
     }
 
     def __init__(self, **options: Any) -> None:
@@ -114,6 +131,8 @@ class Hybrid(TrainingMethod):
         self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high, self.co_gap)
         self.alpha = self.fixed_alpha if self.fixed_alpha is not None else self.alpha_init
         self._eps_now = 0.0
+        if self.grad_align > 0:  # double backpropagation: not under the CPU kernels
+            self.cpu_kernels = False
 
     # ------------------------------------------------------------------------ lifecycle
     def setup(self, ctx) -> None:
@@ -151,14 +170,39 @@ class Hybrid(TrainingMethod):
         if self.per_step:
             self._eps_now = self.eps_at(ctx.progress)
         eps_t, a = self._eps_now, self.alpha
+        if awp_active(ctx):  # adversarial weight perturbation (awp.py)
+            out = awp_step(self, model, optimizer, x, y, ctx, ctx.cfg.awp)
+            self._step_alpha(model, ctx)
+            return out
         optimizer.zero_grad(set_to_none=True)
         loss, logits = hybrid_backward(model, optimizer, x, y, eps=eps_t, alpha=a,
                                        norm=self.norm, generator=self.generator, steps=self.steps,
-                                       step_size=self.step_size, noise_mult=self.noise_mult)
+                                       step_size=self.step_size, noise_mult=self.noise_mult,
+                                       label_smoothing=label_smoothing(ctx))
+        if self.grad_align > 0:  # after hybrid_backward, which scales the .grad it finds
+            loss = loss + grad_align_backward(model, x, y, eps=eps_t, lam=self.grad_align,
+                                              norm=self.norm)
         optimizer.step()
+        self._step_alpha(model, ctx)
+        return BatchOutput(loss, logits)
+
+    def _step_alpha(self, model, ctx) -> None:
+        """The alpha update of `update_every` steps, after the step `ctx.step`."""
         if self.update_every is not None and (ctx.step + 1) % self.update_every == 0:
             self._update_alpha(self.probe.clean_acc(model), self.probe.pgd_acc(model, self.eps))
-        return BatchOutput(loss, logits)
+
+    def adversarial_examples(self, model, x, y, ctx):
+        return hybrid_examples(model, x, y, eps=self._eps_now, norm=self.norm,
+                               generator=self.generator, steps=self.steps,
+                               step_size=self.step_size, noise_mult=self.noise_mult)
+
+    def objective(self, model, x, y, x_adv, ctx) -> BatchOutput:
+        loss, logits = hybrid_objective_on(model, x, y, x_adv, alpha=self.alpha,
+                                           label_smoothing=label_smoothing(ctx))
+        if getattr(self, "grad_align", 0) > 0:  # the GradAlign term of the plain step
+            loss = loss + grad_align_loss(model, x, y, eps=self._eps_now, lam=self.grad_align,
+                                          norm=self.norm)
+        return BatchOutput(loss, logits.detach())
 
     def end_epoch(self, ctx) -> dict[str, Any]:
         model = ctx.model

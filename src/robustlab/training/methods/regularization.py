@@ -13,6 +13,8 @@ spectral_norm`: that renames the model's state_dict keys (`...parametrizations.w
 so a run folder could no longer be reloaded into a plain model by `load_run`. For a convolution,
 sigma is that of the kernel reshaped to `[out, in * kh * kw]` (a proxy for the operator norm).
 Per-epoch log: `spectral_max` (the largest estimate at the epoch's end).
+`label_smoothing` smooths both methods' cross-entropy (for `gradient-reg` also the one whose
+input gradient is penalised: the penalty is the first-order increase of the training loss).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import AdversarialMethod, BatchOutput, TrainingMethod
+from robustlab.training.methods.base import (
+    AdversarialMethod,
+    BatchOutput,
+    TrainingMethod,
+    label_smoothing,
+)
 from robustlab.training.methods.options import Option
 
 
@@ -39,7 +46,7 @@ class GradientReg(AdversarialMethod):
         eps = self.budget(ctx)
         xr = x.detach().requires_grad_(True)
         logits = model(xr)
-        ce = F.cross_entropy(logits, y, reduction="none")
+        ce = F.cross_entropy(logits, y, reduction="none", label_smoothing=label_smoothing(ctx))
         (grad,) = torch.autograd.grad(ce.sum(), xr, create_graph=True)
         flat = grad.reshape(len(grad), -1)
         dual = flat.abs().sum(1) if self.norm == "linf" else flat.norm(p=2, dim=1)
@@ -89,7 +96,8 @@ class Lipschitz(TrainingMethod):
         sigma = self.sigmas()
         self.last_sigma = sigma.detach()
         penalty = F.relu(sigma - self.target).pow(2).sum()
-        return BatchOutput(F.cross_entropy(logits, y) + self.lam * penalty, logits.detach())
+        ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing(ctx))
+        return BatchOutput(ce + self.lam * penalty, logits.detach())
 
     def end_epoch(self, ctx) -> dict[str, Any]:
         return {"spectral_max": float(self.last_sigma.max())}

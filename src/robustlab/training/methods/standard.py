@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from robustlab.registry import METHODS
-from robustlab.training.methods.base import BatchOutput, TrainingMethod
+from robustlab.training.methods.base import BatchOutput, TrainingMethod, label_smoothing
 
 
 @METHODS.register("standard")
@@ -14,4 +14,5 @@ class Standard(TrainingMethod):
 
     def loss(self, model, x, y, ctx):
         logits = model(x)
-        return BatchOutput(F.cross_entropy(logits, y), logits.detach())
+        return BatchOutput(F.cross_entropy(logits, y, label_smoothing=label_smoothing(ctx)),
+                           logits.detach())

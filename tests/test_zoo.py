@@ -1,0 +1,187 @@
+"""robustlab's zoo (issue #36 item 4): an entry added from a finished run folder (its averaged
+weights and a `robustlab benchmark` JSON of them), loaded by name with its weights file's SHA-256
+checked against its card, rebuilt from the card with the run's logits; a tampered file, an
+unknown name, a benchmark of other weights or another attack, an existing entry are refused in
+one line; `robustlab list` and `evaluate --pretrained` see the entry; the shipped zoo, empty for
+now, says so. The zoo folder is the `zoo_dir` argument (or $ROBUSTLAB_ZOO), in tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+import robustlab
+from robustlab.cli import main
+from robustlab.common.digest import with_digest
+from robustlab.zoo import ZooError, list_pretrained, load_pretrained, read_card
+from robustlab.zoo import add as zoo_add
+from robustlab.zoo.add import add_entry
+from robustlab.zoo.cards import CARD_FIELDS, NOTHING_SHIPPED, ZOO_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "syn-lenet5-linf"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A finished LeNet-5 run on synthetic data (1 epoch, EMA weights), eps 0.3, and its
+    benchmark JSON (8 images) at RUN/benchmark.json."""
+    from robustlab.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("zoo") / "run"
+    train(TrainConfig(dataset="synthetic", model="lenet5", epochs=1, recipe="none", eps=0.3,
+                      ema=0.9, progress=False, device="cpu", threads=1, out_dir=str(out)))
+    assert main(["benchmark", str(out), "--images", "8", "--device", "cpu", "--no-progress",
+                 "--threads", "1"]) == 0
+    return out
+
+
+@pytest.fixture
+def zoo(run, tmp_path) -> Path:
+    folder = tmp_path / "zoo"
+    add_entry(run, NAME, benchmark=run / "benchmark.json", zoo_dir=folder,
+              command="robustlab train --dataset synthetic --eps 0.3 --ema 0.9")
+    return folder
+
+
+def test_an_added_entry_loads_by_name_with_the_runs_logits(run, zoo):
+    model = load_pretrained(NAME, device="cpu", zoo_dir=zoo)
+    expected = robustlab.load_model(run, device="cpu")  # the averaged (EMA) weights
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model(x), expected(x))
+    assert not model.training and model.card["name"] == NAME
+    last = robustlab.load_model(run, device="cpu", weights="last")
+    with torch.no_grad():
+        assert not torch.equal(model(x), last(x))  # the averaged weights, not the last
+
+
+def test_the_card_is_complete(run, zoo):
+    card = read_card(NAME, zoo)
+    for field, subfields in CARD_FIELDS.items():
+        assert field in card
+        for sub in subfields:
+            assert card[field][sub] is not None, f"{field}.{sub}"
+    weights = zoo / f"{NAME}.safetensors"
+    assert card["weights"]["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    summary = json.loads((run / "summary.json").read_text())
+    assert card["weights"]["tensors_sha256"] == summary["averaged_weights_sha256"]
+    assert card["weights"]["which"] == "averaged" and card["weights"]["averaging"] == "ema"
+    assert card["model"] == {"name": "lenet5", "kwargs": card["model"]["kwargs"]}
+    assert card["model"]["kwargs"]["num_classes"] == 10
+    assert card["threat_model"] == {"norm": "linf", "eps": 0.3}
+    assert card["training"]["command"].startswith("robustlab train --dataset synthetic")
+    assert card["training"]["config"]["ema"] == 0.9
+    assert card["training"]["train_time_s"] == summary["train_time_s"]
+    measured = json.loads((run / "benchmark.json").read_text())
+    ev = card["evaluation"]
+    assert (ev["clean_acc"], ev["autoattack_acc"], ev["n"]) == (
+        measured["clean"]["acc"], measured["autoattack"]["acc"], 8)
+    assert ev["command"].startswith("robustlab benchmark ") and ev["attack"]["steps"] == 100
+
+
+def test_a_tampered_weights_file_is_refused_in_one_line(zoo, monkeypatch, capsys):
+    weights = zoo / f"{NAME}.safetensors"
+    good = hashlib.sha256(weights.read_bytes()).hexdigest()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    bad = hashlib.sha256(bytes(data)).hexdigest()
+    with pytest.raises(ZooError) as err:
+        load_pretrained(NAME, zoo_dir=zoo)
+    message = str(err.value)
+    assert str(weights) in message and good in message and bad in message
+    assert "refusing to load it" in message and "\n" not in message
+    monkeypatch.setenv(ZOO_ENV, str(zoo))
+    assert main(["evaluate", "--pretrained", NAME, "--images", "4", "--attacks", "fgsm"]) == 2
+    err_text = capsys.readouterr().err
+    assert err_text.count("\n") == 1 and bad in err_text
+
+
+def test_an_unknown_name_lists_the_available_ones(zoo, tmp_path):
+    with pytest.raises(ZooError, match=rf"unknown pretrained model 'mnist-x': available: {NAME}"):
+        load_pretrained("mnist-x", zoo_dir=zoo)
+    with pytest.raises(ZooError, match=f"{NOTHING_SHIPPED}"):
+        load_pretrained("mnist-x", zoo_dir=tmp_path / "empty")
+
+
+def test_the_shipped_zoo_is_empty_and_says_so(monkeypatch, capsys):
+    monkeypatch.delenv(ZOO_ENV, raising=False)
+    assert list_pretrained() == []
+    with pytest.raises(ZooError, match="no pretrained models shipped yet"):
+        robustlab.load_pretrained("mnist-smallcnn-linf")
+    assert main(["list", "pretrained"]) == 0
+    assert capsys.readouterr().out == ("pretrained: (none: no pretrained models shipped yet; "
+                                       "docs/zoo.md)\n")
+
+
+def test_list_and_evaluate_see_the_entry(zoo, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(ZOO_ENV, str(zoo))
+    assert main(["list"]) == 0
+    assert f"pretrained: {NAME}\n" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--pretrained", NAME, "--images", "4", "--attacks", "fgsm",
+                 "--no-audit", "--no-curve", "--device", "cpu", "--no-progress"]) == 0
+    result = json.loads(Path(f"{NAME}-eval.json").read_text())
+    assert result["settings"]["eps"] == 0.3 and result["run"]["pretrained"]["name"] == NAME
+    assert main(["evaluate", "--pretrained", NAME, "--dataset", "mnist"]) == 2
+    assert "do not go with it" in capsys.readouterr().err
+
+
+def _edited(source: Path, target: Path, **changes) -> Path:
+    data = json.loads(source.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    target.write_text(json.dumps(with_digest(data)))
+    return target
+
+
+def test_add_refuses_what_it_cannot_vouch_for(run, zoo, tmp_path):
+    bench = run / "benchmark.json"
+    with pytest.raises(ZooError, match="already exists: the zoo never replaces an entry"):
+        add_entry(run, NAME, benchmark=bench, zoo_dir=zoo)
+    with pytest.raises(ZooError, match="it measured other weights"):  # averaged vs last
+        add_entry(run, "b", benchmark=bench, zoo_dir=zoo, weights="last")
+    quick = _edited(bench, tmp_path / "quick.json", attack={"steps": 5})
+    with pytest.raises(ZooError, match=r"AutoAttack standard at the original counts.*'steps': 5"):
+        add_entry(run, "c", benchmark=quick, zoo_dir=zoo)
+    other_eps = _edited(bench, tmp_path / "eps.json", eps_value=0.1)
+    with pytest.raises(ZooError, match="differ from the run's"):
+        add_entry(run, "d", benchmark=other_eps, zoo_dir=zoo)
+    not_bench = _edited(bench, tmp_path / "eval.json", schema="robustlab.eval/1")
+    with pytest.raises(ZooError, match="schema: expected 'robustlab.benchmark/1'"):
+        add_entry(run, "e", benchmark=not_bench, zoo_dir=zoo)
+    edited = tmp_path / "edited.json"
+    edited.write_text(bench.read_text().replace('"n": 8', '"n": 9', 1))
+    with pytest.raises(ZooError, match="was edited after robustlab wrote it"):
+        add_entry(run, "f", benchmark=edited, zoo_dir=zoo)
+    with pytest.raises(ZooError, match="name: expected lower-case letters"):
+        add_entry(run, "Bad Name", benchmark=bench, zoo_dir=zoo)
+    assert list_pretrained(zoo) == [NAME]  # nothing half-written
+
+
+def test_the_add_tool_is_one_line_on_error(run, zoo, capsys):
+    argv = [str(run), "--name", NAME, "--eval", str(run / "benchmark.json"),
+            "--zoo-dir", str(zoo)]
+    assert zoo_add.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("robustlab.zoo.add: error: ") and err.count("\n") == 1
+    assert zoo_add.main([*argv[:2], "other", *argv[3:]]) == 0
+    assert list_pretrained(zoo) == ["other", NAME]
+
+
+def test_the_wheel_ships_the_zoo_files():
+    """pyproject.toml's package data holds the zoo's weights and cards (building a wheel in a
+    test is too slow); the folder they go in is part of the package."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["robustlab"]
+    assert {"zoo/models/*.json", "zoo/models/*.safetensors"} <= set(patterns)
+    assert (ROOT / "src" / "robustlab" / "zoo" / "models").is_dir()
