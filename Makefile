@@ -26,6 +26,16 @@ $(VENV)/.installed: $(VENV)/.installed-base
 	# tests/test_robustbench_load.py (imported file by file; they need only torch). The package
 	# declares torchvision, timm, gdown, ... that robustlab does not use.
 	$(PIP) install --no-deps "robustbench==1.1.1"
+	# adv-lib: the reference of FMN and DDN (tests/attacks/test_fmn.py, test_ddn.py,
+	# bench/min_norm_vs_adv_lib.py); its attack files are loaded one by one, without the
+	# torchvision / visdom / scipy its package declares.
+	$(PIP) install --no-deps "adv-lib==0.2.8"
+	# Foolbox: its PointwiseAttack / SaltAndPepperNoiseAttack are the L0 reference of Sparse-RS
+	# and sparse-PGD (tests/attacks/test_sparse_rs.py, test_sparse_pgd.py,
+	# bench/sparse_rs_check.py); eagerpy and GitPython (imported by foolbox.zoo) without the
+	# requests / scipy pins its package declares.
+	$(PIP) install --no-deps "foolbox==3.3.4" "eagerpy==0.30.0" "GitPython==3.2.1" \
+		"gitdb==4.0.12" "smmap==5.0.3"
 	touch $@
 
 # Ray (the optional `ray` extra) only for the tests of `reproduce --executor ray`; the demo

@@ -43,7 +43,8 @@ def test_median_mixed_bits_and_budget():
     ("attacks", ("nope",), "unknown attack 'nope'"),
     ("attacks", (), "at least one attack"),
     ("eps", -1.0, "eps: expected a finite number >= 0"),
-    ("norm", "l1", "norm: expected one of linf, l2"),
+    ("norm", "l3", "norm: expected one of linf, l2"),
+    ("norm", "l1", "attacks: fgsm does not attack at norm l1"),  # defaults: fgsm, pgd
     ("n", 0, "n: expected an integer >= 1"),
     ("mixed_attack", "cw-l2", "mixed_attack"),
 ])
@@ -119,8 +120,8 @@ def test_audit_and_table(toy_result):
     r, _ = toy_result
     names = [c["name"] for c in r["audit"]["checks"]]
     assert names == ["finite_logits", "collapse", "large_eps", "curve_monotone",
-                     "iterative_vs_single", "more_steps", "black_box", "gradients",
-                     "randomness", "bpda"]
+                     "iterative_vs_single", "more_steps", "black_box", "gradient_free",
+                     "gradients", "randomness", "bpda"]
     assert all(c["status"] in ("pass", "flag", "skipped") and c["reason"]
                for c in r["audit"]["checks"])
     by = {c["name"]: c for c in r["audit"]["checks"]}

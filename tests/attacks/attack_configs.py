@@ -35,14 +35,20 @@ def build(name: str, *, eps: Any, norm: str, seed: int = 0, **extra: Any):
     return create_attack(name, eps=eps, norm=norm, seed=seed, **fast_options(name), **extra)
 
 
+def some_eps(norm: str) -> float:
+    """A small valid eps of `norm` (l0: a whole number of pixels)."""
+    return 1 if norm == "l0" else 0.1
+
+
 def supported_norms(name: str) -> list[str]:
-    """The norms ("linf", "l2") the attack `name` can be built for."""
+    """The norms (of the vocabulary's NORMS, in its order) the attack `name` can be built for."""
     from robustlab.attacks import AttackError
+    from robustlab.common.vocabulary import NORMS
 
     out = []
-    for norm in ("linf", "l2"):
+    for norm in NORMS:
         try:
-            build(name, eps=0.1, norm=norm)
+            build(name, eps=some_eps(norm), norm=norm)
         except AttackError:
             continue
         out.append(norm)

@@ -34,7 +34,8 @@ def _surrogate() -> nn.Module:
 def _base(name: str) -> dict[str, Any]:
     """The keywords an attack needs beside its options."""
     cls = ATTACKS.get(name)
-    out: dict[str, Any] = {"eps": 0.1} if cls.needs_eps else {}
+    l0 = cls.options()["norm"].default == "l0"  # an l0 attack: eps a whole pixel count
+    out: dict[str, Any] = {"eps": 1 if l0 else 0.1} if cls.needs_eps else {}
     if name == "transfer":
         out["surrogate"] = _surrogate()
     return out

@@ -241,7 +241,8 @@ def test_zero_step_size_with_positive_eps_raises(name):
 # ------------------------------------------------------------- 6. property over inputs
 # Each call breaks at most one thing (about half break none), so the property knows exactly
 # which argument the error must name, and valid calls are common enough to be exercised.
-SPELLINGS = {"linf": ["linf", "Linf", "LINF"], "l2": ["l2", "L2"]}
+SPELLINGS = {"linf": ["linf", "Linf", "LINF"], "l2": ["l2", "L2"], "l1": ["l1", "L1"],
+             "l0": ["l0", "L0"]}
 BAD_NORMS = ["l3", "inf", "", 2, None]
 BAD_EPS = [math.nan, math.inf, -math.inf, -0.1, -1e-9]
 X_DTYPES, BAD_X_DTYPES = ["float32", "float64", "float16", "bfloat16"], ["uint8", "int64", "numpy"]
@@ -290,6 +291,8 @@ def calls(draw):
     linf = isinstance(norm, str) and norm.lower() == "linf"
     good_eps = st.one_of(st.floats(0.0, 0.3), st.sampled_from([0.0, 1.0] + ([] if linf else big)))
     bad_eps = st.sampled_from(BAD_EPS + (big if linf else []))
+    if isinstance(norm, str) and norm.lower() == "l0":  # a whole number of pixels
+        good_eps, bad_eps = st.integers(0, 10).map(float), st.sampled_from(BAD_EPS + [2.5])
     eps = draw(bad_eps if broken == "eps" else good_eps)
     # an unfitted universal patch cross-fits on the batch's two halves: one image is an error
     # of its own (tests/attacks/test_patch.py), not a bad argument of this call

@@ -31,9 +31,10 @@ def test_every_documented_option_and_default_is_accepted(name):
                if p.default is not inspect.Parameter.empty and p.name not in ("eps", "model")}
     if "surrogate" in options:  # documented as required (no usable default)
         options["surrogate"] = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    attack = create(name, eps=0.1 if cls.needs_eps else None, **options)
+    eps = 1 if options.get("norm") == "l0" else 0.1  # l0: a whole number of pixels
+    attack = create(name, eps=eps if cls.needs_eps else None, **options)
     assert attack.name == name
     for key in ("steps", "restarts"):
         if key in options:
             with pytest.raises(AttackError, match=f"{key}: expected an integer >= 1, got 0"):
-                create(name, eps=0.1, **{**options, key: 0})
+                create(name, eps=eps, **{**options, key: 0})

@@ -90,11 +90,18 @@ from robustlab.attacks.execution import (
 )
 from robustlab.attacks.inputs import check_images, check_labels, compute_dtype
 from robustlab.attacks.losses import LossFn, get_loss, is_adversarial
-from robustlab.attacks.norms import eps_view, layout_of, linf_box, project_and_clip
+from robustlab.attacks.norms import (
+    check_l0_eps,
+    eps_view,
+    l0_mask,
+    layout_of,
+    linf_box,
+    project_and_clip,
+)
 from robustlab.common.checks import SEED_MAX, check_number
 from robustlab.common.modes import eval_mode
 from robustlab.common.options import Option, merged_options, options_signature, resolve_options
-from robustlab.common.vocabulary import MEMORY_FORMATS, NORMS
+from robustlab.common.vocabulary import ATTACK_NORMS, MEMORY_FORMATS, NORMS
 
 __all__ = ["Attack", "AttackError", "AttackModel", "BestIterate", "Gradient", "input_gradient",
            "eval_mode", "frozen_parameters"]
@@ -179,7 +186,8 @@ class Attack:
     #: The options every attack takes, declared once; a subclass's `OPTIONS` extends them
     #: (merged along the MRO, `options()`), redeclaring one to change its default.
     OPTIONS: ClassVar[dict[str, Option]] = {
-        "norm": Option("linf", "choice", "threat-model norm (case-insensitive)", choices=NORMS),
+        "norm": Option("linf", "choice", "threat-model norm (case-insensitive)",
+                       choices=ATTACK_NORMS),
         "seed": Option(0, "int", "seed of the attack's random numbers (same seed, same output)",
                        low=0, high=SEED_MAX),
         "adaptive": Option(True, "bool", "use BPDA / EOT where the model declares them "
@@ -301,6 +309,8 @@ class Attack:
         else:
             top = eps = check_number("eps", eps, 0.0, error=AttackError,
                                      expected="a number >= 0 or a tensor")
+        if norm == "l0":
+            check_l0_eps(eps)
         if norm == "linf" and top > 1.0:
             raise AttackError(
                 f"eps: {top:g} exceeds 1, the whole pixel range; eps is in pixel units of "
@@ -404,6 +414,8 @@ class Attack:
         """`x_adv` onto the eps-ball around `x` (if `bounded`) ∩ [0, 1]; `eps` is `[N]`."""
         if self.bounded and self.norm == "linf":
             return torch.clamp(x_adv, *linf_box(x, eps_view(eps, x)))
+        if self.bounded and self.norm == "l0":  # keep the eps most changed pixels, bit-exactly
+            return torch.where(l0_mask(x_adv - x, eps_view(eps, x)), x_adv, x).clamp(0.0, 1.0)
         if self.bounded:
             return project_and_clip(x, x_adv, eps_view(eps, x), self.norm)
         return x_adv.clamp(0.0, 1.0)

@@ -27,10 +27,11 @@ def original_autoattack(model: nn.Module, eps: float, *, norm: str = "linf", see
                         batch_size: int = 500):
     """The original AutoAttack of Croce & Hein (PyPI `pyautoattack`, the authors' code),
     version "standard" (APGD-CE, APGD-T, FAB-T, Square at their original counts), seeded.
-    `norm`: "linf" | "l2". Call it as `suite(x, y) -> x_adv` (`x` `[N, C, H, W]` in [0, 1])."""
+    `norm`: "linf" | "l2" | "l1". Call it as `suite(x, y) -> x_adv` (`x` `[N, C, H, W]` in
+    [0, 1])."""
     from pyautoattack import AutoAttack
 
-    suite = AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2"}[norm],
+    suite = AutoAttack(model, eps=eps, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm],
                        version="standard", seed=seed, device=next(model.parameters()).device)
     suite.verbose = False
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from robustlab.cli.common import CLIError, launch_torchrun, parse_key_value
 from robustlab.common.checks import check_int
-from robustlab.common.vocabulary import RUN_WEIGHTS
+from robustlab.common.vocabulary import NORMS, RUN_WEIGHTS
 
 NAME = "evaluate"
 
@@ -32,7 +32,10 @@ def add_command(sub: Any) -> None:
                    help="attack budget in [0, 1] pixel units (default: the run's training "
                         "eps, the entry's with --robustbench; required with --model)")
     p.add_argument("--norm", default=None,
-                   help="linf or l2, case-insensitive (default: the run's norm; linf with "
+                   help=f"{', '.join(NORMS)}, case-insensitive; l1 and l0 need attacks that "
+                        "support them (l1: apgd-ce, apgd-t, autoattack; l0, --eps a whole "
+                        "number of pixels: sparse-rs, sparse-pgd, fmn; with --no-curve "
+                        "--no-audit) (default: the run's norm; linf with "
                         "--model; the entry's threat model with --robustbench)")
     p.add_argument("--images", "--n", dest="n", type=int, default=None, metavar="N",
                    help="evaluate the first N test images (default: all); --images as in "

@@ -147,3 +147,11 @@ def check_l2_budget(field: str, eps: float, image_numel: int, *, where: str,
                     f"distance between two images of {where} (sqrt(C*H*W)); expected at most "
                     f"{diameter:.1f}")
     return float(eps)
+
+
+def check_pixel_count(field: str, value: Any, *, error: type[Exception] = ValueError) -> int:
+    """An L0 budget: a whole number of pixels >= 0 (24 or 24.0; not 2.5, -1 or a bool)."""
+    if not is_real(value) or value < 0 or not float(value).is_integer():
+        raise error(f"{field}: expected a whole number of pixels >= 0 for norm l0 (e.g. 24), "
+                    f"got {_show(value)}")
+    return int(value)

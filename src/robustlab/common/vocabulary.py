@@ -11,7 +11,14 @@ names.
 from __future__ import annotations
 
 # ------------------------------------------------------------------------- threat model
-NORMS = ("linf", "l2")  # perturbation norms of attacks, run configs, evaluations and studies
+# perturbation norms of attacks, run configs, evaluations and studies
+NORMS = ("linf", "l2", "l0", "l1")
+# "l0" counts PIXELS: a pixel of an image [C, H, W] changed in any channel counts once (the
+# pixel-wise threat model of Sparse-RS, Croce et al. 2022); its eps is an integer pixel count.
+# the norms an attack supports unless its OPTIONS redeclare `norm` (so NORMS growing makes no
+# existing attack accept a new threat model silently); "l1": the L1 ball intersected with
+# [0, 1]^d (Croce & Hein 2021, "Mind the box"), eps in pixel units (e.g. 10 on MNIST)
+ATTACK_NORMS = ("linf", "l2")
 # The accuracy-versus-eps curve's budgets, as multiples of eps: dense around the evaluation
 # budget (0.8-1.2 x), where a robust model falls off (with 1.0 then 1.5 alone Figure 3 drew
 # that fall as one straight line); linf points above 1 are skipped.

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustlab.attacks.min_norm import fooled_distances
 from robustlab.attacks.progress import reporting
 from robustlab.common.inference import predict_logits
 from robustlab.common.sharding import Shard
@@ -32,7 +33,9 @@ class AttackOutcome:
     prediction on the effective adversarial input is right), conf `[N]` (max softmax on it),
     l2 / linf `[N]` (norms of the effective perturbation), raw_l2 `[N]` (norm of the raw
     output's perturbation, in or out of budget), raw_fooled `[N]` bool (raw output
-    misclassified), seconds (wall time).
+    misclassified), seconds (wall time); distances `[N]` float64 (minimum-norm attacks only,
+    `attacks/min_norm.py`: the raw output's distance in the attack's norm where it fools the
+    model, inf where it does not).
     """
 
     robust: Tensor
@@ -44,6 +47,9 @@ class AttackOutcome:
     raw_fooled: Tensor
     seconds: float
     x_adv: Tensor | None = None
+    distances: Tensor | None = None
+    distance_norm: str | None = None
+    l0: Tensor | None = None  # pixels changed `[N]` (the effective perturbation; l0 runs only)
 
 
 def accepted_kwargs(factory: Any) -> set[str]:
@@ -63,12 +69,20 @@ def build_attack(name: str, *, eps: float, norm: str, seed: int, adaptive: bool,
 
     factory = ATTACKS.get(name)
     kwargs: dict[str, Any] = {"seed": seed, "adaptive": adaptive}
-    if getattr(factory, "bounded", True):  # unbounded attacks (cw-l2) keep their own norm
+    # unbounded attacks keep their own norm (cw-l2) unless they take this one (fmn)
+    if getattr(factory, "bounded", True) or _takes_norm(factory, norm):
         kwargs["norm"] = norm
     if getattr(factory, "needs_eps", True):
         kwargs["eps"] = eps
     kwargs.update(options or {})
     return attacks.create(name, **kwargs)
+
+
+def _takes_norm(factory: Any, norm: str) -> bool:
+    """Whether the attack's `norm` option accepts `norm`."""
+    options = getattr(factory, "options", None)
+    option = options().get("norm") if callable(options) else None
+    return option is not None and norm in (option.choices or ())
 
 
 def build_attacks(settings: Any) -> dict[str, Any]:
@@ -115,12 +129,19 @@ def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correc
     batches = [b for _, b in sorted(shard.gather(done), key=lambda item: item[0])]
     keys = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled") + (("x_adv",) if keep_adv
                                                                         else ())
+    if batches and "distances" in batches[0]:
+        keys += ("distances",)
+    if batches and all("l0" in b for b in batches):  # an l0 evaluation: pixels changed
+        keys += ("l0",)
     cat = {k: torch.cat([b[k] for b in batches]) if batches else torch.empty(0) for k in keys}
     correct = cat["correct"].bool()
     return AttackOutcome(robust=clean_correct & correct, correct_adv=correct, conf=cat["conf"],
                          l2=cat["l2"], linf=cat["linf"], raw_l2=cat["raw_l2"],
                          raw_fooled=cat["raw_fooled"].bool(),
-                         seconds=time.perf_counter() - t0, x_adv=cat.get("x_adv"))
+                         seconds=time.perf_counter() - t0, x_adv=cat.get("x_adv"),
+                         distances=cat.get("distances"),
+                         distance_norm=attack.norm if "distances" in cat else None,
+                         l0=cat.get("l0"))
 
 
 def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps: float,
@@ -137,6 +158,11 @@ def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps:
     logits = raw_logits if bool(within.all()) else predict_logits(model, x_eff, batch_size)
     norms = M.lp_norms(x_eff - xb)
     kept = {"x_adv": x_eff.detach().float().cpu()} if keep_adv else {}
+    if norm == "l0":
+        kept["l0"] = norms["l0"].cpu()
+    if getattr(attack, "returns_distances", False):  # a minimum-norm attack (fmn, ddn)
+        fooled = raw_logits.argmax(1) != yb
+        kept["distances"] = fooled_distances(xb, x_adv, fooled, attack.norm).cpu()
     return {**kept, "correct": (logits.argmax(1) == yb).cpu(),
             "conf": M.confidence(logits).cpu(),
             "l2": norms["l2"].cpu(), "linf": norms["linf"].cpu(),
@@ -161,6 +187,8 @@ def summarize_outcome(out: AttackOutcome, clean_correct: Tensor, ece_bins: int) 
             "linf_mean": M.mean_or_none(out.linf[broken]),
             "linf_median": M.median_or_none(out.linf[broken]),
             "unbounded_l2_median": M.median_or_none(out.raw_l2[fooled_raw]),
+            **({} if out.l0 is None else {"l0_mean": M.mean_or_none(out.l0[broken]),
+                                          "l0_median": M.median_or_none(out.l0[broken])}),
         },
         "seconds": out.seconds,
     }

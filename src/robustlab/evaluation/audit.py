@@ -21,6 +21,10 @@ model is flagged when any check flags. Thresholds (documented in docs/evaluation
 - black_box: Square (query-based) and a transfer attack must not be stronger than the best
   white-box attack of the same threat model (the eps-ball: an attack with a threat model of
   its own, a patch, is never compared with them; `threat_model`);
+- gradient_free: a gradient-free attack (linf: SPSA, l2: HopSkipJump) at the same query
+  budget per image as Square (`audit_square_queries`; SPSA: 16 directions a step, so
+  (queries - 1) // 33 steps, Adam rate max(0.01, 3 eps / steps)) must not be stronger than
+  that white-box worst case (other norms: skipped);
 - gradients: input gradients of the margin loss must be finite and non-zero (<= 10% of samples
   with an all-zero gradient);
 - randomness: outputs that change between two identical forward passes must be declared
@@ -61,6 +65,9 @@ COLLAPSE_SHARE = 0.9  # collapse (and the large_eps note): one class predicted f
 # this share of the clean inputs
 PGD_STEPS_FALLBACK = 10  # more_steps: the steps of a curve attack that does not declare them
 EPS_BALL = "eps-ball"  # the threat model of every attack that does not declare its own
+GRADIENT_FREE_SAMPLES = 16  # gradient_free: SPSA's random directions a step (2 x 16 + 1
+# queries a step, within the audit's query budget `audit_square_queries`)
+GRADIENT_FREE_ATTACKS = {"linf": "spsa", "l2": "hop-skip-jump"}  # gradient_free: per norm
 
 
 def check(name: str, ok: bool | None, reason: str, **values: Any) -> dict[str, Any]:
@@ -329,12 +336,10 @@ def black_box_check(a: AuditInputs) -> dict[str, Any]:
     same threat model; patch attacks (their own threat model) are left out of it."""
     from robustlab.registry import ATTACKS
 
-    white = [k for k in a.base if k in ATTACKS and ATTACKS.get(k).gradient_based
-             and threat_model(k) == EPS_BALL]
+    white, white_acc = _white_box(a)
     if not white:
         return check("black_box", None, "needs a white-box attack of the eps-ball threat "
                      "model among the evaluated ones (patches have their own)")
-    white_acc = _acc(torch.stack([a.base[k] for k in white]).all(0))
     bb: dict[str, float] = {}
     if "square" in ATTACKS:
         bb["square"] = _acc(a.attack_acc("square", a.settings.eps,
@@ -352,6 +357,61 @@ def black_box_check(a: AuditInputs) -> dict[str, Any]:
                  white_box=white_acc, white_box_attacks=white, **bb)
 
 
+def gradient_free_check(a: AuditInputs) -> dict[str, Any]:
+    """A gradient-free attack (`GRADIENT_FREE_ATTACKS`: SPSA for linf, HopSkipJump for l2) at
+    Square's query budget per image is not stronger than the per-sample worst case of the
+    evaluated white-box attacks of the eps-ball (beyond the tolerance): if it is, the
+    gradients the white-box attacks followed lie (Uesato et al. 2018)."""
+    from robustlab.registry import ATTACKS
+
+    white, white_acc = _white_box(a)
+    if not white:
+        return check("gradient_free", None, "needs a white-box attack of the eps-ball threat "
+                     "model among the evaluated ones (patches have their own)")
+    name = GRADIENT_FREE_ATTACKS.get(a.settings.norm)
+    if name is None or name not in ATTACKS:
+        return check("gradient_free", None, f"no gradient-free attack for norm "
+                     f"{a.settings.norm} (linf: spsa, l2: hop-skip-jump)")
+    options = gradient_free_options(name, a.settings.audit_square_queries, a.settings.eps)
+    acc = _acc(a.attack_acc(name, a.settings.eps, options))
+    stronger = acc < white_acc - a.tol
+    return check("gradient_free", not stronger,
+                 f"{name} ({_queries_text(name, options)} queries per image) accuracy "
+                 f"{acc:.3f} vs white-box worst case {white_acc:.3f} ({', '.join(white)})"
+                 + (" (gradient-free attack stronger: masked gradients)" if stronger else ""),
+                 attack=name, acc=acc, white_box=white_acc, white_box_attacks=white,
+                 options=options, tolerance=a.tol)
+
+
+def gradient_free_options(name: str, queries: int, eps: float) -> dict[str, Any]:
+    """The options that keep the gradient-free attack `name` within `queries` per image; SPSA's
+    Adam rate is the paper's 0.01, raised to `3 eps / steps` where that is larger (so the
+    ball's edge is within reach in a third of the few steps the budget allows)."""
+    if name == "spsa":
+        steps = max(1, (queries - 1) // (2 * GRADIENT_FREE_SAMPLES + 1))
+        return {"samples": GRADIENT_FREE_SAMPLES, "steps": steps,
+                "lr": max(0.01, 3 * float(eps) / steps)}
+    return {"max_queries": queries}
+
+
+def _queries_text(name: str, options: dict[str, Any]) -> str:
+    if name == "spsa":
+        return f"<= {1 + options['steps'] * (2 * options['samples'] + 1)}"
+    return f"<= {options['max_queries']}"
+
+
+def _white_box(a: AuditInputs) -> tuple[list[str], float]:
+    """(the evaluated gradient-based attacks of the eps-ball, their per-sample worst-case
+    accuracy); ([], nan) without one."""
+    from robustlab.registry import ATTACKS
+
+    white = [k for k in a.base if k in ATTACKS and ATTACKS.get(k).gradient_based
+             and threat_model(k) == EPS_BALL]
+    if not white:
+        return [], math.nan
+    return white, _acc(torch.stack([a.base[k] for k in white]).all(0))
+
+
 def gradients_check(a: AuditInputs) -> dict[str, Any]:
     return _gradient_check(a.model, a.x, a.y, a.settings.adaptive)
 
@@ -367,8 +427,8 @@ def bpda_check(a: AuditInputs) -> dict[str, Any]:
 # In the order they are reported and run (finite_logits runs last; see `_run_checks`).
 CHECKS: tuple[Callable[[AuditInputs], dict[str, Any]], ...] = (
     finite_logits_check, collapse_check, large_eps_check, curve_monotone_check,
-    iterative_vs_single_check, more_steps_check, black_box_check, gradients_check,
-    randomness_check, bpda_check,
+    iterative_vs_single_check, more_steps_check, black_box_check, gradient_free_check,
+    gradients_check, randomness_check, bpda_check,
 )
 
 

@@ -167,8 +167,18 @@ def _result(model: nn.Module, y: Tensor, settings: EvalSettings, m: Measured, *,
                         "worst_case": M.bits(worst)},
             "confidence": {"clean": _rounded(m.clean_conf),
                            **{k: _rounded(o.conf) for k, o in m.outcomes.items()}},
+            **_distances(m.outcomes),
         },
     }
+
+
+def _distances(outcomes: dict[str, AttackOutcome]) -> dict[str, Any]:
+    """`{"distances": {attack: {"norm", "values"}}}` for the minimum-norm attacks (fmn,
+    ddn): each image's minimal distance in the attack's norm, null where the attack found no
+    adversarial point; `{}` when none ran (the field is then absent)."""
+    kept = {k: {"norm": o.distance_norm, "values": M.finite_or_none(o.distances)}
+            for k, o in outcomes.items() if o.distances is not None}
+    return {"distances": kept} if kept else {}
 
 
 def _rounded(values: Tensor) -> list[float]:

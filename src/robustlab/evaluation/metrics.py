@@ -6,10 +6,13 @@ images); boolean masks are `[N]`. Every summary of an empty set is None (never N
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from robustlab.attacks.norms import pixel_changes
 
 
 def confidence(logits: Tensor) -> Tensor:
@@ -50,16 +53,32 @@ def median_or_none(values: Tensor) -> float | None:
 
 
 def lp_norms(delta: Tensor) -> dict[str, Tensor]:
-    """Per-sample L2 and Linf norms of `delta` -> {"l2": [N], "linf": [N]}."""
+    """Per-sample L2, Linf and L1 norms of `delta` and its L0 size -> {"l2": [N], "linf": [N],
+    "l0": [N], "l1": [N]}; l0 counts PIXELS (a pixel of `[N, C, H, W]` changed in any
+    channel once)."""
     flat = delta.reshape(delta.shape[0], -1).double()
     return {"l2": flat.norm(p=2, dim=1),
-            "linf": flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0])}
+            "linf": flat.abs().amax(dim=1) if flat.shape[1] else flat.new_zeros(flat.shape[0]),
+            "l0": (pixel_changes(delta) > 0).sum(dim=1).double(),
+            "l1": flat.abs().sum(dim=1)}
 
 
 def within_budget(delta: Tensor, eps: float, norm: str) -> Tensor:
     """Bool `[N]`: the perturbation lies in the threat model's ball (with float tolerance)."""
     size = lp_norms(delta)[norm]
     return size <= eps * (1 + 1e-5) + 1e-6
+
+
+def finite_or_none(values: Tensor) -> list[float | None]:
+    """`values` `[N]` as a JSON list: inf / nan become None (strict JSON has no inf)."""
+    return [v if math.isfinite(v) else None for v in values.double().tolist()]
+
+
+def accuracy_from_distances(distances: Tensor, eps: float) -> float | None:
+    """Robust accuracy at `eps` read off minimal distances `[N]` (inf: never fooled; 0: the
+    clean input is misclassified): the fraction of images whose distance is beyond `eps`,
+    with `within_budget`'s float tolerance, so it counts what a run at `eps` counts."""
+    return accuracy(distances.double() > eps * (1 + 1e-5) + 1e-6)
 
 
 def accuracy(mask: Tensor) -> float | None:

@@ -24,6 +24,9 @@ from torch import Tensor, nn
 from robustlab.common.files import atomic_write_bytes
 
 FIELDS = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled")
+OPTIONAL_FIELD = "distances"  # kept for the minimum-norm attacks (fmn, ddn) only
+# the optional fields: OPTIONAL_FIELD, and "l0" (pixels changed) of an l0 evaluation
+OPTIONAL_FIELDS = (OPTIONAL_FIELD, "l0")
 
 
 def partial_path(out: str | Path) -> Path:
@@ -70,11 +73,16 @@ class PartialResults:
         keys = [f"{attack}/{batch}/{f}" for f in FIELDS]
         if not all(k in self.tensors for k in keys):
             return None
-        return {f: self.tensors[k] for f, k in zip(FIELDS, keys, strict=True)}
+        out = {f: self.tensors[k] for f, k in zip(FIELDS, keys, strict=True)}
+        extra = {f: f"{attack}/{batch}/{f}" for f in OPTIONAL_FIELDS}  # distances, l0
+        return {**out, **{f: self.tensors[k] for f, k in extra.items() if k in self.tensors}}
 
     def put(self, attack: str, batch: int, result: dict[str, Tensor]) -> None:
         for f in FIELDS:
             self.tensors[f"{attack}/{batch}/{f}"] = result[f].contiguous()
+        for f in OPTIONAL_FIELDS:
+            if f in result:
+                self.tensors[f"{attack}/{batch}/{f}"] = result[f]
         atomic_write_bytes(self.path, save(self.tensors, metadata={"key": self.key}))
 
     def discard(self) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from robustlab.attacks.min_norm import DISTANCE_NORMS
+from robustlab.common.checks import check_choice, check_number
 from robustlab.common.result_checks import check_eval_values
 from robustlab.common.vocabulary import EVAL_SCHEMA as SCHEMA_VERSION
 
@@ -32,4 +34,28 @@ def check_eval_dict(data: Any, source: str) -> dict[str, Any]:
     if missing:
         raise EvalFileError(f"{source}: missing field(s) {', '.join(missing)}")
     check_eval_values(data, source, error=EvalFileError)
+    check_distances(data, source)
     return data
+
+
+def check_distances(data: dict[str, Any], source: str) -> None:
+    """`per_sample.distances` (optional; files before it lack it): per minimum-norm attack,
+    `norm` one of DISTANCE_NORMS and `values` a list of `n` distances >= 0 or null."""
+    per = data.get("per_sample")
+    table = per.get("distances") if isinstance(per, dict) else None
+    if table is None:
+        return
+    if not isinstance(table, dict):
+        raise EvalFileError(f"{source}: per_sample.distances: expected an object, got "
+                            f"{type(table).__name__}")
+    for name, entry in table.items():
+        field = f"{source}: per_sample.distances.{name}"
+        values = entry.get("values") if isinstance(entry, dict) else None
+        if not isinstance(values, list) or len(values) != data.get("n"):
+            raise EvalFileError(f"{field}.values: expected a list of n = {data.get('n')} "
+                                f"distances, got {type(values).__name__}"
+                                + (f" of {len(values)}" if isinstance(values, list) else ""))
+        check_choice(f"{field}.norm", entry.get("norm"), DISTANCE_NORMS, error=EvalFileError)
+        for i, v in enumerate(values):
+            check_number(f"{field}.values[{i}]", v, 0.0, allow_none=True, error=EvalFileError,
+                         expected="a distance >= 0 or null (no adversarial point found)")

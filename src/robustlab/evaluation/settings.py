@@ -12,7 +12,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from robustlab.common.checks import check_choice, check_int, check_number, check_seed
+from robustlab.common.checks import (
+    check_choice,
+    check_int,
+    check_number,
+    check_pixel_count,
+    check_seed,
+)
 
 # CURVE_FACTORS: the accuracy-versus-eps curve's budgets, as multiples of eps (8 PGD runs on
 # curve_n images; 1 x reuses the evaluated PGD), also reproduce's default (EvalPlan).
@@ -123,6 +129,9 @@ class EvalSettings:
                                     f"evaluated attacks {list(self.attacks)}")
         check_number("eps", self.eps, 0.0, error=EvalSettingsError)
         check_choice("norm", self.norm, NORMS, error=EvalSettingsError)
+        if self.norm == "l0":  # a whole number of pixels (a pixel counts once over channels)
+            check_pixel_count("eps", self.eps, error=EvalSettingsError)
+        _check_attack_norms(self, ATTACKS)
         if self.norm == "linf" and self.eps > 1:
             raise EvalSettingsError(f"eps: {self.eps:g} exceeds 1, the whole pixel range of "
                                     "[0, 1] images (write 8/255 = 0.031, not 8)")
@@ -170,3 +179,30 @@ class EvalSettings:
         d.pop("label")
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# the gradient-masking audit's attacks (evaluation/audit.py): it runs only where they do
+AUDIT_ATTACKS = ("pgd", "square")
+
+
+def _check_attack_norms(settings: EvalSettings, attacks: Any) -> None:
+    """Each attack of `settings` (evaluated, curve, mixed, and the audit's) attacks at
+    `settings.norm` (its declared `norm` choices), else one line naming the attack, the norm
+    and the norms it supports. Unbounded attacks with their own norm (cw-l2) are exempt."""
+    roles = [("attacks", n) for n in settings.attacks]
+    roles += [(f, getattr(settings, f)) for f in ("curve_attack", "mixed_attack")
+              if getattr(settings, f)]
+    roles += [("audit", n) for n in AUDIT_ATTACKS if settings.audit and n in attacks]
+    for fname, name in roles:
+        factory = attacks.get(name)
+        norms = factory.options()["norm"].choices if "norm" in factory.options() else ()
+        if settings.norm in norms or not getattr(factory, "bounded", True):
+            continue
+        able = [a for a in attacks.list() if "norm" in attacks.get(a).options()
+                and settings.norm in attacks.get(a).options()["norm"].choices]
+        hint = {"attacks": f"attacks at {settings.norm}: {', '.join(able) or '(none)'}",
+                "curve_attack": "--no-curve, or a curve attack that does",
+                "audit": "--no-audit (the gradient-masking audit runs pgd and square)"}
+        raise EvalSettingsError(
+            f"{fname}: {name} does not attack at norm {settings.norm} (it supports "
+            f"{', '.join(norms)}); {hint.get(fname, hint['attacks'])}")

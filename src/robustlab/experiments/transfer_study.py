@@ -29,7 +29,7 @@ from robustlab.common.device import resolve_device
 from robustlab.common.digest import with_digest
 from robustlab.common.errors import ConfigError
 from robustlab.common.files import atomic_write_json, read_json
-from robustlab.common.vocabulary import NORMS
+from robustlab.common.vocabulary import ATTACK_NORMS, NORMS
 from robustlab.common.vocabulary import TRANSFER_KIND as KIND
 from robustlab.common.vocabulary import TRANSFER_SCHEMA as SCHEMA
 from robustlab.evaluation.runs import claim_output
@@ -142,6 +142,9 @@ def plan_study(runs: list[str | Path], *, out: str | Path | None, attacks: Any,
     infos = read_runs(runs)
     names = parse_attacks(attacks)
     norm = check_choice("--norm", str(norm).lower(), NORMS, error=TransferStudyError)
+    if norm not in ATTACK_NORMS:  # l1 / l0: pgd and mifgsm do not craft at them
+        raise TransferStudyError(f"--norm: expected one of {', '.join(ATTACK_NORMS)} (the "
+                                 f"transfer attacks craft at no other norm), got {norm!r}")
     steps = check_int("--steps", steps, 1, error=TransferStudyError)
     check_int("--images", images, 1, error=TransferStudyError)
     batch_size = check_int("--batch-size", batch_size, 1, error=TransferStudyError)

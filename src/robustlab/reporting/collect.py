@@ -161,7 +161,7 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "num_classes": data.get("model", {}).get("num_classes"),
         "mixed_attack": data.get("mixed", {}).get("attack"),
         # not written to results.csv:
-        "_curve": data.get("curve", {}).get("points", []),
+        "_curve": data.get("curve", {}).get("points", []), "_distances": per.get("distances") or {},
         "_pgd_confidence": per.get("confidence", {}).get("pgd"),
         "_pgd_correct": per.get("correct", {}).get("pgd"),
         "_metrics": metrics,

@@ -31,7 +31,8 @@ ATTACK_COLUMNS = (("fgsm", "FGSM"), ("pgd", "PGD"), ("cw", "CW"), ("autoattack",
 # how an attack's registry name is shown (others are shown as they are spelled)
 ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "PGD", "cw-l2": "CW-L2", "cw-linf": "CW-Linf",
                 "autoattack": "AutoAttack", "square": "Square", "apgd-ce": "APGD-CE",
-                "apgd-dlr": "APGD-DLR", "fab": "FAB", "deepfool": "DeepFool"}
+                "apgd-dlr": "APGD-DLR", "fab": "FAB", "deepfool": "DeepFool", "fmn": "FMN",
+                "ddn": "DDN"}
 
 Group = tuple[str, str, str, float]  # (dataset, protocol, budget label, eps)
 
@@ -266,16 +267,63 @@ def curve_attack(recs: list[dict]) -> str:
     return str(names.pop()).upper() if len(names) == 1 else "PGD"
 
 
+def distance_accuracy(values: list, eps: float) -> float | None:
+    """Robust accuracy (%) at `eps` read off one record's minimal distances (null: the
+    attack found no adversarial point): the share of images whose distance is beyond eps."""
+    ok = [v for v in values if v is None or isinstance(v, (int, float))]
+    if not ok:
+        return None
+    return 100 * sum(v is None or v > eps * (1 + 1e-5) + 1e-6 for v in ok) / len(ok)
+
+
+def distance_curves(rs: list[dict], norm: str) -> dict[str, list[list]]:
+    """{attack: [each seed's distances]} of the records' minimum-norm attacks measured in
+    `norm` (the panel's), attacks in name order."""
+    out: dict[str, list[list]] = defaultdict(list)
+    for r in rs:
+        for attack, entry in sorted((r.get("_distances") or {}).items()):
+            if isinstance(entry, dict) and entry.get("norm") == norm \
+                    and isinstance(entry.get("values"), list):
+                out[attack].append(entry["values"])
+    return out
+
+
+def _draw_distance_curves(ax: Any, rs: list[dict], norm: str, top: float, label: str,
+                          style: dict[str, Any]) -> None:
+    """The accuracy-versus-eps curve read off each minimum-norm attack's distances (one run,
+    every eps): dashed, in the method's colour, on 200 budgets from 0 to `top`."""
+    xs = [top * i / 199 for i in range(200)]
+    for k, (attack, seeds) in enumerate(distance_curves(rs, norm).items()):
+        accs = [[a for a in (distance_accuracy(v, x) for v in seeds) if a is not None]
+                for x in xs]
+        if not all(accs):
+            continue
+        ax.plot(xs, [summarize(a).mean for a in accs], color=style["color"],
+                linestyle=("--", "-.", ":")[k % 3], linewidth=1.2,
+                label=f"{label}, {ATTACK_NAMES.get(attack, attack.upper())} distances")
+
+
+def _panel_top(recs: list[dict], budget: float) -> float:
+    """The largest eps a panel shows: its PGD curve's, else three times its budget."""
+    eps = [p["eps"] for r in recs for p in r["_curve"] if p.get("eps") is not None]
+    return max(eps) if eps else 3 * budget
+
+
 def curve_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
     """Figure 3: accuracy versus eps, one line per method (mean over seeds, a band of one std
     when there are several), one panel per dataset / protocol / budget; the dotted line is
-    the budget."""
-    gs = {k: v for k, v in gs.items() if any(r["_curve"] for r in v)}
+    the budget. Beside each, dashed: the curve read off a minimum-norm attack's per-image
+    distances (fmn, ddn; `per_sample.distances`), where the evaluation ran one."""
+    gs = {k: v for k, v in gs.items()
+          if any(r["_curve"] or distance_curves([r], r["norm"]) for r in v)}
     if not gs:
         return None
     fig, axes = panels(len(gs), height=4.0)
     for ax, (key, recs) in zip(axes, gs.items(), strict=True):
         for m, rs in by_method(recs).items():
+            _draw_distance_curves(ax, rs, recs[0]["norm"], _panel_top(recs, key[3]),
+                                  flag_label(m, any(r["flagged"] for r in rs)),
+                                  method_style(m, styles))
             pts = _curve_points(rs)
             if not pts:
                 continue

@@ -21,6 +21,7 @@ from robustlab.common.device import resolve_device
 from robustlab.common.errors import ConfigError
 from robustlab.common.renamed import upgrade_train_fields
 from robustlab.common.vocabulary import (
+    ATTACK_NORMS,
     AUGMENT_CHOICES,
     AVERAGING_EMA,
     AVERAGING_SWA,
@@ -178,6 +179,11 @@ class TrainConfig:
                                ("norm", NORMS), ("augment", AUGMENT_CHOICES),
                                ("memory_format", MEMORY_FORMATS), ("amp", AMP_MODES)):
             check_choice(fname, getattr(self, fname), allowed, error=ConfigError)
+        if self.norm not in ATTACK_NORMS:  # l1 / l0: no training method attacks at them yet
+            raise ConfigError(f"norm: {self.norm} is an evaluation threat model only (no "
+                              f"training method attacks at it yet); training norms: "
+                              f"{', '.join(ATTACK_NORMS)} (evaluate at {self.norm} with "
+                              f"robustlab evaluate --norm {self.norm})")
         _check_device(self.device)
         method_cls = METHODS.get(self.method)
         if getattr(method_cls, "needs_eps", False) and self.eps is None:

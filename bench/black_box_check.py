@@ -1,0 +1,202 @@
+"""robustlab's black-box attacks on models robustlab did not train: HopSkipJump against ART's
+`HopSkipJump` at equal query budgets, and SPSA against PGD on a gradient-masked model.
+
+    ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/black_box_check.py \
+        [--n 1000] [--seeds 3] [--art-iters 5] [--threads 1] [--out black_box.json]
+
+Models (plain PyTorch, defined and fitted here on real MNIST, not with robustlab's training):
+`mlp` (784-128-10, 2 epochs of Adam on 20,000 images), `cnn` (two conv layers, same fit) and
+`cnn-fgsm` (the same CNN fitted with FGSM from a random start at eps 0.1, Wong et al. 2020's
+recipe written out here). Images: the first `--n` test images each model classifies correctly.
+
+1. HopSkipJump (l2 eps 1.5, linf eps 0.1): ART's `HopSkipJump` runs `--art-iters` iterations
+   image by image (its queries counted by a wrapper around the model); robustlab's runs with
+   `max_queries` = the median of ART's queries per image (ART spends the same on every
+   image it starts on; fewer where its random start fails), once in the fixed-eps mode
+   (success = adversarial within eps) and once with `fixed_eps=False` (its minimal distance).
+   Printed per model, norm and seed: both success rates at eps and both median distances.
+2. SPSA vs PGD (linf eps 0.15) on each model behind a zero-gradient identity (a custom
+   autograd function: the decisions of the model, no gradient signal): success rates of
+   PGD-20, SPSA (100 steps, 64 directions) and, for scale, PGD-20 on the unmasked model.
+
+Success rates only: the machine this runs on may be busy (timings are not reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustlab.attacks import create_attack
+from robustlab.attacks.norms import lp_norm
+from robustlab.data import load_dataset
+
+EPS = {"l2": 1.5, "linf": 0.1}
+SPSA_EPS = 0.15
+
+
+class ZeroGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.zeros_like(grad)
+
+
+class Masked(nn.Module):
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(ZeroGrad.apply(x))
+
+
+class Counting(nn.Module):
+    """The model as ART sees it: float32 inputs, every row counted."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.rows = net, 0
+
+    def forward(self, x):
+        self.rows += len(x)
+        return self.net(x.float())
+
+
+def build(kind: str) -> nn.Module:
+    if kind == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    return nn.Sequential(nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
+                         nn.Conv2d(16, 32, 5, stride=2, padding=2), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, 10))
+
+
+def fit(kind: str, x: torch.Tensor, y: torch.Tensor, fgsm_eps: float = 0.0) -> nn.Module:
+    """Two epochs of Adam (lr 1e-3, batch 64); with `fgsm_eps`, on FGSM-RS examples."""
+    torch.manual_seed(0)
+    net = build(kind)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), 64):
+            xb, yb = x[perm[i:i + 64]], y[perm[i:i + 64]]
+            if fgsm_eps:
+                d = (torch.rand(xb.shape, generator=g) * 2 - 1) * fgsm_eps
+                d.requires_grad_(True)
+                loss = F.cross_entropy(net((xb + d).clamp(0, 1)), yb)
+                (grad,) = torch.autograd.grad(loss, d)
+                d = (d + 1.25 * fgsm_eps * grad.sign()).clamp(-fgsm_eps, fgsm_eps).detach()
+                xb = (xb + d).clamp(0, 1)
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net.eval()
+
+
+def art_run(net, x, y, norm, eps, seed, iters):
+    """(success within eps, median distance, median queries per image) of ART."""
+    from art.attacks.evasion import HopSkipJump
+    from art.estimators.classification import PyTorchClassifier
+
+    counting = Counting(net)
+    clf = PyTorchClassifier(counting, loss=nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
+                            nb_classes=10, clip_values=(0.0, 1.0))
+    np.random.seed(seed)
+    attack = HopSkipJump(clf, norm=2 if norm == "l2" else np.inf, max_iter=iters,
+                         max_eval=10000, init_eval=100, init_size=100, verbose=False)
+    outs, used = [], []
+    for i in range(len(x)):
+        counting.rows = 0
+        outs.append(torch.from_numpy(attack.generate(x[i:i + 1].numpy())).float())
+        used.append(counting.rows)
+    adv = torch.cat(outs)
+    with torch.no_grad():
+        broken = net(adv).argmax(1) != y
+    dist = torch.where(broken, lp_norm(adv - x, norm), torch.full((len(x),), float("inf")))
+    return ((dist <= eps + 1e-6).float().mean().item(), dist.median().item(),
+            int(statistics.median(used)))
+
+
+def ours_run(net, x, y, norm, eps, seed, budget):
+    fixed = create_attack("hop-skip-jump", eps=eps, norm=norm, seed=seed, max_queries=budget)
+    with torch.no_grad():
+        success = (net(fixed(net, x, y)).argmax(1) != y).float().mean().item()
+    free = create_attack("hop-skip-jump", eps=eps, norm=norm, seed=seed, max_queries=budget,
+                         fixed_eps=False)
+    free(net, x, y)
+    return success, free.last_distances.median().item(), int(fixed.last_queries.max())
+
+
+def success(net, attack, x, y) -> float:
+    adv = torch.cat([attack(net, x[i:i + 250], y[i:i + 250]) for i in range(0, len(x), 250)])
+    with torch.no_grad():
+        return (net(adv).argmax(1) != y).float().mean().item()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--art-iters", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", nargs="+", default=["mlp", "cnn", "cnn-fgsm"])
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    splits = load_dataset("mnist", root=os.environ.get("ROBUSTLAB_DATA"))
+    xt, yt = splits.train.x[:20000], splits.train.y[:20000]
+    rows = []
+    for kind in args.models:
+        net = fit(kind.removesuffix("-fgsm"), xt, yt, 0.1 if kind.endswith("-fgsm") else 0.0)
+        x, y = splits.test.x[:3 * args.n], splits.test.y[:3 * args.n]
+        with torch.no_grad():
+            ok = net(x).argmax(1) == y
+        x, y = x[ok][:args.n].clone(), y[ok][:args.n].clone()
+        for norm, eps in EPS.items():
+            for seed in range(args.seeds):
+                a_s, a_d, budget = art_run(net, x, y, norm, eps, seed, args.art_iters)
+                o_s, o_d, o_q = ours_run(net, x, y, norm, eps, seed, budget)
+                row = dict(model=kind, n=len(x), norm=norm, eps=eps, seed=seed, queries=budget,
+                           art_success=a_s, ours_success=o_s, art_median_dist=a_d,
+                           ours_median_dist=o_d, ours_max_queries=o_q)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        masked = Masked(net).eval()
+        row = dict(model=kind, n=len(x), norm="linf", eps=SPSA_EPS,
+                   pgd_masked=success(masked, create_attack("pgd", eps=SPSA_EPS, steps=20),
+                                      x, y),
+                   spsa_masked=success(masked, create_attack("spsa", eps=SPSA_EPS), x, y),
+                   pgd_unmasked=success(net, create_attack("pgd", eps=SPSA_EPS, steps=20),
+                                        x, y))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    summary = {}
+    for kind in args.models:
+        for norm in EPS:
+            sel = [r for r in rows if r["model"] == kind and r.get("queries") and
+                   r["norm"] == norm]
+            if sel:
+                summary[f"{kind}/{norm}"] = {
+                    k: statistics.mean(r[k] for r in sel)
+                    for k in ("art_success", "ours_success", "art_median_dist",
+                              "ours_median_dist", "queries")}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"rows": rows, "summary": summary}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""robustlab's L0 attacks (Sparse-RS, sparse-PGD) against an independent implementation on
+models robustlab did not train: robust accuracy at k pixels, mean over seeds (accuracies, not
+times; run it on an idle machine for anything else).
+
+    ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/sparse_rs_check.py \
+        [--n 1000] [--k 24] [--seeds 3] [--max-queries 10000] [--sparse-pgd-steps 300] \
+        [--threads 1] [--out l0.json]
+
+Models, both defined and trained here on real MNIST (plain PyTorch, no robustlab training):
+a plain CNN (--epochs 2 of Adam on --train-n 20,000 images) and the same CNN adversarially
+trained (Linf PGD-7 at eps 0.3, Madry et al.'s MNIST budget). Reference: Foolbox 3's
+PointwiseAttack started from its SaltAndPepperNoiseAttack (a decision-based L0 minimiser;
+an image counts as robust at k when the pixels it needs exceed k). "Equal queries":
+Sparse-RS gets as many queries per image as Foolbox made forward passes (each over the whole
+batch: an upper bound on Foolbox's per image), capped at --max-queries (the paper's 10,000).
+The paper's L0 settings are CIFAR-10 and ImageNet (the authors' README: k = 150 on
+ImageNet); on MNIST (784 one-channel pixels) pixels and coordinates coincide, so Foolbox's
+coordinate count is a pixel count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustlab.attacks import create_attack
+from robustlab.attacks.norms import lp_norm
+from robustlab.data import load_dataset
+
+
+def cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def pgd_linf(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float = 0.3,
+             steps: int = 7) -> torch.Tensor:
+    """Plain Linf PGD (random start, step 2.5 eps / steps) for the adversarial training."""
+    delta = (torch.rand_like(x) * 2 - 1) * eps
+    for _ in range(steps):
+        delta.requires_grad_(True)
+        loss = F.cross_entropy(model((x + delta).clamp(0, 1)), y)
+        grad, = torch.autograd.grad(loss, delta)
+        delta = (delta.detach() + 2.5 * eps / steps * grad.sign()).clamp(-eps, eps)
+    return (x + delta).clamp(0, 1).detach()
+
+
+def train(x: torch.Tensor, y: torch.Tensor, adversarial: bool, epochs: int = 2) -> nn.Module:
+    torch.manual_seed(0)
+    model = cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for epoch in range(epochs):
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(x), 128):
+            b = perm[i:i + 128]
+            xb = pgd_linf(model.eval(), x[b], y[b]) if adversarial else x[b]
+            loss = F.cross_entropy(model.train()(xb), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def robust(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+           k: int) -> torch.Tensor:
+    if bool((lp_norm(x_adv - x, "l0") > k).any()) or float(x_adv.min()) < 0 or \
+            float(x_adv.max()) > 1:
+        raise SystemExit("a returned point changes more than k pixels or leaves [0, 1]")
+    with torch.no_grad():
+        return model(x_adv).argmax(1) == y
+
+
+def foolbox_pointwise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int
+                      ) -> tuple[torch.Tensor, int]:
+    """(pixels Foolbox's PointwiseAttack needs per image, inf where not fooled; its forward
+    passes)."""
+    import foolbox as fb
+
+    class Counted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            return model(t)
+
+    counted = Counted().eval()
+    fmodel = fb.PyTorchModel(counted, bounds=(0, 1))
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    start = fb.attacks.SaltAndPepperNoiseAttack(steps=1000).run(
+        fmodel, x, fb.criteria.Misclassification(y))
+    with torch.no_grad():
+        fooled = model(start).argmax(1) != y
+    pixels = torch.full((len(x),), float("inf"))
+    if bool(fooled.any()):
+        xs, ys = x[fooled], y[fooled]
+        adv = fb.attacks.PointwiseAttack(l2_binary_search=False).run(
+            fmodel, xs, fb.criteria.Misclassification(ys), starting_points=start[fooled])
+        with torch.no_grad():
+            ok = model(adv).argmax(1) != ys
+        pixels[fooled.nonzero()[:, 0][ok]] = lp_norm(adv - xs, "l0")[ok]
+    return pixels, counted.calls
+
+
+def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
+          ) -> dict[str, object]:
+    with torch.no_grad():
+        ok = model(x).argmax(1) == y
+    out: dict[str, object] = {"clean_acc": ok.float().mean().item()}
+    rows = {"foolbox_pointwise": [], "sparse_rs": [], "sparse_pgd": [], "queries": []}
+    for seed in range(args.seeds):
+        pixels, calls = foolbox_pointwise(model, x[ok], y[ok], seed)
+        q = min(calls, args.max_queries)
+        rs = create_attack("sparse-rs", eps=args.k, n_queries=q, seed=seed)
+        spgd = create_attack("sparse-pgd", eps=args.k, steps=args.sparse_pgd_steps, seed=seed)
+        n_ok = int(ok.sum())
+        rows["foolbox_pointwise"].append(float((pixels > args.k).sum()) / len(x))
+        rows["sparse_rs"].append(float(robust(model, rs(model, x[ok], y[ok]), x[ok], y[ok],
+                                              args.k).sum()) / len(x))
+        rows["sparse_pgd"].append(float(robust(model, spgd(model, x[ok], y[ok]), x[ok], y[ok],
+                                               args.k).sum()) / len(x))
+        rows["queries"].append(q)
+        print(f"  seed {seed}: {n_ok} clean-correct, queries {q}: "
+              + ", ".join(f"{k} {v[-1]:.3f}" for k, v in rows.items() if k != "queries"),
+              flush=True)
+    out.update({f"{k}_robust_acc": float(np.mean(v)) for k, v in rows.items()
+                if k != "queries"})
+    out["per_seed"] = rows
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1000, help="first N test images")
+    p.add_argument("--k", type=int, default=24, help="pixels (eps of norm l0)")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--max-queries", type=int, default=10000)
+    p.add_argument("--sparse-pgd-steps", type=int, default=300)
+    p.add_argument("--train-n", type=int, default=20000, help="training images per model")
+    p.add_argument("--epochs", type=int, default=2, help="training epochs per model")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset("mnist")
+    xt, yt = data.train.x[:args.train_n], data.train.y[:args.train_n]
+    x, y = data.test.x[:args.n], data.test.y[:args.n]
+    result = {"n": args.n, "k": args.k, "seeds": args.seeds}
+    for name, adversarial in (("plain_cnn", False), ("linf_at_cnn", True)):
+        print(f"{name}: training", flush=True)
+        result[name] = check(train(xt, yt, adversarial, args.epochs), x, y, args)
+        print(f"{name}: " + json.dumps({k: v for k, v in result[name].items()
+                                        if k != "per_seed"}), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
