@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from robustlab.common.errors import ConfigError
-from robustlab.common.files import atomic_write, atomic_write_json
+from robustlab.common.files import atomic_write_bytes, atomic_write_json
 
 from .common import NormalizedClassifier
 from .factory import create_model
@@ -208,11 +208,12 @@ def _load_cached_copy(model: nn.Module, entry: RobustBenchEntry, folder: Path,
 
 def _write_cached_copy(model: nn.Module, entry: RobustBenchEntry, folder: Path,
                        source_digest: str) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    copy = atomic_write(folder / f"{entry.name}.safetensors",
-                        lambda tmp: save_file(state, str(tmp)))
+    # bytes written by Python: a full disk is an OSError naming the file (runs/checkpoint.py's
+    # write_safetensors does the same for the layers above)
+    copy = atomic_write_bytes(folder / f"{entry.name}.safetensors", save(state))
     atomic_write_json(folder / f"{entry.name}.json", {
         "schema": "robustlab.robustbench-copy/1", "entry": entry.metadata(),
         "source_sha256": source_digest, "sha256": file_sha256(copy)})
