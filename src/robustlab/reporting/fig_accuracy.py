@@ -339,7 +339,9 @@ def curve_figure(gs: dict[Group, list[dict]], styles=None) -> Any:
                                 color=st["color"], alpha=0.15, linewidth=0)
         ax.axvline(key[3], color="grey", linestyle=":", linewidth=1)
         ax.set_xlabel(f"eps ({recs[0]['norm']}, pixel scale [0, 1])")
-        ax.set_ylabel(f"{curve_attack(recs)} accuracy (%)")
+        with_distances = bool(distance_curves(recs, recs[0]["norm"]))
+        ax.set_ylabel("robust accuracy (%)" if with_distances  # PGD's and the dashed ones
+                      else f"{curve_attack(recs)} accuracy (%)")
         ax.set_ylim(-2, 102)
         ax.set_title(panel_title(key))
         ax.grid(alpha=0.3)
