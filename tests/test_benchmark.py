@@ -230,3 +230,40 @@ def test_an_existing_file_of_someone_else_is_never_replaced(tiny, capsys):
                           "--images", "4", "--data-dir", "data", "--overwrite")
     assert code == 2 and "--overwrite" in err and err.count("\n") == 1
     assert json.loads(Path(f"benchmark-{TINY.name}.json").read_text()) == {"mine": 1}
+
+
+def test_a_killed_benchmark_resumes_from_its_finished_batches(run, tmp_path, monkeypatch,
+                                                              capsys):
+    """A 10,000-image AutoAttack is hours on a CPU: a benchmark interrupted after its first
+    batch attacks only the remaining batch when rerun, and writes the same JSON as an
+    uninterrupted run (timings aside); the partial file is gone once the JSON is written."""
+    import robustlab.evaluation.attack_runner as runner
+
+    real, calls = runner._attack_batch, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # a kill between the two batches
+        return real(*a, **k)
+
+    out_file = tmp_path / "b.json"
+    args = [str(run), "--images", "8", "--batch-size", "4", "--out", str(out_file)]
+    monkeypatch.setattr(runner, "_attack_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_benchmark(bench.run_source(str(run)), images=8, batch_size=4,
+                            device="cpu", out=str(out_file))
+    partial = tmp_path / ".b.json.partial"
+    assert partial.is_file() and not out_file.exists()
+
+    calls.clear()
+    monkeypatch.setattr(runner, "_attack_batch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert _bench(capsys, *args)[0] == 0
+    assert len(calls) == 1 and not partial.exists()  # the second batch only
+    resumed = json.loads(out_file.read_text())
+    calls.clear()
+    assert _bench(capsys, *args[:-1], str(tmp_path / "clean.json"))[0] == 0
+    assert len(calls) == 2
+    clean = json.loads((tmp_path / "clean.json").read_text())
+    for key in ("clean", "autoattack", "weights_sha256", "eps_value"):
+        assert resumed[key] == clean[key]

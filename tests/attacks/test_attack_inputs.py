@@ -18,6 +18,7 @@ from torch import nn
 
 from robustlab.attacks import AttackError, create_attack, list_attacks
 from robustlab.attacks.norms import lp_norm
+from robustlab.registry import ATTACKS
 
 ALL = list_attacks()
 K = 5  # classes of the tiny model
@@ -356,3 +357,24 @@ def test_property_strategies_cover_valid_calls():
     x, y = _make_x(2, "float64", "unit"), _make_y(2, "int32", "n", "ok")
     out = build("pgd", eps=0.1, norm="Linf")(MODEL, x, y)
     _assert_valid_output(out, x, 0.1, "linf", True)
+
+
+IMAGE_ONLY = [n for n in ALL if ATTACKS.get(n).needs_images]
+
+
+def test_the_image_only_attacks_are_the_windowed_ones():
+    """Square, Sparse-RS and sparse-PGD work on windows or pixels: they declare it once
+    (`Attack.needs_images`) and the base class refuses anything but `[N, C, H, W]`."""
+    assert set(IMAGE_ONLY) >= {"square", "sparse-rs", "sparse-pgd"}
+
+
+@pytest.mark.parametrize("name", IMAGE_ONLY)
+def test_image_only_attacks_refuse_flat_inputs_in_one_line(name):
+    norm = sorted(NORMS_OF[name])[0]
+    attack = build(name, eps=1 if norm == "l0" else 0.1, norm=norm)
+    flat = nn.Sequential(nn.Linear(64, K))
+    x, y = _batch()
+    with pytest.raises(AttackError, match=rf"^x: {name} needs images \[N, C, H, W\], got "
+                                          r"shape \(4, 64\)$") as err:
+        attack(flat, x.flatten(1), y)
+    assert "\n" not in str(err.value)

@@ -166,6 +166,10 @@ def _check_autoattack(model, x, y, eps: float) -> None:
     assert rl_acc <= ta_acc + 0.01
 
 
+# ~40 s on 2 idle cores: the image-by-image comparisons with the original AutoAttack below
+# (linf, l2) stay in `make test`; torchattacks' AutoAttack runs in `make test-slow` (100 and
+# 500 images) and in bench/autoattack_pair.py
+@pytest.mark.slow
 @pytest.mark.reference
 def test_autoattack_matches_torchattacks_standard(ref_data):
     model, x, y = ref_data

@@ -306,8 +306,8 @@ def test_fab_t_on_a_binary_model_equals_untargeted_fab():
         ("fab-t", {}, "eps"),
         ("square", {"eps": 0.1, "n_queries": 0}, "n_queries"),
         ("square", {"eps": 0.1, "p_init": 1.5}, "p_init"),
-        ("square", {"eps": 0.1, "norm": "l1"}, "norm"),
-        ("fab", {"eps": 0.1, "norm": "l1"}, "norm"),
+        ("square", {"eps": 0.1, "norm": "l0"}, "norm"),  # l1 is theirs now
+        ("fab", {"eps": 0.1, "norm": "l0"}, "norm"),  # l1 is theirs now
         ("fab", {"eps": 0.1, "alpha_max": 2.0}, "alpha_max"),
         ("fab", {"eps": 0.1, "steps": 0}, "steps"),
         ("fab-t", {"eps": 0.1, "n_target_classes": 0}, "n_target_classes"),

@@ -256,7 +256,7 @@ def _l1_stage(model, x0, y0, t0, e0, xa, steps, *, loss_fn, given_start, best, i
         st["grad_max"] = torch.where(imp_v, g.grad, st["grad_max"])
         st["loss_max"] = torch.where(improved, g.loss, st["loss_max"])
         if (i + 1) % every == 0:
-            _l1_checkpoint(st, n_fts)
+            l1_checkpoint(st, n_fts)
         if best is not None:
             success = is_adversarial(g.logits, st["y0"], t if success_is_targeted else None)
             best.update(st["idx"], x_new, g.loss, success)
@@ -265,7 +265,7 @@ def _l1_stage(model, x0, y0, t0, e0, xa, steps, *, loss_fn, given_start, best, i
     return st["x_max"]
 
 
-def _l1_checkpoint(st: dict[str, Tensor], n_fts: int) -> None:
+def l1_checkpoint(st: dict[str, Tensor], n_fts: int) -> None:
     """APGD-L1's sparsity and step-size adaptation, in place on the run's state."""
     sparsity = l0_count(st["x_max"] - st["x0"])
     sparser = sparsity / st["sp_old"] < L1_SPARSITY_DROP

@@ -4,7 +4,9 @@ APGD-CE (no restarts) -> APGD-T (9 target classes) -> FAB-T (9 target classes) -
 (5000 queries), each with 100 iterations where iterative, each run only on the samples that
 are still robust (correctly classified) after the previous ones; the output holds, per
 sample, the first adversarial example found (the clean input where it is misclassified
-already; the last attack's output where every attack failed).
+already; the last attack's output where every attack failed). At norm l1 (the original's
+standard L1 version): APGD-CE with 5 restarts and APGD-T with 5 targets, both with the
+large-eps stages, then FAB-T (9 targets) and Square (5000 queries) at L1.
 
 FAB-T and Square are looked up in the attack registry (`fab-t`, `square`); if either is not
 registered, constructing AutoAttack fails with a clear error -- it never silently skips one.
@@ -40,10 +42,9 @@ STANDARD_STEPS = 100
 STANDARD_TARGET_CLASSES = 9
 STANDARD_QUERIES = 5000
 # At l1 (Croce & Hein 2021; the original's `_set_version("standard")` with norm="L1"): APGD-CE
-# with 5 restarts and APGD-T with 5 target classes, both with the large-eps stages; FAB-T and
-# Square as at linf / l2 in the original -- NOT here yet: robustlab's fab-t and square have
-# no l1 version, so robustlab's l1 AutoAttack is the two APGD components (stated in
-# `describe()`'s component list and in docs/attacks.md; issue #35).
+# with 5 restarts and APGD-T with 5 target classes, both with the large-eps stages, then FAB-T
+# (9 target classes, one restart) and Square (5000 queries) at L1 as at linf / l2: the
+# original's whole standard composition (`fab.py` `l1_boundary_step`, `square.py` L1 queries).
 L1_APGD_RESTARTS = 5
 L1_TARGET_CLASSES = 5
 
@@ -56,8 +57,6 @@ def standard_components(
     """The four attacks of the standard version: APGD-CE, APGD-T, FAB-T (`steps` iterations,
     one restart; `n_target_classes` targets) and Square (`n_queries`)."""
     kw = dict(eps=eps, norm=norm, seed=seed, **common)
-    if norm == "l1":
-        return _l1_apgd_components(kw, steps, n_target_classes)
     missing = [n for n in ("fab-t", "square") if n not in ATTACKS]
     if missing:
         raise AttackError(
@@ -65,9 +64,14 @@ def standard_components(
             f"registered; registered: {', '.join(ATTACKS.list())}"
         )
     targets = dict(n_target_classes=n_target_classes)
-    return [
-        ("apgd-ce", ATTACKS.create("apgd-ce", steps=steps, restarts=1, **kw)),
-        ("apgd-t", ATTACKS.create("apgd-t", steps=steps, restarts=1, **targets, **kw)),
+    if norm == "l1":
+        apgd = _l1_apgd_components(kw, steps, n_target_classes)
+    else:
+        apgd = [
+            ("apgd-ce", ATTACKS.create("apgd-ce", steps=steps, restarts=1, **kw)),
+            ("apgd-t", ATTACKS.create("apgd-t", steps=steps, restarts=1, **targets, **kw)),
+        ]
+    return apgd + [
         ("fab-t", ATTACKS.create("fab-t", steps=steps, restarts=1, **targets, **kw)),
         ("square", ATTACKS.create("square", n_queries=n_queries, **kw)),
     ]
@@ -99,7 +103,7 @@ class AutoAttack(Attack):
     supports_target = False
     OPTIONS = {
         "norm": Option("linf", "choice", "threat-model norm (case-insensitive; l1: the "
-                       "APGD components only, see docs/attacks.md)",
+                       "original's L1 counts, see docs/attacks.md)",
                        choices=(*ATTACK_NORMS, "l1")),
         "version": Option("standard", "choice", "the component list", choices=VERSIONS),
         "steps": Option(STANDARD_STEPS, "int", "APGD and FAB iterations", low=1),

@@ -183,6 +183,8 @@ class Attack:
     gradient_based: ClassVar[bool] = True
     min_classes: ClassVar[int] = 2
     supports_target: ClassVar[bool] = True
+    #: Images `[N, C, H, W]` only (windows, pixels, squares): any other shape is refused.
+    needs_images: ClassVar[bool] = False
     #: The options every attack takes, declared once; a subclass's `OPTIONS` extends them
     #: (merged along the MRO, `options()`), redeclaring one to change its default.
     OPTIONS: ClassVar[dict[str, Option]] = {
@@ -477,6 +479,9 @@ class Attack:
         `x` `[N, ...]` float images in [0, 1]; `y` / `target` integer `[N]` labels >= 0 on
         x's device (the upper bound is checked against the logits' width later)."""
         check_images(x)
+        if self.needs_images and x.dim() != 4:
+            raise AttackError(f"x: {type(self).label()} needs images [N, C, H, W], got shape "
+                              f"{tuple(x.shape)}")
         check_labels("y", y, x)
         if target is not None:
             if not self.supports_target:

@@ -13,6 +13,12 @@ version used by AutoAttack: one run per target class -- the classes with the 2nd
 `(n_target_classes + 1)`-th largest clean logit -- each needing one backward per step for the
 single difference `z_t - z_y`; it succeeds on any misclassification.
 
+Norms linf, l2 and l1 (Croce & Hein 2020 define FAB for all three; the original AutoAttack's
+L1 version runs FAB-T at L1). At l1 the closest boundary is the one of smallest
+`|f| / ||grad f||_inf` (the dual norm), the projection onto a hyperplane inside the box fills
+the coordinates in decreasing `|w_i|` order (`l1_boundary_step`), and a restart starts from a
+Gaussian direction at the L1 radius; the step rule (alpha, eta, beta) is the same.
+
 Both return, per sample, the smallest adversarial perturbation found if its norm is within
 eps, else the input (AutoAttack semantics: a perturbation larger than eps does not count).
 Inputs already misclassified are returned unchanged. Runs after the first (restarts) start
@@ -33,6 +39,7 @@ from robustlab.attacks.losses import is_adversarial, margin_loss
 from robustlab.attacks.norms import eps_view, lp_norm, random_in_ball
 from robustlab.attacks.progress import step_reporter
 from robustlab.common.options import Option
+from robustlab.common.vocabulary import ATTACK_NORMS
 from robustlab.registry import ATTACKS
 
 _TINY = 1e-12
@@ -45,7 +52,9 @@ def _logit_difference(logits: Tensor, y: Tensor, other: Tensor | None) -> Tensor
 
 
 def dual_norm(v: Tensor, norm: str) -> Tensor:
-    """Dual norm over the last dimension: L1 for linf, L2 for l2."""
+    """Dual norm over the last dimension: L1 for linf, L2 for l2, Linf for l1."""
+    if norm == "l1":
+        return v.abs().amax(-1)
     return v.abs().sum(-1) if norm == "linf" else v.norm(p=2, dim=-1)
 
 
@@ -94,6 +103,50 @@ def boundary_step(x: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
     return torch.where(feasible, d_box, room * torch.sign(ws))
 
 
+def l1_boundary_step(x: Tensor, w: Tensor, c: Tensor) -> Tensor:
+    """`boundary_step` at l1: argmin ||d||_1 s.t. c + w.d = 0 and x + d in [0, 1]^D.
+
+    A fractional knapsack: a unit of L1 spent on coordinate i buys `|w_i|` of the needed
+    `|c|`, up to `room_i` (the distance to the box face towards the hyperplane). So the
+    coordinates are filled in decreasing `|w_i|` order, each moved to its face, until the
+    next one's partial move closes the gap (Croce & Hein 2020, the original's
+    `projection_l1`: the same greedy order, written here from that argument). Where the
+    box cannot reach the hyperplane, the box corner nearest to it, as `boundary_step`.
+    Shapes as `boundary_step`.
+    """
+    sgn = torch.where(c > 0, -1.0, 1.0).to(w.dtype)
+    ws = w * sgn[:, None]  # ws . d = |c|, each d_i moving along sign(ws_i)
+    need = c.abs()[:, None]
+    aw = ws.abs()
+    room = torch.where(ws > 0, 1.0 - x, x).clamp_min(0.0) * (aw > 0)
+    order = aw.argsort(dim=1, descending=True)
+    aw_s, room_s = aw.gather(1, order), room.gather(1, order)
+    reached = torch.cumsum(aw_s * room_s, dim=1)  # after filling coordinates 0..k
+    k = (reached < need).sum(dim=1, keepdim=True)  # coordinates filled to their face
+    last = k.clamp_max(x.shape[1] - 1)
+    before = torch.where(k > 0, reached.gather(1, (k - 1).clamp_min(0)), 0.0)
+    part = ((need - before) / aw_s.gather(1, last).clamp_min(1e-30)).minimum(
+        room_s.gather(1, last))
+    pos = torch.arange(x.shape[1], device=x.device)[None, :]
+    mag_s = torch.where(pos < k, room_s, torch.where(pos == k, part, 0.0))
+    mag = torch.empty_like(mag_s).scatter_(1, order, mag_s)
+    feasible = reached[:, -1:] >= need
+    return torch.where(feasible, mag, room) * torch.sign(ws)
+
+
+def _step_to_boundary(x: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
+    """The minimal-`norm` step onto the hyperplane inside the box (l1 or linf / l2)."""
+    return l1_boundary_step(x, w, c) if norm == "l1" else boundary_step(x, w, c, norm)
+
+
+def _l1_start(x0: Tensor, radius: Tensor, generator: torch.Generator) -> Tensor:
+    """FAB's l1 restart (the original's): a Gaussian direction at L1 norm `radius` `[n]`,
+    clipped to [0, 1] (clipping only shortens it)."""
+    t = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    t = t / eps_view(lp_norm(t, "l1"), t).clamp_min(_TINY)
+    return (x0 + eps_view(radius, x0) * t).clamp(0.0, 1.0)
+
+
 class _FABBase(Attack):
     """Shared FAB machinery; see the module docstring. `perturb` picks the runs."""
 
@@ -101,6 +154,9 @@ class _FABBase(Attack):
     supports_target = True
 
     OPTIONS = {
+        "norm": Option("linf", "choice", "threat-model norm (case-insensitive; l1: the L1 "
+                       "projection onto the hyperplane ∩ [0, 1]^d)",
+                       choices=(*ATTACK_NORMS, "l1")),
         "steps": Option(100, "int", "iterations per run", low=1),
         "restarts": Option(1, "int", "runs (after the first: from a random start, on the "
                            "samples without a success within eps)", low=1),
@@ -178,7 +234,9 @@ class _FABBase(Attack):
         best = x0.clone()
         best_norm = torch.full((n,), torch.inf, device=x0.device, dtype=x0.dtype)
         x1 = x0.clone()
-        if start_radius is not None:
+        if start_radius is not None and self.norm == "l1":
+            x1 = _l1_start(x0, start_radius, generator)
+        elif start_radius is not None:
             x1 = x0 + random_in_ball(x0, eps_view(start_radius, x0), self.norm, generator)
             x1 = x1.clamp(0.0, 1.0)
         rows = torch.arange(n, device=x0.device)
@@ -193,8 +251,8 @@ class _FABBase(Attack):
             f = df[rows, closest]
             flat1 = x1.reshape(n, -1)
             # Hyperplane {z : f + w.(z - x1) = 0}; its value at x0 is f + w.(x0 - x1).
-            d1 = boundary_step(flat1, w, f, self.norm)
-            d2 = boundary_step(flat0, w, f + (w * (flat0 - flat1)).sum(1), self.norm)
+            d1 = _step_to_boundary(flat1, w, f, self.norm)
+            d2 = _step_to_boundary(flat0, w, f + (w * (flat0 - flat1)).sum(1), self.norm)
             a1 = lp_norm(d1, self.norm).clamp_min(1e-8)
             a2 = lp_norm(d2, self.norm).clamp_min(1e-8)
             alpha = (a1 / (a1 + a2)).clamp(0.0, self.alpha_max)[:, None]

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackError, AttackModel, BestIterate
+from robustlab.attacks.base import Attack, AttackModel, BestIterate
 from robustlab.attacks.losses import ce_loss, is_adversarial
 from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
@@ -52,6 +52,7 @@ class SparsePGD(Attack):
     the number of pixels `k` (an integer)."""
 
     quick_options = {"steps": 6}
+    needs_images = True
     OPTIONS = {
         "norm": Option("l0", "choice", "threat-model norm: l0 only (eps = pixels changed, a "
                        "pixel counting once over its channels)", choices=("l0",)),
@@ -72,12 +73,6 @@ class SparsePGD(Attack):
         "patience": Option(3, "int", "steps without a change of the top-k set before the "
                            "mask restarts at random", low=1),
     }
-
-    def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:
-        super()._check_inputs(x, y, target)
-        if x.dim() != 4:
-            raise AttackError(f"x: sparse-pgd needs images [N, C, H, W], got shape "
-                              f"{tuple(x.shape)}")
 
     def perturb(
         self,

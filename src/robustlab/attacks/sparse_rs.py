@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from robustlab.attacks.base import Attack, AttackError, AttackModel
+from robustlab.attacks.base import Attack, AttackModel
 from robustlab.attacks.losses import margin_loss
 from robustlab.common.options import Option
 from robustlab.registry import ATTACKS
@@ -75,6 +75,7 @@ class SparseRS(Attack):
 
     quick_options = {"n_queries": 30}
     gradient_based = False
+    needs_images = True
     OPTIONS = {
         "norm": Option("l0", "choice", "threat-model norm: l0 only (eps = pixels changed, a "
                        "pixel counting once over its channels)", choices=("l0",)),
@@ -92,12 +93,6 @@ class SparseRS(Attack):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.last_queries: Tensor | None = None
-
-    def _check_inputs(self, x: Tensor, y: Tensor, target: Tensor | None) -> None:
-        super()._check_inputs(x, y, target)
-        if x.dim() != 4:
-            raise AttackError(f"x: sparse-rs needs images [N, C, H, W], got shape "
-                              f"{tuple(x.shape)}")
 
     def perturb(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 from robustlab.cli.common import CLIError, launch_torchrun, parse_key_value
 from robustlab.common.checks import check_int
-from robustlab.common.vocabulary import NORMS, RUN_WEIGHTS
+from robustlab.common.vocabulary import NORM_DEFAULT_ATTACKS, NORMS, RUN_WEIGHTS
 
 NAME = "evaluate"
 
@@ -23,8 +23,9 @@ def add_command(sub: Any) -> None:
                         "last iterate)")
     _add_model_arguments(p)
     p.add_argument("--attacks", default="",
-                   help="comma-separated attack names (default: fgsm,pgd; robustlab list "
-                        "attacks)")
+                   help="comma-separated attack names (default: fgsm,pgd; at l1 "
+                        f"{','.join(NORM_DEFAULT_ATTACKS['l1'])}, at l0 "
+                        f"{','.join(NORM_DEFAULT_ATTACKS['l0'])}; robustlab list attacks)")
     p.add_argument("--attack-opt", action="append", default=[], metavar="ATTACK.KEY=VALUE",
                    help="an attack option, e.g. pgd.steps=50 or autoattack.version=standard "
                         "(repeatable; docs/attack-options.md lists them)")
@@ -34,9 +35,10 @@ def add_command(sub: Any) -> None:
     p.add_argument("--norm", default=None,
                    help=f"{', '.join(NORMS)}, case-insensitive; l1 and l0 need attacks that "
                         "support them (l1: apgd-ce, apgd-t, autoattack; l0, --eps a whole "
-                        "number of pixels: sparse-rs, sparse-pgd, fmn; with --no-curve "
-                        "--no-audit) (default: the run's norm; linf with "
-                        "--model; the entry's threat model with --robustbench)")
+                        "number of pixels: sparse-rs, sparse-pgd, fmn); the curve and the "
+                        "audit are off there by default, and a line says so (default: the "
+                        "run's norm; linf with --model; the entry's threat model with "
+                        "--robustbench)")
     p.add_argument("--images", "--n", dest="n", type=int, default=None, metavar="N",
                    help="evaluate the first N test images (default: all); --images as in "
                         "certify and transfer (--n: the same, its older name)")
@@ -50,10 +52,12 @@ def add_command(sub: Any) -> None:
                         "<PATH stem>-eval.json; with --robustbench or --pretrained "
                         "NAME-eval.json)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--no-audit", dest="audit", action="store_false",
-                   help="skip the gradient-masking audit (default: run it)")
-    p.add_argument("--no-curve", dest="curve", action="store_false",
-                   help="skip the accuracy-vs-eps curve (default: PGD at 0-2x eps)")
+    for flag, what in (("audit", "the gradient-masking audit (PGD, Square)"),
+                       ("curve", "the accuracy-vs-eps curve (PGD at 0-2x eps)")):
+        p.add_argument(f"--{flag}", dest=flag, action="store_true", default=None,
+                       help=f"run {what} (default: at linf and l2; refused at l1 / l0)")
+        p.add_argument(f"--no-{flag}", dest=flag, action="store_false", default=None,
+                       help=f"skip {what}")
     p.add_argument("--save-adv", default=None, metavar="DIR",
                    help="write each attack's adversarial examples to DIR/ATTACK.safetensors "
                         "(x_adv, labels, robust; with several runs DIR/RUN_NAME/...)")
@@ -114,8 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                   batch_size=args.batch_size, seed=args.seed, device=args.device,
                   data_dir=args.data_dir, out=args.out, overwrite=args.overwrite,
                   attack_options=parse_attack_options(args.attack_opt), audit=args.audit,
-                  progress=args.progress, save_adv=args.save_adv,
-                  **({} if args.curve else {"curve_attack": None}))
+                  progress=args.progress, save_adv=args.save_adv, curve=args.curve)
     if args.pretrained:
         from robustlab.evaluation.own_model import evaluate_pretrained_model
 

@@ -40,8 +40,10 @@ _TRAIN_HELP: dict[str, str] = {
     "dataset": "dataset name (robustlab list datasets; default mnist)",
     "model": "architecture name (robustlab list models; default lenet5)",
     "method": "training method (robustlab list methods; default standard)",
-    "eps": "perturbation budget in [0, 1] pixel units; required by adversarial methods",
-    "norm": "threat model of the budget: linf (default) or l2",
+    "eps": "perturbation budget in pixel units (linf/l2: in [0, 1]; l1: the L1 radius, e.g. "
+           "10 on MNIST); required by adversarial methods",
+    "norm": "threat model of the budget: linf (default), l2, or l1 (pgd-at, the hybrid "
+            "family and standard only: L1-APGD training examples; recipe mnist-l1)",
     "defense": "a preprocessing defense put in front of the model (robustlab list defenses)",
     "epochs": "training epochs (default: the recipe's, else 5)",
     "batch_size": "images per step (default: the recipe's, else 128)",

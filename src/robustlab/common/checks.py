@@ -149,6 +149,17 @@ def check_l2_budget(field: str, eps: float, image_numel: int, *, where: str,
     return float(eps)
 
 
+def check_l1_budget(field: str, eps: float, image_numel: int, *, where: str,
+                    error: type[Exception] = ValueError) -> float:
+    """An L1 budget `eps` at most C*H*W (`image_numel`), the L1 diameter of the image cube
+    [0, 1]^(C*H*W): no two images of `where` lie further apart in L1."""
+    if not is_real(eps) or eps > image_numel:
+        raise error(f"{field}: an L1 budget of {_show(eps)} exceeds {image_numel}, the largest "
+                    f"L1 distance between two images of {where} (C*H*W); expected at most "
+                    f"{image_numel}")
+    return float(eps)
+
+
 def check_pixel_count(field: str, value: Any, *, error: type[Exception] = ValueError) -> int:
     """An L0 budget: a whole number of pixels >= 0 (24 or 24.0; not 2.5, -1 or a bool)."""
     if not is_real(value) or value < 0 or not float(value).is_integer():

@@ -19,10 +19,16 @@ NORMS = ("linf", "l2", "l0", "l1")
 # existing attack accept a new threat model silently); "l1": the L1 ball intersected with
 # [0, 1]^d (Croce & Hein 2021, "Mind the box"), eps in pixel units (e.g. 10 on MNIST)
 ATTACK_NORMS = ("linf", "l2")
+# the norms a training method may train at (its class attribute `norms` names its own):
+# "l1" through the L1-APGD training generator (training/methods/perturb.py); never "l0"
+TRAIN_NORMS = (*ATTACK_NORMS, "l1")
 # The accuracy-versus-eps curve's budgets, as multiples of eps: dense around the evaluation
 # budget (0.8-1.2 x), where a robust model falls off (with 1.0 then 1.5 alone Figure 3 drew
 # that fall as one straight line); linf points above 1 are skipped.
 CURVE_FACTORS = (0.0, 0.25, 0.5, 0.8, 0.9, 1.0, 1.1, 1.2, 1.5, 2.0)
+# the attacks an evaluation at l1 / l0 runs when it is given none (at linf / l2 each entry
+# point keeps its own default: `robustlab evaluate` fgsm,pgd, `robustlab.evaluate` autoattack)
+NORM_DEFAULT_ATTACKS = {"l1": ("apgd-ce", "autoattack"), "l0": ("sparse-rs", "sparse-pgd")}
 TRANSFER_ATTACKS = ("pgd", "mifgsm")  # a transfer study's default crafting attacks
 # budget schedules continuous in the training progress, so they may change at every step: a
 # run's `eps_warmup_schedule` and the hybrid's per-step `schedule`

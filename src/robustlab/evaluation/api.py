@@ -25,7 +25,12 @@ from robustlab.common.device import resolve_device
 from robustlab.common.threads import use_threads
 from robustlab.evaluation import metrics as M
 from robustlab.evaluation.evaluate import evaluate_model
-from robustlab.evaluation.settings import EvalSettings, EvalSettingsError
+from robustlab.evaluation.settings import (
+    CURVE_ATTACK,
+    EvalSettings,
+    EvalSettingsError,
+    default_attacks,
+)
 from robustlab.models.probe import check_model_on_data, input_dtype
 from robustlab.models.user import UserModelError
 from robustlab.registry import ATTACKS
@@ -57,7 +62,7 @@ class RobustnessResult:
 
 
 def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str = "linf",
-             attacks: Sequence[str] = DEFAULT_ATTACKS, n: int | None = None,
+             attacks: Sequence[str] | None = None, n: int | None = None,
              batch_size: int = 500, seed: int = 0, audit: bool = False, curve: bool = False,
              attack_options: dict[str, dict[str, Any]] | None = None,
              data_dir: str | None = None, device: str | torch.device | None = None,
@@ -71,11 +76,14 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str =
             rescaled: divide 0-255 images by 255), or a dataset name ("mnist", "cifar10", ...)
             whose test split is used (`y` then None).
         y: int labels `[N]` (tensor or numpy array).
-        eps: the threat-model radius in [0, 1] pixel units (<= 1 for linf); norm "linf" | "l2"
-            (case-insensitive: "Linf", "L2" and "inf" are accepted).
-        attacks: registry names (`robustlab list attacks`); default AutoAttack standard.
+        eps: the threat-model radius in [0, 1] pixel units (<= 1 for linf; at l0 a whole
+            number of pixels); norm "linf" | "l2" | "l1" | "l0" (case-insensitive: "Linf",
+            "L2" and "inf" are accepted).
+        attacks: registry names (`robustlab list attacks`); default (None) AutoAttack
+            standard, at l1 apgd-ce and autoattack, at l0 sparse-rs and sparse-pgd.
         n: the first `n` samples only. audit / curve: also run the gradient-masking audit /
-            the accuracy-vs-eps curve (off by default here: they cost several attacks more).
+            the accuracy-vs-eps curve (off by default here: they cost several attacks more;
+            linf / l2 only: asked for at l1 / l0 they are refused in one line).
         attack_options: per attack, keyword options, e.g. {"pgd": {"steps": 50}}.
         device: where to attack (default: the model's device; the model must be there).
             progress: report each attack on stderr as it runs.
@@ -93,9 +101,11 @@ def evaluate(model: nn.Module, x: Any, y: Any = None, *, eps: float, norm: str =
     `UserModelError`. All are `ValueError`s with one-line messages, the same as the command
     line's (`robustlab evaluate --model`).
     """
-    settings = EvalSettings(attacks=tuple(attacks), eps=_as_float("eps", eps),
-                            norm=check_norm(_norm_name(norm)), n=n, batch_size=batch_size,
-                            seed=seed, audit=audit, curve_attack="pgd" if curve else None,
+    norm = check_norm(_norm_name(norm))
+    attacks = default_attacks(norm, DEFAULT_ATTACKS) if attacks is None else attacks
+    settings = EvalSettings(attacks=tuple(attacks), eps=_as_float("eps", eps), norm=norm, n=n,
+                            batch_size=batch_size, seed=seed, audit=audit,
+                            curve_attack=CURVE_ATTACK if curve else None,
                             attack_options=_options_copy(attack_options)).validate()
     device = _device(model, device)
     x, y, num_classes = _as_data(x, y, data_dir)

@@ -27,7 +27,7 @@ from robustlab.evaluation.audit import run_audit
 from robustlab.evaluation.partial import PartialResults, partial_path, resume_key
 from robustlab.evaluation.progress import Progress
 from robustlab.evaluation.schema import SCHEMA_VERSION
-from robustlab.evaluation.settings import EvalSettings
+from robustlab.evaluation.settings import EvalSettings, off_at
 
 
 @dataclass
@@ -155,8 +155,9 @@ def _result(model: nn.Module, y: Tensor, settings: EvalSettings, m: Measured, *,
         "worst_case": {"acc": M.accuracy(worst), "gap": clean_acc - M.accuracy(worst),
                        "attacks": list(settings.attacks)},
         "mixed": {"attack": settings.mixed, "acc": attacks[settings.mixed]["mixed_acc"]},
-        "curve": {"attack": settings.curve_attack, "norm": settings.norm, "points": m.curve},
-        "audit": m.audit,
+        "curve": {"attack": settings.curve_attack, "norm": settings.norm, "points": m.curve,
+                  **_off(settings, "curve", not settings.curve_attack)},
+        "audit": {**m.audit, **_off(settings, "audit", not settings.audit)},
         "timing": {"total_s": total_s, "clean_s": m.seconds["clean_s"],
                    "attacks_s": {k: o.seconds for k, o in m.outcomes.items()},
                    "curve_s": m.seconds["curve_s"], "audit_s": m.seconds["audit_s"]},
@@ -170,6 +171,14 @@ def _result(model: nn.Module, y: Tensor, settings: EvalSettings, m: Measured, *,
             **_distances(m.outcomes),
         },
     }
+
+
+def _off(settings: EvalSettings, what: str, is_off: bool) -> dict[str, str]:
+    """`{"off": "curve: off at l0 (...)"}` when `what` (the curve or the audit) did not run
+    because the evaluation's norm has no attack for it (`settings.off_at`); `{}` otherwise,
+    so linf / l2 files are unchanged."""
+    line = off_at(settings.norm).get(what) if is_off else None
+    return {"off": line} if line else {}
 
 
 def _distances(outcomes: dict[str, AttackOutcome]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ not train, attacked and audited exactly as a run folder is (same table, same eva
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from robustlab.evaluation.runs import (
     DEFAULT_ATTACKS,
     claim_output,
 )
+from robustlab.evaluation.settings import default_attacks, resolve_switches
 from robustlab.models.probe import input_dtype
 from robustlab.models.user import load_user_model
 
@@ -125,14 +127,19 @@ def evaluate_pretrained_model(name: str, *, eps: float | None, norm: str | None,
 
 def _settings(attacks: list[str], eps: float | None, norm: str | None,
               settings: dict[str, Any]) -> EvalSettings:
-    """The checked `EvalSettings` (budget, attacks and their options): one `ConfigError`."""
+    """The checked `EvalSettings` (budget, attacks and their options): one `ConfigError`.
+    The attacks, the curve and the audit follow the norm unless given (`resolve_switches`:
+    a line on stderr says what it switched off)."""
+    norm = "linf" if norm is None else norm.lower()
+    fields, said = resolve_switches(norm, settings)
     try:
-        evs = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS, eps=float(eps),
-                           norm=("linf" if norm is None else norm).lower(),
-                           **settings).validate()
+        evs = EvalSettings(attacks=tuple(attacks) or default_attacks(norm, DEFAULT_ATTACKS),
+                           eps=float(eps), norm=norm, **fields).validate()
         build_attacks(evs)
     except (EvalSettingsError, AttackError) as err:
         raise ConfigError(str(err)) from None
+    for line in said:
+        print(line, file=sys.stderr, flush=True)
     return evs
 
 

@@ -30,6 +30,7 @@ from robustlab.evaluation.adv_examples import check_adv_folder
 from robustlab.evaluation.attack_runner import build_attacks
 from robustlab.evaluation.partial import partial_path
 from robustlab.evaluation.schema import SCHEMA_VERSION, EvalFileError, check_eval_dict
+from robustlab.evaluation.settings import default_attacks, resolve_switches
 from robustlab.runs.folder import RunFolderError, hold_lock, lock_path
 from robustlab.training.distributed import init_distributed, rank_device, shutdown
 
@@ -61,13 +62,13 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
     if twice is not None:  # its two evaluations would write one file
         raise RunFolderError(f"run {twice} is given twice; give each run folder once")
     with contextlib.ExitStack() as locks:  # held until every result is written
-        plans = []
+        plans, said = [], []
         for run in runs:
             folder = RunFolder(Path(run))
             cfg = folder.read_config()
             _lock_run(locks, folder)
             settings = _settings(run, cfg, attacks=attacks, eps=eps, norm=norm, n=n,
-                                 batch_size=batch_size, seed=seed, extra=extra)
+                                 batch_size=batch_size, seed=seed, extra=extra, said=said)
             path = Path(out) if out else folder.file(DEFAULT_EVAL_FILE)
             claim_output(path, overwrite=overwrite)  # under the lock: no race with a twin
             if not folder.is_complete:
@@ -80,7 +81,9 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
                 adv_dir = Path(save_adv) / folder.path.name if len(runs) > 1 else Path(save_adv)
                 check_adv_folder(adv_dir, settings.attacks, overwrite=overwrite)
             plans.append((run, settings, path, adv_dir))
-
+        if int(os.environ.get("RANK", "0")) == 0:
+            for line in said:  # what the threat model switched off, before any compute
+                print(line, file=sys.stderr, flush=True)
         dev = resolve_device(device)
         dist = init_distributed(dev)  # under torchrun: every rank attacks its share of batches
         try:
@@ -94,16 +97,23 @@ def evaluate_runs(runs: list[str], *, attacks: list[str], eps: float | None, nor
 
 def _settings(run: str, cfg: dict[str, Any], *, attacks: list[str], eps: float | None,
               norm: str | None, n: int | None, batch_size: int, seed: int,
-              extra: dict[str, Any]) -> EvalSettings:
-    """The run's validated `EvalSettings` (eps and norm from its config unless given)."""
+              extra: dict[str, Any], said: list[str] | None = None) -> EvalSettings:
+    """The run's validated `EvalSettings` (eps and norm from its config unless given; the
+    attacks, the curve and the audit from the norm unless given: `resolve_switches`, whose
+    lines on what the norm switched off join `said`)."""
     run_eps = eps if eps is not None else cfg.get("eps")
     if run_eps is None:
         raise RunFolderError(f"run {run} was trained without eps ({cfg.get('method')}); "
                              "pass --eps (e.g. 0.3 for MNIST, 0.1 Fashion-MNIST)")
+    run_norm = _run_norm(norm, cfg)
+    fields, off = resolve_switches(run_norm, extra)
+    if said is not None:
+        said += [line for line in off if line not in said]
     try:
-        settings = EvalSettings(attacks=tuple(attacks) or DEFAULT_ATTACKS,
-                                eps=float(run_eps), norm=_run_norm(norm, cfg), n=n,
-                                batch_size=batch_size, seed=seed, **extra).validate()
+        settings = EvalSettings(attacks=tuple(attacks) or default_attacks(run_norm,
+                                                                          DEFAULT_ATTACKS),
+                                eps=float(run_eps), norm=run_norm, n=n,
+                                batch_size=batch_size, seed=seed, **fields).validate()
         build_attacks(settings)
     except (EvalSettingsError, AttackError) as err:
         raise ConfigError(str(err)) from None
@@ -111,9 +121,11 @@ def _settings(run: str, cfg: dict[str, Any], *, attacks: list[str], eps: float |
 
 
 def _run_norm(norm: str | None, cfg: dict[str, Any]) -> str:
-    """--norm as given (an empty one is refused by the settings' check, not replaced), else
-    the norm the run was trained under."""
-    return cfg.get("norm", "linf") if norm is None else norm
+    """--norm as given, case-insensitive as --help says (an empty one is refused by the
+    settings' check, not replaced), else the norm the run was trained under."""
+    if norm is None:
+        return cfg.get("norm", "linf")
+    return norm.strip().lower() if isinstance(norm, str) else norm
 
 
 def _lock_run(locks: contextlib.ExitStack, folder: Any) -> None:

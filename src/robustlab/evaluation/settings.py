@@ -22,7 +22,7 @@ from robustlab.common.checks import (
 
 # CURVE_FACTORS: the accuracy-versus-eps curve's budgets, as multiples of eps (8 PGD runs on
 # curve_n images; 1 x reuses the evaluated PGD), also reproduce's default (EvalPlan).
-from robustlab.common.vocabulary import CURVE_FACTORS, NORMS
+from robustlab.common.vocabulary import CURVE_FACTORS, NORM_DEFAULT_ATTACKS, NORMS
 
 
 class EvalSettingsError(ValueError):
@@ -183,6 +183,61 @@ class EvalSettings:
 
 # the gradient-masking audit's attacks (evaluation/audit.py): it runs only where they do
 AUDIT_ATTACKS = ("pgd", "square")
+# the eps curve's attack when it is on (`robustlab evaluate`'s default, `curve=True`)
+CURVE_ATTACK = "pgd"
+# why each is off at a norm its attacks do not attack at (`off_at`)
+_OFF_WHY = {"curve": "the eps curve uses PGD", "audit": "the gradient-masking audit runs "
+            "PGD and Square"}
+
+
+def attacks_at(names: tuple[str, ...], norm: str) -> bool:
+    """Whether every attack of `names` attacks at `norm` (its declared `norm` choices)."""
+    from robustlab.plugins import load_plugins
+    from robustlab.registry import ATTACKS
+
+    load_plugins()
+    return all(name in ATTACKS and "norm" in ATTACKS.get(name).options()
+               and norm in ATTACKS.get(name).options()["norm"].choices for name in names)
+
+
+def _norms_of(names: tuple[str, ...]) -> str:
+    return "/".join(n for n in NORMS if attacks_at(names, n))
+
+
+def default_attacks(norm: Any, usual: tuple[str, ...]) -> tuple[str, ...]:
+    """The attacks to run when none are given: `NORM_DEFAULT_ATTACKS` at l1 / l0, else the
+    caller's `usual` (an unknown norm is left to `EvalSettings.validate` to refuse)."""
+    key = norm.strip().lower() if isinstance(norm, str) else norm
+    return NORM_DEFAULT_ATTACKS.get(key, usual) if isinstance(key, str) else usual
+
+
+def off_at(norm: Any) -> dict[str, str]:
+    """{"curve" / "audit": the one line saying it is off at `norm` and why} for each of the
+    two whose attacks do not attack at `norm` (empty at linf / l2 and at an unknown norm),
+    e.g. "curve: off at l0 (the eps curve uses PGD, linf/l2 only)"."""
+    if not isinstance(norm, str) or norm not in NORMS:
+        return {}
+    out = {}
+    for what, names in (("curve", (CURVE_ATTACK,)), ("audit", AUDIT_ATTACKS)):
+        if not attacks_at(names, norm):
+            out[what] = f"{what}: off at {norm} ({_OFF_WHY[what]}, {_norms_of(names)} only)"
+    return out
+
+
+def resolve_switches(norm: Any, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """`EvalSettings` keywords from `fields`, whose `curve` / `audit` are True (asked for:
+    `validate` refuses them at a norm they cannot run at), False (off) or None / absent (the
+    default: on where the norm allows, off with a line saying so elsewhere). Returns the
+    keywords (`curve` turned into `curve_attack`) and those lines, for the caller to print."""
+    fields = dict(fields)
+    off = off_at(norm.strip().lower() if isinstance(norm, str) else norm)
+    curve, audit = fields.pop("curve", None), fields.get("audit")
+    said = [off[k] for k, v in (("curve", curve), ("audit", audit)) if v is None and k in off]
+    if "curve_attack" not in fields:
+        on = curve if curve is not None else "curve" not in off
+        fields["curve_attack"] = CURVE_ATTACK if on else None
+    fields["audit"] = audit if audit is not None else "audit" not in off
+    return fields, said
 
 
 def _check_attack_norms(settings: EvalSettings, attacks: Any) -> None:
@@ -201,8 +256,12 @@ def _check_attack_norms(settings: EvalSettings, attacks: Any) -> None:
         able = [a for a in attacks.list() if "norm" in attacks.get(a).options()
                 and settings.norm in attacks.get(a).options()["norm"].choices]
         hint = {"attacks": f"attacks at {settings.norm}: {', '.join(able) or '(none)'}",
-                "curve_attack": "--no-curve, or a curve attack that does",
-                "audit": "--no-audit (the gradient-masking audit runs pgd and square)"}
+                "curve_attack": f"drop --curve / curve=True (or pass --no-curve): at "
+                                f"{settings.norm} the curve is off by default; fmn among the "
+                                "attacks draws it from its distances",
+                "audit": "drop --audit / audit=True (or pass --no-audit): the gradient-"
+                         f"masking audit runs pgd and square, off by default at "
+                         f"{settings.norm}"}
         raise EvalSettingsError(
             f"{fname}: {name} does not attack at norm {settings.norm} (it supports "
             f"{', '.join(norms)}); {hint.get(fname, hint['attacks'])}")

@@ -51,6 +51,8 @@ def format_result_table(result: dict[str, Any], title: str = "") -> str:
     if pts:
         lines.append("  acc vs eps (" + str(result["curve"]["attack"]) + "): " + ", ".join(
             f"{p['eps']:.3g}:{_pct(p['acc']).strip()}%" for p in pts))
+    lines += [f"  {part['off']}" for part in (result.get("curve", {}), audit)
+              if part.get("off")]  # off at this norm (evaluation/settings.py `off_at`)
     for chk in audit.get("checks", []):
         lines.append(f"  audit {chk['status'].upper():<7} {chk['name']}: {chk['reason']}")
     if flag:

@@ -35,6 +35,7 @@ from robustlab.common.files import atomic_write_json, read_json
 from robustlab.common.vocabulary import BENCHMARK_SCHEMA, WEIGHTS_AVERAGED
 from robustlab.evaluation import EvalSettings, EvalSettingsError, evaluate_model
 from robustlab.evaluation.api import check_model_for_evaluation
+from robustlab.evaluation.partial import partial_path
 from robustlab.evaluation.runs import claim_output
 from robustlab.models.probe import input_dtype
 from robustlab.runs.checkpoint import weights_digest
@@ -100,13 +101,17 @@ def _measure_and_write(source: Source, evs: EvalSettings, path: Path, *,
     _check_data(source, evs, test)
     check_model_for_evaluation(model, test.x, test.y, evs, num_classes=classes)
     t0 = time.perf_counter()
+    # resumable: each finished batch of each attack is kept beside the JSON (a 10,000-image
+    # AutoAttack is hours on a CPU); a rerun after a kill attacks only the batches it lacks
     result = evaluate_model(model, test.x.to(device=dev, dtype=input_dtype(model)),
-                            test.y.to(dev), evs, num_classes=classes, progress=progress)
+                            test.y.to(dev), evs, num_classes=classes, progress=progress,
+                            resume=path)
     seconds = time.perf_counter() - t0
     data = benchmark_record(source, result, model=model, overridden=overridden,
                             seconds=seconds, device=str(dev), command=command)
     written = with_digest(data)
     atomic_write_json(path, written)
+    partial_path(path).unlink(missing_ok=True)  # its finished batches: no longer needed
     print(format_benchmark(written, source))
     print(f"  wrote {path}\n")
     return written

@@ -21,8 +21,9 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from robustlab.common.errors import ConfigError
 from robustlab.common.vocabulary import CERTIFY_ROLE, PATCH_LABEL
-from robustlab.evaluation.settings import EvalSettings
+from robustlab.evaluation.settings import EvalSettings, default_attacks, resolve_switches
 from robustlab.experiments.presets import PROTOCOL_RECIPES, MethodPlan, Preset
 from robustlab.training.recipes import configure
 
@@ -82,7 +83,8 @@ def plan_jobs(preset: Preset, out: Path, *, model: str | None = None,
                              protocol=protocol)
                 job_budgets = budgets if eps is None else ((label, eps),)
                 job.evals = (_eval_jobs(preset.eval, ds, run_dir, job_budgets)
-                             + _patch_jobs(preset, ds, run_dir, job_budgets))
+                             + _patch_jobs(preset, ds, run_dir, job_budgets)
+                             + _threat_model_jobs(preset.eval, ds, run_dir))
                 if mp.method == "standard":
                     std_dir = run_dir
                 jobs.append(job)
@@ -142,17 +144,54 @@ def _train_config(preset: Preset, ds, arch: str, mp, eps: float | None, seed: in
 
 
 def _eval_jobs(ev, ds, run_dir: Path, budgets) -> list[EvalJob]:
+    """The run's evaluations at its budgets, under the dataset's norm: the EvalPlan's attacks
+    (at l1 / l0 the norm's defaults), the curve and the audit where the norm has their
+    attacks (`_at_norm`; at linf / l2 the settings, and so the files' keys, are as always)."""
     out = []
     for label, eps in budgets:
+        attacks, options, switches = _at_norm(ev, ds.norm, (), {})
         settings = EvalSettings(
-            attacks=tuple(ev.attacks), eps=float(eps), norm=ds.norm, n=ev.n,
+            attacks=attacks, eps=float(eps), norm=ds.norm, n=ev.n,
             batch_size=ev.batch_size, seed=0, curve_factors=ev.curve_factors,
-            curve_n=ev.curve_n, audit=ev.audit, audit_n=ev.audit_n,
-            audit_square_queries=ev.audit_square_queries,
-            attack_options={k: dict(v) for k, v in ev.attack_options.items()
-                            if k in ev.attacks},
-            label=label)
+            curve_n=ev.curve_n, audit_n=ev.audit_n,
+            audit_square_queries=ev.audit_square_queries, attack_options=options,
+            label=label, **switches)
         out.append(EvalJob(label, settings, eval_file(run_dir, label, settings)))
+    return out
+
+
+def _at_norm(ev, norm: str, attacks: tuple[str, ...], options: dict[str, dict[str, Any]]
+             ) -> tuple[tuple[str, ...], dict[str, dict[str, Any]], dict[str, Any]]:
+    """An evaluation's attacks at `norm` (`attacks`, else the EvalPlan's, else at l1 / l0
+    the norm's defaults), their options (the EvalPlan's, updated by `options`) and the
+    curve / audit keywords (`resolve_switches`: off where the norm has no attack for them)."""
+    attacks = tuple(attacks) or default_attacks(norm, tuple(ev.attacks))
+    merged = {k: {**ev.attack_options.get(k, {}), **options.get(k, {})}
+              for k in attacks if k in ev.attack_options or k in options}
+    switches, _ = resolve_switches(norm, {"audit": None if ev.audit else False})
+    return attacks, merged, switches
+
+
+def _threat_model_jobs(ev, ds, run_dir: Path) -> list[EvalJob]:
+    """The run's evaluations at the dataset's further threat models (`ThreatModelPlan`):
+    the EvalPlan's sizes, the threat model's attacks (or its norm's defaults) with the
+    EvalPlan's options for them, the curve and the audit where the norm has their attacks."""
+    out = []
+    taken = [label for label, _ in ds.budgets] + [PATCH_LABEL]
+    for tm in ds.threat_models:
+        if tm.label in taken:  # one label, one report block: never two threat models in one
+            raise ConfigError(f"{ds.dataset} threat_models: label {tm.label!r} is taken (by "
+                              f"a budget, the patch study or another threat model); expected "
+                              f"a label not in {taken}")
+        taken.append(tm.label)
+        attacks, options, switches = _at_norm(ev, tm.norm, tm.attacks, tm.attack_options)
+        settings = EvalSettings(
+            attacks=attacks, eps=float(tm.eps), norm=tm.norm, n=ev.n,
+            batch_size=ev.batch_size, seed=0, curve_factors=ev.curve_factors,
+            curve_n=ev.curve_n, audit_n=ev.audit_n,
+            audit_square_queries=ev.audit_square_queries, attack_options=options,
+            label=tm.label, **switches)
+        out.append(EvalJob(tm.label, settings, eval_file(run_dir, tm.label, settings)))
     return out
 
 

@@ -35,13 +35,31 @@ METHOD_ROLES = {
 
 
 @dataclass(frozen=True)
+class ThreatModelPlan:
+    """A further threat model at which every run of a dataset is evaluated, beside its
+    budgets (which are in the dataset's training `norm`): `label` names it (the eval files,
+    the report's section), `eps` is in `norm`'s units (pixels at l0), `attacks` () are the
+    norm's defaults (`NORM_DEFAULT_ATTACKS` at l1 / l0, the `EvalPlan`'s elsewhere), and
+    `attack_options` add to the EvalPlan's. The curve and the audit run where the norm allows
+    (`evaluation.settings.resolve_switches`)."""
+
+    label: str
+    norm: str
+    eps: float
+    attacks: tuple[str, ...] = ()
+    attack_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class DatasetPlan:
-    """One dataset/model pair and its budgets `((label, eps), ...)`."""
+    """One dataset/model pair and its budgets `((label, eps), ...)` under `norm` (the runs
+    train and are evaluated at them), and `threat_models` every run is evaluated at too."""
 
     dataset: str
     model: str
     budgets: tuple[tuple[str, float], ...]
     norm: str = "linf"
+    threat_models: tuple[ThreatModelPlan, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -158,6 +176,16 @@ ALL_METHODS = ("standard", "pgd-at", "fgsm-rs", "free-at", "trades", "mart", "gr
 _AA_CPU = {"autoattack": {"steps": 20, "n_target_classes": 3, "n_queries": 500}}
 _AA_TINY = {"autoattack": {"steps": 5, "n_target_classes": 2, "n_queries": 100}}
 
+# the threat-models preset's further threat models of MNIST (L2 2.0 and L1 10: the
+# literature's MNIST budgets, Croce & Hein 2021), with attacks that converge there on a
+# Linf-trained LeNet-5 (PGD-10 at L2 does not: the audit's more_steps check flags it)
+_AA_MID = {"autoattack": {"steps": 50, "n_target_classes": 3, "n_queries": 500}}
+_MORE_THREAT_MODELS = (
+    ThreatModelPlan("l2", "l2", 2.0, ("fgsm", "pgd", "autoattack"),
+                    attack_options={"pgd": {"steps": 50}, **_AA_MID}),
+    ThreatModelPlan("l1", "l1", 10.0, attack_options=_AA_MID),
+)
+
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         name="smoke",
@@ -225,6 +253,26 @@ PRESETS: dict[str, Preset] = {
                     "100 and the audit on 50 of those images; studies: transfer on 500, "
                     "patches on 200, certification on 200 test images",
         studies=StudyPlan(transfer=True, certify=True, patch=True),
+    ),
+    "threat-models": Preset(
+        name="threat-models",
+        description="One model set, several threat models: MNIST / LeNet-5 trained at Linf "
+                    "eps 0.3 (standard and PGD-AT, each method's working recipe) and every "
+                    "run evaluated at Linf eps 0.3, L2 eps 2 and L1 eps 10.",
+        datasets=(DatasetPlan("mnist", "lenet5", (("standard", STANDARD_EPS["mnist"]),),
+                              threat_models=_MORE_THREAT_MODELS),),
+        methods=_methods("standard", "pgd-at", pgd_at={"steps": 5}),
+        seeds=(0,), epochs=3, protocols=("recipe",),
+        eval=EvalPlan(attacks=("fgsm", "pgd", "autoattack"), n=200, batch_size=200,
+                      curve_factors=(0.0, 0.5, 1.0, 1.5), curve_n=100, audit_n=50,
+                      audit_square_queries=100,
+                      attack_options={"pgd": {"steps": 10}, **_AA_TINY}),
+        budget_note="full training set, 3 epochs, PGD-5 in training (recipe protocol at "
+                    "Linf eps 0.3), 200 test images; Linf: PGD-10, AutoAttack with 5 "
+                    "iterations / 2 target classes / 100 Square queries; L2: PGD-50, L1: "
+                    "APGD-CE-100, and AutoAttack with 50 iterations / 3 target classes / 500 "
+                    "Square queries at both; the eps curve and the audit at Linf and L2 only "
+                    "(their PGD and Square have no L1)",
     ),
     "paper": Preset(
         name="paper",

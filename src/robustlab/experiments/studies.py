@@ -75,8 +75,8 @@ def transfer_groups(jobs: list[RunJob], out: Path) -> dict[Path, tuple[float, li
     for job in jobs:
         if job.role == CERTIFY_ROLE or job.train["seed"] != first_seed:
             continue
-        for e in job.evals:
-            if e.label == PATCH_LABEL:
+        for e in job.evals:  # at the run's budgets: not patches, not further threat models
+            if e.label == PATCH_LABEL or e.settings.norm != job.train.get("norm", "linf"):
                 continue
             name = f"transfer-{job.train['dataset']}-{job.protocol}-{e.label}.json"
             eps, runs = groups.setdefault(out / STUDIES_DIR / name, (e.settings.eps, []))

@@ -128,7 +128,7 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         # an eval of an interrupted run says so (evaluate writes training.complete)
         "health": (HEALTH_UNFINISHED if tr.get("complete") is False
                    else run_health(run_dir, metrics)),
-        "label": data.get("label") or s.get("label") or f"eps={s['eps']:g}",
+        "label": data.get("label") or s.get("label") or _eps_label(s),
         "eps": s["eps"], "norm": s["norm"], "adaptive": s.get("adaptive", True),
         "n": data["n"], "clean": data["clean"]["acc"],
         "fgsm": attacks.get("fgsm", {}).get("acc"), "pgd": pgd.get("acc"),
@@ -156,7 +156,7 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         # columns), the images the eps curve and the audit used, AutoAttack's counts
         "attacks": _attack_order(attacks, s),
         "attack_acc": {k: attacks[k].get("acc") for k in _attack_order(attacks, s)},
-        "curve_n": _curve_n(data, s), "audit_n": data["audit"].get("n") or s.get("audit_n"),
+        "curve_n": _curve_n(data, s), "audit_n": _audit_n(data, s),
         "autoattack_version": _autoattack_version(s) if "autoattack" in attacks else None,
         "num_classes": data.get("model", {}).get("num_classes"),
         "mixed_attack": data.get("mixed", {}).get("attack"),
@@ -164,11 +164,18 @@ def record_from_eval(data: dict[str, Any], path: Path, run_dir: Path, role: str 
         "_curve": data.get("curve", {}).get("points", []), "_distances": per.get("distances") or {},
         "_pgd_confidence": per.get("confidence", {}).get("pgd"),
         "_pgd_correct": per.get("correct", {}).get("pgd"),
-        "_metrics": metrics,
-        "_audit": data["audit"].get("checks", []),
+        "_metrics": metrics, "_train_norm": run.get("norm"),
+        "_audit": data["audit"].get("checks", []), "_audit_off": data["audit"].get("off"),
         "_attack_options": s.get("attack_options") or {},
     }
     return rec
+
+
+def _eps_label(settings: dict[str, Any]) -> str:
+    """The budget label of an evaluation that has none: `eps=0.3` (linf, as always), else
+    with its norm (`l1 eps=10`), so evaluations at two norms never share a Table 1 block."""
+    norm = settings.get("norm") or "linf"
+    return f"eps={settings['eps']:g}" if norm == "linf" else f"{norm} eps={settings['eps']:g}"
 
 
 def _attack_order(attacks: dict[str, Any], settings: dict[str, Any]) -> list[str]:
@@ -179,9 +186,20 @@ def _attack_order(attacks: dict[str, Any], settings: dict[str, Any]) -> list[str
 
 
 def _curve_n(data: dict[str, Any], settings: dict[str, Any]) -> int | None:
-    """How many test images the eps curve used (its points say; else the settings)."""
+    """How many test images the eps curve used (its points say; else the settings; None when
+    the evaluation's norm switched it off: `curve.off`)."""
+    if data.get("curve", {}).get("off"):
+        return None
     points = data.get("curve", {}).get("points") or []
     return points[0].get("n") if points else settings.get("curve_n")
+
+
+def _audit_n(data: dict[str, Any], settings: dict[str, Any]) -> int | None:
+    """How many test images the audit used; None when the evaluation's norm switched it off
+    (`audit.off`: "audit: off at l1 (...)", kept in the record as `_audit_off`)."""
+    if data["audit"].get("off"):
+        return None
+    return data["audit"].get("n") or settings.get("audit_n")
 
 
 def _autoattack_version(settings: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from robustlab.reporting.plot_style import (
     save,
     style_map,
 )
-from robustlab.reporting.tables import groups, learned
+from robustlab.reporting.tables import groups, learned, threat_model
 
 __all__ = ["confidence_figure", "draw_all", "method_style"]
 
@@ -104,9 +104,12 @@ def describe(records: list[dict]) -> str:
 def budgets(gs: dict[Group, list[dict]]) -> str:
     """`mnist eps 0.03 (paper), 0.3 (recipe)`: the budgets of the groups, per dataset."""
     per: dict[str, list[str]] = defaultdict(list)
-    for dataset, protocol, _, eps in gs:
-        per[dataset].append(f"{eps:g} ({protocol})")
     norms = {r["norm"] for recs in gs.values() for r in recs if r.get("norm")}
+    for (dataset, protocol, _, eps), recs in gs.items():  # several norms: each named
+        per[dataset].append(f"{threat_model(recs[0].get('norm'), eps)} ({protocol})"
+                            if len(norms) > 1 else f"{eps:g} ({protocol})")
+    if len(norms) > 1:
+        return "; ".join(f"{d} {', '.join(v)}" for d, v in per.items())
     norm = f"{'/'.join(sorted(norms))} " if norms else ""
     return "; ".join(f"{d} {norm}eps {', '.join(v)}" for d, v in per.items())
 

@@ -26,6 +26,8 @@ def overfit_note(rec: dict[str, Any]) -> str | None:
     train_eps, fgsm, pgd = rec.get("train_eps"), rec.get("fgsm"), rec.get("pgd")
     if not train_eps or fgsm is None or pgd is None:
         return None
+    if (rec.get("_train_norm") or rec.get("norm")) != rec.get("norm"):
+        return None  # another threat model than the run trained at: its eps is another unit
     if not math.isclose(rec["eps"], train_eps, rel_tol=1e-6) or fgsm - pgd <= OVERFIT_GAP:
         return None
     return (f"test FGSM {100 * fgsm:.1f} % vs PGD {100 * pgd:.1f} % at eps {rec['eps']:g} "
@@ -37,6 +39,8 @@ def eval_overfit_note(data: dict[str, Any]) -> str | None:
     readers that have no report record: the transfer study's choice of models."""
     attacks = data.get("attacks", {})
     return overfit_note({"train_eps": data.get("run", {}).get("eps"),
+                         "_train_norm": data.get("run", {}).get("norm"),
+                         "norm": data.get("settings", {}).get("norm"),
                          "eps": data.get("settings", {}).get("eps"),
                          "fgsm": attacks.get("fgsm", {}).get("acc"),
                          "pgd": attacks.get("pgd", {}).get("acc")})

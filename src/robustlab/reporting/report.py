@@ -32,15 +32,18 @@ from robustlab.reporting.render import to_html, to_markdown
 from robustlab.reporting.studies import study_sections
 from robustlab.reporting.tables import (
     FLAG,
+    NORM_NAMES,
     PROTOCOL_NAMES,
     SPREAD_RULE,
     attack_label,
     audit_check_names,
     audit_rows,
     groups,
+    norms_of,
     overhead,
     setup_of,
     table1,
+    threat_model,
 )
 
 
@@ -189,9 +192,10 @@ def _summary(records, preset, blocks, claims) -> list[tuple]:
     doc.append(("p", "**Best method per dataset and budget** (highest worst-case accuracy "
                      "among the models the audit did not flag; more than the seeds' spread "
                      f"when {SPREAD_RULE}):"))
-    doc.append(("list", [best_line(b) for b in blocks]))
+    named = _named(records)
+    doc.append(("list", [best_line(b, named=named) for b in blocks]))
     if any(b.get("hybrid") for b in blocks):
-        doc.append(("p", hybrid_sentence(blocks)))
+        doc.append(("p", hybrid_sentence(blocks, named=named)))
     if claims:
         doc.append(("p", "**The paper's claims** (details in the claims section):"))
         doc.append(("list", [f"**{c['verdict']}**: {c['claim']} ({c['section']})"
@@ -233,9 +237,20 @@ def protocol_line(protocol: str, s: dict[str, list]) -> str:
     return "; ".join(parts)
 
 
-def best_line(b: dict[str, Any]) -> str:
+def _named(records) -> bool:
+    """Whether the report names each block's threat model ("L1, eps 10", "L0, 24 pixels"):
+    unless every evaluation is at linf (a Linf report's headings say "eps = 0.3 (linf)")."""
+    return norms_of(records) != ["linf"]
+
+
+def _budget(b: dict[str, Any], named: bool) -> str:
+    """`eps 0.3`, or, `named`, the block's threat model (`L1, eps 10`)."""
+    return threat_model(b.get("norm"), b["eps"]) if named else f"eps {b['eps']:.4g}"
+
+
+def best_line(b: dict[str, Any], *, named: bool = False) -> str:
     """One block's best method, its margin and whether it exceeds the seeds' spread."""
-    where = f"{b['dataset']} / {b['model']}, {b['protocol']} protocol, eps {b['eps']:.4g}"
+    where = f"{b['dataset']} / {b['model']}, {b['protocol']} protocol, {_budget(b, named)}"
     best = b["best"]
     if best is None:
         return f"{where}: no compared, unflagged model"
@@ -270,10 +285,10 @@ def _standing(s: dict[str, Any]) -> str:
                    else " — within the seeds' spread")
 
 
-def hybrid_sentence(blocks: list[dict[str, Any]]) -> str:
+def hybrid_sentence(blocks: list[dict[str, Any]], *, named: bool = False) -> str:
     """One sentence: the paper's hybrid's rank by worst case in each block that ran it and
     its margin over (or under) the best other method, with the seeds' spread."""
-    parts = [f"{b['dataset']} {b['protocol']} eps {b['eps']:.4g}: {_standing(b['hybrid'])}"
+    parts = [f"{b['dataset']} {b['protocol']} {_budget(b, named)}: {_standing(b['hybrid'])}"
              for b in blocks if b.get("hybrid")]
     return ("**Where the paper's hybrid stands** (`hybrid`, ranked by worst-case accuracy "
             "among the compared methods the audit did not flag; margin to the best other "
@@ -327,20 +342,51 @@ def _weights_note(records) -> list[tuple]:
 
 def _table1(records, blocks) -> list[tuple]:
     """Table 1, one block per dataset / model / protocol / budget, with the columns its
-    evaluations ran."""
+    evaluations ran; with several threat models, one section each (`_threat_model_sections`)."""
+    norms = norms_of(records)
+    if len(norms) > 1:
+        return _threat_model_sections(records, blocks, norms)
     doc: list[tuple] = [("h2", "Table 1: clean and adversarial accuracy"),
                         _cells_legend(records), *_weights_note(records)]
     for b in blocks:
-        doc.append(("h3", f"{b['dataset']} / {b['model']}, {b['protocol']} protocol, budget "
-                          f"`{b['label']}`: eps = {b['eps']:.4g} ({b['norm']})"))
-        doc.append(("note", "Protocol: " + protocol_line(b["protocol"], b["setup"]) + "."))
-        headers = ["Method", "Seeds"] + [c["label"] + " (%)" for c in b["columns"]]
-        rows = [[row["method"], str(len(row["seeds"]))]
-                + [row["cells"][c["key"]] for c in b["columns"]] for row in b["rows"]]
-        doc.append(("table", headers, rows))
-        doc.append(("note", _block_note(b)))
-        doc += _failed(b)
+        doc += _table1_block(b, named=_named(records))
     return doc
+
+
+def _threat_model_sections(records, blocks, norms: list[str]) -> list[tuple]:
+    """Table 1 of an experiment evaluated at several threat models: a section per norm
+    ("Table 1, L1: ..."), its blocks headed by the threat model ("L1, eps 10: mnist / ..."),
+    each with the columns of the attacks run at it."""
+    doc: list[tuple] = []
+    for i, norm in enumerate(norms):
+        doc.append(("h2", f"Table 1, {NORM_NAMES.get(norm, norm)}: clean and adversarial "
+                          "accuracy"))
+        if i == 0:
+            doc += [_cells_legend(records), *_weights_note(records)]
+        for b in (b for b in blocks if b["norm"] == norm):
+            doc += _table1_block(b, named=True)
+    return doc
+
+
+def block_where(b: dict[str, Any], *, named: bool) -> str:
+    """A block's heading: `mnist / lenet5, paper protocol, budget `standard`: eps = 0.3
+    (linf)`, or, `named`, `L1, eps 10: mnist / lenet5, recipe protocol, budget `l1``."""
+    where = f"{b['dataset']} / {b['model']}, {b['protocol']} protocol, budget `{b['label']}`"
+    if named:
+        return f"{threat_model(b['norm'], b['eps'])}: {where}"
+    return f"{where}: eps = {b['eps']:.4g} ({b['norm']})"
+
+
+def _table1_block(b: dict[str, Any], *, named: bool) -> list[tuple]:
+    """One Table 1 block: its heading, protocol, table, note and runs not compared."""
+    doc: list[tuple] = [("h3", block_where(b, named=named))]
+    doc.append(("note", "Protocol: " + protocol_line(b["protocol"], b["setup"]) + "."))
+    headers = ["Method", "Seeds"] + [c["label"] + " (%)" for c in b["columns"]]
+    rows = [[row["method"], str(len(row["seeds"]))]
+            + [row["cells"][c["key"]] for c in b["columns"]] for row in b["rows"]]
+    doc.append(("table", headers, rows))
+    doc.append(("note", _block_note(b)))
+    return doc + _failed(b)
 
 
 def _block_note(b: dict[str, Any]) -> str:
@@ -431,9 +477,15 @@ def _audit(records) -> list[tuple]:
                      "check's reason with its numbers and each method's is its run folder. "
                      "A model that did not learn is NOT COMPARED."))
     rows = []
+    named = _named(records)
     for (dataset, protocol, label, eps), recs in groups(records).items():
-        doc.append(("p", f"**{dataset}, {protocol} protocol, budget `{label}` (eps = "
-                         f"{eps:.4g})**"))
+        where = f"{dataset}, {protocol} protocol, budget `{label}`"
+        doc.append(("p", f"**{threat_model(recs[0]['norm'], eps)}: {where}**" if named
+                    else f"**{where} (eps = {eps:.4g})**"))
+        off = {r["_audit_off"] for r in recs if r.get("_audit_off")}
+        if off and all(r.get("_audit_off") for r in recs):  # not run at this threat model
+            doc.append(("p", "Not run: " + "; ".join(sorted(off)) + "."))
+            continue
         block = audit_rows(recs)
         rows += block
         doc.append(("table", ["Method", "Seed", "Verdict"] + [n.replace("_", " ")

@@ -57,12 +57,37 @@ def learned(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("health", HEALTH_OK) == HEALTH_OK]
 
 
+# The threat models' names in the report, in its order (a section each in Table 1).
+NORM_NAMES = {"linf": "Linf", "l2": "L2", "l1": "L1", "l0": "L0"}
+
+
+def norm_rank(norm: str | None) -> int:
+    """A threat model's place in the report: Linf, L2, L1, L0, then any other."""
+    names = list(NORM_NAMES)
+    return names.index(norm) if norm in names else len(names)
+
+
+def threat_model(norm: str | None, eps: float) -> str:
+    """The threat model as a heading names it: "Linf, eps 0.3", "L1, eps 10", "L0, 24
+    pixels" (an l0 budget counts pixels)."""
+    if norm == "l0":
+        return f"L0, {eps:g} pixel{'' if eps == 1 else 's'}"
+    return f"{NORM_NAMES.get(norm or 'linf', norm)}, eps {eps:.4g}"
+
+
+def norms_of(records: list[dict[str, Any]]) -> list[str]:
+    """The threat models' norms the records were evaluated at, in the report's order."""
+    return sorted({r.get("norm") or "linf" for r in records}, key=norm_rank)
+
+
 def groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, str, float], list[dict]]:
-    """Records by (dataset, protocol, budget label, eps)."""
+    """Records by (dataset, protocol, budget label, eps), ordered by threat model (Linf, L2,
+    L1, L0), then dataset, protocol and eps."""
     out: dict[tuple[str, str, str, float], list[dict]] = defaultdict(list)
     for r in records:
         out[(r["dataset"], r.get("protocol", "paper"), r["label"], r["eps"])].append(r)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][3])))
+    return dict(sorted(out.items(), key=lambda kv: (norm_rank(kv[1][0].get("norm") or "linf"),
+                                                    kv[0][0], kv[0][1], kv[0][3])))
 
 
 def columns(recs: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -28,6 +28,7 @@ from robustlab.common.vocabulary import (
     MEMORY_FORMATS,
     NORMS,
     SMOOTH_EPS_SCHEDULES,
+    TRAIN_NORMS,
 )
 from robustlab.common.yaml_io import load_yaml
 from robustlab.data.in_memory import CUSTOM
@@ -62,8 +63,10 @@ class TrainConfig:
 
     Attributes with units: `eps` is the perturbation budget in pixel units of [0, 1] images
     (required for adversarial methods, there is deliberately no default that suits one dataset
-    only); `val_size` counts images carved from the training set; `train_size` optionally
-    subsamples the training set (for quick runs). `eps_warmup` is the budget warm-up of every
+    only), the radius of the `norm` ball (linf, l2, or l1 for the methods whose `norms` name
+    it: pgd-at, the hybrid family, standard; eps 10 on MNIST); `val_size` counts images carved
+    from the training set; `train_size` optionally subsamples the training set (for quick
+    runs). `eps_warmup` is the budget warm-up of every
     adversarial method, in epochs (fractional allowed; 0 = none): eps_t rises per step from
     `eps_warmup_start * eps` to eps by `eps_warmup_schedule` (methods/eps_schedule.py).
     `noise_sigma` (pixel units, 0 = off) adds Gaussian noise N(0, noise_sigma^2 I) to every
@@ -138,8 +141,7 @@ class TrainConfig:
         """The fields' types (strings, flags, option tables) and eps as a pixel-scale number:
         what a recipe reads before the whole config is validated. Returns self."""
         _check_types(self)
-        if self.eps is not None:
-            _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
+        _check_eps(self)
         return self
 
     def validate(self) -> TrainConfig:
@@ -179,11 +181,7 @@ class TrainConfig:
                                ("norm", NORMS), ("augment", AUGMENT_CHOICES),
                                ("memory_format", MEMORY_FORMATS), ("amp", AMP_MODES)):
             check_choice(fname, getattr(self, fname), allowed, error=ConfigError)
-        if self.norm not in ATTACK_NORMS:  # l1 / l0: no training method attacks at them yet
-            raise ConfigError(f"norm: {self.norm} is an evaluation threat model only (no "
-                              f"training method attacks at it yet); training norms: "
-                              f"{', '.join(ATTACK_NORMS)} (evaluate at {self.norm} with "
-                              f"robustlab evaluate --norm {self.norm})")
+        self._validate_norm(METHODS)
         _check_device(self.device)
         method_cls = METHODS.get(self.method)
         if getattr(method_cls, "needs_eps", False) and self.eps is None:
@@ -193,6 +191,28 @@ class TrainConfig:
             raise ConfigError(f"val_size: method {self.method!r} measures validation accuracy "
                               "every epoch and needs a validation split; got 0")
         return self
+
+    def _validate_norm(self, methods: Any) -> None:
+        """The method trains at `norm` (its class attribute `norms`) with its options (its
+        `norm_refusal`, e.g. a generator without an L1 version); `methods`: the registry."""
+        def trains_at(name: str) -> tuple[str, ...]:
+            return tuple(getattr(methods.get(name), "norms", ATTACK_NORMS))
+
+        norms = trains_at(self.method)
+        if self.norm not in norms:
+            able = [m for m in methods.list() if self.norm in trains_at(m)]
+            if not able:  # l0: no training method attacks at it
+                raise ConfigError(f"norm: {self.norm} is an evaluation threat model only (no "
+                                  f"training method attacks at it); training norms: "
+                                  f"{', '.join(TRAIN_NORMS)} (evaluate at {self.norm} with "
+                                  f"robustlab evaluate --norm {self.norm})")
+            raise ConfigError(f"norm: method {self.method!r} does not train at {self.norm} (it "
+                              f"trains at {', '.join(norms)}); methods that train at "
+                              f"{self.norm}: {', '.join(able)}")
+        refusal = getattr(methods.get(self.method), "norm_refusal", None)
+        why = refusal(self.norm, self.method_options) if refusal is not None else None
+        if why:
+            raise ConfigError(why)
 
     def _validate_numbers(self) -> None:
         """Counts, seed, threads, rates and the budget: types and ranges."""
@@ -211,8 +231,7 @@ class TrainConfig:
         # SGD's momentum: the velocity's decay per step; at 1 or more it never decays and grows
         check_number("momentum", self.momentum, 0.0, 1.0, high_open=True, error=ConfigError)
         _check_number(self, "weight_decay", low=0.0)
-        if self.eps is not None:
-            _check_number(self, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
+        _check_eps(self)
 
     def _validate_averaging(self) -> None:
         """`ema` (a decay per step in [0, 1), 0 = off) and `swa_start` (epochs, < epochs; None
@@ -433,6 +452,21 @@ def _check_types(cfg: TrainConfig) -> None:
         if bad:
             raise ConfigError(f"{fname}: expected string option names, got {bad[0]!r} in "
                               f"{_short(value)}")
+
+
+def _check_eps(cfg: TrainConfig) -> None:
+    """eps (if set) as a budget of the config's norm: in [0, 1] (pixel scale) for linf; at
+    l2 / l1 any number >= 0 in pixel units of the ball (e.g. 2 / 10 on MNIST), its upper
+    bound (sqrt(C*H*W) / C*H*W) checked against the images when the run loads them
+    (`check_l2_budget` / `check_l1_budget`)."""
+    if cfg.eps is None:
+        return
+    if cfg.norm in ("l1", "l2"):
+        example = "10" if cfg.norm == "l1" else "2"
+        _check_number(cfg, "eps", f"an {cfg.norm.upper()} budget >= 0 in pixel units of the "
+                      f"{cfg.norm.upper()} ball (e.g. {example} on MNIST)", low=0.0)
+        return
+    _check_number(cfg, "eps", "a number in [0, 1] (pixel scale)", low=0.0, high=1.0)
 
 
 def _check_number(cfg: TrainConfig, fname: str, expected: str | None = None, *, low: float,

@@ -81,6 +81,16 @@ _DIGIT_METHOD_OPTIONS = {
     "gradient-reg": {"lam": 0.3},
 }
 
+# L1 (eps 10 on MNIST): the same optimisation and warm-up; the generator is L1-APGD-10 from x
+# (no random start), as Croce & Hein (2021) train L1-robust models; the hybrids' copies too
+# (docs/methods.md, "Recipe mnist-l1", has the probe behind it)
+_L1_METHOD_OPTIONS = {
+    "pgd-at": {"steps": 10, "random_start": False},
+    "hybrid": {"steps": 10, "per_step": True}, "hybrid-pgd": {"steps": 10, "per_step": True},
+    "hybrid-fixed-alpha": {"steps": 10, "per_step": True}, "hybrid-fgsm": {"per_step": True},
+    "hybrid-fixed-eps": {"steps": 10}, "mix": {"steps": 10},
+}
+
 RECIPES: dict[str, Recipe] = {
     PAPER: Recipe(
         PAPER, "the paper, section 4: SGD, lr 0.01, batch 128; no warm-up or schedule stated",
@@ -95,6 +105,11 @@ RECIPES: dict[str, Recipe] = {
         "measured)", dataset="fashion-mnist", norm="linf", eps_range=(0.0, 0.2),
         image_shape=(1, 28, 28), fields=_ONECYCLE, eps_warmup_share=1 / 3,
         method_options=_DIGIT_METHOD_OPTIONS),
+    "mnist-l1": Recipe(
+        "mnist-l1", "robustlab docs/methods.md, 'Recipe mnist-l1' (LeNet-5, L1 eps 10, "
+        "measured on a short probe)", dataset="mnist", norm="l1", eps_range=(0.0, 15.0),
+        image_shape=(1, 28, 28), fields=_ONECYCLE, eps_warmup_share=1 / 3,
+        method_options=_L1_METHOD_OPTIONS),
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from robustlab.common.checks import check_l1_budget, check_l2_budget
 from robustlab.common.errors import ConfigError
 from robustlab.data import DatasetSplits
 from robustlab.data.in_memory import CUSTOM
@@ -33,6 +34,9 @@ def build_components(cfg: TrainConfig, device: torch.device, *, model: nn.Module
     _check_injected(cfg, model, splits)
     method = create_method(cfg.method, **cfg.method_options)  # checked by its OPTIONS
     data = load_run_data(cfg, device, splits)
+    if cfg.norm in ("l1", "l2") and cfg.eps is not None:  # its range needs the images' size
+        check = check_l1_budget if cfg.norm == "l1" else check_l2_budget
+        check("eps", cfg.eps, data.train.x[0].numel(), where=cfg.dataset, error=ConfigError)
     model = (build_model(cfg, data.info, device) if model is None
              else prepare_model(cfg, model, device))
     params = [p for p in model.parameters() if p.requires_grad]

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from robustlab.common.errors import ConfigError
+from robustlab.common.vocabulary import ATTACK_NORMS, TRAIN_NORMS
 from robustlab.registry import METHODS
 from robustlab.training.methods.base import AdversarialMethod, BatchOutput, label_smoothing
 from robustlab.training.methods.grad_align import grad_align_loss, grad_align_options
@@ -33,6 +34,7 @@ from robustlab.training.methods.options import (
     Option,
     generator_options,
     guard_options,
+    l1_generator_refusal,
     with_defaults,
 )
 from robustlab.training.methods.validation import OverfitGuard, ValProbe
@@ -43,6 +45,7 @@ class AdversarialTraining(AdversarialMethod):
     """Train on `generator` examples at eps only (see the module docstring)."""
 
     supports_awp = True
+    norms = TRAIN_NORMS  # l1: the L1-APGD generator (or one sparse step), perturb.py
 
     OPTIONS: ClassVar[dict[str, Option]] = {
         **generator_options(steps=10),
@@ -60,6 +63,10 @@ class AdversarialTraining(AdversarialMethod):
         if self.grad_align > 0:  # double backpropagation: not under the CPU kernels
             self.cpu_kernels = False
         self.co_guard = OverfitGuard(self.co_drop, self.co_floor, self.co_fgsm_high, self.co_gap)
+
+    @classmethod
+    def norm_refusal(cls, norm: str, options: dict[str, Any]) -> str | None:
+        return l1_generator_refusal(cls.OPTIONS, options) if norm == "l1" else None
 
     def setup(self, ctx) -> None:
         super().setup(ctx)
@@ -102,7 +109,7 @@ class AdversarialTraining(AdversarialMethod):
         logs.update({"val_clean_acc": self.probe.clean_acc(model), "val_adv_acc": adv})
         logs.update(self.co_guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
                                      method=self.method_name, epoch=ctx.epoch,
-                                     at_target=self.at_target(ctx)))
+                                     at_target=self.at_target(ctx), norm=self.norm))
         return logs
 
     def state_dict(self) -> dict[str, Any]:
@@ -113,9 +120,10 @@ class AdversarialTraining(AdversarialMethod):
 
 
 def _variant(name: str, doc: str, **defaults: Any) -> type[AdversarialTraining]:
+    # fgsm-rs and n-fgsm: their generators' noise balls are Linf / L2 ones (no l1)
     cls = type(name.title().replace("-", ""), (AdversarialTraining,),
                {"OPTIONS": with_defaults(AdversarialTraining.OPTIONS, **defaults),
-                "__doc__": doc, "__module__": __name__})
+                "__doc__": doc, "__module__": __name__, "norms": ATTACK_NORMS})
     return METHODS.register(name)(cls)
 
 

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from robustlab.common.vocabulary import ATTACK_NORMS
 from robustlab.data import ArraySplit
 from robustlab.runs.config import TrainConfig
 from robustlab.training.methods.awp import awp_active, awp_step
@@ -81,6 +82,9 @@ class TrainingMethod:
     #: True for methods that implement `adversarial_examples` and `objective`, the two halves
     #: adversarial weight perturbation needs (`TrainConfig.awp`, checked before any compute).
     supports_awp: bool = False
+    #: The norms the method trains at (`TrainConfig.norm`, checked before any compute): linf
+    #: and l2 unless the method declares more (the vocabulary's TRAIN_NORMS: l1 too).
+    norms: ClassVar[tuple[str, ...]] = ATTACK_NORMS
 
     #: The method's options, declared once (`robustlab.training.methods.options.Option`):
     #: `__init__` checks the given values against them and sets each as an attribute.
@@ -88,6 +92,12 @@ class TrainingMethod:
 
     def __init__(self, **options: Any) -> None:
         vars(self).update(resolve_options(self.name, self.OPTIONS, options))
+
+    @classmethod
+    def norm_refusal(cls, norm: str, options: dict[str, Any]) -> str | None:
+        """Why the method cannot train at `norm` (one of its `norms`) with the method options
+        `options` (one line naming the option), or None; `TrainConfig.validate` asks."""
+        return None
 
     def setup(self, ctx: TrainContext) -> None:
         """Called once before training (and again on resume, before `load_state_dict`)."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from robustlab.common.errors import ConfigError
-from robustlab.common.vocabulary import SMOOTH_EPS_SCHEDULES
+from robustlab.common.vocabulary import SMOOTH_EPS_SCHEDULES, TRAIN_NORMS
 from robustlab.registry import METHODS
 from robustlab.training.methods.awp import awp_active, awp_step
 from robustlab.training.methods.base import BatchOutput, TrainingMethod, label_smoothing
@@ -64,6 +64,7 @@ from robustlab.training.methods.options import (
     check_float,
     generator_options,
     guard_options,
+    l1_generator_refusal,
     with_defaults,
 )
 from robustlab.training.methods.validation import OverfitGuard, ValProbe
@@ -77,6 +78,7 @@ class Hybrid(TrainingMethod):
     needs_val = True
     cpu_kernels = True
     supports_awp = True
+    norms = TRAIN_NORMS  # l1: the L1-APGD generator (or one sparse step), perturb.py
     OPTIONS: ClassVar[dict[str, Option]] = {
         # budget schedule
         "schedule": Option("linear", "choice", "how eps ramps from eps_start_frac x eps to eps",
@@ -133,6 +135,10 @@ class Hybrid(TrainingMethod):
         self._eps_now = 0.0
         if self.grad_align > 0:  # double backpropagation: not under the CPU kernels
             self.cpu_kernels = False
+
+    @classmethod
+    def norm_refusal(cls, norm: str, options: dict[str, Any]) -> str | None:
+        return l1_generator_refusal(cls.OPTIONS, options) if norm == "l1" else None
 
     # ------------------------------------------------------------------------ lifecycle
     def setup(self, ctx) -> None:
@@ -213,7 +219,7 @@ class Hybrid(TrainingMethod):
             logs["eps"] = self._eps_now
         logs.update(self.co_guard.check(adv, lambda: self.probe.fgsm_acc(model, self.eps),
                                      method=self.method_name, epoch=ctx.epoch,
-                                     at_target=self._eps_now >= self.eps))
+                                     at_target=self._eps_now >= self.eps, norm=self.norm))
         if self.adaptive_eps is not None:
             eps_t = self.adaptive_eps.value
             acc_t = adv if eps_t >= self.eps else self.probe.pgd_acc(model, eps_t)

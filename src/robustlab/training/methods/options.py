@@ -19,7 +19,7 @@ from robustlab.common.errors import ConfigError
 from robustlab.common.options import Option, defaults_of, with_defaults
 from robustlab.common.renamed import RENAMED_METHOD_OPTIONS
 from robustlab.common.vocabulary import OVERFIT_GAP
-from robustlab.training.methods.perturb import GENERATORS
+from robustlab.training.methods.perturb import GENERATORS, L1_GENERATORS
 
 
 def generator_options(steps: int) -> dict[str, Option]:
@@ -35,6 +35,27 @@ def generator_options(steps: int) -> dict[str, Option]:
                             "fgsm-rs, eps for n-fgsm)", low=0.0, low_open=True, allow_none=True),
         "noise_mult": Option(2.0, "float", "n-fgsm noise, in multiples of eps", low=0.0),
     }
+
+
+def l1_generator_refusal(spec: dict[str, Option], options: dict[str, Any]) -> str | None:
+    """Why the generator options `options` (over the defaults of `spec`) cannot train at
+    norm l1, or None: the generator must have an L1 version (`perturb.L1_GENERATORS`), whose
+    step adapts itself (`step_size` null), and GradAlign's random point has no L1 ball
+    (`grad_align` 0). Values of the wrong type are left to the options' own check."""
+    def given(name: str) -> Any:
+        return options.get(name, spec[name].default) if name in spec else None
+
+    generator, step, lam = given("generator"), given("step_size"), given("grad_align")
+    if isinstance(generator, str) and generator not in L1_GENERATORS:
+        return (f"method_options.generator: {generator} has no L1 version (its noise ball is "
+                f"a Linf / L2 one); expected one of {', '.join(L1_GENERATORS)} at norm l1")
+    if step is not None and checks.is_real(step):
+        return (f"method_options.step_size: at norm l1 the step adapts itself (pgd: APGD-L1's, "
+                f"from eps down to eps / 10; fgsm: eps); expected null, got {step!r}")
+    if checks.is_real(lam) and lam > 0:
+        return (f"method_options.grad_align: GradAlign has no L1 version (its random point is "
+                f"drawn from a Linf / L2 ball); expected 0 at norm l1, got {lam!r}")
+    return None
 
 
 def guard_options() -> dict[str, Option]:
@@ -88,5 +109,5 @@ def check_bool(name: str, value: Any) -> bool:
     return checks.check_bool(f"method_options.{name}", value, error=ConfigError)
 
 
-__all__ = ["Option", "defaults_of", "generator_options", "guard_options", "resolve_options",
-           "with_defaults"]
+__all__ = ["Option", "defaults_of", "generator_options", "guard_options",
+           "l1_generator_refusal", "resolve_options", "with_defaults"]
