@@ -110,14 +110,55 @@ def test_an_unknown_name_lists_the_available_ones(zoo, tmp_path):
         load_pretrained("mnist-x", zoo_dir=tmp_path / "empty")
 
 
-def test_the_shipped_zoo_is_empty_and_says_so(monkeypatch, capsys):
+SHIPPED = "mnist-lenet5-linf"
+
+
+def _readme_example() -> list[str]:
+    """The first command of the README's "Using it": attacking a zoo model, nothing trained."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("## Using it"):]
+    line = next(ln for ln in block.splitlines() if ln.startswith("robustlab "))
+    return line.split("#")[0].split()[1:]
+
+
+def test_the_shipped_zoo_entry_loads_and_its_clean_accuracy_is_the_cards(mnist_splits,
+                                                                       monkeypatch, capsys):
+    """The shipped entry: listed, its digest checked on load, its clean accuracy on the full
+    MNIST test set equal to its card's to the image (the card's AutoAttack figure is the
+    `robustlab benchmark` of the same weights; docs/zoo.md)."""
     monkeypatch.delenv(ZOO_ENV, raising=False)
-    assert list_pretrained() == []
-    with pytest.raises(ZooError, match="no pretrained models shipped yet"):
-        robustlab.load_pretrained("mnist-smallcnn-linf")
+    assert list_pretrained() == [SHIPPED]
+    model = robustlab.load_pretrained(SHIPPED, device="cpu")
+    card = model.card
+    assert (card["dataset"], card["threat_model"]) == ("mnist", {"norm": "linf", "eps": 0.3})
+    assert card["evaluation"]["n"] == 10_000 and card["evaluation"]["attack"]["version"] == \
+        "standard"
+    test = mnist_splits.test
+    with torch.no_grad():
+        correct = sum(int((model(test.x[i:i + 2000]).argmax(1) == test.y[i:i + 2000]).sum())
+                      for i in range(0, len(test.x), 2000))
+    assert len(test.x) == 10_000 and correct / 100 == card["evaluation"]["clean_acc"]
     assert main(["list", "pretrained"]) == 0
-    assert capsys.readouterr().out == ("pretrained: (none: no pretrained models shipped yet; "
-                                       "docs/zoo.md)\n")
+    assert SHIPPED in capsys.readouterr().out
+    with pytest.raises(ZooError, match=rf"unknown pretrained model 'mnist-x': available: "
+                                       rf"{SHIPPED}"):
+        robustlab.load_pretrained("mnist-x")
+
+
+def test_the_readme_s_first_example_attacks_the_zoo_model(mnist_root, tmp_path, monkeypatch):
+    """README, "Using it", first line: `robustlab evaluate --pretrained NAME ...` runs as
+    written (here on its first 100 images, without the curve and the audit, to stay fast)."""
+    args = _readme_example()
+    assert args[:3] == ["evaluate", "--pretrained", SHIPPED], args
+    monkeypatch.delenv(ZOO_ENV, raising=False)
+    monkeypatch.setenv("ROBUSTLAB_DATA", str(mnist_root))
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--images", "100", "--no-curve", "--no-audit", "--no-progress",
+                 "--threads", "1"]) == 0
+    data = json.loads((tmp_path / f"{SHIPPED}-eval.json").read_text())
+    accs = {k: v["acc"] for k, v in data["attacks"].items()}
+    assert data["n"] == 100 and set(accs) == {"pgd", "apgd-ce"}
+    assert 0.6 < min(accs.values()) <= max(accs.values()) <= data["clean"]["acc"], accs
 
 
 def test_list_and_evaluate_see_the_entry(zoo, tmp_path, monkeypatch, capsys):
