@@ -32,7 +32,6 @@ Untargeted only. The returned points are projected onto the eps-ball by `Attack.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -105,10 +104,9 @@ class HopSkipJump(Attack):
                             "eps (false: spend the budget shrinking the distance)"),
     }
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.last_queries: Tensor | None = None
-        self.last_distances: Tensor | None = None
+    #: after a call: the queries `[N]` each sample used and its final distances `[N]`
+    last_queries: Tensor | None = None
+    last_distances: Tensor | None = None
 
     def _dist(self, p: Tensor, x: Tensor) -> Tensor:
         return lp_norm(p - x, self.norm)

@@ -24,8 +24,6 @@ keeps `p_init / 2`. The paper's settings: `n_queries` 10,000 and `p_init` 0.3 un
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -90,9 +88,8 @@ class SparseRS(Attack):
                            low=1),
     }
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.last_queries: Tensor | None = None
+    #: after a call: the queries `[N]` each sample used (None before the first call)
+    last_queries: Tensor | None = None
 
     def perturb(
         self,

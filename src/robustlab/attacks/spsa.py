@@ -21,8 +21,6 @@ changes no other image's draws.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -55,9 +53,8 @@ class SPSA(Attack):
         "lr": Option(0.01, "float", "Adam learning rate", low=0.0, low_open=True),
     }
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.last_queries: Tensor | None = None
+    #: after a call: the queries `[N]` each sample used (None before the first call)
+    last_queries: Tensor | None = None
 
     def perturb(
         self,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -182,9 +181,8 @@ class Square(Attack):
                            low=1),
     }
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.last_queries: Tensor | None = None
+    #: after a call: the queries `[N]` each sample used (None before the first call)
+    last_queries: Tensor | None = None
 
     def perturb(
         self,
