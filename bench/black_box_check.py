@@ -1,8 +1,10 @@
 """robustlab's black-box attacks on models robustlab did not train: HopSkipJump against ART's
-`HopSkipJump` at equal query budgets, and SPSA against PGD on a gradient-masked model.
+`HopSkipJump` at equal query budgets, SPSA against PGD on a gradient-masked model and
+against torchattacks' `SPSA`.
 
     ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/black_box_check.py \
-        [--n 1000] [--seeds 3] [--art-iters 5] [--threads 1] [--out black_box.json]
+        [--n 1000] [--seeds 3] [--art-iters 5] [--spsa-n 1000] [--spsa-steps 100] \
+        [--spsa-samples 64] [--threads 1] [--out black_box.json]
 
 Models (plain PyTorch, defined and fitted here on real MNIST, not with robustlab's training):
 `mlp` (784-128-10, 2 epochs of Adam on 20,000 images), `cnn` (two conv layers, same fit) and
@@ -18,8 +20,12 @@ recipe written out here). Images: the first `--n` test images each model classif
 2. SPSA vs PGD (linf eps 0.15) on each model behind a zero-gradient identity (a custom
    autograd function: the decisions of the model, no gradient signal): success rates of
    PGD-20, SPSA (100 steps, 64 directions) and, for scale, PGD-20 on the unmasked model.
+3. SPSA against torchattacks' `SPSA` (advertorch's code) on the first `--spsa-n` images of
+   each (unmasked) model at linf eps 0.15, equal steps and directions: both success rates.
 
-Success rates only: the machine this runs on may be busy (timings are not reported).
+Each pair also prints both wall times and their ratio (ART's / robustlab's HopSkipJump in
+the minimal-distance mode, the same job as ART's; torchattacks' / robustlab's SPSA): >= 1.0
+is the target of issue #35; quote them only from an idle machine.
 """
 
 from __future__ import annotations
@@ -28,10 +34,12 @@ import argparse
 import json
 import os
 import statistics
+import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from masking import Masked  # bench/masking.py
 from torch import nn
 
 from robustlab.attacks import create_attack
@@ -40,25 +48,6 @@ from robustlab.data import load_dataset
 
 EPS = {"l2": 1.5, "linf": 0.1}
 SPSA_EPS = 0.15
-
-
-class ZeroGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.zeros_like(grad)
-
-
-class Masked(nn.Module):
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(ZeroGrad.apply(x))
 
 
 class Counting(nn.Module):
@@ -130,13 +119,41 @@ def art_run(net, x, y, norm, eps, seed, iters):
 
 
 def ours_run(net, x, y, norm, eps, seed, budget):
+    """(success within eps, median distance, most queries an image used, seconds of the
+    minimal-distance run: the same job as ART's)."""
     fixed = create_attack("hop-skip-jump", eps=eps, norm=norm, seed=seed, max_queries=budget)
     with torch.no_grad():
         success = (net(fixed(net, x, y)).argmax(1) != y).float().mean().item()
     free = create_attack("hop-skip-jump", eps=eps, norm=norm, seed=seed, max_queries=budget,
                          fixed_eps=False)
+    t0 = time.perf_counter()
     free(net, x, y)
-    return success, free.last_distances.median().item(), int(fixed.last_queries.max())
+    seconds = time.perf_counter() - t0
+    return (success, free.last_distances.median().item(), int(fixed.last_queries.max()),
+            seconds)
+
+
+def spsa_pair(net, x, y, seed: int, steps: int, samples: int) -> dict:
+    """robustlab's SPSA against torchattacks' (advertorch's code) at linf SPSA_EPS with equal
+    steps, directions (antithetic pairs per step), Adam lr 0.01 and delta 0.01: success rates
+    and seconds (torchattacks shares the directions across its batch and keeps no best
+    iterate; robustlab stops an image once it is adversarial)."""
+    import torchattacks
+
+    ours = create_attack("spsa", eps=SPSA_EPS, steps=steps, samples=samples, seed=seed)
+    t0 = time.perf_counter()
+    ours_s = success(net, ours, x, y)
+    ours_t = time.perf_counter() - t0
+    ref = torchattacks.SPSA(net, eps=SPSA_EPS, delta=0.01, lr=0.01, nb_iter=steps,
+                            nb_sample=samples, max_batch_size=samples)
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    adv = torch.cat([ref(x[i:i + 250], y[i:i + 250]) for i in range(0, len(x), 250)])
+    ref_t = time.perf_counter() - t0
+    with torch.no_grad():
+        ref_s = (net(adv.clamp(0, 1)).argmax(1) != y).float().mean().item()
+    return dict(spsa_success=ours_s, torchattacks_spsa_success=ref_s, spsa_s=ours_t,
+                torchattacks_spsa_s=ref_t, spsa_speedup=ref_t / ours_t)
 
 
 def success(net, attack, x, y) -> float:
@@ -152,6 +169,10 @@ def main() -> None:
     p.add_argument("--art-iters", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--models", nargs="+", default=["mlp", "cnn", "cnn-fgsm"])
+    p.add_argument("--spsa-n", type=int, default=1000,
+                   help="images of the SPSA-vs-torchattacks pair (0: skip it)")
+    p.add_argument("--spsa-steps", type=int, default=100)
+    p.add_argument("--spsa-samples", type=int, default=64)
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -166,11 +187,14 @@ def main() -> None:
         x, y = x[ok][:args.n].clone(), y[ok][:args.n].clone()
         for norm, eps in EPS.items():
             for seed in range(args.seeds):
+                t0 = time.perf_counter()
                 a_s, a_d, budget = art_run(net, x, y, norm, eps, seed, args.art_iters)
-                o_s, o_d, o_q = ours_run(net, x, y, norm, eps, seed, budget)
+                a_t = time.perf_counter() - t0
+                o_s, o_d, o_q, o_t = ours_run(net, x, y, norm, eps, seed, budget)
                 row = dict(model=kind, n=len(x), norm=norm, eps=eps, seed=seed, queries=budget,
                            art_success=a_s, ours_success=o_s, art_median_dist=a_d,
-                           ours_median_dist=o_d, ours_max_queries=o_q)
+                           ours_median_dist=o_d, ours_max_queries=o_q, art_s=a_t,
+                           ours_s=o_t, speedup=a_t / o_t)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         masked = Masked(net).eval()
@@ -182,6 +206,14 @@ def main() -> None:
                                         x, y))
         rows.append(row)
         print(json.dumps(row), flush=True)
+        for seed in range(args.seeds if args.spsa_n else 0):
+            n = min(args.spsa_n, len(x))
+            row = dict(model=kind, n=n, norm="linf", eps=SPSA_EPS, seed=seed,
+                       steps=args.spsa_steps, samples=args.spsa_samples,
+                       **spsa_pair(net, x[:n], y[:n], seed, args.spsa_steps,
+                                   args.spsa_samples))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     summary = {}
     for kind in args.models:
         for norm in EPS:
@@ -191,7 +223,12 @@ def main() -> None:
                 summary[f"{kind}/{norm}"] = {
                     k: statistics.mean(r[k] for r in sel)
                     for k in ("art_success", "ours_success", "art_median_dist",
-                              "ours_median_dist", "queries")}
+                              "ours_median_dist", "queries", "speedup")}
+        sel = [r for r in rows if r["model"] == kind and "spsa_speedup" in r]
+        if sel:
+            summary[f"{kind}/spsa"] = {k: statistics.mean(r[k] for r in sel)
+                                       for k in ("spsa_success", "torchattacks_spsa_success",
+                                                 "spsa_speedup")}
     print(json.dumps(summary, indent=1))
     if args.out:
         with open(args.out, "w") as f:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from attack_configs import build, fast_options
-from torch import nn
+from fitting import small_mnist_mlp
 
 from robustlab.attacks import AttackError
 from robustlab.attacks.l1 import l1_random_start, l1_sparse_direction, project_l1_box
@@ -93,19 +93,9 @@ def test_attacks_that_do_not_support_l1_say_so_in_one_line():
 
 @pytest.fixture(scope="module")
 def small_mnist_model(mnist_splits):
-    """A plain PyTorch MLP robustlab did not train: 60 Adam steps on 2,000 real MNIST
-    images (seed 0), and 100 test images."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    x, y = mnist_splits.train.x[:2000], mnist_splits.train.y[:2000]
-    for i in range(60):
-        b = slice((i * 200) % 2000, (i * 200) % 2000 + 200)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[b]), y[b]).backward()
-        opt.step()
-    model.eval()
-    return model, mnist_splits.test.x[:100].clone(), mnist_splits.test.y[:100].clone()
+    """A plain PyTorch MLP robustlab did not train (`fitting.small_mnist_mlp`: 60 Adam steps
+    on 2,000 real MNIST images, seed 0), and 100 test images."""
+    return small_mnist_mlp(mnist_splits)
 
 
 @pytest.mark.parametrize("name", ["apgd-ce", "apgd-t", "autoattack"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from attack_configs import build
+from fitting import small_mnist_mlp
 from torch import nn
 
 from robustlab.attacks import AttackError
@@ -178,21 +179,12 @@ EPS = 6.0  # the MLP keeps 0.51 under FAB-T and ~0.8 under Square-300 at L1 eps 
 
 @pytest.fixture(scope="module")
 def small_mnist_model(mnist_splits):
-    """test_l1.py's plain PyTorch MLP (60 Adam steps on 2,000 real MNIST images, seed 0) and
-    100 test images (clean 0.91)."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    x, y = mnist_splits.train.x[:2000], mnist_splits.train.y[:2000]
-    for i in range(60):
-        b = slice((i * 200) % 2000, (i * 200) % 2000 + 200)
-        opt.zero_grad()
-        nn.functional.cross_entropy(model(x[b]), y[b]).backward()
-        opt.step()
-    model.eval()
+    """test_l1.py's plain PyTorch MLP (`fitting.small_mnist_mlp`: 60 Adam steps on 2,000 real
+    MNIST images, seed 0), frozen, and 100 test images (clean 0.91)."""
+    model, x, y = small_mnist_mlp(mnist_splits)
     for p in model.parameters():
         p.requires_grad_(False)
-    return model, mnist_splits.test.x[:100].clone(), mnist_splits.test.y[:100].clone()
+    return model, x, y
 
 
 def _robust(model, x, x_adv, y) -> float:

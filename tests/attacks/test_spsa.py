@@ -5,6 +5,9 @@ check flags that model while it passes on the same network unmasked."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 from fitting import fit_briefly
@@ -25,27 +28,16 @@ def _predicted(model, batch):
 EPS = 0.15
 
 
-class _ZeroGrad(torch.autograd.Function):
-    """Identity forward, zero backward: every input gradient through it is 0."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return torch.zeros_like(grad)
+def _bench_masking():
+    """bench/masking.py (the gradient-masked wrapper the black-box bench uses), by path."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "masking.py"
+    spec = importlib.util.spec_from_file_location("bench_masking", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class Masked(nn.Module):
-    """`net` behind a zero-gradient identity: the same decisions, no gradient signal."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net(_ZeroGrad.apply(x))
+Masked = _bench_masking().Masked  # `net` behind a zero-gradient identity
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ _ATTACK_FIELDS: dict[str, Any] = {
     "ece": "fraction?", "seconds": "nonneg?", "confidence": CONFIDENCE,
     "perturbation": {k: "nonneg?" for k in ("l2_mean", "l2_median", "linf_mean", "linf_median",
                                            "unbounded_l2_median")},
+    "queries": {k: "nonneg?" for k in ("mean", "median", "median_broken")},
 }
 _RESULT_FIELDS: dict[str, Any] = {  # an evaluation (also its `non_adaptive` part)
     "n": "positive",  # an evaluation of no images has no accuracy to report

@@ -50,6 +50,7 @@ class AttackOutcome:
     distances: Tensor | None = None
     distance_norm: str | None = None
     l0: Tensor | None = None  # pixels changed `[N]` (the effective perturbation; l0 runs only)
+    queries: Tensor | None = None
 
 
 def accepted_kwargs(factory: Any) -> set[str]:
@@ -133,6 +134,8 @@ def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correc
         keys += ("distances",)
     if batches and all("l0" in b for b in batches):  # an l0 evaluation: pixels changed
         keys += ("l0",)
+    if batches and all("queries" in b for b in batches):  # a query-counting attack
+        keys += ("queries",)
     cat = {k: torch.cat([b[k] for b in batches]) if batches else torch.empty(0) for k in keys}
     correct = cat["correct"].bool()
     return AttackOutcome(robust=clean_correct & correct, correct_adv=correct, conf=cat["conf"],
@@ -141,13 +144,17 @@ def run_attack(attack: Any, model: nn.Module, x: Tensor, y: Tensor, clean_correc
                          seconds=time.perf_counter() - t0, x_adv=cat.get("x_adv"),
                          distances=cat.get("distances"),
                          distance_norm=attack.norm if "distances" in cat else None,
-                         l0=cat.get("l0"))
+                         l0=cat.get("l0"), queries=cat.get("queries"))
 
 
 def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps: float,
                   norm: str, batch_size: int, keep_adv: bool = False) -> dict[str, Tensor]:
     """Per-sample results (CPU tensors `[B]`) of one batch; see `AttackOutcome`."""
+    counts_queries = hasattr(attack, "last_queries")
+    if counts_queries:
+        attack.last_queries = None  # never a previous batch's counts
     x_adv = attack(model, xb, yb).detach()
+    queries = getattr(attack, "last_queries", None) if counts_queries else None
     raw_logits = predict_logits(model, x_adv, batch_size)
     delta = x_adv - xb
     # An attack with a threat model of its own (a patch) says what counts; else the eps-ball.
@@ -163,6 +170,8 @@ def _attack_batch(attack: Any, model: nn.Module, xb: Tensor, yb: Tensor, *, eps:
     if getattr(attack, "returns_distances", False):  # a minimum-norm attack (fmn, ddn)
         fooled = raw_logits.argmax(1) != yb
         kept["distances"] = fooled_distances(xb, x_adv, fooled, attack.norm).cpu()
+    if queries is not None and len(queries) == len(xb):
+        kept["queries"] = queries.detach().long().cpu()
     return {**kept, "correct": (logits.argmax(1) == yb).cpu(),
             "conf": M.confidence(logits).cpu(),
             "l2": norms["l2"].cpu(), "linf": norms["linf"].cpu(),
@@ -190,5 +199,17 @@ def summarize_outcome(out: AttackOutcome, clean_correct: Tensor, ece_bins: int) 
             **({} if out.l0 is None else {"l0_mean": M.mean_or_none(out.l0[broken]),
                                           "l0_median": M.median_or_none(out.l0[broken])}),
         },
+        **({} if out.queries is None else {"queries": _query_summary(out.queries,
+                                                                       clean_correct, broken)}),
         "seconds": out.seconds,
     }
+
+
+def _query_summary(queries: Tensor, clean_correct: Tensor, broken: Tensor) -> dict[str, Any]:
+    """Queries per image (as the attack counts them in `last_queries`) of a query-counting
+    attack: mean and median over the clean-correct images (each attacked, broken or not) and
+    median over the broken ones (queries to success, as Square's and Sparse-RS's papers
+    report them); None where the set is empty."""
+    q = queries.double()
+    return {"mean": M.mean_or_none(q[clean_correct]), "median": M.median_or_none(q[clean_correct]),
+            "median_broken": M.median_or_none(q[broken])}

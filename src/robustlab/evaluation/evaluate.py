@@ -169,6 +169,7 @@ def _result(model: nn.Module, y: Tensor, settings: EvalSettings, m: Measured, *,
             "confidence": {"clean": _rounded(m.clean_conf),
                            **{k: _rounded(o.conf) for k, o in m.outcomes.items()}},
             **_distances(m.outcomes),
+            **_queries(m.outcomes),
         },
     }
 
@@ -188,6 +189,14 @@ def _distances(outcomes: dict[str, AttackOutcome]) -> dict[str, Any]:
     kept = {k: {"norm": o.distance_norm, "values": M.finite_or_none(o.distances)}
             for k, o in outcomes.items() if o.distances is not None}
     return {"distances": kept} if kept else {}
+
+
+def _queries(outcomes: dict[str, AttackOutcome]) -> dict[str, Any]:
+    """`{"queries": {attack: [int]}}` for the query-counting attacks (square, sparse-rs, spsa,
+    hop-skip-jump): each image's model queries as the attack counts them (`last_queries`);
+    `{}` when none ran (the field is then absent)."""
+    kept = {k: o.queries.tolist() for k, o in outcomes.items() if o.queries is not None}
+    return {"queries": kept} if kept else {}
 
 
 def _rounded(values: Tensor) -> list[float]:

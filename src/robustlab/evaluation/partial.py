@@ -25,8 +25,9 @@ from robustlab.common.files import atomic_write_bytes
 
 FIELDS = ("correct", "conf", "l2", "linf", "raw_l2", "raw_fooled")
 OPTIONAL_FIELD = "distances"  # kept for the minimum-norm attacks (fmn, ddn) only
-# the optional fields: OPTIONAL_FIELD, and "l0" (pixels changed) of an l0 evaluation
-OPTIONAL_FIELDS = (OPTIONAL_FIELD, "l0")
+# the optional fields: OPTIONAL_FIELD, "l0" (pixels changed) of an l0 evaluation and
+# "queries" (per-image query counts of square, sparse-rs, spsa, hop-skip-jump)
+OPTIONAL_FIELDS = (OPTIONAL_FIELD, "l0", "queries")
 
 
 def partial_path(out: str | Path) -> Path:
@@ -74,7 +75,7 @@ class PartialResults:
         if not all(k in self.tensors for k in keys):
             return None
         out = {f: self.tensors[k] for f, k in zip(FIELDS, keys, strict=True)}
-        extra = {f: f"{attack}/{batch}/{f}" for f in OPTIONAL_FIELDS}  # distances, l0
+        extra = {f: f"{attack}/{batch}/{f}" for f in OPTIONAL_FIELDS}  # distances, l0, queries
         return {**out, **{f: self.tensors[k] for f, k in extra.items() if k in self.tensors}}
 
     def put(self, attack: str, batch: int, result: dict[str, Tensor]) -> None:

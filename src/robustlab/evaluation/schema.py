@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from robustlab.attacks.min_norm import DISTANCE_NORMS
-from robustlab.common.checks import check_choice, check_number
+from robustlab.common.checks import check_choice, check_int, check_number
 from robustlab.common.result_checks import check_eval_values
 from robustlab.common.vocabulary import EVAL_SCHEMA as SCHEMA_VERSION
 
@@ -35,6 +35,7 @@ def check_eval_dict(data: Any, source: str) -> dict[str, Any]:
         raise EvalFileError(f"{source}: missing field(s) {', '.join(missing)}")
     check_eval_values(data, source, error=EvalFileError)
     check_distances(data, source)
+    check_queries(data, source)
     return data
 
 
@@ -59,3 +60,23 @@ def check_distances(data: dict[str, Any], source: str) -> None:
         for i, v in enumerate(values):
             check_number(f"{field}.values[{i}]", v, 0.0, allow_none=True, error=EvalFileError,
                          expected="a distance >= 0 or null (no adversarial point found)")
+
+
+def check_queries(data: dict[str, Any], source: str) -> None:
+    """`per_sample.queries` (optional; files before it lack it): per query-counting attack, a
+    list of `n` integers >= 0."""
+    per = data.get("per_sample")
+    table = per.get("queries") if isinstance(per, dict) else None
+    if table is None:
+        return
+    if not isinstance(table, dict):
+        raise EvalFileError(f"{source}: per_sample.queries: expected an object, got "
+                            f"{type(table).__name__}")
+    for name, values in table.items():
+        field = f"{source}: per_sample.queries.{name}"
+        if not isinstance(values, list) or len(values) != data.get("n"):
+            raise EvalFileError(f"{field}: expected a list of n = {data.get('n')} query "
+                                f"counts, got {type(values).__name__}"
+                                + (f" of {len(values)}" if isinstance(values, list) else ""))
+        for i, v in enumerate(values):
+            check_int(f"{field}[{i}]", v, 0, error=EvalFileError)
