@@ -226,3 +226,47 @@ def test_the_wheel_ships_the_zoo_files():
     patterns = config["tool"]["setuptools"]["package-data"]["robustlab"]
     assert {"zoo/models/*.json", "zoo/models/*.safetensors"} <= set(patterns)
     assert (ROOT / "src" / "robustlab" / "zoo" / "models").is_dir()
+
+
+def test_the_card_keeps_each_images_result_and_a_benchmark_is_compared_image_by_image(
+        run, zoo, tmp_path, monkeypatch, capsys):
+    """The card carries the benchmark's per-image bits; `robustlab benchmark --pretrained`
+    compares its own first-n bits with the card's and prints how many differ (the same
+    weights, images and seeded attack: none); a card whose bits are malformed is refused in
+    one line naming the field."""
+    card = read_card(NAME, zoo)
+    measured = json.loads((run / "benchmark.json").read_text())
+    assert card["evaluation"]["per_image"] == measured["per_image"]
+    bits = measured["per_image"]
+    assert len(bits["clean"]) == len(bits["autoattack"]) == 8
+    assert bits["clean"].count("1") == measured["clean"]["correct"]
+    assert bits["autoattack"].count("1") == measured["autoattack"]["correct"]
+    assert all(c == "1" for a, c in zip(bits["autoattack"], bits["clean"], strict=True)
+               if a == "1")  # robust implies correct
+    monkeypatch.setenv(ZOO_ENV, str(zoo))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["benchmark", "--pretrained", NAME, "--images", "6", "--device", "cpu",
+                 "--no-progress", "--threads", "1"]) == 0
+    out = capsys.readouterr()
+    data = json.loads(Path(f"benchmark-{NAME}.json").read_text())
+    assert data["published"]["per_image_differences"] == {"n": 6, "clean": 0, "autoattack": 0}
+    assert "image for image against the model card's first 6: clean 0 differ, AutoAttack 0 " \
+           "differ" in out.out
+    path = zoo / f"{NAME}.json"
+    flipped = json.loads(path.read_text())  # two of the first six robust bits flipped
+    aa = flipped["evaluation"]["per_image"]["autoattack"]
+    flipped["evaluation"]["per_image"]["autoattack"] = \
+        "".join("1" if c == "0" else "0" for c in aa[:2]) + aa[2:]
+    path.write_text(json.dumps(flipped))
+    assert main(["benchmark", "--pretrained", NAME, "--images", "6", "--device", "cpu",
+                 "--no-progress", "--threads", "1", "--out", "flipped.json"]) == 0
+    again = json.loads(Path("flipped.json").read_text())["published"]
+    assert again["per_image_differences"] == {"n": 6, "clean": 0, "autoattack": 2}
+    bad = json.loads(path.read_text())
+    bad["evaluation"]["per_image"]["autoattack"] = "01"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ZooError) as err:
+        read_card(NAME, zoo)
+    assert "evaluation.per_image.autoattack: expected a string of n = 8" in str(err.value)
+    assert "\n" not in str(err.value)

@@ -197,7 +197,9 @@ def benchmark_record(source: Source, result: dict[str, Any], *, model: Any,
     info.update(dataset=source.dataset, eps=source.eps_text or f"{source.eps:g}",
                 clean_acc=f"{clean['acc']:.2f}", autoattack_acc=f"{robust['acc']:.2f}",
                 number_forward_passes=None if getattr(model, "randomized", False) else 1)
-    published = _compared(source.published, clean, robust) if not overridden else None
+    per_image = {"clean": bits["clean"], "autoattack": bits["autoattack"]}
+    published = _compared(source.published, clean, robust, per_image) if not overridden \
+        else None
     return {
         **info, "schema": BENCHMARK_SCHEMA, "source": {"kind": source.kind,
                                                        "name": source.name, **source.facts},
@@ -213,6 +215,7 @@ def benchmark_record(source: Source, result: dict[str, Any], *, model: Any,
         "robustlab": env.get("robustlab"), "torch": env.get("torch"), "device": device,
         "seconds": seconds, "batch_size": result["settings"]["batch_size"],
         "seed": result["settings"]["seed"], "command": command,
+        "per_image": per_image,  # "1" = correct (clean) / robust (AutoAttack), image by image
     }
 
 
@@ -226,10 +229,13 @@ def _weights_digest(model: Any) -> str | None:
 
 
 def _compared(published: dict[str, Any] | None, clean: dict[str, Any],
-              robust: dict[str, Any]) -> dict[str, Any] | None:
+              robust: dict[str, Any], per_image: dict[str, str]) -> dict[str, Any] | None:
+    """The published figures with each measured one's difference and whether the published
+    value lies in the measured interval; when the source published its per-image results
+    (a zoo card's `per_image`), also how many of the first n images differ, per part."""
     if not published:
         return None
-    out = dict(published)
+    out = {k: v for k, v in published.items() if k != "per_image"}
     for key, measured in (("clean_acc", clean), ("autoattack_acc", robust)):
         value = published.get(key)
         if value is None:
@@ -237,6 +243,12 @@ def _compared(published: dict[str, Any] | None, clean: dict[str, Any],
         low, high = measured["interval"]
         out[f"{key}_difference"] = measured["acc"] - float(value)
         out[f"{key}_inside_interval"] = low <= float(value) <= high
+    theirs = published.get("per_image") or {}
+    n = len(per_image["clean"])
+    if all(len(theirs.get(part) or "") >= n for part in per_image):
+        out["per_image_differences"] = {
+            "n": n, **{part: sum(a != b for a, b in zip(bits, theirs[part][:n], strict=True))
+                       for part, bits in per_image.items()}}
     return out
 
 
@@ -260,6 +272,11 @@ def format_benchmark(data: dict[str, Any], source: Source) -> str:
             line += (f"; published {float(published[key]):.2f} ({published.get('source')}{on}): "
                      f"difference {published[f'{key}_difference']:+.2f}, {inside} the interval")
         lines.append(line)
+    diff = published.get("per_image_differences")
+    if diff:
+        lines.append(f"  image for image against the {published.get('source')}'s first "
+                     f"{diff['n']}: clean {diff['clean']} differ, AutoAttack "
+                     f"{diff['autoattack']} differ")
     if data.get("published_not_compared"):
         lines.append(f"  published figures not compared: {data['published_not_compared']}")
     return "\n".join(lines)
@@ -318,7 +335,7 @@ def pretrained_source(name: str, *, zoo_dir: str | None = None) -> Source:
                   default_out=Path(f"benchmark-{name}.json"),
                   published={"clean_acc": ev.get("clean_acc"),
                              "autoattack_acc": ev.get("autoattack_acc"), "n": ev.get("n"),
-                             "source": "model card"},
+                             "source": "model card", "per_image": ev.get("per_image")},
                   info={"name": f"robustlab zoo: {name}",
                         "architecture": card["model"]["name"],
                         "additional_data": _extra_data(card["training"].get("config") or {})},

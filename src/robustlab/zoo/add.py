@@ -142,7 +142,9 @@ def _card(name: str, run: dict[str, Any], bench: dict[str, Any], weights_file: P
             "clean_acc": bench["clean"]["acc"], "autoattack_acc": bench["autoattack"]["acc"],
             **{k: bench.get(k) for k in (
                 "n", "command", "attack", "commit", "clean_acc_interval",
-                "autoattack_acc_interval", "interval", "seconds", "device")}},
+                "autoattack_acc_interval", "interval", "seconds", "device")},
+            # "1" = correct / robust per test image (absent from benchmarks before it)
+            **({"per_image": bench["per_image"]} if bench.get("per_image") else {})},
     }
 
 

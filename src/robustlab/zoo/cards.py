@@ -108,7 +108,24 @@ def check_card(card: Any, path: Path | str) -> dict[str, Any]:
         for sub in subfields:
             if sub not in card[field]:
                 raise ZooError(f"{path}: {field}.{sub}: missing")
+    _check_per_image(card["evaluation"], path)
     return card
+
+
+def _check_per_image(evaluation: dict[str, Any], path: Path | str) -> None:
+    """`evaluation.per_image` (optional; cards before it lack it): `clean` and `autoattack`,
+    each a string of n characters "0" / "1", one per test image."""
+    per = evaluation.get("per_image")
+    if per is None:
+        return
+    n = evaluation.get("n")
+    for part in ("clean", "autoattack"):
+        bits = per.get(part) if isinstance(per, dict) else None
+        if not isinstance(bits, str) or len(bits) != n or set(bits) - {"0", "1"}:
+            shown = (f"a string of {len(bits)} characters" if isinstance(bits, str)
+                     else type(bits).__name__)
+            raise ZooError(f"{path}: evaluation.per_image.{part}: expected a string of n = {n} "
+                           f"characters 0 / 1 (one per test image), got {shown}")
 
 
 def file_sha256(path: Path) -> str:
