@@ -35,6 +35,7 @@ import json
 import os
 import statistics
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -162,60 +163,65 @@ def success(net, attack, x, y) -> float:
         return (net(adv).argmax(1) != y).float().mean().item()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--art-iters", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--models", nargs="+", default=["mlp", "cnn", "cnn-fgsm"])
-    p.add_argument("--spsa-n", type=int, default=1000,
-                   help="images of the SPSA-vs-torchattacks pair (0: skip it)")
-    p.add_argument("--spsa-steps", type=int, default=100)
-    p.add_argument("--spsa-samples", type=int, default=64)
-    p.add_argument("--out", default=None)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    splits = load_dataset("mnist", root=os.environ.get("ROBUSTLAB_DATA"))
-    xt, yt = splits.train.x[:20000], splits.train.y[:20000]
-    rows = []
-    for kind in args.models:
-        net = fit(kind.removesuffix("-fgsm"), xt, yt, 0.1 if kind.endswith("-fgsm") else 0.0)
-        x, y = splits.test.x[:3 * args.n], splits.test.y[:3 * args.n]
-        with torch.no_grad():
-            ok = net(x).argmax(1) == y
-        x, y = x[ok][:args.n].clone(), y[ok][:args.n].clone()
-        for norm, eps in EPS.items():
-            for seed in range(args.seeds):
-                t0 = time.perf_counter()
-                a_s, a_d, budget = art_run(net, x, y, norm, eps, seed, args.art_iters)
-                a_t = time.perf_counter() - t0
-                o_s, o_d, o_q, o_t = ours_run(net, x, y, norm, eps, seed, budget)
-                row = dict(model=kind, n=len(x), norm=norm, eps=eps, seed=seed, queries=budget,
-                           art_success=a_s, ours_success=o_s, art_median_dist=a_d,
-                           ours_median_dist=o_d, ours_max_queries=o_q, art_s=a_t,
-                           ours_s=o_t, speedup=a_t / o_t)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-        masked = Masked(net).eval()
-        row = dict(model=kind, n=len(x), norm="linf", eps=SPSA_EPS,
-                   pgd_masked=success(masked, create_attack("pgd", eps=SPSA_EPS, steps=20),
-                                      x, y),
-                   spsa_masked=success(masked, create_attack("spsa", eps=SPSA_EPS), x, y),
-                   pgd_unmasked=success(net, create_attack("pgd", eps=SPSA_EPS, steps=20),
-                                        x, y))
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-        for seed in range(args.seeds if args.spsa_n else 0):
-            n = min(args.spsa_n, len(x))
-            row = dict(model=kind, n=n, norm="linf", eps=SPSA_EPS, seed=seed,
-                       steps=args.spsa_steps, samples=args.spsa_samples,
-                       **spsa_pair(net, x[:n], y[:n], seed, args.spsa_steps,
-                                   args.spsa_samples))
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+class Rows:
+    """The rows measured so far, keyed; with `--out`, written after each row (atomically) and
+    read back by a rerun with the same settings, which skips them: a long run resumes."""
+
+    def __init__(self, out: str | None, settings: dict) -> None:
+        self.out, self.settings, self.rows = out, settings, {}
+        if out and os.path.exists(out):
+            with open(out) as f:
+                data = json.load(f)
+            if data.get("settings") != settings:
+                raise SystemExit(f"{out}: written with other settings ({data.get('settings')}); "
+                                 "use another --out")
+            self.rows = {r["key"]: r for r in data.get("rows", [])}
+
+    def measure(self, key: str, fn) -> None:
+        if key in self.rows:
+            print(json.dumps(self.rows[key]), "(kept)", flush=True)
+            return
+        self.rows[key] = {"key": key, **fn()}
+        print(json.dumps(self.rows[key]), flush=True)
+        self.save()
+
+    def save(self, summary: dict | None = None) -> None:
+        if not self.out:
+            return
+        data = {"settings": self.settings, "rows": list(self.rows.values()),
+                **({"summary": summary} if summary is not None else {})}
+        with open(f"{self.out}.tmp", "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(f"{self.out}.tmp", self.out)
+
+
+def hsj_row(kind, net, x, y, norm, eps, seed, art_iters) -> dict:
+    t0 = time.perf_counter()
+    a_s, a_d, budget = art_run(net, x, y, norm, eps, seed, art_iters)
+    a_t = time.perf_counter() - t0
+    o_s, o_d, o_q, o_t = ours_run(net, x, y, norm, eps, seed, budget)
+    return dict(model=kind, n=len(x), norm=norm, eps=eps, seed=seed, queries=budget,
+                art_success=a_s, ours_success=o_s, art_median_dist=a_d, ours_median_dist=o_d,
+                ours_max_queries=o_q, art_s=a_t, ours_s=o_t, speedup=a_t / o_t)
+
+
+def masked_row(kind, net, x, y) -> dict:
+    masked = Masked(net).eval()
+    return dict(model=kind, n=len(x), norm="linf", eps=SPSA_EPS,
+                pgd_masked=success(masked, create_attack("pgd", eps=SPSA_EPS, steps=20), x, y),
+                spsa_masked=success(masked, create_attack("spsa", eps=SPSA_EPS), x, y),
+                pgd_unmasked=success(net, create_attack("pgd", eps=SPSA_EPS, steps=20), x, y))
+
+
+def spsa_row(kind, net, x, y, seed, steps, samples) -> dict:
+    return dict(model=kind, n=len(x), norm="linf", eps=SPSA_EPS, seed=seed, steps=steps,
+                samples=samples, **spsa_pair(net, x, y, seed, steps, samples))
+
+
+def summarize(rows: list[dict], models: list[str]) -> dict:
+    """Means over seeds per model and norm (HopSkipJump) and per model (SPSA pair)."""
     summary = {}
-    for kind in args.models:
+    for kind in models:
         for norm in EPS:
             sel = [r for r in rows if r["model"] == kind and r.get("queries") and
                    r["norm"] == norm]
@@ -229,10 +235,45 @@ def main() -> None:
             summary[f"{kind}/spsa"] = {k: statistics.mean(r[k] for r in sel)
                                        for k in ("spsa_success", "torchattacks_spsa_success",
                                                  "spsa_speedup")}
+    return summary
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--art-iters", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", nargs="+", default=["mlp", "cnn", "cnn-fgsm"])
+    p.add_argument("--spsa-n", type=int, default=1000,
+                   help="images of the SPSA-vs-torchattacks pair (0: skip it)")
+    p.add_argument("--spsa-steps", type=int, default=100)
+    p.add_argument("--spsa-samples", type=int, default=64)
+    p.add_argument("--out", default=None, help="JSON of the rows; a rerun resumes from it")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    splits = load_dataset("mnist", root=os.environ.get("ROBUSTLAB_DATA"))
+    xt, yt = splits.train.x[:20000], splits.train.y[:20000]
+    rows = Rows(args.out, {k: getattr(args, k) for k in (
+        "n", "art_iters", "spsa_n", "spsa_steps", "spsa_samples")})
+    for kind in args.models:
+        net = fit(kind.removesuffix("-fgsm"), xt, yt, 0.1 if kind.endswith("-fgsm") else 0.0)
+        x, y = splits.test.x[:3 * args.n], splits.test.y[:3 * args.n]
+        with torch.no_grad():
+            ok = net(x).argmax(1) == y
+        x, y = x[ok][:args.n].clone(), y[ok][:args.n].clone()
+        for norm, eps in EPS.items():
+            for seed in range(args.seeds):
+                rows.measure(f"{kind}/hop-skip-jump/{norm}/seed{seed}", partial(
+                    hsj_row, kind, net, x, y, norm, eps, seed, args.art_iters))
+        rows.measure(f"{kind}/masked", partial(masked_row, kind, net, x, y))
+        n = min(args.spsa_n, len(x))
+        for seed in range(args.seeds if args.spsa_n else 0):
+            rows.measure(f"{kind}/spsa/seed{seed}", partial(
+                spsa_row, kind, net, x[:n], y[:n], seed, args.spsa_steps, args.spsa_samples))
+    summary = summarize(list(rows.rows.values()), args.models)
     print(json.dumps(summary, indent=1))
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"rows": rows, "summary": summary}, f, indent=1)
+    rows.save(summary)
 
 
 if __name__ == "__main__":

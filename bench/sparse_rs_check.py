@@ -7,6 +7,9 @@ attack's wall time with Foolbox's time over Sparse-RS's (`speedup_sparse_rs_vs_f
         [--n 1000] [--k 24] [--seeds 3] [--max-queries 10000] [--sparse-pgd-steps 300] \
         [--threads 1] [--out l0.json]
 
+With `--out`, each finished seed of each model is written at once and a rerun with the same
+settings skips it (a long run resumes after a kill).
+
 Models, both defined and trained here on real MNIST (plain PyTorch, no robustlab training):
 a plain CNN (--epochs 2 of Adam on --train-n 20,000 images) and the same CNN adversarially
 trained (Linf PGD-7 at eps 0.3, Madry et al.'s MNIST budget). Reference: Foolbox 3's
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -112,39 +116,52 @@ def foolbox_pointwise(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: 
     return pixels, counted.calls
 
 
-def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace
-          ) -> dict[str, object]:
+def seed_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ok: torch.Tensor, seed: int,
+             args: argparse.Namespace) -> dict[str, object]:
+    """One seed: robust accuracy over all of `x` (`ok`: clean-correct) and wall time of
+    Foolbox's pointwise attack, Sparse-RS at (at most) Foolbox's queries, and sparse-PGD."""
+    acc, seconds = {}, {}
+    t0 = time.perf_counter()
+    pixels, calls = foolbox_pointwise(model, x[ok], y[ok], seed)
+    seconds["foolbox_pointwise"] = time.perf_counter() - t0
+    acc["foolbox_pointwise"] = float((pixels > args.k).sum()) / len(x)
+    q = min(calls, args.max_queries)
+    attacks = {"sparse_rs": create_attack("sparse-rs", eps=args.k, n_queries=q, seed=seed),
+               "sparse_pgd": create_attack("sparse-pgd", eps=args.k,
+                                           steps=args.sparse_pgd_steps, seed=seed)}
+    for name, attack in attacks.items():
+        t0 = time.perf_counter()
+        adv = attack(model, x[ok], y[ok])
+        seconds[name] = time.perf_counter() - t0
+        acc[name] = float(robust(model, adv, x[ok], y[ok], args.k).sum()) / len(x)
+    return {"queries": q, "clean_correct": int(ok.sum()), "robust_acc": acc,
+            "seconds": seconds}
+
+
+def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Namespace,
+          rows: dict, save) -> dict[str, object]:
+    """Every seed (those in `rows` kept from an earlier run; `save()` after each new one) and
+    their means, with Foolbox's time over Sparse-RS's (>= 1 is the target)."""
     with torch.no_grad():
         ok = model(x).argmax(1) == y
-    out: dict[str, object] = {"clean_acc": ok.float().mean().item()}
-    rows = {"foolbox_pointwise": [], "sparse_rs": [], "sparse_pgd": [], "queries": []}
-    times = {"foolbox_pointwise": [], "sparse_rs": [], "sparse_pgd": []}
     for seed in range(args.seeds):
-        t0 = time.perf_counter()
-        pixels, calls = foolbox_pointwise(model, x[ok], y[ok], seed)
-        times["foolbox_pointwise"].append(time.perf_counter() - t0)
-        q = min(calls, args.max_queries)
-        rs = create_attack("sparse-rs", eps=args.k, n_queries=q, seed=seed)
-        spgd = create_attack("sparse-pgd", eps=args.k, steps=args.sparse_pgd_steps, seed=seed)
-        n_ok = int(ok.sum())
-        rows["foolbox_pointwise"].append(float((pixels > args.k).sum()) / len(x))
-        for name, attack in (("sparse_rs", rs), ("sparse_pgd", spgd)):
-            t0 = time.perf_counter()
-            adv = attack(model, x[ok], y[ok])
-            times[name].append(time.perf_counter() - t0)
-            rows[name].append(float(robust(model, adv, x[ok], y[ok], args.k).sum()) / len(x))
-        rows["queries"].append(q)
-        print(f"  seed {seed}: {n_ok} clean-correct, queries {q}: "
-              + ", ".join(f"{k} {v[-1]:.3f}" for k, v in rows.items() if k != "queries")
-              + "; seconds " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in times.items()),
+        if str(seed) not in rows:
+            rows[str(seed)] = seed_row(model, x, y, ok, seed, args)
+            save()
+        r = rows[str(seed)]
+        print(f"  seed {seed}: {r['clean_correct']} clean-correct, queries {r['queries']}: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in r["robust_acc"].items())
+              + "; seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()),
               flush=True)
-    out.update({f"{k}_robust_acc": float(np.mean(v)) for k, v in rows.items()
-                if k != "queries"})
-    out.update({f"{k}_seconds": float(np.mean(v)) for k, v in times.items()})
+    per_seed = [rows[str(s)] for s in range(args.seeds)]
+    out: dict[str, object] = {"clean_acc": ok.float().mean().item()}
+    for name in per_seed[0]["robust_acc"]:
+        out[f"{name}_robust_acc"] = float(np.mean([r["robust_acc"][name] for r in per_seed]))
+        out[f"{name}_seconds"] = float(np.mean([r["seconds"][name] for r in per_seed]))
+    out["queries"] = float(np.mean([r["queries"] for r in per_seed]))
     # Foolbox's time over Sparse-RS's at (at most) Foolbox's queries: >= 1 is the target
     out["speedup_sparse_rs_vs_foolbox"] = (out["foolbox_pointwise_seconds"]
                                            / out["sparse_rs_seconds"])
-    out["per_seed"] = {**rows, "seconds": times}
     return out
 
 
@@ -161,18 +178,31 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    data = load_dataset("mnist")
+    data = load_dataset("mnist", root=os.environ.get("ROBUSTLAB_DATA"))
     xt, yt = data.train.x[:args.train_n], data.train.y[:args.train_n]
     x, y = data.test.x[:args.n], data.test.y[:args.n]
-    result = {"n": args.n, "k": args.k, "seeds": args.seeds}
+    settings = {k: getattr(args, k) for k in ("n", "k", "max_queries", "sparse_pgd_steps",
+                                              "train_n", "epochs")}
+    data = {"settings": settings, "seeds": {}}
+    if args.out and os.path.exists(args.out):
+        with open(args.out) as f:
+            data = json.load(f)
+        if data.get("settings") != settings:
+            raise SystemExit(f"{args.out}: written with other settings "
+                             f"({data.get('settings')}); use another --out")
+
+    def save() -> None:
+        if args.out:
+            with open(f"{args.out}.tmp", "w") as f:
+                json.dump(data, f, indent=2)
+            os.replace(f"{args.out}.tmp", args.out)
+
     for name, adversarial in (("plain_cnn", False), ("linf_at_cnn", True)):
         print(f"{name}: training", flush=True)
-        result[name] = check(train(xt, yt, adversarial, args.epochs), x, y, args)
-        print(f"{name}: " + json.dumps({k: v for k, v in result[name].items()
-                                        if k != "per_seed"}), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=2)
+        model = train(xt, yt, adversarial, args.epochs)
+        data[name] = check(model, x, y, args, data["seeds"].setdefault(name, {}), save)
+        print(f"{name}: " + json.dumps(data[name]), flush=True)
+        save()
 
 
 if __name__ == "__main__":
