@@ -153,6 +153,8 @@ def compare(model, x, y, eps, batch_size, *, seed: int = 0, attack: str = "autoa
         clean = (model(x).argmax(1) == y).float().mean().item()
     return {"clean": clean, "robustlab": rl.float().mean().item(),
             "original": og.float().mean().item(),
+            "robust_bits": {who: "".join("1" if r else "0" for r in m.tolist())
+                            for who, m in (("robustlab", rl), ("original", og))},
             "only_original_breaks": int((rl & ~og).sum()),
             "only_robustlab_breaks": int((~rl & og).sum()),
             "breakdown_robustlab": breakdown,

@@ -59,7 +59,7 @@ def _evaluate(run, out, nproc: int) -> dict:
     import os
 
     cmd = [sys.executable, "-m", "robustlab", "evaluate", str(run), "--attacks",
-           "fgsm,pgd,apgd-ce", "--eps", "0.06", "--n", "300", "--batch-size", "100",
+           "fgsm,pgd,apgd-ce", "--eps", "0.06", "--n", "150", "--batch-size", "50",
            "--device", "cpu", "--out", str(out), "--nproc", str(nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same kernels and summation order everywhere
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
