@@ -42,14 +42,7 @@ def check_eval_dict(data: Any, source: str) -> dict[str, Any]:
 def check_distances(data: dict[str, Any], source: str) -> None:
     """`per_sample.distances` (optional; files before it lack it): per minimum-norm attack,
     `norm` one of DISTANCE_NORMS and `values` a list of `n` distances >= 0 or null."""
-    per = data.get("per_sample")
-    table = per.get("distances") if isinstance(per, dict) else None
-    if table is None:
-        return
-    if not isinstance(table, dict):
-        raise EvalFileError(f"{source}: per_sample.distances: expected an object, got "
-                            f"{type(table).__name__}")
-    for name, entry in table.items():
+    for name, entry in _per_sample_table(data, "distances", source).items():
         field = f"{source}: per_sample.distances.{name}"
         values = entry.get("values") if isinstance(entry, dict) else None
         if not isinstance(values, list) or len(values) != data.get("n"):
@@ -65,14 +58,7 @@ def check_distances(data: dict[str, Any], source: str) -> None:
 def check_queries(data: dict[str, Any], source: str) -> None:
     """`per_sample.queries` (optional; files before it lack it): per query-counting attack, a
     list of `n` integers >= 0."""
-    per = data.get("per_sample")
-    table = per.get("queries") if isinstance(per, dict) else None
-    if table is None:
-        return
-    if not isinstance(table, dict):
-        raise EvalFileError(f"{source}: per_sample.queries: expected an object, got "
-                            f"{type(table).__name__}")
-    for name, values in table.items():
+    for name, values in _per_sample_table(data, "queries", source).items():
         field = f"{source}: per_sample.queries.{name}"
         if not isinstance(values, list) or len(values) != data.get("n"):
             raise EvalFileError(f"{field}: expected a list of n = {data.get('n')} query "
@@ -80,3 +66,16 @@ def check_queries(data: dict[str, Any], source: str) -> None:
                                 + (f" of {len(values)}" if isinstance(values, list) else ""))
         for i, v in enumerate(values):
             check_int(f"{field}[{i}]", v, 0, error=EvalFileError)
+
+
+def _per_sample_table(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    """`per_sample.<key>` (an optional table per attack): `{}` when absent, else the table;
+    not an object: one line naming the field."""
+    per = data.get("per_sample")
+    table = per.get(key) if isinstance(per, dict) else None
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise EvalFileError(f"{source}: per_sample.{key}: expected an object, got "
+                            f"{type(table).__name__}")
+    return table
