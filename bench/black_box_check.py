@@ -45,6 +45,7 @@ from torch import nn
 
 from robustlab.attacks import create_attack
 from robustlab.attacks.norms import lp_norm
+from robustlab.common.files import atomic_write_text
 from robustlab.data import load_dataset
 
 EPS = {"l2": 1.5, "linf": 0.1}
@@ -190,9 +191,7 @@ class Rows:
             return
         data = {"settings": self.settings, "rows": list(self.rows.values()),
                 **({"summary": summary} if summary is not None else {})}
-        with open(f"{self.out}.tmp", "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(f"{self.out}.tmp", self.out)
+        atomic_write_text(self.out, json.dumps(data, indent=1))
 
 
 def hsj_row(kind, net, x, y, norm, eps, seed, art_iters) -> dict:

@@ -44,6 +44,7 @@ from torch import nn
 from robustlab.attacks import create_attack
 from robustlab.attacks.l1 import l1_sparse_direction, project_l1_box
 from robustlab.attacks.reference import original_autoattack
+from robustlab.common.files import atomic_write_text
 from robustlab.data import load_dataset
 
 
@@ -187,6 +188,10 @@ def main() -> None:
               "train": [args.train_images, args.train_seconds, args.plain_epochs,
                         args.adv_epochs]}
     results = resumed(args.out, header)
+
+    def save() -> None:  # after each batch and each finished seed (a kill loses one batch)
+        if args.out:
+            atomic_write_text(args.out, json.dumps({**header, "results": results}, indent=1))
     for name in args.models:
         model = None
         for seed in args.seeds:
@@ -201,16 +206,10 @@ def main() -> None:
                 for q in model.parameters():
                     q.requires_grad_(False)
             partial = results.setdefault(key, {"partial": {}})["partial"]
-
-            def save() -> None:
-                if args.out:
-                    write(args.out, {**header, "results": results})
-
             results[key] = compare(model, x, y, args.eps, args.batch_size, seed=seed,
                                    attack=args.attack, partial=partial, save=save)
             print(key, json.dumps(results[key]), flush=True)
-            if args.out:
-                write(args.out, {**header, "results": results})
+            save()
         runs = [results[f"{name}/seed{s}"] for s in args.seeds]
         mean = {k: sum(r[k] for r in runs) / len(runs) for k in ("robustlab", "original")}
         print(f"{name}: mean over {len(runs)} seeds: robustlab {mean['robustlab']:.4f} "
@@ -228,13 +227,6 @@ def resumed(out: str | None, header: dict) -> dict:
         raise SystemExit(f"{out}: written by a run with other settings "
                          f"({ {k: data.get(k) for k in header} }); use another --out")
     return data.get("results", {})
-
-
-def write(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

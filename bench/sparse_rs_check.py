@@ -36,6 +36,7 @@ from torch import nn
 
 from robustlab.attacks import create_attack
 from robustlab.attacks.norms import lp_norm
+from robustlab.common.files import atomic_write_text
 from robustlab.data import load_dataset
 
 
@@ -193,9 +194,7 @@ def main() -> None:
 
     def save() -> None:
         if args.out:
-            with open(f"{args.out}.tmp", "w") as f:
-                json.dump(data, f, indent=2)
-            os.replace(f"{args.out}.tmp", args.out)
+            atomic_write_text(args.out, json.dumps(data, indent=2))
 
     for name, adversarial in (("plain_cnn", False), ("linf_at_cnn", True)):
         print(f"{name}: training", flush=True)
