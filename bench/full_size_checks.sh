@@ -23,7 +23,11 @@ case ",$STAGES," in *,l1-apgd,*)
 esac
 case ",$STAGES," in *,minnorm,*)
   [ -f "$OUT/min_norm.json" ] || "$PY" bench/min_norm_vs_adv_lib.py --n 1000 --threads 1 \
-      --out "$OUT/min_norm.json" | tee "$OUT/min_norm.txt" ;;
+      --out "$OUT/min_norm.json" | tee "$OUT/min_norm.txt"
+  # FMN with adv-lib's own step (box_aware=False): the two implementations must agree
+  [ -f "$OUT/min_norm_adv_lib_step.json" ] || "$PY" bench/min_norm_vs_adv_lib.py --n 1000 \
+      --threads 1 --adv-lib-step --out "$OUT/min_norm_adv_lib_step.json" \
+      | tee "$OUT/min_norm_adv_lib_step.txt" ;;
 esac
 case ",$STAGES," in *,sparse,*)
   "$PY" bench/sparse_rs_check.py --n 1000 --seeds 3 --threads 1 --out "$OUT/sparse.json" \

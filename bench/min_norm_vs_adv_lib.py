@@ -6,6 +6,10 @@ ratio (adv-lib / robustlab: >= 1.0 is the target; time it on an idle machine onl
 
     ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/min_norm_vs_adv_lib.py \
         [--n 1000] [--steps 100] [--train-n 10000] [--threads 1] [--out min_norm.json]
+        [--adv-lib-step]
+
+robustlab's FMN takes its default box-aware step (docs/attacks.md); `--adv-lib-step` runs it
+with `box_aware=False`, adv-lib's algorithm, whose distances must then equal adv-lib's.
 
 A distance is measured on the returned point: its norm (l0: pixels changed) where the model
 misclassifies it, inf where it does not, so a failure counts against the attack in the median.
@@ -30,6 +34,7 @@ from torch import nn
 
 from robustlab.attacks import create_attack
 from robustlab.attacks.min_norm import distance, fooled_distances
+from robustlab.common.files import atomic_write_text
 from robustlab.data import load_dataset
 
 P = {"l0": 0, "l1": 1, "l2": 2, "linf": float("inf")}
@@ -91,10 +96,11 @@ def batched(attack, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def compare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, name: str, norm: str,
-            steps: int, batch_size: int) -> dict:
-    """One attack, both implementations: medians, ratio, seconds, speed-up."""
+            steps: int, batch_size: int, box_aware: bool = True) -> dict:
+    """One attack, both implementations: medians, ratio, seconds, speed-up (FMN:
+    robustlab's default box-aware step, or with `box_aware=False` adv-lib's own step)."""
     if name == "fmn":
-        ours = create_attack("fmn", norm=norm, steps=steps)
+        ours = create_attack("fmn", norm=norm, steps=steps, box_aware=box_aware)
         ref_fn = adv_lib_module("fast_minimum_norm").fmn
 
         def ref(xb, yb):
@@ -110,6 +116,7 @@ def compare(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, name: str, no
     d_ours, d_ref = measured(model, x, y, ours_adv, norm), measured(model, x, y, ref_adv, norm)
     med_ours, med_ref = float(d_ours.median()), float(d_ref.median())
     return {"attack": name, "norm": norm, "steps": steps,
+            **({"box_aware": box_aware} if name == "fmn" else {}),
             "median_robustlab": med_ours, "median_adv_lib": med_ref,
             "median_ratio": med_ours / med_ref if med_ref > 0 else None,
             "failed_robustlab": int(torch.isinf(d_ours).sum()),
@@ -135,6 +142,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=os.environ.get("ROBUSTLAB_DATA"))
+    p.add_argument("--adv-lib-step", action="store_true",
+                   help="FMN without robustlab's box-aware step (box_aware=False): adv-lib's "
+                        "algorithm, to check the two agree")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -150,12 +160,12 @@ def main() -> None:
                            ("ddn", "l2")):
             row = {"model": kind, "clean_acc": clean,
                    **compare(model, x, y, name=name, norm=norm, steps=args.steps,
-                             batch_size=args.batch_size)}
+                             batch_size=args.batch_size, box_aware=not args.adv_lib_step)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.out:
-        pathlib.Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows},
-                                                     indent=1) + "\n")
+        atomic_write_text(pathlib.Path(args.out),
+                          json.dumps({"args": vars(args), "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
