@@ -8,7 +8,10 @@ attack's wall time with Foolbox's time over Sparse-RS's (`speedup_sparse_rs_vs_f
         [--threads 1] [--out l0.json]
 
 With `--out`, each finished seed of each model is written at once and a rerun with the same
-settings skips it (a long run resumes after a kill).
+settings skips it (a long run resumes after a kill). To spread the seeds over cores, run one
+process per part (`--models`, `--only-seeds`, each with its own `--out`), then
+`--merge A.json B.json ... --out ALL.json` gathers their seeds (same settings required) and
+prints the means (only a missing seed is computed).
 
 Models, both defined and trained here on real MNIST (plain PyTorch, no robustlab training):
 a plain CNN (--epochs 2 of Adam on --train-n 20,000 images) and the same CNN adversarially
@@ -146,6 +149,8 @@ def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Nam
     with torch.no_grad():
         ok = model(x).argmax(1) == y
     for seed in range(args.seeds):
+        if args.only_seeds is not None and seed not in args.only_seeds and str(seed) not in rows:
+            continue
         if str(seed) not in rows:
             rows[str(seed)] = seed_row(model, x, y, ok, seed, args)
             save()
@@ -154,6 +159,8 @@ def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Nam
               + ", ".join(f"{k} {v:.3f}" for k, v in r["robust_acc"].items())
               + "; seconds " + ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items()),
               flush=True)
+    if any(str(s) not in rows for s in range(args.seeds)):
+        return {"clean_acc": ok.float().mean().item(), "seeds_done": sorted(rows)}
     per_seed = [rows[str(s)] for s in range(args.seeds)]
     out: dict[str, object] = {"clean_acc": ok.float().mean().item()}
     for name in per_seed[0]["robust_acc"]:
@@ -166,6 +173,9 @@ def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args: argparse.Nam
     return out
 
 
+MODELS = {"plain_cnn": False, "linf_at_cnn": True}  # name: adversarially trained
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000, help="first N test images")
@@ -176,6 +186,11 @@ def main() -> None:
     p.add_argument("--train-n", type=int, default=20000, help="training images per model")
     p.add_argument("--epochs", type=int, default=2, help="training epochs per model")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--only-seeds", type=int, nargs="+", default=None,
+                   help="compute only these of range(--seeds) (one part of a split run)")
+    p.add_argument("--merge", nargs="+", default=[],
+                   help="JSONs of other parts (same settings): their seeds are kept")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -192,11 +207,22 @@ def main() -> None:
             raise SystemExit(f"{args.out}: written with other settings "
                              f"({data.get('settings')}); use another --out")
 
+    for part in args.merge:
+        with open(part) as f:
+            other = json.load(f)
+        if other.get("settings") != settings:
+            raise SystemExit(f"{part}: written with other settings ({other.get('settings')}), "
+                             f"not {settings}")
+        for name, rows in other["seeds"].items():
+            for seed, row in rows.items():
+                data["seeds"].setdefault(name, {}).setdefault(seed, row)
+
     def save() -> None:
         if args.out:
             atomic_write_text(args.out, json.dumps(data, indent=2))
 
-    for name, adversarial in (("plain_cnn", False), ("linf_at_cnn", True)):
+    for name in args.models:
+        adversarial = MODELS[name]
         print(f"{name}: training", flush=True)
         model = train(xt, yt, adversarial, args.epochs)
         data[name] = check(model, x, y, args, data["seeds"].setdefault(name, {}), save)
