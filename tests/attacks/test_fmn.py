@@ -135,20 +135,6 @@ def mnist_cnn_fitted(mnist_splits, seed: int) -> tuple[nn.Module, torch.Tensor, 
     return model, x[ok][:64], y[ok][:64]
 
 
-@pytest.mark.parametrize("norm", NORMS)
-def test_fmn_median_distance_within_2_percent_of_adv_lib(norm, mnist_cnn, one_thread):
-    """Equal steps (FMN draws no random numbers: one run is its mean over seeds)."""
-    fmn_ref = load_adv_lib("fast_minimum_norm").fmn
-    model, x, y = mnist_cnn
-    ours = create_attack("fmn", norm=norm, steps=50).run(model, x, y).distances
-    p = {"l0": 0, "l1": 1, "l2": 2, "linf": float("inf")}[norm]
-    x_ref = fmn_ref(model, x, y, norm=p, steps=50).detach()
-    with torch.no_grad():
-        fooled = model(x_ref).argmax(1) != y
-    ref = torch.where(fooled, distance(x_ref - x, norm), torch.tensor(float("inf")).double())
-    assert ours.median() <= ref.median() * 1.02, (norm, ours.median(), ref.median())
-
-
 def _adv_lib_distances(model, x, y, norm: str, steps: int) -> torch.Tensor:
     x_ref = load_adv_lib("fast_minimum_norm").fmn(
         model, x, y, norm={"l0": 0, "l1": 1, "l2": 2, "linf": float("inf")}[norm],
@@ -156,6 +142,22 @@ def _adv_lib_distances(model, x, y, norm: str, steps: int) -> torch.Tensor:
     with torch.no_grad():
         fooled = model(x_ref).argmax(1) != y
     return torch.where(fooled, distance(x_ref - x, norm), torch.tensor(float("inf")).double())
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_fmn_median_distance_within_2_percent_of_adv_lib(norm, mnist_cnn, one_thread):
+    """Equal steps (FMN draws no random numbers: one run is its mean over seeds): the median
+    over all images (an unsolved one counts as inf) and, since adv-lib leaves more than half
+    unsolved in l2 (an inf median), also over the images both solve; and at least as many
+    images solved."""
+    model, x, y = mnist_cnn
+    ours = create_attack("fmn", norm=norm, steps=50).run(model, x, y).distances
+    ref = _adv_lib_distances(model, x, y, norm, steps=50)
+    assert ours.median() <= ref.median() * 1.02, (norm, ours.median(), ref.median())
+    both = torch.isfinite(ours) & torch.isfinite(ref)
+    assert int(both.sum()) >= 10, norm
+    assert ours[both].median() <= ref[both].median() * 1.02, norm
+    assert int(torch.isfinite(ours).sum()) >= int(torch.isfinite(ref).sum()), norm
 
 
 @pytest.mark.parametrize("norm", NORMS)
