@@ -19,9 +19,10 @@ Reference implementation read for comparison: adv-lib's `fmn` (Rony & Ben Ayed, 
 
 robustlab's one change (`box_aware=True`, the default; l1, l2 and linf): the gradient
 components that point out of [0, 1] at the current point (positive where a pixel is already
-1, negative where it is 0) are dropped before both steps. adv-lib's step spends part of its length on them and its
-boundary estimate counts them, so on MNIST (most pixels 0) the clip to [0, 1] undoes what the
-radius allowed and an iterate can stall just short of the boundary for good: with 100 steps,
+1, negative where it is 0) are dropped before both steps. adv-lib's step spends part of its
+length on them and its boundary estimate counts them, so on MNIST (most pixels 0) the clip
+to [0, 1] undoes what the radius allowed and an iterate can stall just short of the
+boundary for good: with 100 steps,
 on a small MNIST CNN adv-lib's l2 / l1 leave 78 / 32 of 200 images unsolved (more steps do
 not help), the box-aware step none, and the median distance falls from 2.31 to 1.42 (l2, DDN:
 1.41) and 7.3 to 6.3 (l1); linf barely moves (docs/attacks.md has the bench figures). At l0
