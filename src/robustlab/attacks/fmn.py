@@ -22,12 +22,11 @@ components that point out of [0, 1] at the current point (positive where a pixel
 1, negative where it is 0) are dropped before both steps. adv-lib's step spends part of its
 length on them and its boundary estimate counts them, so on MNIST (most pixels 0) the clip
 to [0, 1] undoes what the radius allowed and an iterate can stall just short of the
-boundary for good: with 100 steps,
-on a small MNIST CNN adv-lib's l2 / l1 leave 78 / 32 of 200 images unsolved (more steps do
-not help), the box-aware step none, and the median distance falls from 2.31 to 1.42 (l2, DDN:
-1.41) and 7.3 to 6.3 (l1); linf barely moves (docs/attacks.md has the bench figures). At l0
-it is not applied: there it made the median larger on a PGD-trained MNIST CNN (15 pixels
-against 14 at 1,000 images; larger on 245 of the images both solve, smaller on 151).
+boundary. On 1,000 MNIST test images and a small plain CNN
+at 100 steps (bench/min_norm_vs_adv_lib.py; docs/attacks.md) adv-lib's l2 / l1 leave 390 /
+166 images unsolved, the box-aware step none; the median distance falls from 2.22 to 1.37
+(l2, on DDN's) and from 7.17 to 6.00 (l1); linf barely moves. At l0 it is not applied: on
+the PGD-trained CNN of the same run it made the median larger (15 pixels against 14).
 `box_aware=False` is adv-lib's step exactly (tests/attacks/test_fmn.py compares the two).
 
 Unbounded: `eps` is accepted and ignored; the distances come from
