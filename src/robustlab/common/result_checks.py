@@ -78,13 +78,13 @@ def check_eval_values(data: Mapping[str, Any], source: str, *,
     check_fields(data, EVAL_FIELDS, source, error=error)
     _check_attacks(data, "", source, error)
     _check_below_clean(data, "", source, error)
-    points = _table(data, "curve", "", source, error).get("points") or []
+    points = object_field(data, "curve", "", source, error).get("points") or []
     if not isinstance(points, list):
         raise error(f"{source}: curve.points: expected a list, got {type(points).__name__}")
     for i, point in enumerate(points):
         check_fields(point, _CURVE_POINT, source, prefix=f"curve.points[{i}].", error=error)
-    times = _table(_table(data, "timing", "", source, error), "attacks_s", "timing.", source,
-                   error)
+    timing = object_field(data, "timing", "", source, error)
+    times = object_field(timing, "attacks_s", "timing.", source, error)
     check_fields(times, dict.fromkeys(times, "nonneg?"), source, prefix="timing.attacks_s.",
                  error=error)
     plain = data.get("non_adaptive")
@@ -121,7 +121,7 @@ def check_fields(data: Any, fields: Mapping[str, Any], source: str, *, prefix: s
 
 def _check_attacks(data: Mapping[str, Any], prefix: str, source: str,
                    error: type[Exception]) -> None:
-    for name, att in _table(data, "attacks", prefix, source, error).items():
+    for name, att in object_field(data, "attacks", prefix, source, error).items():
         check_fields(att, _ATTACK_FIELDS, source, prefix=f"{prefix}attacks.{name}.",
                      error=error)
 
@@ -136,12 +136,12 @@ def _check_below_clean(data: Mapping[str, Any], prefix: str, source: str,
     clean accuracy, since an image counts as robust only if it is classified correctly clean
     (evaluation/attack_runner.py: robust = clean_correct & correct); a file that says more
     was edited."""
-    clean = _table(data, "clean", prefix, source, error).get("acc")
+    clean = object_field(data, "clean", prefix, source, error).get("acc")
     if not is_real(clean):
         return
     robust = {f"attacks.{name}.acc": att.get("acc")
-              for name, att in _table(data, "attacks", prefix, source, error).items()}
-    robust["worst_case.acc"] = _table(data, "worst_case", prefix, source, error).get("acc")
+              for name, att in object_field(data, "attacks", prefix, source, error).items()}
+    robust["worst_case.acc"] = object_field(data, "worst_case", prefix, source, error).get("acc")
     for field, acc in robust.items():
         if is_real(acc) and acc > clean + _ACC_SLACK:
             raise error(f"{source}: {prefix}{field}: expected at most {prefix}clean.acc "
@@ -149,7 +149,7 @@ def _check_below_clean(data: Mapping[str, Any], prefix: str, source: str,
                         f"correctly clean), got {acc:g}")
 
 
-def _table(data: Mapping[str, Any], name: str, prefix: str, source: str,
+def object_field(data: Mapping[str, Any], name: str, prefix: str, source: str,
            error: type[Exception]) -> Mapping[str, Any]:
     """`data[name]` when it is an object ({} when absent or null)."""
     value = data.get(name)

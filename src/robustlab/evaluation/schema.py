@@ -6,11 +6,12 @@ The full field list is in docs/evaluation.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from robustlab.attacks.min_norm import DISTANCE_NORMS
 from robustlab.common.checks import check_choice, check_int, check_number
-from robustlab.common.result_checks import check_eval_values
+from robustlab.common.result_checks import check_eval_values, object_field
 from robustlab.common.vocabulary import EVAL_SCHEMA as SCHEMA_VERSION
 
 REQUIRED_KEYS = ("schema", "settings", "settings_key", "model", "n", "clean", "attacks",
@@ -68,14 +69,9 @@ def check_queries(data: dict[str, Any], source: str) -> None:
             check_int(f"{field}[{i}]", v, 0, error=EvalFileError)
 
 
-def _per_sample_table(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+def _per_sample_table(data: dict[str, Any], key: str, source: str) -> Mapping[str, Any]:
     """`per_sample.<key>` (an optional table per attack): `{}` when absent, else the table;
     not an object: one line naming the field."""
     per = data.get("per_sample")
-    table = per.get(key) if isinstance(per, dict) else None
-    if table is None:
-        return {}
-    if not isinstance(table, dict):
-        raise EvalFileError(f"{source}: per_sample.{key}: expected an object, got "
-                            f"{type(table).__name__}")
-    return table
+    return object_field(per if isinstance(per, dict) else {}, key, "per_sample.", source,
+                        EvalFileError)
