@@ -48,8 +48,9 @@ def chain(args: argparse.Namespace, method: str, awp: bool, seed: int) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if not (run / "summary.json").is_file():
         cmd = robustlab("train", "--dataset", args.dataset, "--model", args.model, "--method",
-                        method, "--eps", str(args.eps), "--seed", str(seed), "--ema",
-                        str(args.ema), "--threads", "1", "--no-progress", "--out", str(run))
+                        method, "--eps", str(args.eps), "--epochs", str(args.epochs), "--seed",
+                        str(seed), "--ema", str(args.ema), "--threads", "1", "--no-progress",
+                        "--out", str(run))
         if awp:
             cmd += ["--awp", str(AWP_GAMMA.get(method, 0.01)), "--awp-warmup",
                     str(args.awp_warmup)]
@@ -125,21 +126,30 @@ def main() -> None:
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--methods", nargs="+", default=["pgd-at", "trades", "hybrid"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=6,
+                   help="epochs of every run (default 6: the grid's cells so far; the rest of "
+                   "the recipe follows, its warm-up a third of the run)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--images", type=int, default=1000)
-    p.add_argument("--awp-warmup", type=float, default=2.0,
-                   help="epochs before AWP starts (default 2: the recipe's budget warm-up; "
-                   "from the first step, gamma 0.01 kept LeNet-5 at the constant classifier)")
+    p.add_argument("--awp-warmup", type=float, default=None,
+                   help="epochs before AWP starts (default: a third of --epochs, the recipe's "
+                   "budget warm-up; from the first step, gamma 0.01 kept LeNet-5 at the "
+                   "constant classifier)")
+    p.add_argument("--no-awp", action="store_true",
+                   help="train the runs without AWP only (their +AWP / +both cells stay empty)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
                    help="passed on to every robustlab train (last on the line)")
     args = p.parse_args()
+    if args.awp_warmup is None:
+        args.awp_warmup = round(args.epochs / 3, 6)
     out = Path(args.out)
     if not args.table_only:
         (out / "logs").mkdir(parents=True, exist_ok=True)
         (out / "evals").mkdir(parents=True, exist_ok=True)
-        jobs = [(m, awp, s) for s in args.seeds for m in args.methods for awp in (False, True)]
+        jobs = [(m, awp, s) for s in args.seeds for m in args.methods
+                for awp in ((False,) if args.no_awp else (False, True))]
         # seed-major: every cell gets its first seed before any gets a second
         with ThreadPoolExecutor(args.jobs) as pool:
             for f in [pool.submit(chain, args, *job) for job in jobs]:

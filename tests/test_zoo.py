@@ -2,8 +2,9 @@
 weights and a `robustlab benchmark` JSON of them), loaded by name with its weights file's SHA-256
 checked against its card, rebuilt from the card with the run's logits; a tampered file, an
 unknown name, a benchmark of other weights or another attack, an existing entry are refused in
-one line; `robustlab list` and `evaluate --pretrained` see the entry; the shipped zoo, empty for
-now, says so. The zoo folder is the `zoo_dir` argument (or $ROBUSTLAB_ZOO), in tmp_path."""
+one line; `robustlab list` and `evaluate --pretrained` see the entry; the shipped entries load,
+each with its card's clean accuracy on the full test set. The zoo folder of the tests' own
+entries is the `zoo_dir` argument (or $ROBUSTLAB_ZOO), in tmp_path."""
 
 from __future__ import annotations
 
@@ -110,7 +111,8 @@ def test_an_unknown_name_lists_the_available_ones(zoo, tmp_path):
         load_pretrained("mnist-x", zoo_dir=tmp_path / "empty")
 
 
-SHIPPED = "mnist-lenet5-linf"
+SHIPPED = "mnist-lenet5-linf"  # the README's first example attacks this one
+SHIPPED_ENTRIES = {SHIPPED: ("mnist", 0.3), "fashion-mnist-lenet5-linf": ("fashion-mnist", 0.1)}
 
 
 def _readme_example() -> list[str]:
@@ -121,28 +123,42 @@ def _readme_example() -> list[str]:
     return line.split("#")[0].split()[1:]
 
 
-def test_the_shipped_zoo_entry_loads_and_its_clean_accuracy_is_the_cards(mnist_splits,
-                                                                       monkeypatch, capsys):
-    """The shipped entry: listed, its digest checked on load, its clean accuracy on the full
-    MNIST test set equal to its card's to the image (the card's AutoAttack figure is the
-    `robustlab benchmark` of the same weights; docs/zoo.md)."""
+def test_the_shipped_zoo_lists_its_entries_and_names_them_on_a_wrong_name(monkeypatch,
+                                                                          capsys):
     monkeypatch.delenv(ZOO_ENV, raising=False)
-    assert list_pretrained() == [SHIPPED]
-    model = robustlab.load_pretrained(SHIPPED, device="cpu")
+    assert list_pretrained() == sorted(SHIPPED_ENTRIES)
+    assert main(["list", "pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in SHIPPED_ENTRIES)
+    with pytest.raises(ZooError, match=rf"unknown pretrained model 'mnist-x': available: "
+                                       rf"{', '.join(sorted(SHIPPED_ENTRIES))}"):
+        robustlab.load_pretrained("mnist-x")
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_ENTRIES))
+def test_a_shipped_zoo_entry_loads_and_its_clean_accuracy_is_the_cards(name, request,
+                                                                       monkeypatch):
+    """Each shipped entry: its digest checked on load, its clean accuracy on the full test
+    set equal to its card's to the image, and, where the card keeps each image's result,
+    image for image (the card's AutoAttack figure is the `robustlab benchmark` of the same
+    weights; docs/zoo.md)."""
+    from robustlab.data import load_dataset
+
+    dataset, eps = SHIPPED_ENTRIES[name]
+    monkeypatch.delenv(ZOO_ENV, raising=False)
+    model = robustlab.load_pretrained(name, device="cpu")
     card = model.card
-    assert (card["dataset"], card["threat_model"]) == ("mnist", {"norm": "linf", "eps": 0.3})
+    assert (card["dataset"], card["threat_model"]) == (dataset, {"norm": "linf", "eps": eps})
     assert card["evaluation"]["n"] == 10_000 and card["evaluation"]["attack"]["version"] == \
         "standard"
-    test = mnist_splits.test
+    test = (request.getfixturevalue("mnist_splits") if dataset == "mnist" else
+            load_dataset(dataset, root=request.getfixturevalue("fashion_root").parent)).test
     with torch.no_grad():
-        correct = sum(int((model(test.x[i:i + 2000]).argmax(1) == test.y[i:i + 2000]).sum())
-                      for i in range(0, len(test.x), 2000))
-    assert len(test.x) == 10_000 and correct / 100 == card["evaluation"]["clean_acc"]
-    assert main(["list", "pretrained"]) == 0
-    assert SHIPPED in capsys.readouterr().out
-    with pytest.raises(ZooError, match=rf"unknown pretrained model 'mnist-x': available: "
-                                       rf"{SHIPPED}"):
-        robustlab.load_pretrained("mnist-x")
+        bits = "".join("1" if c else "0" for i in range(0, len(test.x), 2000)
+                       for c in (model(test.x[i:i + 2000]).argmax(1) == test.y[i:i + 2000]))
+    assert len(test.x) == 10_000 and bits.count("1") / 100 == card["evaluation"]["clean_acc"]
+    if "per_image" in card["evaluation"]:
+        assert bits == card["evaluation"]["per_image"]["clean"]
 
 
 def test_the_readme_s_first_example_attacks_the_zoo_model(mnist_root, tmp_path, monkeypatch):
