@@ -10,8 +10,11 @@ APGD-CE 100, APGD-T 9 x 100, FAB-T 9 x 100, Square 5,000), no audit, no curve.
     ROBUSTLAB_DATA=/work/shared/data .venv/bin/python bench/training_grid.py --out grid-mnist
     python bench/training_grid.py --dataset fashion-mnist --eps 0.1 --out grid-fmnist
     python bench/training_grid.py --table-only --out grid-mnist     # the table from results
+    python bench/training_grid.py --epochs 15 --methods trades --no-awp --out grid-mnist-e15
 
-Runs are resumable: a finished run or evaluation is skipped, a killed run continues with
+Every run has `--epochs` (default 6) and the rest of the recipe, whose warm-up is a third of the
+run, as is AWP's start (`--awp-warmup`); `--no-awp` trains only the runs without AWP. Runs are
+resumable: a finished run or evaluation is skipped, a killed run continues with
 `--resume`. `--jobs` training/evaluation chains run at once, one thread each. A gain is
 "claimed" only when the difference of the seed means is larger than the spread (max - min)
 of both cells' seeds; otherwise the table says "no gain".
