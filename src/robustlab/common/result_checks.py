@@ -150,7 +150,7 @@ def _check_below_clean(data: Mapping[str, Any], prefix: str, source: str,
 
 
 def object_field(data: Mapping[str, Any], name: str, prefix: str, source: str,
-           error: type[Exception]) -> Mapping[str, Any]:
+                 error: type[Exception]) -> Mapping[str, Any]:
     """`data[name]` when it is an object ({} when absent or null)."""
     value = data.get(name)
     if value is None:
