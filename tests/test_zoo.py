@@ -84,6 +84,9 @@ def test_the_card_is_complete(run, zoo):
     assert (ev["clean_acc"], ev["autoattack_acc"], ev["n"]) == (
         measured["clean"]["acc"], measured["autoattack"]["acc"], 8)
     assert ev["command"].startswith("robustlab benchmark ") and ev["attack"]["steps"] == 100
+    # portable: the run by its folder's name, the benchmarked folder as RUN in the command
+    assert card["training"]["run"] == run.name and ev["command"].split()[2] == "RUN"
+    assert str(run.parent) not in json.dumps(card)
 
 
 def test_a_tampered_weights_file_is_refused_in_one_line(zoo, monkeypatch, capsys):
@@ -233,6 +236,50 @@ def test_the_add_tool_is_one_line_on_error(run, zoo, capsys):
     assert err.startswith("robustlab.zoo.add: error: ") and err.count("\n") == 1
     assert zoo_add.main([*argv[:2], "other", *argv[3:]]) == 0
     assert list_pretrained(zoo) == ["other", NAME]
+
+
+def test_an_entry_s_evaluation_is_replaced_only_by_a_benchmark_of_its_very_weights(
+        run, zoo, tmp_path, monkeypatch, capsys):
+    """`--replace-evaluation`: a `benchmark --pretrained NAME` JSON of at least the card's n
+    images takes the place of the card's evaluation (the replaced figures kept under
+    `evaluation.replaced`), the weights file stays byte for byte; a benchmark of other weights,
+    on fewer images, or an entry whose weights file changed is refused in one line."""
+    monkeypatch.setenv(ZOO_ENV, str(zoo))
+    monkeypatch.chdir(tmp_path)
+    weights = (zoo / f"{NAME}.safetensors").read_bytes()
+    before = read_card(NAME, zoo)["evaluation"]
+    assert main(["benchmark", "--pretrained", NAME, "--images", "8", "--device", "cpu",
+                 "--no-progress", "--threads", "1", "--out", str(tmp_path / "b.json")]) == 0
+    argv = ["--name", NAME, "--eval", str(tmp_path / "b.json"), "--zoo-dir", str(zoo)]
+    for wrong in ([str(run), *argv, "--replace-evaluation"], argv):  # RUN xor the flag
+        with pytest.raises(SystemExit):
+            zoo_add.main(wrong)
+    capsys.readouterr()
+    assert zoo_add.main([*argv, "--replace-evaluation"]) == 0
+    assert capsys.readouterr().out.startswith(f"replaced the evaluation of {NAME}: ")
+    measured = json.loads((tmp_path / "b.json").read_text())
+    ev = read_card(NAME, zoo)["evaluation"]
+    assert ev["per_image"] == measured["per_image"] and ev["n"] == 8
+    assert ev["replaced"] == {k: before[k] for k in ("clean_acc", "autoattack_acc", "n",
+                                                      "commit")}
+    assert ev["command"] == f"robustlab benchmark --pretrained {NAME} --images 8 --device " \
+                           "cpu --no-progress --threads 1 --out b.json"  # no machine's path
+    assert (zoo / f"{NAME}.safetensors").read_bytes() == weights
+    assert load_pretrained(NAME, zoo_dir=zoo).card["evaluation"] == ev
+
+    fewer = _edited(tmp_path / "b.json", tmp_path / "fewer.json", n=6)
+    with pytest.raises(ZooError, match=r"n 6 is fewer test images than the card's evaluation "
+                                       r"\(n = 8\)"):
+        zoo_add.replace_evaluation(NAME, benchmark=fewer, zoo_dir=zoo)
+    assert main(["benchmark", str(run), "--run-weights", "last", "--images", "8", "--device",
+                 "cpu", "--no-progress", "--threads", "1", "--out", str(tmp_path / "l.json")]
+                ) == 0
+    with pytest.raises(ZooError, match=f"not the digest of entry {NAME}'s weights"):
+        zoo_add.replace_evaluation(NAME, benchmark=tmp_path / "l.json", zoo_dir=zoo)
+    (zoo / f"{NAME}.safetensors").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    with pytest.raises(ZooError, match="refusing to re-evaluate it"):
+        zoo_add.replace_evaluation(NAME, benchmark=tmp_path / "b.json", zoo_dir=zoo)
+    assert read_card(NAME, zoo)["evaluation"] == ev  # nothing written by a refusal
 
 
 def test_the_wheel_ships_the_zoo_files():

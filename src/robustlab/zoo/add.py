@@ -4,13 +4,21 @@
 The run's weights (its averaged ones when it has them, as `load_run` picks) are copied beside a
 model card written from its config.json, summary.json and the `robustlab benchmark` JSON of
 those weights (AutoAttack standard at the original counts; the JSON's weights digest must be
-the run's). Nothing is overwritten: an existing entry is refused. See docs/zoo.md.
+the run's). Nothing is overwritten: an existing entry is refused. The one change an entry
+takes is a new measurement of its very weights: `replace_evaluation(name, benchmark=...)` or
+`python -m robustlab.zoo.add --name NAME --eval BENCHMARK.json --replace-evaluation` (no RUN)
+puts a `robustlab benchmark --pretrained NAME` JSON (at least the card's n images) in place of
+the card's evaluation and keeps the replaced figures under `evaluation.replaced`; the weights
+and the training record stay. Paths in a card are portable: the run is named by its folder's
+name, and in a recorded command the run folder reads `RUN` and any other absolute path its
+file name. See docs/zoo.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -32,7 +40,15 @@ from robustlab.runs.checkpoint import WeightsError, weights_digest
 from robustlab.runs.folder import AVERAGED_WEIGHTS, CONFIG, WEIGHTS, RunFolderError
 from robustlab.runs.load import load_run_weights
 from robustlab.runs.saved import open_run, recorded_model_kwargs
-from robustlab.zoo.cards import ZooError, check_card, check_name, file_sha256, zoo_folder
+from robustlab.zoo.cards import (
+    ZooError,
+    card_path,
+    check_card,
+    check_name,
+    file_sha256,
+    read_card,
+    zoo_folder,
+)
 
 # What the benchmark JSON must say of its attack: AutoAttack, standard, at the original counts.
 STANDARD_ATTACK = {"name": "autoattack", "version": "standard", "steps": 100,
@@ -54,7 +70,11 @@ def add_entry(run: str | os.PathLike[str], name: str, *, benchmark: str | os.Pat
             raise ZooError(f"{p} already exists: the zoo never replaces an entry (remove "
                            f"{card_file.name} and {weights_file.name} first to add it again)")
     run_facts = _run_facts(Path(run), weights)
-    bench = _checked_benchmark(Path(benchmark), run_facts)
+    cfg = run_facts["cfg"]
+    bench = _checked_benchmark(
+        Path(benchmark), run_facts["tensors_sha256"],
+        f"run {run_facts['folder'].path}'s {run_facts['which']} weights",
+        (cfg.dataset, cfg.norm, cfg.eps), "the run's")
     folder_out.mkdir(parents=True, exist_ok=True)
     atomic_write(weights_file, lambda tmp: shutil.copyfile(run_facts["file"], tmp))
     card = _card(name, run_facts, bench, weights_file, command)
@@ -93,9 +113,42 @@ def _read(path: Path) -> Any:
         raise ZooError(str(err)) from None
 
 
-def _checked_benchmark(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+def replace_evaluation(name: str, *, benchmark: str | os.PathLike[str],
+                       zoo_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Put `benchmark` (a `robustlab benchmark` JSON of entry `name`'s very weights: AutoAttack
+    standard at the original counts, the card's dataset, norm and eps, at least the card's n
+    images) in place of the card's evaluation; the replaced headline figures stay under
+    `evaluation.replaced`. The weights file (checked against the card) and the training record
+    are kept, its run folder by its name (`training.run`, `training.config.out_dir`). Returns
+    the card's path."""
+    name = check_name(name)
+    card_file = card_path(name, zoo_dir)
+    card = read_card(name, zoo_dir)
+    weights_file = card_file.with_name(card["weights"]["file"])
+    if not weights_file.is_file() or file_sha256(weights_file) != card["weights"]["sha256"]:
+        raise ZooError(f"{weights_file}: missing or not the file of {card_file.name}'s "
+                       f"weights.sha256 {card['weights']['sha256']}: refusing to re-evaluate it")
+    threat = card["threat_model"]
+    bench = _checked_benchmark(Path(benchmark), card["weights"]["tensors_sha256"],
+                               f"entry {name}'s weights",
+                               (card["dataset"], threat["norm"], threat["eps"]), "the card's")
+    old = card["evaluation"]
+    if bench["n"] < old["n"]:
+        raise ZooError(f"--eval {benchmark}: n {bench['n']} is fewer test images than the "
+                       f"card's evaluation (n = {old['n']}); measure at least as many")
+    card["evaluation"] = {
+        **_evaluation(bench, None),
+        "replaced": {k: old.get(k) for k in ("clean_acc", "autoattack_acc", "n", "commit")}}
+    card["training"] = _portable_training(card["training"])
+    atomic_write_json(card_file, check_card(card, card_file))
+    return card_file
+
+
+def _checked_benchmark(path: Path, digest: str, whose: str, expected: tuple[Any, ...],
+                       where: str) -> dict[str, Any]:
     """The benchmark JSON, refused unless it is robustlab's AutoAttack standard result of the
-    run's weights, at the run's dataset, norm and eps."""
+    weights whose state-dict digest is `digest` (`whose`), at `expected` = (dataset, norm,
+    eps) (`where`'s)."""
     if not path.is_file():
         raise ZooError(f"--eval {path}: file not found (write it with robustlab benchmark RUN)")
     data = _read(path)
@@ -108,16 +161,46 @@ def _checked_benchmark(path: Path, run: dict[str, Any]) -> dict[str, Any]:
     if wrong:
         raise ZooError(f"--eval {path}: attack: expected AutoAttack standard at the original "
                        f"counts {STANDARD_ATTACK}, got {wrong}")
-    if data.get("weights_sha256") != run["tensors_sha256"]:
+    if data.get("weights_sha256") != digest:
         raise ZooError(f"--eval {path}: weights_sha256 {data.get('weights_sha256')} is not the "
-                       f"digest of run {run['folder'].path}'s {run['which']} weights "
-                       f"({run['tensors_sha256']}): it measured other weights")
-    cfg = run["cfg"]
+                       f"digest of {whose} ({digest}): it measured other weights")
     got = (data.get("dataset"), data.get("norm"), data.get("eps_value"))
-    if got != (cfg.dataset, cfg.norm, cfg.eps):
-        raise ZooError(f"--eval {path}: (dataset, norm, eps) {got} differ from the run's "
-                       f"{(cfg.dataset, cfg.norm, cfg.eps)}")
+    if got != expected:
+        raise ZooError(f"--eval {path}: (dataset, norm, eps) {got} differ from {where} "
+                       f"{expected}")
     return data
+
+
+def portable_command(command: str | None, run_folder: Path | None) -> str | None:
+    """`command` with the run folder's path as `RUN` and any other absolute path as its file
+    name: the card says what was run, not where on the machine that made it."""
+    if not command:
+        return command
+    run = str(run_folder.resolve()) if run_folder is not None else None
+    words = shlex.split(command)
+    return shlex.join("RUN" if run is not None and os.path.abspath(w) == run
+                      else Path(w).name if os.path.isabs(w) else w for w in words)
+
+
+def _portable_training(training: dict[str, Any]) -> dict[str, Any]:
+    """The card's training record with the run folder (`run`, `config.out_dir`) by its name."""
+    config = dict(training.get("config") or {})
+    if config.get("out_dir"):
+        config["out_dir"] = Path(config["out_dir"]).name
+    return {**training, "config": config, "run": Path(training["run"]).name}
+
+
+def _evaluation(bench: dict[str, Any], run_folder: Path | None) -> dict[str, Any]:
+    """The card's evaluation block from a benchmark JSON: accuracies in %, on the first n test
+    images."""
+    return {
+        "clean_acc": bench["clean"]["acc"], "autoattack_acc": bench["autoattack"]["acc"],
+        **{k: bench.get(k) for k in (
+            "n", "attack", "commit", "clean_acc_interval", "autoattack_acc_interval",
+            "interval", "seconds", "device")},
+        "command": portable_command(bench.get("command"), run_folder),
+        # "1" = correct / robust per test image (absent from benchmarks before it)
+        **({"per_image": bench["per_image"]} if bench.get("per_image") else {})}
 
 
 def _card(name: str, run: dict[str, Any], bench: dict[str, Any], weights_file: Path,
@@ -132,44 +215,51 @@ def _card(name: str, run: dict[str, Any], bench: dict[str, Any], weights_file: P
         "weights": {"file": weights_file.name, "sha256": file_sha256(weights_file),
                     "tensors_sha256": run["tensors_sha256"], "which": run["which"],
                     "averaging": cfg.averaging if run["which"] == WEIGHTS_AVERAGED else None},
-        "training": {
+        "training": _portable_training({
             "command": command or ("robustlab train --config CONFIG.yaml, CONFIG.yaml holding "
                                    "this card's training.config"),
             "config": run["config_file"]["train"], "commit": environment.get("git_commit"),
             "environment": environment, "train_time_s": summary.get("train_time_s"),
-            "test_acc": summary.get("test_acc"), "run": str(run["folder"].path.resolve())},
-        "evaluation": {  # accuracies in %, on the first n test images
-            "clean_acc": bench["clean"]["acc"], "autoattack_acc": bench["autoattack"]["acc"],
-            **{k: bench.get(k) for k in (
-                "n", "command", "attack", "commit", "clean_acc_interval",
-                "autoattack_acc_interval", "interval", "seconds", "device")},
-            # "1" = correct / robust per test image (absent from benchmarks before it)
-            **({"per_image": bench["per_image"]} if bench.get("per_image") else {})},
+            "test_acc": summary.get("test_acc"), "run": str(run["folder"].path.resolve())}),
+        "evaluation": _evaluation(bench, run["folder"].path),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m robustlab.zoo.add",
-                                description="add a finished run folder to robustlab's zoo "
-                                            "(docs/zoo.md)")
-    p.add_argument("run", metavar="RUN", help="the run folder robustlab train wrote")
+                                description="add a finished run folder to robustlab's zoo, or "
+                                            "replace an entry's evaluation (docs/zoo.md)")
+    p.add_argument("run", metavar="RUN", nargs="?", default=None,
+                   help="the run folder robustlab train wrote (not with --replace-evaluation)")
     p.add_argument("--name", required=True, help="the entry's name, e.g. mnist-lenet5-linf")
     p.add_argument("--eval", required=True, metavar="BENCHMARK.json",
-                   help="`robustlab benchmark RUN`'s JSON of the same weights")
+                   help="`robustlab benchmark RUN`'s JSON of the same weights (with "
+                        "--replace-evaluation: `robustlab benchmark --pretrained NAME`'s)")
+    p.add_argument("--replace-evaluation", action="store_true",
+                   help="put --eval in place of entry NAME's evaluation (its weights stay)")
     p.add_argument("--zoo-dir", default=None, help="the zoo folder (default: $ROBUSTLAB_ZOO, "
                                                    "else robustlab/zoo/models)")
     p.add_argument("--run-weights", default=WEIGHTS_AVERAGED,
                    choices=(WEIGHTS_AVERAGED, WEIGHTS_LAST), help="default averaged")
     p.add_argument("--command", default=None, help="the exact training command, recorded")
     args = p.parse_args(argv)
+    if args.replace_evaluation != (args.run is None):
+        p.error("give RUN to add an entry, or --replace-evaluation without RUN")
+    if args.replace_evaluation and args.command is not None:
+        p.error("--command: recorded when an entry is added; --replace-evaluation keeps the "
+                "card's training record")
     try:
-        card = add_entry(args.run, args.name, benchmark=args.eval, zoo_dir=args.zoo_dir,
-                         weights=args.run_weights, command=args.command)
+        if args.replace_evaluation:
+            card = replace_evaluation(args.name, benchmark=args.eval, zoo_dir=args.zoo_dir)
+        else:
+            card = add_entry(args.run, args.name, benchmark=args.eval, zoo_dir=args.zoo_dir,
+                             weights=args.run_weights, command=args.command)
     except (ConfigError, RunFolderError, WeightsError, FileFormatError, FileNotFoundError,
             RegistryError) as err:
         print(f"robustlab.zoo.add: error: {err}", file=sys.stderr)
         return 2
-    print(f"added {args.name}: {card} and {card.with_suffix('.safetensors')}")
+    done = "replaced the evaluation of" if args.replace_evaluation else "added"
+    print(f"{done} {args.name}: {card} and {card.with_suffix('.safetensors')}")
     return 0
 
 
