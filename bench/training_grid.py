@@ -15,9 +15,10 @@ APGD-CE 100, APGD-T 9 x 100, FAB-T 9 x 100, Square 5,000), no audit, no curve.
 Every run has `--epochs` (default 6) and the rest of the recipe, whose warm-up is a third of the
 run, as is AWP's start (`--awp-warmup`); `--no-awp` trains only the runs without AWP. Runs are
 resumable: a finished run or evaluation is skipped, a killed run continues with
-`--resume`. `--jobs` training/evaluation chains run at once, one thread each. A gain is
-"claimed" only when the difference of the seed means is larger than the spread (max - min)
-of both cells' seeds; otherwise the table says "no gain".
+`--resume`. `--weights last` evaluates the last weights only. `--jobs` training/evaluation
+chains run at once, one thread each. A gain is "claimed" only when the difference of the seed
+means is larger than the spread (max - min) of both cells' seeds; otherwise the table says "no
+gain".
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def chain(args: argparse.Namespace, method: str, awp: bool, seed: int) -> None:
         if run.exists():
             cmd.append("--resume")
         subprocess.run(cmd + args.train_args, check=True, stdout=log, stderr=log, env=env)
-    for weights in ("last", "averaged"):
+    for weights in args.weights:
         target = out / "evals" / f"{run.name}-{weights}.json"
         if target.is_file():
             continue
@@ -140,6 +141,10 @@ def main() -> None:
                    "constant classifier)")
     p.add_argument("--no-awp", action="store_true",
                    help="train the runs without AWP only (their +AWP / +both cells stay empty)")
+    p.add_argument("--weights", nargs="+", choices=("last", "averaged"),
+                   default=["last", "averaged"],
+                   help="the weight sets evaluated (default both; `last` alone leaves the "
+                   "+EMA / +both cells of these runs empty)")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[],
