@@ -118,6 +118,22 @@ SHIPPED = "mnist-lenet5-linf"  # the README's first example attacks this one
 SHIPPED_ENTRIES = {SHIPPED: ("mnist", 0.3), "fashion-mnist-lenet5-linf": ("fashion-mnist", 0.1)}
 
 
+@pytest.mark.parametrize("name", sorted(SHIPPED_ENTRIES))
+def test_a_shipped_card_is_whole_and_names_no_path_of_the_machine_that_made_it(name,
+                                                                              monkeypatch):
+    """Every shipped card keeps each image's result (`per_image`, n = 10,000) and records its
+    run folder by name, its commands without an absolute path (docs/zoo.md)."""
+    monkeypatch.delenv(ZOO_ENV, raising=False)
+    card = read_card(name)
+    ev = card["evaluation"]
+    assert ev["n"] == 10_000 and set(ev["per_image"]) == {"clean", "autoattack"}
+    assert ev["per_image"]["autoattack"].count("1") / 100 == ev["autoattack_acc"]
+    texts = [ev["command"], card["training"]["command"], card["training"]["run"],
+             card["training"]["config"]["out_dir"]]
+    assert not any(word.startswith("/") for text in texts for word in text.split()), texts
+    assert "/" not in card["training"]["run"] + card["training"]["config"]["out_dir"]
+
+
 def _readme_example() -> list[str]:
     """The first command of the README's "Using it": attacking a zoo model, nothing trained."""
     text = (ROOT / "README.md").read_text()
@@ -142,9 +158,8 @@ def test_the_shipped_zoo_lists_its_entries_and_names_them_on_a_wrong_name(monkey
 def test_a_shipped_zoo_entry_loads_and_its_clean_accuracy_is_the_cards(name, request,
                                                                        monkeypatch):
     """Each shipped entry: its digest checked on load, its clean accuracy on the full test
-    set equal to its card's to the image, and, where the card keeps each image's result,
-    image for image (the card's AutoAttack figure is the `robustlab benchmark` of the same
-    weights; docs/zoo.md)."""
+    set equal to its card's image for image (the card's AutoAttack figure is the `robustlab
+    benchmark` of the same weights; docs/zoo.md)."""
     from robustlab.data import load_dataset
 
     dataset, eps = SHIPPED_ENTRIES[name]
@@ -160,8 +175,7 @@ def test_a_shipped_zoo_entry_loads_and_its_clean_accuracy_is_the_cards(name, req
         bits = "".join("1" if c else "0" for i in range(0, len(test.x), 2000)
                        for c in (model(test.x[i:i + 2000]).argmax(1) == test.y[i:i + 2000]))
     assert len(test.x) == 10_000 and bits.count("1") / 100 == card["evaluation"]["clean_acc"]
-    if "per_image" in card["evaluation"]:
-        assert bits == card["evaluation"]["per_image"]["clean"]
+    assert bits == card["evaluation"]["per_image"]["clean"]
 
 
 def test_the_readme_s_first_example_attacks_the_zoo_model(mnist_root, tmp_path, monkeypatch):
