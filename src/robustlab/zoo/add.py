@@ -49,6 +49,7 @@ from robustlab.zoo.cards import (
     read_card,
     zoo_folder,
 )
+from robustlab.zoo.load import check_weights_file
 
 # What the benchmark JSON must say of its attack: AutoAttack, standard, at the original counts.
 STANDARD_ATTACK = {"name": "autoattack", "version": "standard", "steps": 100,
@@ -124,10 +125,7 @@ def replace_evaluation(name: str, *, benchmark: str | os.PathLike[str],
     name = check_name(name)
     card_file = card_path(name, zoo_dir)
     card = read_card(name, zoo_dir)
-    weights_file = card_file.with_name(card["weights"]["file"])
-    if not weights_file.is_file() or file_sha256(weights_file) != card["weights"]["sha256"]:
-        raise ZooError(f"{weights_file}: missing or not the file of {card_file.name}'s "
-                       f"weights.sha256 {card['weights']['sha256']}: refusing to re-evaluate it")
+    check_weights_file(card, card_file, refusing="re-evaluate it")
     threat = card["threat_model"]
     bench = _checked_benchmark(Path(benchmark), card["weights"]["tensors_sha256"],
                                f"entry {name}'s weights",

@@ -35,8 +35,9 @@ def load_pretrained(name: str, *, device: str = "auto",
     return model.to(resolve_device(device)).eval()
 
 
-def check_weights_file(card: dict[str, Any], path: Path) -> Path:
-    """The entry's weights file, beside its card, with the card's SHA-256."""
+def check_weights_file(card: dict[str, Any], path: Path, *, refusing: str = "load it") -> Path:
+    """The entry's weights file, beside its card, with the card's SHA-256 (else one line ending
+    "refusing to `refusing`")."""
     weights = path.parent / str(card["weights"]["file"])
     if weights.parent != path.parent or not weights.is_file():
         raise ZooError(f"{weights}: weights file of pretrained model {card['name']!r} not "
@@ -44,7 +45,7 @@ def check_weights_file(card: dict[str, Any], path: Path) -> Path:
     digest, expected = file_sha256(weights), str(card["weights"]["sha256"]).lower()
     if digest != expected:
         raise ZooError(f"{weights}: SHA-256 {digest} does not match the model card's "
-                       f"{expected} ({path}); refusing to load it")
+                       f"{expected} ({path}); refusing to {refusing}")
     return weights
 
 
